@@ -1,0 +1,90 @@
+"""Shared test configuration: backend facts, ../shared data, the 1.0.1 oracle."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SHARED_DATA = SHARED / "data"
+ORACLE_DIR = ROOT / ".oracle" / "sm101"
+BACKEND = keras.backend.backend()
+ON_TF = BACKEND == "tensorflow"
+IN_CI = bool(os.environ.get("CI"))
+
+
+def pytest_report_header(config):
+    return f"keras {keras.__version__}, backend {BACKEND}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    """Each test starts with a clean Keras graph/name state and fixed seeds."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    yield
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ../shared/data, or skip with a clear reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        if IN_CI:
+            pytest.fail(f"{path} is missing in CI: ../shared must be beside the project")
+        pytest.skip(f"{path} is absent (../shared is only present beside the project's own checkout)")
+    return path
+
+
+def run_oracle(script: str, cwd: Path, timeout: int = 600) -> str:
+    """Run `script` with segmentation_models 1.0.1 (tf.keras) in a subprocess; return its stdout.
+
+    The oracle is installed by `make test` into .oracle/sm101 (never imported in this process:
+    it shares our import name).
+    """
+    if not (ORACLE_DIR / "segmentation_models").exists():
+        if IN_CI:
+            pytest.fail(f"segmentation_models 1.0.1 oracle missing at {ORACLE_DIR}; `make test` installs it")
+        pytest.skip(f"segmentation_models 1.0.1 oracle not installed at {ORACLE_DIR} (run `make test`)")
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=str(ORACLE_DIR),
+        SM_FRAMEWORK="tf.keras",
+        KERAS_BACKEND="tensorflow",
+        TF_CPP_MIN_LOG_LEVEL="3",
+        CUDA_VISIBLE_DEVICES="",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=str(cwd),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"oracle script failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc.stdout
+
+
+def run_fresh_python(script: str, cwd: Path, timeout: int = 600, env_extra: dict | None = None) -> str:
+    """Run `script` in a fresh interpreter with the current backend; return stdout."""
+    env = dict(os.environ)
+    env["KERAS_BACKEND"] = BACKEND
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(env_extra or {})
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=str(cwd), env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"fresh-process script failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc.stdout
