@@ -1,0 +1,105 @@
+"""The backbone registry: one `BackboneSpec` per name, filled by the family modules."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import keras
+
+__all__ = [
+    "BackboneSpec",
+    "register_backbone",
+    "get_backbone_spec",
+    "available_backbones",
+    "suggest_names",
+]
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything the package knows about one backbone.
+
+    Attributes:
+        name: registry name, e.g. ``"resnet34"``.
+        family: family name, e.g. ``"resnet"``; one family shares a builder.
+        builder: ``builder(input_tensor, **options) -> keras.Model`` (functional, no classifier top).
+        features: ``{stride: layer name}`` for the feature maps the backbone exposes
+            (strides 1..32 where present); the name at the largest stride is the encoder output.
+        channels: ``{stride: channels}`` of those feature maps.
+        default_skips: layer names 1.0.1 used as Unet/FPN skips, deepest first
+            (``encoder_features='default'``).
+        preprocessing: the 1.0.1 preprocessing mode, see `segmentation_models.preprocessing`.
+        first_conv: name of the layer whose kernel sees the input channels (for channel adaptation).
+        input_channel_layers: layers with per-input-channel parameters (e.g. ResNet's ``bn_data``).
+        min_input_size: smallest spatial size the backbone accepts.
+        can_dilate: whether DeepLab-style output strides 8/16 are supported.
+        description: a line for docs and `segmentation-models info`.
+    """
+
+    name: str
+    family: str
+    builder: Callable[..., keras.Model]
+    features: Mapping[int, str]
+    channels: Mapping[int, int]
+    default_skips: Sequence[str | int]
+    preprocessing: str = "identity"
+    first_conv: str | None = None
+    input_channel_layers: Sequence[str] = ()
+    min_input_size: int = 32
+    can_dilate: bool = False
+    description: str = ""
+    builder_options: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def output_stride(self) -> int:
+        return max(self.features)
+
+    def build(self, input_tensor, **options) -> keras.Model:
+        """Build the backbone on ``input_tensor`` and return it as a functional model."""
+        merged = dict(self.builder_options)
+        merged.update(options)
+        return self.builder(input_tensor, **merged)
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    """Add ``spec`` to the registry (a name can be registered once)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"backbone {spec.name!r} is already registered")
+    missing = set(spec.features) ^ set(spec.channels)
+    if missing:
+        raise ValueError(f"{spec.name}: features and channels disagree on strides {sorted(missing)}")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def suggest_names(name: str, choices: Sequence[str], n: int = 5) -> list[str]:
+    """Close matches for ``name`` among ``choices`` (prefix matches first)."""
+    lowered = str(name).lower()
+    close = difflib.get_close_matches(lowered, choices, n=n, cutoff=0.5)
+    prefix = [c for c in choices if c.startswith(lowered[:4]) and c not in close]
+    return (close + prefix)[:n]
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    """Return the spec of ``name`` or raise a ValueError that lists close names."""
+    if not isinstance(name, str):
+        raise ValueError(f"backbone_name must be a string such as 'resnet34', got {name!r}")
+    spec = _REGISTRY.get(name) or _REGISTRY.get(name.lower())
+    if spec is None:
+        close = suggest_names(name, sorted(_REGISTRY))
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"Unknown backbone {name!r}.{hint} "
+            f"Available backbones: {', '.join(sorted(_REGISTRY))} "
+            "(see segmentation_models.get_available_backbone_names())."
+        )
+    return spec
+
+
+def available_backbones() -> list[str]:
+    """Names of all registered backbones, in registration order."""
+    return list(_REGISTRY)

@@ -1,0 +1,80 @@
+"""Input preprocessing of each backbone, numerically equal to segmentation_models 1.0.1's.
+
+Modes (the keras-applications names):
+- ``identity``: nothing (ResNet/ResNeXt of image-classifiers normalise inside, in ``bn_data``);
+- ``caffe``: RGB -> BGR, then subtract the ImageNet mean pixel (VGG);
+- ``tf``: scale to [-1, 1] (MobileNet, Inception, Xception);
+- ``torch``: scale to [0, 1], then ImageNet mean/std per channel (DenseNet, SE-Nets, EfficientNet).
+
+Unlike 1.0.1, the input array is never modified in place. Inputs with other than 3 channels
+(grayscale, multispectral) get the per-channel statistics cycled over their channels.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["PREPROCESSING_MODES", "preprocess_input", "get_preprocessing"]
+
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+PREPROCESSING_MODES = ("identity", "caffe", "tf", "torch")
+
+
+def _cycled(values, channels: int) -> np.ndarray:
+    return np.array([values[i % len(values)] for i in range(channels)], dtype="float32")
+
+
+def preprocess_input(x, mode: str = "identity"):
+    """Apply a 1.0.1 preprocessing ``mode`` to images ``x`` (..., H, W, C) with values in 0..255."""
+    if mode not in PREPROCESSING_MODES:
+        raise ValueError(f"unknown preprocessing mode {mode!r}; choose one of {PREPROCESSING_MODES}")
+    if mode == "identity":
+        return x
+    if not isinstance(x, np.ndarray) and not np.isscalar(x):
+        try:  # backend tensors: compute with keras.ops
+            return _preprocess_tensor(x, mode)
+        except ImportError:  # pragma: no cover
+            pass
+    x = np.asarray(x)
+    x = x.astype("float32") if not np.issubdtype(x.dtype, np.floating) else x.copy()
+    channels = x.shape[-1]
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    if mode == "torch":
+        return (x / 255.0 - _cycled(IMAGENET_MEAN_RGB, channels)) / _cycled(IMAGENET_STD_RGB, channels)
+    # caffe
+    if channels == 3:
+        x = x[..., ::-1]
+    return x - _cycled(CAFFE_MEAN_BGR, channels)
+
+
+def _preprocess_tensor(x, mode: str):
+    from keras import ops
+
+    x = ops.cast(x, "float32")
+    channels = x.shape[-1]
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    if mode == "torch":
+        return (x / 255.0 - _cycled(IMAGENET_MEAN_RGB, channels)) / _cycled(IMAGENET_STD_RGB, channels)
+    if channels == 3:
+        x = ops.flip(x, axis=-1)
+    return x - _cycled(CAFFE_MEAN_BGR, channels)
+
+
+def get_preprocessing(name: str) -> Callable:
+    """The preprocessing function of backbone ``name`` (1.0.1 API): ``f(images) -> images``."""
+    from .backbones import get_backbone_spec
+
+    mode = get_backbone_spec(name).preprocessing
+
+    def preprocessing(x, **kwargs):
+        return preprocess_input(x, mode=mode)
+
+    preprocessing.__name__ = f"preprocess_{name}"
+    preprocessing.__doc__ = f"{name} preprocessing ({mode!r} mode); images in 0..255, channels last."
+    preprocessing.mode = mode  # type: ignore[attr-defined]
+    return preprocessing

@@ -1,0 +1,61 @@
+"""Argument checks shared by every public builder: fail early, say what is wrong and how to fix it."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+
+__all__ = ["check_classes", "check_activation", "check_input_shape", "nearest_multiples", "check_choice"]
+
+
+def check_classes(classes) -> int:
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        raise ValueError(f"classes must be an integer >= 1 (1 for a binary mask), got {classes!r}")
+    return classes
+
+
+def check_activation(activation):
+    """Accept a Keras activation name, a callable or None; raise a ValueError listing valid names."""
+    if activation is None or callable(activation):
+        return activation
+    try:
+        keras.activations.get(activation)
+    except (ValueError, TypeError):
+        valid = ["sigmoid", "softmax", "linear", "relu", "tanh", "softplus", "swish", "None (logits)"]
+        raise ValueError(f"Unknown activation {activation!r}; use one of {valid} or a callable.") from None
+    return activation
+
+
+def check_choice(name: str, value, choices: Sequence) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def nearest_multiples(size: int, multiple: int) -> tuple[int, int]:
+    """The multiples of ``multiple`` just below and above ``size``."""
+    below = max(multiple, (size // multiple) * multiple)
+    above = -(-size // multiple) * multiple
+    return below, above
+
+
+def check_input_shape(input_shape, multiple: int = 32, min_size: int = 32) -> tuple:
+    """Validate (H, W, C) with H, W None or a multiple of ``multiple``; C must be known."""
+    if input_shape is None or len(tuple(input_shape)) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), e.g. (256, 256, 3); got {input_shape!r}")
+    h, w, c = tuple(input_shape)
+    if c is None or not isinstance(c, int) or c < 1:
+        raise ValueError(f"the number of input channels must be a positive integer, got input_shape={input_shape!r}")
+    for label, size in (("height", h), ("width", w)):
+        if size is None:
+            continue
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"input {label} must be a positive integer or None, got {size!r}")
+        if size < min_size:
+            raise ValueError(f"input {label} {size} is smaller than this backbone's minimum {min_size}")
+        if multiple > 1 and size % multiple:
+            below, above = nearest_multiples(size, multiple)
+            raise ValueError(
+                f"input {label} {size} is not divisible by {multiple}; the nearest valid sizes are "
+                f"{below} and {above} (resize or pad your images, or use None for a variable size)."
+            )
+    return (h, w, c)

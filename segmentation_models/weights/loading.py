@@ -1,0 +1,153 @@
+"""Loading weights into models by layer name, with checks that name what does not fit."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import h5py
+import keras
+import numpy as np
+
+__all__ = [
+    "read_h5_weights",
+    "assign_weights_by_name",
+    "load_weights_file",
+    "is_keras3_weights_file",
+    "WeightsMismatchError",
+]
+
+
+class WeightsMismatchError(ValueError):
+    """A weights file does not fit the model (other backbone, other shapes, missing tensors)."""
+
+
+def _decode(values) -> list[str]:
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def is_keras3_weights_file(path: str | os.PathLike) -> bool:
+    """True for files written by Keras 3 ``save_weights`` (``.weights.h5``, keyed by position)."""
+    with h5py.File(path, "r") as f:
+        return "layer_names" not in f.attrs and "model_weights" not in f and "layers" in f
+
+
+def read_h5_weights(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
+    """Read a Keras 2 style HDF5 weights file (keras-applications, image-classifiers, 1.0.1 models).
+
+    Returns ``{layer name: [arrays in the layer's weight order]}`` for layers that have weights.
+    """
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise WeightsMismatchError(f"{path} is not a readable HDF5 weights file: {err}") from err
+    with f:
+        group = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in group.attrs:
+            raise WeightsMismatchError(
+                f"{path} is not a layer-keyed HDF5 weights file (no 'layer_names' attribute); "
+                "files written by Keras 3 `save_weights` (.weights.h5) are loaded with model.load_weights."
+            )
+        out: dict[str, list[np.ndarray]] = {}
+        for name in _decode(group.attrs["layer_names"]):
+            g = group[name]
+            names = _decode(g.attrs.get("weight_names", []))
+            if names:
+                out[name] = [np.asarray(g[w]) for w in names]
+        return out
+
+
+def _layers_with_weights(model: keras.Model) -> dict[str, keras.layers.Layer]:
+    found: dict[str, keras.layers.Layer] = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found.update(_layers_with_weights(layer))
+        elif layer.weights:
+            found[layer.name] = layer
+    return found
+
+
+Adapter = Callable[[keras.layers.Layer, list], "list | None"]
+
+
+def assign_weights_by_name(
+    model: keras.Model,
+    weights: Mapping[str, Sequence[np.ndarray]],
+    *,
+    required: Iterable[str] | None = None,
+    source: str = "weights file",
+    adapt: Adapter | None = None,
+    allow_unused: bool = False,
+) -> list[str]:
+    """Set the weights of ``model``'s layers from ``weights`` (``{layer name: arrays}``).
+
+    Args:
+        required: layer names that must receive weights (default: every layer of the model
+            with weights); a missing one is an error.
+        adapt: called as ``adapt(layer, arrays)`` when shapes differ; returns arrays that fit or None.
+        allow_unused: accept layers in ``weights`` that the model does not have.
+
+    Returns the names of the layers that were set. Raises `WeightsMismatchError` naming the
+    missing, unexpected and mis-shaped layers.
+    """
+    layers = _layers_with_weights(model)
+    required = set(layers if required is None else required) & set(layers)
+    unexpected = sorted(set(weights) - set(layers))
+    missing = sorted(required - set(weights))
+    problems: list[str] = []
+    if unexpected and not allow_unused:
+        problems.append(f"{len(unexpected)} layer(s) in the {source} are not in the model: {_few(unexpected)}")
+    if missing:
+        problems.append(f"{len(missing)} model layer(s) have no weights in the {source}: {_few(missing)}")
+    assignments = []
+    for name, arrays in weights.items():
+        layer = layers.get(name)
+        if layer is None:
+            continue
+        arrays = [np.asarray(a) for a in arrays]
+        expected = [tuple(v.shape) for v in layer.weights]
+        got = [tuple(a.shape) for a in arrays]
+        if expected != got and adapt is not None:
+            adapted = adapt(layer, arrays)
+            if adapted is not None:
+                arrays, got = adapted, [tuple(a.shape) for a in adapted]
+        if expected != got:
+            problems.append(f"layer {name!r}: {source} has shapes {got}, model expects {expected}")
+            continue
+        assignments.append((layer, arrays))
+    if problems:
+        raise WeightsMismatchError(
+            f"The {source} does not fit this model ({model.name}):\n  - " + "\n  - ".join(problems)
+            + "\nIs it a file for another backbone or another input channel count?"
+        )
+    for layer, arrays in assignments:
+        layer.set_weights(arrays)
+    return [layer.name for layer, _ in assignments]
+
+
+def _few(names: Sequence[str], n: int = 6) -> str:
+    shown = ", ".join(repr(x) for x in names[:n])
+    return shown + (f", ... ({len(names) - n} more)" if len(names) > n else "")
+
+
+def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
+    """Load full-model weights from ``path`` into ``model``.
+
+    Accepts Keras 2 style HDF5 files keyed by layer name (as saved by segmentation_models 1.0.1),
+    Keras 3 ``.weights.h5`` files, and ``.keras`` model archives (weights copied by layer name).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    if path.suffix == ".keras":
+        other = keras.saving.load_model(path, compile=False)
+        arrays = {n: [np.asarray(w) for w in l.get_weights()] for n, l in _layers_with_weights(other).items()}
+        assign_weights_by_name(model, arrays, source=f"model file {path.name}")
+        return
+    if is_keras3_weights_file(path):
+        try:
+            model.load_weights(str(path))
+        except ValueError as err:
+            raise WeightsMismatchError(f"{path} does not fit this model: {err}") from err
+        return
+    assign_weights_by_name(model, read_h5_weights(path), source=f"weights file {path.name}")
