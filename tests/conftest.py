@@ -88,3 +88,56 @@ def run_fresh_python(script: str, cwd: Path, timeout: int = 600, env_extra: dict
     if proc.returncode != 0:
         raise AssertionError(f"fresh-process script failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc.stdout
+
+
+class _ReloadChecker:
+    """Collects saved `.keras` models; reloads them all in one fresh process at session end."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.items: list[tuple[str, str, str, str]] = []
+
+    def add(self, model_path: Path, x, expected, label: str) -> None:
+        import numpy as np
+
+        i = len(self.items)
+        xp, yp = self.folder / f"x{i}.npy", self.folder / f"y{i}.npy"
+        np.save(xp, x)
+        np.save(yp, expected)
+        self.items.append((str(model_path), str(xp), str(yp), label))
+
+    def verify(self) -> None:
+        import json
+
+        if not self.items:
+            return
+        manifest = self.folder / "manifest.json"
+        manifest.write_text(json.dumps(self.items))
+        out = run_fresh_python(
+            f"""
+            import json, sys
+            import numpy as np
+            import keras
+            import segmentation_models  # noqa: F401  (registers the package's Keras objects)
+            bad = []
+            for model_path, xp, yp, label in json.load(open({str(manifest)!r})):
+                m = keras.saving.load_model(model_path, safe_mode=True)
+                got = keras.ops.convert_to_numpy(m(np.load(xp), training=False))
+                err = float(np.abs(got - np.load(yp)).max())
+                if not err <= 1e-6:
+                    bad.append((label, err))
+            print(json.dumps({{"checked": len(json.load(open({str(manifest)!r}))), "bad": bad}}))
+            """,
+            cwd=self.folder,
+        )
+        result = json.loads(out.strip().splitlines()[-1])
+        assert not result["bad"], f"fresh-process reload differs: {result['bad']}"
+
+
+@pytest.fixture(scope="session")
+def reload_checker(tmp_path_factory):
+    """Session fixture: `check_model` hands it saved models; at the end one fresh process reloads them all
+    (safe_mode on, no custom_objects, only keras and segmentation_models imported) and compares predictions."""
+    checker = _ReloadChecker(tmp_path_factory.mktemp("fresh_reload"))
+    yield checker
+    checker.verify()
