@@ -43,6 +43,7 @@ def check_model(
     output_shape: tuple | None = None,
     label: str = "",
     aux_classes: int | None = None,
+    learning_rate: float = 1e-3,
 ) -> keras.Model:
     """Build, forward shape, a few train steps lower the loss, `.keras` save/reload equality.
 
@@ -72,7 +73,7 @@ def check_model(
         y = [y, np.eye(aux_classes, dtype="float32")[rng.integers(0, aux_classes, size=2)]]
         loss = [loss, keras.losses.CategoricalCrossentropy(from_logits=True)]
     # run_eagerly: no graph tracing/compilation, which dominates the cost of a few steps on small inputs
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, run_eagerly=True)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, run_eagerly=True)
     losses = [float(np.atleast_1d(model.train_on_batch(x, y))[0]) for _ in range(steps)]
     assert np.isfinite(losses).all(), losses
     assert losses[-1] < losses[0], f"loss did not fall over {steps} steps: {losses}"
