@@ -33,8 +33,9 @@ def _build(arch, backbone="resnet18", **kwargs):
 @pytest.mark.parametrize("backbone", BACKBONES)
 @pytest.mark.parametrize("arch", list(SMALL))
 def test_architecture_trains_and_reloads(arch, backbone, tmp_path, reload_checker):
-    # a small learning rate: random VGG features are tiny and Adam's first steps at 1e-3 overshoot
-    check_model(lambda: _build(arch, backbone), SHAPE, 1, tmp_path, reload_checker, steps=3,
+    # random VGG (no batch norm) is unstable under Adam: train the decoder on the frozen encoder there
+    freeze = backbone.startswith("vgg")
+    check_model(lambda: _build(arch, backbone, encoder_freeze=freeze), SHAPE, 1, tmp_path, reload_checker, steps=3,
                 learning_rate=1e-4, label=f"{arch}-{backbone}")
 
 
