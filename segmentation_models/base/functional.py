@@ -577,7 +577,8 @@ def score_from_stats(tp, fp, fn, tn, metric: str = "iou", reduction: str = "micr
         if class_weights is None:
             raise ValueError(f"reduction={reduction!r} needs class_weights")
         w = check_class_weights(class_weights, tp.shape[-1], tuple(tp.shape))
-        w = ops.convert_to_tensor(np.asarray(w, "float32") / np.sum(w))
+        w = np.asarray(w, "float32")
+        w = ops.convert_to_tensor(w / np.sum(w, dtype="float32"))
     else:
         w = None
 
