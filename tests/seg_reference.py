@@ -209,7 +209,7 @@ def get_stats(output, target, mode, ignore_index=None, threshold=None, num_class
     output, target = np.asarray(output), np.asarray(target)
     b = output.shape[0]
     if mode == "multiclass":
-        labels = output.argmax(-1) if output.ndim == 4 and output.shape[-1] > 1 else output.reshape(output.shape[:3])
+        labels = output.argmax(-1) if output.dtype.kind == "f" else output.reshape(output.shape[:3])
         c = num_classes or output.shape[-1]
         tgt = target[..., 0] if target.ndim == 4 else target
         res = np.zeros((4, b, c))

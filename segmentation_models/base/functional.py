@@ -491,15 +491,14 @@ def get_stats(output, target, mode: str, ignore_index=None, threshold=None, num_
     if mode == "multiclass":
         if threshold is not None:
             raise ValueError("threshold is not used in 'multiclass' mode (the predicted class is the argmax)")
-        if len(output.shape) == len(target.shape) and output.shape[-1] not in (1, None) or (
-                len(output.shape) == len(target.shape) + 1):
+        if out_float:  # scores (B, ..., C): the predicted class is the argmax
             classes = output.shape[-1]
             labels_out = ops.cast(ops.argmax(output, axis=-1), "float32")
-        else:
+        else:  # integer labels (B, ...) or (B, ..., 1)
             if num_classes is None:
                 raise ValueError("num_classes is needed in 'multiclass' mode when output holds integer labels")
             classes = int(num_classes)
-            labels_out = output[..., 0] if len(output.shape) == len(target.shape) and output.shape[-1] == 1 else output
+            labels_out = output[..., 0] if len(output.shape) == 4 and output.shape[-1] == 1 else output
         if num_classes is not None and int(num_classes) != classes:
             raise ValueError(f"num_classes={num_classes} but output with shape {tuple(output.shape)} has {classes}")
         if len(target.shape) == len(labels_out.shape) + 1:
