@@ -10,7 +10,7 @@ import keras
 
 from ..validation import check_input_shape
 from ..weights import assign_weights_by_name, fetch_weights, get_weights_entry, read_h5_weights
-from ..weights.loading import WeightsMismatchError
+from ..weights.loading import WeightsMismatchError, assign_weights
 from .registry import BackboneSpec, get_backbone_spec
 
 logger = logging.getLogger("segmentation_models")
@@ -112,7 +112,7 @@ def check_pretrained_channels(spec: BackboneSpec, channels: int, encoder_weights
 def load_encoder_weights(model: keras.Model, spec: BackboneSpec, encoder_weights) -> None:
     path, source = resolve_weights_path(spec.name, encoder_weights)
     weights = read_h5_weights(path)
-    assign_weights_by_name(model, weights, source=source)
+    assign_weights(model, weights, source=source)
     logger.info("loaded %s into %s", source, spec.name)
 
 
