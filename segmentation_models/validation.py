@@ -5,7 +5,7 @@ from typing import Sequence
 
 import keras
 
-__all__ = ["check_classes", "check_activation", "check_input_shape", "check_choice"]
+__all__ = ["check_classes", "check_activation", "check_input_shape", "check_choice", "check_positive_int", "check_dropout"]
 
 
 def check_classes(classes) -> int:
@@ -49,3 +49,17 @@ def check_input_shape(input_shape, min_size: int = 32) -> tuple:
                 f"resize or pad your images to at least {min_size}x{min_size}."
             )
     return (h, w, c)
+
+
+# ---- decoder hyper-parameters ----------------------------------------------------------------------
+def check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_dropout(name: str, value):
+    """``None`` (no dropout) or a rate in [0, 1)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1):
+        raise ValueError(f"{name} must be None or a dropout rate in [0, 1), got {value!r}")
+    return value

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -15,6 +16,7 @@ __all__ = [
     "load_weights_file",
     "is_keras3_weights_file",
     "WeightsMismatchError",
+    "match_auto_named_layers",
 ]
 
 
@@ -150,4 +152,38 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
         except ValueError as err:
             raise WeightsMismatchError(f"{path} does not fit this model: {err}") from err
         return
-    assign_weights_by_name(model, read_h5_weights(path), source=f"weights file {path.name}")
+    weights = match_auto_named_layers(model, read_h5_weights(path))
+    assign_weights_by_name(model, weights, source=f"weights file {path.name}")
+
+
+# ---- layers that 1.0.1 left unnamed ----------------------------------------------------------------------
+_AUTO_NAME = re.compile(r"^(?P<kind>[a-z0-9_]+?)(_\d+)?$")
+
+
+def _snake_case(class_name: str) -> str:
+    """Keras' automatic layer name stem: Conv2D -> conv2d, Conv2DTranspose -> conv2d_transpose."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def match_auto_named_layers(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    """Rename the file's auto-named layers (e.g. 1.0.1 Linknet's final ``conv2d_7``) to the model's names.
+
+    A file layer is renamed only when it is the one file layer of its kind (``conv2d``) that the model lacks,
+    the model has exactly one layer of that class without weights in the file, and the shapes agree.
+    """
+    layers = _layers_with_weights(model)
+    unexpected = [n for n in weights if n not in layers]
+    missing = [layers[n] for n in layers if n not in weights]
+    renamed = dict(weights)
+    for layer in missing:
+        kind = _snake_case(type(layer).__name__)
+        same_kind = [n for n in unexpected if (m := _AUTO_NAME.match(n)) and m.group("kind") == kind]
+        missing_same_kind = [l for l in missing if type(l) is type(layer)]
+        if len(same_kind) != 1 or len(missing_same_kind) != 1:
+            continue
+        arrays = weights[same_kind[0]]
+        if [tuple(np.shape(a)) for a in arrays] == [tuple(v.shape) for v in layer.weights]:
+            renamed[layer.name] = renamed.pop(same_kind[0])
+            unexpected.remove(same_kind[0])
+    return renamed
