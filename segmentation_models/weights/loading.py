@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -17,6 +18,7 @@ __all__ = [
     "WeightsMismatchError",
     "assign_weights",
     "assign_weights_by_order",
+    "match_auto_named_layers",
 ]
 
 
@@ -152,7 +154,8 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
         except ValueError as err:
             raise WeightsMismatchError(f"{path} does not fit this model: {err}") from err
         return
-    assign_weights(model, read_h5_weights(path), source=f"weights file {path.name}")
+    weights = match_auto_named_layers(model, read_h5_weights(path))
+    assign_weights(model, weights, source=f"weights file {path.name}")
 
 
 # --- loading by topological order (branch bb101) -----------------------------------------------
@@ -160,8 +163,6 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
 # so their published files (and the weights of models saved with segmentation_models 1.0.1) carry
 # Keras' auto-generated names ('conv2d_17'), which depend on the session that wrote them. Keras 2
 # loaded such files by position; `assign_weights` does the same when matching by name fails.
-import re  # noqa: E402
-
 _AUTO_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z][a-z0-9]*)*(_\d+)?$")
 _KERAS_CLASS_NAMES = ("conv2d", "batch_normalization", "dense", "depthwise_conv2d", "separable_conv2d",
                       "conv2d_transpose")
@@ -241,3 +242,35 @@ def assign_weights(model: keras.Model, weights: Mapping[str, Sequence[np.ndarray
             return assign_weights_by_order(model, weights, source=source)
         except WeightsMismatchError as by_order:
             raise WeightsMismatchError(f"{by_name}\nMatching by position (Keras 2 style) failed too: {by_order}") from None
+
+# ---- layers that 1.0.1 left unnamed ----------------------------------------------------------------------
+_AUTO_NAME_KIND = re.compile(r"^(?P<kind>[a-z0-9_]+?)(_\d+)?$")
+
+
+def _snake_case(class_name: str) -> str:
+    """Keras' automatic layer name stem: Conv2D -> conv2d, Conv2DTranspose -> conv2d_transpose."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def match_auto_named_layers(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    """Rename the file's auto-named layers (e.g. 1.0.1 Linknet's final ``conv2d_7``) to the model's names.
+
+    A file layer is renamed only when it is the one file layer of its kind (``conv2d``) that the model lacks,
+    the model has exactly one layer of that class without weights in the file, and the shapes agree.
+    """
+    layers = _layers_with_weights(model)
+    unexpected = [n for n in weights if n not in layers]
+    missing = [layers[n] for n in layers if n not in weights]
+    renamed = dict(weights)
+    for layer in missing:
+        kind = _snake_case(type(layer).__name__)
+        same_kind = [n for n in unexpected if (m := _AUTO_NAME_KIND.match(n)) and m.group("kind") == kind]
+        missing_same_kind = [l for l in missing if type(l) is type(layer)]
+        if len(same_kind) != 1 or len(missing_same_kind) != 1:
+            continue
+        arrays = weights[same_kind[0]]
+        if [tuple(np.shape(a)) for a in arrays] == [tuple(v.shape) for v in layer.weights]:
+            renamed[layer.name] = renamed.pop(same_kind[0])
+            unexpected.remove(same_kind[0])
+    return renamed
