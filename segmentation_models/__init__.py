@@ -17,6 +17,7 @@ from . import backbones, weights
 from .backbones import available_backbones as _available_backbones
 from .decoders import Unet
 from .decoders import FPN, Linknet, PSPNet
+from .decoders import DeepLabV3, DeepLabV3Plus, MAnet, PAN, UnetPlusPlus, UPerNet
 from .factory import available_architectures, create_model
 from .preprocessing import get_preprocessing
 from . import utils
@@ -61,3 +62,4 @@ __all__ = [
     "set_framework", "framework", "get_preprocessing", "get_available_backbone_names", "Backbones",
     "losses", "metrics", "utils", "backbones", "weights", "__version__",
 ]
+__all__ += ["UnetPlusPlus", "MAnet", "PAN", "DeepLabV3", "DeepLabV3Plus", "UPerNet"]
