@@ -5,3 +5,9 @@ from .unet import Unet
 ARCHITECTURES = {"Unet": Unet}
 
 __all__ = ["ARCHITECTURES", "Unet"]
+
+# ---- SegFormer ----
+from .segformer import SegFormer  # noqa: E402
+
+ARCHITECTURES["SegFormer"] = SegFormer
+__all__ += ["SegFormer"]
