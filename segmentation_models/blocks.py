@@ -127,7 +127,8 @@ def pyramid_pooling_branch(x, bins: int, filters: int, *, name: str, pooling: st
     y = conv_bn_act(y, filters, 1, name=name, use_batchnorm=use_batchnorm)
     return ResizeToReference(name=f"{name}_upsampling")([y, x])
 
-# =====================================================================================================
+# ==============================================================================================
+
 # Blocks of segmentation_models_pytorch's decoders (Unet++, MAnet, PAN, DeepLabV3/V3+, UPerNet):
 # resizing to another tensor's size, the Unet decoder block, scSE attention, ASPP, pyramid pooling,
 # MAnet's PAB/MFAB, PAN's FPA/GAU and the auxiliary classification head.
@@ -340,3 +341,45 @@ def classification_head(x, classes: int, pooling: str = "avg", dropout: float | 
     x = layers.Dense(classes, name=f"{name}_dense")(x)
     act = activation if activation is not None else "linear"
     return layers.Activation(act, name=f"{name}_{_act_name(act)}", dtype="float32")(x)
+# ---- stochastic depth (transformer encoders) and upsampled heads (SegFormer) ---------------------
+import keras  # noqa: E402
+
+
+@keras.saving.register_keras_serializable(package="segmentation_models")
+class StochasticDepth(layers.Layer):
+    """Drop a residual branch per sample with probability ``rate`` in training (DropPath); identity otherwise."""
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"StochasticDepth rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (keras.ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        noise = keras.random.uniform(shape, seed=self.seed_generator, dtype=x.dtype)
+        mask = keras.ops.floor(keep + noise)
+        return x / keep * mask
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rate=self.rate, seed=self.seed)
+        return config
+
+
+def upsampled_segmentation_head(x, classes: int, activation, upsampling: int, *, kernel_size: int = 1,
+                                name: str = "final_conv"):
+    """Convolution to ``classes`` channels, bilinear x``upsampling``, output activation (float32)."""
+    x = layers.Conv2D(classes, kernel_size, padding="same", use_bias=True, kernel_initializer="glorot_uniform", name=name)(x)
+    if upsampling > 1:
+        x = layers.UpSampling2D(size=upsampling, interpolation="bilinear", name=f"{name}_upsampling")(x)
+    act = activation if activation is not None else "linear"
+    return layers.Activation(act, name=_act_name(act), dtype="float32")(x)

@@ -24,3 +24,9 @@ from .upernet import UPerNet  # noqa: E402
 ARCHITECTURES.update({"UnetPlusPlus": UnetPlusPlus, "MAnet": MAnet, "PAN": PAN, "DeepLabV3": DeepLabV3,
                       "DeepLabV3Plus": DeepLabV3Plus, "UPerNet": UPerNet})
 __all__ += ["UnetPlusPlus", "MAnet", "PAN", "DeepLabV3", "DeepLabV3Plus", "UPerNet"]
+
+# ---- SegFormer ----
+from .segformer import SegFormer  # noqa: E402
+
+ARCHITECTURES["SegFormer"] = SegFormer
+__all__ += ["SegFormer"]

@@ -164,3 +164,17 @@ for _bb, _sha256 in {  # efficientnet 1.0.0 WEIGHTS_HASHES (no-top, autoaugment)
     register_weights(f"efficientnet{_bb}", "imagenet",
                      _EFF + f"efficientnet-{_bb}_weights_tf_dim_ordering_tf_kernels_autoaugment_notop.h5",
                      _sha256, source="efficientnet 1.0.0")
+
+# --- MiT (SegFormer) encoders: NVIDIA's ImageNet-1k checkpoints, safetensors, converted on load ----
+# Hugging Face tensor names (SegformerForImageClassification); the classifier is dropped on load.
+# Only files whose published sha256 could be verified are registered (mit_b0/b2/b4: none yet).
+_HF = "https://huggingface.co/nvidia/{repo}/resolve/{commit}/model.safetensors"
+for _bb, (_commit, _sha256) in {
+    "mit_b1": ("44575a0572f5374ed1e5b4e46ec8276222f6ffe8", "4c19537dff32bbaa876174c371759ac1046c980bbf8096273bb03261429bdce1"),
+    "mit_b3": ("4c2f314b6a213100cb822264a737f39d1ce062b8", "8de18cbe1efd929b0caa6b54edb92a4524e10e4d6f9468645933af15f5b2923e"),
+    "mit_b5": ("8c15ac959fdc3130572f9320d6955cef46046a72", "ce3ad22d97c4352b2f28a5a732f547de19b9a03a8be2e769e12ff07c34febec0"),
+}.items():
+    register_weights(
+        _bb, "imagenet", _HF.format(repo=_bb.replace("_", "-"), commit=_commit), _sha256,
+        filename=f"{_bb}_imagenet_nvidia.safetensors", format="safetensors", source="nvidia (Hugging Face hub)",
+    )
