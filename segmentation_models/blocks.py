@@ -51,19 +51,84 @@ def conv_bn_act(
 
 
 def segmentation_head(x, classes: int, activation, *, kernel_size: int = 3, name: str = "final_conv",
-                      upsampling: int = 1):
-    """The final convolution to ``classes`` channels and the output activation (float32 under mixed precision).
-
-    ``upsampling`` > 1 resizes the logits bilinearly by that factor before the activation (SMP's head).
-    """
+                      upsampling: int = 1, upsampling_name: str = "final_upsampling"):
+    """The final convolution to ``classes`` channels, an optional bilinear x``upsampling`` and the output
+    activation (float32 under mixed precision)."""
     x = layers.Conv2D(classes, kernel_size, padding="same", use_bias=True, kernel_initializer="glorot_uniform", name=name)(x)
     if upsampling > 1:
-        x = layers.UpSampling2D(size=upsampling, interpolation="bilinear", name=f"{name}_upsampling")(x)
+        x = layers.UpSampling2D(upsampling, interpolation="bilinear", name=upsampling_name)(x)
     act = activation if activation is not None else "linear"
     return layers.Activation(act, name=_act_name(act), dtype="float32")(x)
 
 
-# =====================================================================================================
+# ---- pyramid pooling at any input size (PSPNet; usable by other pyramid modules) ------------------------
+def _bilinear_matrix(out_size, in_size, dtype):
+    """(out_size, in_size) weights of half-pixel bilinear resizing (as ``tf.image.resize``/UpSampling2D)."""
+    scale = ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
+    position = (ops.cast(ops.arange(out_size), "float32") + 0.5) * scale - 0.5
+    position = ops.clip(position, 0.0, ops.cast(in_size, "float32") - 1.0)
+    source = ops.cast(ops.arange(in_size), "float32")
+    return ops.cast(ops.relu(1.0 - ops.abs(position[:, None] - source[None, :])), dtype)
+
+
+@keras.saving.register_keras_serializable(package="segmentation_models")
+class GridPooling2D(keras.layers.Layer):
+    """Average or max pooling of a (B, H, W, C) map into ``bins`` x ``bins`` equal cells, for any H and W
+    divisible by ``bins`` (also unknown ones). Equal to ``AveragePooling2D(H // bins)`` / ``MaxPooling2D``
+    with stride = pool size, which needs sizes known when the model is built."""
+
+    def __init__(self, bins: int, pooling: str = "avg", **kwargs):
+        super().__init__(**kwargs)
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
+        self.bins = int(bins)
+        self.pooling = pooling
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        b = self.bins
+        cells = ops.reshape(inputs, (-1, b, shape[1] // b, b, shape[2] // b, shape[3]))
+        reduce = ops.mean if self.pooling == "avg" else ops.max
+        return reduce(cells, axis=(2, 4))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.bins, self.bins, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "bins": self.bins, "pooling": self.pooling}
+
+
+@keras.saving.register_keras_serializable(package="segmentation_models")
+class ResizeToReference(keras.layers.Layer):
+    """Bilinear (half-pixel, as UpSampling2D) resizing of ``[x, reference]``'s x to the reference's height
+    and width, also when they are unknown when the model is built (``ops.image.resize`` needs them known).
+
+    Implemented as two small interpolation matrices; meant for small inputs such as pooled pyramid cells.
+    """
+
+    def call(self, inputs):
+        x, reference = inputs
+        shape, target = ops.shape(x), ops.shape(reference)
+        rows = _bilinear_matrix(target[1], shape[1], x.dtype)
+        cols = _bilinear_matrix(target[2], shape[2], x.dtype)
+        return ops.einsum("Hh,bhwc,Ww->bHWc", rows, x, cols)
+
+    def compute_output_shape(self, input_shape):
+        x_shape, reference_shape = input_shape
+        return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
+
+
+def pyramid_pooling_branch(x, bins: int, filters: int, *, name: str, pooling: str = "avg", use_batchnorm: bool = True):
+    """PSP branch: pool into ``bins`` x ``bins`` cells, 1x1 conv-bn-relu, resize back to ``x``'s size.
+
+    Layer names are 1.0.1's: ``{name}_pooling``, ``{name}_conv/_bn/_relu``, ``{name}_upsampling``.
+    """
+    y = GridPooling2D(bins, pooling, name=f"{name}_pooling")(x)
+    y = conv_bn_act(y, filters, 1, name=name, use_batchnorm=use_batchnorm)
+    return ResizeToReference(name=f"{name}_upsampling")([y, x])
+
+# ==============================================================================================
+
 # Blocks of segmentation_models_pytorch's decoders (Unet++, MAnet, PAN, DeepLabV3/V3+, UPerNet):
 # resizing to another tensor's size, the Unet decoder block, scSE attention, ASPP, pyramid pooling,
 # MAnet's PAB/MFAB, PAN's FPA/GAU and the auxiliary classification head.
@@ -276,3 +341,45 @@ def classification_head(x, classes: int, pooling: str = "avg", dropout: float | 
     x = layers.Dense(classes, name=f"{name}_dense")(x)
     act = activation if activation is not None else "linear"
     return layers.Activation(act, name=f"{name}_{_act_name(act)}", dtype="float32")(x)
+# ---- stochastic depth (transformer encoders) and upsampled heads (SegFormer) ---------------------
+import keras  # noqa: E402
+
+
+@keras.saving.register_keras_serializable(package="segmentation_models")
+class StochasticDepth(layers.Layer):
+    """Drop a residual branch per sample with probability ``rate`` in training (DropPath); identity otherwise."""
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"StochasticDepth rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (keras.ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        noise = keras.random.uniform(shape, seed=self.seed_generator, dtype=x.dtype)
+        mask = keras.ops.floor(keep + noise)
+        return x / keep * mask
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rate=self.rate, seed=self.seed)
+        return config
+
+
+def upsampled_segmentation_head(x, classes: int, activation, upsampling: int, *, kernel_size: int = 1,
+                                name: str = "final_conv"):
+    """Convolution to ``classes`` channels, bilinear x``upsampling``, output activation (float32)."""
+    x = layers.Conv2D(classes, kernel_size, padding="same", use_bias=True, kernel_initializer="glorot_uniform", name=name)(x)
+    if upsampling > 1:
+        x = layers.UpSampling2D(size=upsampling, interpolation="bilinear", name=f"{name}_upsampling")(x)
+    act = activation if activation is not None else "linear"
+    return layers.Activation(act, name=_act_name(act), dtype="float32")(x)

@@ -1,29 +1,131 @@
-"""What every architecture builder shares: argument checks, encoder, head, freezing, weights."""
+"""What every architecture builder shares: argument checks, encoder, any input size, head, freezing, weights.
+
+Any input size: `start` pads the input (reflect padding, centred) up to the next multiple of what the
+architecture needs (32 for five x2 stages) and `finish` crops the mask back to the input's size. Both are
+registered layers that compute the amounts with ``keras.ops`` at run time, so they work with ``None``
+dimensions on every backend. A fixed input that is already a multiple gets no extra layer at all, so the
+model (and its layer list) is exactly the 1.0.1 one.
+"""
 from __future__ import annotations
 
-import keras
+import dataclasses
 
-from ..backbones.factory import Encoder, build_encoder, freeze_encoder
+import keras
+from keras import ops
+
+from ..backbones.factory import Encoder, build_encoder, freeze_encoder, make_input
 from ..backbones.registry import BackboneSpec, available_backbones, get_backbone_spec
 from ..blocks import AUX_POOLINGS, classification_head
 from ..validation import check_activation, check_classes
 from ..weights import load_weights_file
 
+PAD_LAYER_NAME = "pad_to_multiple"
+CROP_LAYER_NAME = "crop_to_input"
+
+
+def _pad_amounts(size, multiple: int):
+    """(before, after) padding that brings ``size`` (int or scalar tensor) to a multiple of ``multiple``."""
+    total = (multiple - size % multiple) % multiple
+    before = total // 2
+    return before, total - before
+
+
+def _padded_size(size, multiple: int):
+    return None if size is None else -(-size // multiple) * multiple
+
+
+@keras.saving.register_keras_serializable(package="segmentation_models")
+class PadToMultiple(keras.layers.Layer):
+    """Pad height and width (centred) up to the next multiple of ``multiple``; a no-op on multiples.
+
+    ``mode`` is 'reflect' (default: no artificial edges for the encoder to see) or 'constant' (zeros).
+    Reflect padding needs each side to be smaller than the image; the builders' minimum input size
+    guarantees it.
+    """
+
+    def __init__(self, multiple: int, mode: str = "reflect", **kwargs):
+        super().__init__(autocast=False, **kwargs)
+        if mode not in ("reflect", "constant"):
+            raise ValueError(f"mode must be 'reflect' or 'constant', got {mode!r}")
+        self.multiple = int(multiple)
+        self.mode = mode
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        top, bottom = _pad_amounts(shape[1], self.multiple)
+        left, right = _pad_amounts(shape[2], self.multiple)
+        if all(isinstance(v, int) and v == 0 for v in (top, bottom, left, right)):
+            return inputs  # known sizes that are multiples already (torch's reflect pad rejects all-zero widths)
+        return ops.pad(inputs, [[0, 0], [top, bottom], [left, right], [0, 0]], mode=self.mode)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        return (b, _padded_size(h, self.multiple), _padded_size(w, self.multiple), c)
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple, "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="segmentation_models")
+class CropToInput(keras.layers.Layer):
+    """Crop ``[output, image]``'s output back to the image's height and width (undoes `PadToMultiple`)."""
+
+    def __init__(self, multiple: int, **kwargs):
+        super().__init__(autocast=False, **kwargs)
+        self.multiple = int(multiple)
+
+    def call(self, inputs):
+        output, image = inputs
+        shape = ops.shape(image)
+        top, _ = _pad_amounts(shape[1], self.multiple)
+        left, _ = _pad_amounts(shape[2], self.multiple)
+        return output[:, top:top + shape[1], left:left + shape[2], :]
+
+    def compute_output_shape(self, input_shape):
+        output_shape, image_shape = input_shape
+        return (output_shape[0], image_shape[1], image_shape[2], output_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+def needs_padding(shape, multiple: int) -> bool:
+    """Whether an input of ``shape`` (H, W, C) must be padded to reach multiples of ``multiple``."""
+    return multiple > 1 and any(s is None or s % multiple for s in tuple(shape)[:2])
+
+
+def min_input_size(backbone_min: int, size_multiple: int) -> int:
+    """Smallest accepted height/width: the backbone's minimum, and more than half of ``size_multiple``
+    (reflect padding of a side needs fewer pixels than the image has)."""
+    return max(backbone_min, size_multiple // 2 + 1) if size_multiple > 1 else backbone_min
+
 
 def start(backbone_name, input_shape, classes, activation, encoder_weights, size_multiple=32, **kwargs) -> Encoder:
-    """Validate the common arguments and build the encoder."""
+    """Validate the common arguments, make the input (padded to ``size_multiple`` when needed), build the encoder.
+
+    ``size_multiple`` is what the decoder needs the backbone's input to divide by (32 for five x2 stages).
+    """
     check_classes(classes)
     check_activation(activation)
-    return build_encoder(backbone_name, input_shape=input_shape, encoder_weights=encoder_weights,
-                         size_multiple=size_multiple, **kwargs)
+    spec = get_backbone_spec(backbone_name)
+    image = make_input(input_shape, kwargs.pop("input_tensor", None), spec,
+                       min_size=min_input_size(spec.min_input_size, size_multiple))
+    if not needs_padding(image.shape[1:], size_multiple):
+        return build_encoder(backbone_name, encoder_weights=encoder_weights, input_tensor=image, **kwargs)
+    padded = PadToMultiple(size_multiple, name=PAD_LAYER_NAME)(image)
+    encoder = build_encoder(backbone_name, encoder_weights=encoder_weights, input_tensor=padded, **kwargs)
+    return dataclasses.replace(encoder, image=image, pad_multiple=size_multiple)
 
 
 def finish(encoder: Encoder, outputs, name: str, weights=None, encoder_freeze: bool = False,
            aux_output=None) -> keras.Model:
-    """Make the model, freeze the encoder if asked, load full-model ``weights`` if given.
+    """Make the model (the mask cropped back to the input size if `start` padded), freeze the encoder
+    if asked, load full-model ``weights`` if given.
 
     With ``aux_output`` (the auxiliary classification head) the model returns ``(mask, labels)``.
     """
+    if encoder.pad_multiple > 1:
+        outputs = CropToInput(encoder.pad_multiple, name=CROP_LAYER_NAME)([outputs, encoder.input])
     if aux_output is not None:
         outputs = [outputs, aux_output]
     model = keras.Model(encoder.input, outputs, name=name)

@@ -49,7 +49,8 @@ def Unet(
 
     Args:
         backbone_name: a name from `get_available_backbone_names()`.
-        input_shape: (H, W, C); H and W multiples of 32 or None.
+        input_shape: (H, W, C); any H and W (>= 32) or None: other sizes than multiples of 32 are padded
+            inside the model and the mask is cropped back to the input size.
         classes: output channels (1 for a binary mask).
         activation: output activation ('sigmoid', 'softmax', None/'linear' for logits, ...).
         weights: optional path to full-model weights (1.0.1 ``.h5``, Keras 3 ``.weights.h5`` or ``.keras``).
