@@ -186,3 +186,12 @@ def test_default_decoder_sizes_match_smp():
     assert _trainable_params(v3, "decoder_") == smp_deeplabv3 == 4_722_176
     assert _trainable_params(v3p, "decoder_") == smp_deeplabv3plus == 1_152_528
     assert _trainable_params(v3, "final_conv") == _trainable_params(v3p, "final_conv") == head
+
+
+@pytest.mark.parametrize("arch", pick(list(SMALL), ["MAnet", "PAN", "DeepLabV3Plus"]))
+def test_any_input_size(arch):
+    """Through `start`/`finish`, sizes that are not multiples of 32 (and None) give a mask of the input's size."""
+    model = _build(arch, input_shape=(None, None, 3))
+    for size in [(65, 97)] + ([(97, 65)] if arch == "MAnet" else []):  # MAnet's attention reshapes H x W
+        out = model(np.random.default_rng(0).random((1, *size, 3)).astype("float32"))
+        assert tuple(out.shape) == (1, *size, 1)
