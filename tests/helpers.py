@@ -50,6 +50,8 @@ def check_model(
     ``reload_checker`` (the session fixture) additionally reloads the saved file in a fresh process
     that imports only keras and segmentation_models. ``aux_classes``: the model has an auxiliary
     classification head and returns ``(mask, labels)``; it is trained with two losses.
+    ``learning_rate`` of the Adam steps: transformer encoders (MiT) need a smaller one than 1e-3
+    (the first Adam step at 1e-3 overshoots with their 0.02-std initialisation).
     """
     model = build()
     assert isinstance(model, keras.Model)
