@@ -10,7 +10,8 @@ import keras
 
 from ..validation import check_input_shape
 from ..weights import assign_weights_by_name, fetch_weights, get_weights_entry, read_h5_weights
-from ..weights.loading import WeightsMismatchError
+from ..weights.converters import convert_checkpoint, is_safetensors_file
+from ..weights.loading import WeightsMismatchError, assign_weights
 from .registry import BackboneSpec, get_backbone_spec
 
 logger = logging.getLogger("segmentation_models")
@@ -120,10 +121,17 @@ def check_pretrained_channels(spec: BackboneSpec, channels: int, encoder_weights
         )
 
 
+def read_encoder_weights(model: keras.Model, spec: BackboneSpec, path: str, source: str) -> dict:
+    """``{layer name: arrays}`` from a weights file: Keras HDF5 as is, safetensors through the family's converter."""
+    if is_safetensors_file(path):
+        return dict(convert_checkpoint(model, spec, path, source))
+    return read_h5_weights(path)
+
+
 def load_encoder_weights(model: keras.Model, spec: BackboneSpec, encoder_weights) -> None:
     path, source = resolve_weights_path(spec.name, encoder_weights)
-    weights = read_h5_weights(path)
-    assign_weights_by_name(model, weights, source=source)
+    weights = read_encoder_weights(model, spec, path, source)
+    assign_weights(model, weights, source=source)
     logger.info("loaded %s into %s", source, spec.name)
 
 
