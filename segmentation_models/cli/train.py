@@ -237,6 +237,23 @@ def build_model(model_cfg: dict, num_classes: int):
         encoder_freeze=model_cfg.get("encoder_freeze", False), **model_cfg.get("options", {}))
 
 
+def init_input_normalization(model, loader, batches: int = 4) -> None:
+    """From-scratch models: set the moving statistics of a BatchNormalization applied directly to the input
+    (ResNet's ``bn_data``) to the training data's per-channel mean and variance. Its defaults (0 and 1) would make
+    inference on 0..255 inputs wrong until the moving averages catch up, hundreds of steps later."""
+    import keras
+
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+              and any(layer.input is t for t in model.inputs)]
+    if not layers:
+        return
+    xs = np.concatenate([loader[i][0] for i in range(min(batches, len(loader)))])
+    mean, var = xs.mean(axis=(0, 1, 2)), xs.var(axis=(0, 1, 2))
+    for layer in layers:
+        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+        layer.moving_variance.assign(var.astype(layer.moving_variance.dtype))
+
+
 def set_determinism(seed: int, deterministic: bool) -> None:
     import keras
 
@@ -367,6 +384,8 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
             print(f"resumed from {ckpt} ({initial_epoch} completed epoch(s))")
         else:
             model = build_model(mcfg, train_set.num_classes)
+            if mcfg["encoder_weights"] is None:
+                init_input_normalization(model, train_loader)
             model.compile(make_optimizer(tcfg, len(train_loader)), loss=get_loss(tcfg["loss"]),
                           metrics=get_metrics(tcfg["metrics"], train_set.num_classes))
         monitor = "val_" + _monitor_name(tcfg["metrics"])
