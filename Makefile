@@ -8,7 +8,7 @@ ORACLE_STAMP := $(ORACLE)/.installed
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: install demo test test-tensorflow test-jax test-torch clean
+.PHONY: install demo test test-tensorflow test-jax test-torch test-min-keras clean
 
 install: $(STAMP)
 
@@ -30,7 +30,7 @@ $(ORACLE_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(PY) -m segmentation_models demo
 
-test: test-tensorflow test-jax test-torch
+test: test-tensorflow test-jax test-torch test-min-keras
 
 test-tensorflow: $(STAMP) $(ORACLE_STAMP)
 	KERAS_BACKEND=tensorflow $(PYTEST) tests
@@ -41,5 +41,19 @@ test-jax: $(STAMP) $(ORACLE_STAMP)
 test-torch: $(STAMP) $(ORACLE_STAMP)
 	KERAS_BACKEND=torch $(PYTEST) tests
 
+# The oldest supported Keras (pyproject: keras>=3.8) in its own small venv, on JAX: the core API tests.
+MIN_VENV := .venv-min-keras
+MIN_STAMP := $(MIN_VENV)/.installed
+MIN_PINS := "keras==3.8.0" "jax[cpu]==0.4.38" "numpy==2.1.3" "h5py>=3.7" "pillow>=9.0" "safetensors>=0.4" "pytest>=8"
+
+$(MIN_STAMP): Makefile
+	test -x $(MIN_VENV)/bin/python || $(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install -q $(MIN_PINS)
+	touch $@
+
+test-min-keras: $(MIN_STAMP)
+	KERAS_BACKEND=jax PYTHONPATH=$(CURDIR) $(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	    tests/test_api_compat.py tests/test_unet.py -k "not backbone_block or (resnet18 and upsampling)"
+
 clean:
-	rm -rf $(VENV) .oracle build *.egg-info
+	rm -rf $(VENV) $(MIN_VENV) .oracle build *.egg-info
