@@ -160,6 +160,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(shapes, tmp_path):
     resumed = subprocess.run(cmd(tmp_path / "killed", "--resume"), env=env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resumed from" in resumed.stdout
+    assert not list((tmp_path / "killed").glob(".*tmp*"))  # a kill while writing leaves no stale files
     full_out = full.communicate(timeout=900)[0].decode()
     assert full.returncode == 0, full_out[-3000:]
     a, b = _weights(tmp_path / "full" / "last.keras"), _weights(tmp_path / "killed" / "last.keras")

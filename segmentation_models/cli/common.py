@@ -12,6 +12,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 CONFIG_FILE = "config.json"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 # ----------------------------------------------------------------------------------------- atomic files
@@ -24,6 +26,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

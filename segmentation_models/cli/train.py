@@ -134,6 +134,8 @@ def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
         raise ValueError(f"{out} exists and is not a folder")
     if resume:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in list(out.glob(".*.tmp*")) + list((out / CHECKPOINTS).glob(".*.tmp*")):
+            stale.unlink(missing_ok=True)  # temporary files of a run killed while writing
         return
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
@@ -325,7 +327,10 @@ def _make_callbacks(out: Path, loader, monitor: str, history: list[dict], verbos
                 if match and int(match.group(1)) < epoch + 1:
                     old.unlink(missing_ok=True)
             tmp = out / f".last.tmp{os.getpid()}.keras"
-            shutil.copyfile(ckpt, tmp)
+            try:
+                os.link(ckpt, tmp)  # a hard link: no second copy of the file
+            except OSError:
+                shutil.copyfile(ckpt, tmp)
             os.replace(tmp, out / "last.keras")
 
     return [EpochSync(), RunRecorder(), keras.callbacks.TerminateOnNaN()]
