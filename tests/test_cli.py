@@ -191,3 +191,11 @@ def test_camvid_short_run(tmp_path, capsys):
     res = json.loads((out / "eval-test" / "results.json").read_text())
     assert res["images"] == 4 and res["pixels"] < 4 * 360 * 480  # void pixels left out
     assert 0 <= res["mean_iou"] <= 1
+
+
+def test_info_lists_architectures_backbones_and_weights(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "architectures: Unet" in out
+    row = next(line for line in out.splitlines() if line.startswith("resnet18 "))
+    assert row.split()[1:] == ["identity", "imagenet"]
