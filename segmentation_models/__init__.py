@@ -16,6 +16,9 @@ from .compat import Backbones, framework, set_framework
 from . import backbones, weights
 from .backbones import available_backbones as _available_backbones
 from .decoders import Unet
+from .decoders import FPN, Linknet, PSPNet
+from .decoders import DeepLabV3, DeepLabV3Plus, MAnet, PAN, UnetPlusPlus, UPerNet
+from .decoders import SegFormer
 from .factory import available_architectures, create_model
 from .preprocessing import get_preprocessing
 from . import utils
@@ -55,7 +58,9 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "Unet", "create_model", "available_architectures",
+    "Unet", "SegFormer", "create_model", "available_architectures",
+    "FPN", "Linknet", "PSPNet",
     "set_framework", "framework", "get_preprocessing", "get_available_backbone_names", "Backbones",
     "losses", "metrics", "utils", "backbones", "weights", "__version__",
 ]
+__all__ += ["UnetPlusPlus", "MAnet", "PAN", "DeepLabV3", "DeepLabV3Plus", "UPerNet"]

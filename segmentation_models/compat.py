@@ -61,7 +61,7 @@ class _BackbonesFactory:
             raise ValueError("include_top=True is not supported: backbones are built without their classifier")
         from .backbones.factory import build_encoder
 
-        return build_encoder(name, input_shape=input_shape, encoder_weights=weights, size_multiple=1, **kwargs).model
+        return build_encoder(name, input_shape=input_shape, encoder_weights=weights, **kwargs).model
 
     @staticmethod
     def get_feature_layers(name: str, n: int = 5):

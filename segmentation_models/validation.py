@@ -5,7 +5,7 @@ from typing import Sequence
 
 import keras
 
-__all__ = ["check_classes", "check_activation", "check_input_shape", "nearest_multiples", "check_choice"]
+__all__ = ["check_classes", "check_activation", "check_input_shape", "check_choice", "check_positive_int", "check_dropout"]
 
 
 def check_classes(classes) -> int:
@@ -31,15 +31,8 @@ def check_choice(name: str, value, choices: Sequence) -> None:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
-def nearest_multiples(size: int, multiple: int) -> tuple[int, int]:
-    """The multiples of ``multiple`` just below and above ``size``."""
-    below = max(multiple, (size // multiple) * multiple)
-    above = -(-size // multiple) * multiple
-    return below, above
-
-
-def check_input_shape(input_shape, multiple: int = 32, min_size: int = 32) -> tuple:
-    """Validate (H, W, C) with H, W None or a multiple of ``multiple``; C must be known."""
+def check_input_shape(input_shape, min_size: int = 32) -> tuple:
+    """Validate (H, W, C): H and W None or integers >= ``min_size`` (any size: builders pad and crop); C known."""
     if input_shape is None or len(tuple(input_shape)) != 3:
         raise ValueError(f"input_shape must be (height, width, channels), e.g. (256, 256, 3); got {input_shape!r}")
     h, w, c = tuple(input_shape)
@@ -48,14 +41,25 @@ def check_input_shape(input_shape, multiple: int = 32, min_size: int = 32) -> tu
     for label, size in (("height", h), ("width", w)):
         if size is None:
             continue
-        if not isinstance(size, int) or size < 1:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"input {label} must be a positive integer or None, got {size!r}")
         if size < min_size:
-            raise ValueError(f"input {label} {size} is smaller than this backbone's minimum {min_size}")
-        if multiple > 1 and size % multiple:
-            below, above = nearest_multiples(size, multiple)
             raise ValueError(
-                f"input {label} {size} is not divisible by {multiple}; the nearest valid sizes are "
-                f"{below} and {above} (resize or pad your images, or use None for a variable size)."
+                f"input {label} {size} is smaller than the minimum {min_size} of this model; "
+                f"resize or pad your images to at least {min_size}x{min_size}."
             )
     return (h, w, c)
+
+
+# ---- decoder hyper-parameters ----------------------------------------------------------------------
+def check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_dropout(name: str, value):
+    """``None`` (no dropout) or a rate in [0, 1)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1):
+        raise ValueError(f"{name} must be None or a dropout rate in [0, 1), got {value!r}")
+    return value

@@ -101,9 +101,10 @@ class _ReloadChecker:
         import numpy as np
 
         i = len(self.items)
-        xp, yp = self.folder / f"x{i}.npy", self.folder / f"y{i}.npy"
+        xp, yp = self.folder / f"x{i}.npy", self.folder / f"y{i}.npz"
         np.save(xp, x)
-        np.save(yp, expected)
+        # several outputs (e.g. mask and auxiliary labels) are stored in order
+        np.savez(yp, *(expected if isinstance(expected, (list, tuple)) else [expected]))
         self.items.append((str(model_path), str(xp), str(yp), label))
 
     def verify(self) -> None:
@@ -122,8 +123,12 @@ class _ReloadChecker:
             bad = []
             for model_path, xp, yp, label in json.load(open({str(manifest)!r})):
                 m = keras.saving.load_model(model_path, safe_mode=True)
-                got = keras.ops.convert_to_numpy(m(np.load(xp), training=False))
-                err = float(np.abs(got - np.load(yp)).max())
+                got = m(np.load(xp), training=False)
+                got = got if isinstance(got, (list, tuple)) else [got]
+                stored = np.load(yp)
+                want = [stored[f"arr_{{k}}"] for k in range(len(stored.files))]
+                err = max(float(np.abs(keras.ops.convert_to_numpy(g) - w).max()) for g, w in zip(got, want))
+                err = err if len(got) == len(want) else float("inf")
                 if not err <= 1e-6:
                     bad.append((label, err))
             print(json.dumps({{"checked": len(json.load(open({str(manifest)!r}))), "bad": bad}}))

@@ -42,40 +42,58 @@ def check_model(
     steps: int = 4,
     output_shape: tuple | None = None,
     label: str = "",
+    aux_classes: int | None = None,
 ) -> keras.Model:
     """Build, forward shape, a few train steps lower the loss, `.keras` save/reload equality.
 
     ``reload_checker`` (the session fixture) additionally reloads the saved file in a fresh process
-    that imports only keras and segmentation_models.
+    that imports only keras and segmentation_models. ``aux_classes``: the model has an auxiliary
+    classification head and returns ``(mask, labels)``; it is trained with two losses.
     """
     model = build()
     assert isinstance(model, keras.Model)
     h, w, c = input_shape
     expected = output_shape or (h, w, classes)
-    assert tuple(model.output_shape[1:]) == tuple(x if x is not None else None for x in expected) or h is None, model.output_shape
+    mask_output_shape = model.output_shape[0] if aux_classes else model.output_shape
+    assert tuple(mask_output_shape[1:]) == tuple(x if x is not None else None for x in expected) or h is None, model.output_shape
     rng = np.random.default_rng(0)
     x = rng.random((2, h, w, c)).astype("float32")
-    y_pred = keras.ops.convert_to_numpy(model(x, training=False))
+    outputs = _to_numpy(model(x, training=False))
+    y_pred = outputs[0] if aux_classes else outputs
     assert y_pred.shape == (2,) + tuple(expected), y_pred.shape
     assert np.isfinite(y_pred).all()
+    if aux_classes:
+        assert len(outputs) == 2 and outputs[1].shape == (2, aux_classes), [o.shape for o in outputs]
     if not train:
         return model
     y = _targets(rng, (h, w), classes, activation)
+    loss = _loss_for(activation, classes)
+    if aux_classes:
+        y = [y, np.eye(aux_classes, dtype="float32")[rng.integers(0, aux_classes, size=2)]]
+        loss = [loss, keras.losses.CategoricalCrossentropy(from_logits=True)]
     # run_eagerly: no graph tracing/compilation, which dominates the cost of a few steps on small inputs
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=_loss_for(activation, classes), run_eagerly=True)
-    losses = [float(model.train_on_batch(x, y)) for _ in range(steps)]
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, run_eagerly=True)
+    losses = [float(np.atleast_1d(model.train_on_batch(x, y))[0]) for _ in range(steps)]
     assert np.isfinite(losses).all(), losses
     assert losses[-1] < losses[0], f"loss did not fall over {steps} steps: {losses}"
 
     path = tmp_path / f"{model.name}.keras"
     model.save(path)
     reloaded = keras.saving.load_model(path, safe_mode=True)
-    ref = keras.ops.convert_to_numpy(model(x, training=False))
-    out = keras.ops.convert_to_numpy(reloaded(x, training=False))
-    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)
+    ref = _to_numpy(model(x, training=False))
+    out = _to_numpy(reloaded(x, training=False))
+    for r, o in zip(ref if aux_classes else [ref], out if aux_classes else [out]):
+        np.testing.assert_allclose(o, r, rtol=0, atol=1e-6)
     if reload_checker is not None:
         reload_checker.add(path, x, ref, label or model.name)
     return model
+
+
+def _to_numpy(outputs):
+    """A model's output(s) as a numpy array, or a list of them for several outputs."""
+    if isinstance(outputs, (list, tuple)):
+        return [keras.ops.convert_to_numpy(o) for o in outputs]
+    return keras.ops.convert_to_numpy(outputs)
 
 
 # ---- published weight formats --------------------------------------------------------------

@@ -7,5 +7,8 @@ from .registry import (
     suggest_names,
 )
 from . import resnet, vgg  # noqa: F401  (registration side effects)
+# --- segmentation_models 1.0.1 backbone set (branch bb101) ---
+from . import efficientnet, mobilenet, resnext, senet  # noqa: F401,E402
+from . import mit  # noqa: F401  (registration side effects)
 
 __all__ = ["BackboneSpec", "available_backbones", "get_backbone_spec", "register_backbone", "suggest_names"]

@@ -10,7 +10,8 @@ import keras
 
 from ..validation import check_input_shape
 from ..weights import assign_weights_by_name, fetch_weights, get_weights_entry, read_h5_weights
-from ..weights.loading import WeightsMismatchError
+from ..weights.converters import convert_checkpoint, is_safetensors_file
+from ..weights.loading import WeightsMismatchError, assign_weights
 from .registry import BackboneSpec, get_backbone_spec
 
 logger = logging.getLogger("segmentation_models")
@@ -25,14 +26,24 @@ class Encoder:
 
     model: keras.Model
     spec: BackboneSpec
+    # The model's input when it differs from the backbone's (the backbone then sees a padded copy of it)
+    # and the multiple it is padded to (see `decoders.common.start`).
+    image: keras.KerasTensor | None = None
+    pad_multiple: int = 1
 
     @property
     def input(self):
-        return self.model.input
+        """The model's input tensor (before any padding)."""
+        return self.image if self.image is not None else self.model.input
 
     @property
     def output(self):
-        return self.model.output
+        """The backbone's last feature map, as a tensor of the model's graph."""
+        if self.image is None:
+            return self.model.output
+        # A backbone built on a padded tensor is a model with a cloned input whose `output` is a copy
+        # outside the model's graph; the layer's own output is in it.
+        return self.layer_output(self.spec.features[self.spec.output_stride])
 
     def layer_output(self, ref: str | int):
         """Output of a backbone layer given by name or index, with a helpful error."""
@@ -79,14 +90,15 @@ def _check_kwargs(kwargs: dict) -> dict:
     return options
 
 
-def _make_input(input_shape, input_tensor, spec: BackboneSpec, size_multiple: int):
+def make_input(input_shape, input_tensor, spec: BackboneSpec, min_size: int | None = None):
+    """The validated input: ``input_tensor`` when given, else a new ``keras.Input(input_shape)``."""
+    min_size = spec.min_input_size if min_size is None else min_size
     if input_tensor is not None:
         if not keras.backend.is_keras_tensor(input_tensor):
             raise ValueError("input_tensor must be a Keras tensor, e.g. keras.Input(shape=(256, 256, 3))")
-        shape = tuple(input_tensor.shape[1:])
-        check_input_shape(shape, size_multiple, spec.min_input_size)
+        check_input_shape(tuple(input_tensor.shape[1:]), min_size)
         return input_tensor
-    shape = check_input_shape(input_shape, size_multiple, spec.min_input_size)
+    shape = check_input_shape(input_shape, min_size)
     return keras.Input(shape=shape, name="input")
 
 
@@ -109,10 +121,17 @@ def check_pretrained_channels(spec: BackboneSpec, channels: int, encoder_weights
         )
 
 
+def read_encoder_weights(model: keras.Model, spec: BackboneSpec, path: str, source: str) -> dict:
+    """``{layer name: arrays}`` from a weights file: Keras HDF5 as is, safetensors through the family's converter."""
+    if is_safetensors_file(path):
+        return dict(convert_checkpoint(model, spec, path, source))
+    return read_h5_weights(path)
+
+
 def load_encoder_weights(model: keras.Model, spec: BackboneSpec, encoder_weights) -> None:
     path, source = resolve_weights_path(spec.name, encoder_weights)
-    weights = read_h5_weights(path)
-    assign_weights_by_name(model, weights, source=source)
+    weights = read_encoder_weights(model, spec, path, source)
+    assign_weights(model, weights, source=source)
     logger.info("loaded %s into %s", source, spec.name)
 
 
@@ -121,7 +140,6 @@ def build_encoder(
     input_shape=(None, None, 3),
     encoder_weights="imagenet",
     input_tensor=None,
-    size_multiple: int = 32,
     **kwargs,
 ) -> Encoder:
     """Build backbone ``backbone_name`` (validated), load its weights and return an `Encoder`."""
@@ -129,7 +147,7 @@ def build_encoder(
     options = _check_kwargs(kwargs)
     if options.get("output_stride", 32) != 32 and not spec.can_dilate:
         raise ValueError(f"backbone {spec.name!r} ({spec.family}) cannot be dilated; use output_stride=32 or a dilatable family")
-    inputs = _make_input(input_shape, input_tensor, spec, size_multiple)
+    inputs = make_input(input_shape, input_tensor, spec)
     check_pretrained_channels(spec, inputs.shape[-1], encoder_weights)
     model = spec.build(inputs, **options)
     if encoder_weights is not None:
@@ -144,4 +162,4 @@ def freeze_encoder(model: keras.Model) -> None:
             layer.trainable = False
 
 
-__all__ = ["Encoder", "build_encoder", "freeze_encoder", "load_encoder_weights", "WeightsMismatchError"]
+__all__ = ["Encoder", "build_encoder", "make_input", "freeze_encoder", "load_encoder_weights", "WeightsMismatchError"]

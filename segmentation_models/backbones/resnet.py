@@ -30,15 +30,20 @@ def _pad_conv(x, filters, kernel, strides, name, dilation=1):
     return layers.Conv2D(filters, (kernel, kernel), strides=strides, dilation_rate=dilation, name=name, **CONV_PARAMS)(x)
 
 
-def residual_conv_block(x, filters, stage, block, strides=1, cut="pre", attention=None, dilation=1):
-    """Pre-activation basic block (ResNet-18/34)."""
+def residual_conv_block(x, filters, stage, block, strides=1, cut="pre", attention=None, dilation=1,
+                        first_dilation=None):
+    """Pre-activation basic block (ResNet-18/34).
+
+    ``first_dilation`` (default ``dilation``) is the dilation of the first 3x3 conv: in a dilated network the
+    conv that had the stage's stride keeps the previous dilation and every conv after it gets ``dilation``.
+    """
     conv_name, bn_name, relu_name, sc_name = _names(stage, block)
     shortcut = x
     x = layers.BatchNormalization(name=bn_name + "1", **BN_PARAMS)(x)
     x = layers.Activation("relu", name=relu_name + "1")(x)
     if cut == "post":
         shortcut = layers.Conv2D(filters, (1, 1), strides=strides, name=sc_name, **CONV_PARAMS)(x)
-    x = _pad_conv(x, filters, 3, strides, conv_name + "1", dilation)
+    x = _pad_conv(x, filters, 3, strides, conv_name + "1", first_dilation or dilation)
     x = layers.BatchNormalization(name=bn_name + "2", **BN_PARAMS)(x)
     x = layers.Activation("relu", name=relu_name + "2")(x)
     x = _pad_conv(x, filters, 3, 1, conv_name + "2", dilation)
@@ -47,8 +52,9 @@ def residual_conv_block(x, filters, stage, block, strides=1, cut="pre", attentio
     return layers.Add(name=f"stage{stage + 1}_unit{block + 1}_add")([x, shortcut])
 
 
-def residual_bottleneck_block(x, filters, stage, block, strides=1, cut="pre", attention=None, dilation=1):
-    """Pre-activation bottleneck block (ResNet-50/101/152)."""
+def residual_bottleneck_block(x, filters, stage, block, strides=1, cut="pre", attention=None, dilation=1,
+                              first_dilation=None):
+    """Pre-activation bottleneck block (ResNet-50/101/152); ``first_dilation`` is that of its (strided) 3x3 conv."""
     conv_name, bn_name, relu_name, sc_name = _names(stage, block)
     shortcut = x
     x = layers.BatchNormalization(name=bn_name + "1", **BN_PARAMS)(x)
@@ -58,7 +64,7 @@ def residual_bottleneck_block(x, filters, stage, block, strides=1, cut="pre", at
     x = layers.Conv2D(filters, (1, 1), name=conv_name + "1", **CONV_PARAMS)(x)
     x = layers.BatchNormalization(name=bn_name + "2", **BN_PARAMS)(x)
     x = layers.Activation("relu", name=relu_name + "2")(x)
-    x = _pad_conv(x, filters, 3, strides, conv_name + "2", dilation)
+    x = _pad_conv(x, filters, 3, strides, conv_name + "2", first_dilation or dilation)
     x = layers.BatchNormalization(name=bn_name + "3", **BN_PARAMS)(x)
     x = layers.Activation("relu", name=relu_name + "3")(x)
     x = layers.Conv2D(filters * 4, (1, 1), name=conv_name + "3", **CONV_PARAMS)(x)
@@ -101,10 +107,12 @@ def build_resnet(
                     current_stride *= 2
             else:
                 strides = 1
-            # the first unit of a stage keeps the previous stage's dilation (as torchvision does)
-            block_dilation = max(1, dilation // 2) if (unit == 0 and strides == 1 and stage > 0 and dilation > 1) else dilation
+            # the conv that had the stride keeps the previous stage's dilation, every later conv gets the new
+            # one (as torchvision): the dilated output then equals the undilated one on its sampling grid
+            first_dilation = max(1, dilation // 2) if (unit == 0 and strides == 1 and stage > 0 and dilation > 1) else dilation
             cut = "post" if unit == 0 else "pre"
-            x = block(x, filters, stage, unit, strides=strides, cut=cut, attention=attention, dilation=block_dilation)
+            x = block(x, filters, stage, unit, strides=strides, cut=cut, attention=attention, dilation=dilation,
+                      first_dilation=first_dilation)
 
     x = layers.BatchNormalization(name="bn1", **BN_PARAMS)(x)
     x = layers.Activation("relu", name="relu1")(x)

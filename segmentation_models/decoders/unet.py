@@ -3,22 +3,19 @@ from __future__ import annotations
 
 from keras import layers
 
-from ..blocks import conv_bn_act, segmentation_head
+from ..backbones.registry import get_backbone_spec
+from ..blocks import attention, check_attention_type, conv_bn_act, decoder_block, segmentation_head
 from ..validation import check_choice
-from .common import finish, start
+from .common import aux_head, check_aux_params, check_decoder_channels, check_encoder_depth, finish, start
 
 DECODER_BLOCK_TYPES = ("upsampling", "transpose")
 
 
-def _upsampling_block(x, skip, filters, stage, use_batchnorm):
-    x = layers.UpSampling2D(size=2, name=f"decoder_stage{stage}_upsampling")(x)
-    if skip is not None:
-        x = layers.Concatenate(axis=-1, name=f"decoder_stage{stage}_concat")([x, skip])
-    x = conv_bn_act(x, filters, 3, name=f"decoder_stage{stage}a", use_batchnorm=use_batchnorm)
-    return conv_bn_act(x, filters, 3, name=f"decoder_stage{stage}b", use_batchnorm=use_batchnorm)
+def _upsampling_block(x, skip, filters, stage, use_batchnorm, attention_type=None):
+    return decoder_block(x, [skip], filters, f"decoder_stage{stage}", use_batchnorm, attention_type)
 
 
-def _transpose_block(x, skip, filters, stage, use_batchnorm):
+def _transpose_block(x, skip, filters, stage, use_batchnorm, attention_type=None):
     x = layers.Conv2DTranspose(filters, (4, 4), strides=(2, 2), padding="same", use_bias=not use_batchnorm,
                                name=f"decoder_stage{stage}a_transpose")(x)
     if use_batchnorm:
@@ -26,7 +23,9 @@ def _transpose_block(x, skip, filters, stage, use_batchnorm):
     x = layers.Activation("relu", name=f"decoder_stage{stage}a_relu")(x)
     if skip is not None:
         x = layers.Concatenate(axis=-1, name=f"decoder_stage{stage}_concat")([x, skip])
-    return conv_bn_act(x, filters, 3, name=f"decoder_stage{stage}b", use_batchnorm=use_batchnorm)
+        x = attention(x, attention_type, f"decoder_stage{stage}_attention1")
+    x = conv_bn_act(x, filters, 3, name=f"decoder_stage{stage}b", use_batchnorm=use_batchnorm)
+    return attention(x, attention_type, f"decoder_stage{stage}_attention2")
 
 
 def Unet(
@@ -41,13 +40,17 @@ def Unet(
     decoder_block_type: str = "upsampling",
     decoder_filters=(256, 128, 64, 32, 16),
     decoder_use_batchnorm: bool = True,
+    decoder_attention_type: str | None = None,
+    encoder_depth: int = 5,
+    aux_params: dict | None = None,
     **kwargs,
 ):
     """Unet: an encoder, then five x2 decoder blocks fed with the encoder's skip connections.
 
     Args:
         backbone_name: a name from `get_available_backbone_names()`.
-        input_shape: (H, W, C); H and W multiples of 32 or None.
+        input_shape: (H, W, C); any H and W (>= 32) or None: other sizes than multiples of 32 are padded
+            inside the model and the mask is cropped back to the input size.
         classes: output channels (1 for a binary mask).
         activation: output activation ('sigmoid', 'softmax', None/'linear' for logits, ...).
         weights: optional path to full-model weights (1.0.1 ``.h5``, Keras 3 ``.weights.h5`` or ``.keras``).
@@ -57,28 +60,50 @@ def Unet(
         decoder_block_type: 'upsampling' (UpSampling2D + 2 convs) or 'transpose' (Conv2DTranspose + conv).
         decoder_filters: filters of the five decoder blocks.
         decoder_use_batchnorm: batch normalisation in the decoder.
+        decoder_attention_type: None or 'scse' (spatial and channel squeeze & excitation after each
+            concatenation and each decoder block, as SMP).
+        encoder_depth: 3, 4 or 5: the decoder starts at stride 2**encoder_depth with that many blocks;
+            ``decoder_filters`` then needs ``encoder_depth`` entries (the default is cut to its first ones).
+        aux_params: optional auxiliary classification head on the deepest encoder feature, a dict with
+            ``classes`` and optionally ``pooling`` ('avg'/'max'), ``dropout``, ``activation``;
+            the model then returns ``(mask, labels)``.
         **kwargs: ``input_tensor`` (build on a Keras tensor); 1.0.1's backend/layers/models/utils are ignored.
 
     Returns:
         A `keras.Model` mapping images (B, H, W, C) to masks (B, H, W, classes).
     """
     check_choice("decoder_block_type", decoder_block_type, DECODER_BLOCK_TYPES)
-    decoder_filters = tuple(decoder_filters)
-    if len(decoder_filters) != 5 or not all(isinstance(f, int) and f > 0 for f in decoder_filters):
-        raise ValueError(
-            f"decoder_filters must be 5 positive integers (one per x2 upsampling block), got {decoder_filters!r}; "
-            "the default is (256, 128, 64, 32, 16)."
-        )
+    check_attention_type(decoder_attention_type)
+    spec = get_backbone_spec(backbone_name)
+    check_encoder_depth(spec, encoder_depth)
+    aux_params = check_aux_params(aux_params)
+    if encoder_depth == 5:
+        decoder_filters = tuple(decoder_filters)
+        if len(decoder_filters) != 5 or not all(isinstance(f, int) and f > 0 for f in decoder_filters):
+            raise ValueError(
+                f"decoder_filters must be 5 positive integers (one per x2 upsampling block), got {decoder_filters!r}; "
+                "the default is (256, 128, 64, 32, 16)."
+            )
+    else:
+        try:
+            decoder_filters = check_decoder_channels(decoder_filters, encoder_depth, (256, 128, 64, 32, 16))
+        except ValueError as err:
+            raise ValueError(str(err).replace("decoder_channels", "decoder_filters")) from None
     encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, **kwargs)
     skips = encoder.skips(encoder_features, n=4)
     block = _upsampling_block if decoder_block_type == "upsampling" else _transpose_block
 
     x = encoder.output
-    if isinstance(encoder.model.layers[-1], layers.MaxPooling2D):  # VGG: add a centre block (as 1.0.1)
+    if encoder_depth < 5:  # start deeper in the encoder: its stride-2**depth map; only the shallower skips
+        x = encoder.feature(2**encoder_depth)
+        if encoder_features == "default":
+            skips = skips[5 - encoder_depth:]
+    elif isinstance(encoder.model.layers[-1], layers.MaxPooling2D):  # VGG: add a centre block (as 1.0.1)
         x = conv_bn_act(x, 512, 3, name="center_block1", use_batchnorm=decoder_use_batchnorm)
         x = conv_bn_act(x, 512, 3, name="center_block2", use_batchnorm=decoder_use_batchnorm)
     for stage, filters in enumerate(decoder_filters):
         skip = skips[stage] if stage < len(skips) else None
-        x = block(x, skip, filters, stage, decoder_use_batchnorm)
+        x = block(x, skip, filters, stage, decoder_use_batchnorm, decoder_attention_type)
     outputs = segmentation_head(x, classes, activation)
-    return finish(encoder, outputs, f"unet_{encoder.spec.name}", weights, encoder_freeze)
+    labels = aux_head(encoder.feature(2**encoder_depth), aux_params) if aux_params else None
+    return finish(encoder, outputs, f"unet_{encoder.spec.name}", weights, encoder_freeze, aux_output=labels)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -15,6 +16,9 @@ __all__ = [
     "load_weights_file",
     "is_keras3_weights_file",
     "WeightsMismatchError",
+    "assign_weights",
+    "assign_weights_by_order",
+    "match_auto_named_layers",
 ]
 
 
@@ -150,4 +154,123 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
         except ValueError as err:
             raise WeightsMismatchError(f"{path} does not fit this model: {err}") from err
         return
-    assign_weights_by_name(model, read_h5_weights(path), source=f"weights file {path.name}")
+    weights = match_auto_named_layers(model, read_h5_weights(path))
+    assign_weights(model, weights, source=f"weights file {path.name}")
+
+
+# --- loading by topological order (branch bb101) -----------------------------------------------
+# image-classifiers' SE-Nets/ResNeXts and keras-applications' Inceptions left many layers unnamed,
+# so their published files (and the weights of models saved with segmentation_models 1.0.1) carry
+# Keras' auto-generated names ('conv2d_17'), which depend on the session that wrote them. Keras 2
+# loaded such files by position; `assign_weights` does the same when matching by name fails.
+_AUTO_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z][a-z0-9]*)*(_\d+)?$")
+_KERAS_CLASS_NAMES = ("conv2d", "batch_normalization", "dense", "depthwise_conv2d", "separable_conv2d",
+                      "conv2d_transpose")
+
+
+def is_auto_generated_name(name: str) -> bool:
+    """True for names Keras makes up for unnamed layers (``conv2d``, ``conv2d_17``, ``batch_normalization_3``)."""
+    base = re.sub(r"_\d+$", "", name)
+    return bool(_AUTO_NAME.match(name)) and base in _KERAS_CLASS_NAMES
+
+
+def _weighted_layers_in_order(model: keras.Model) -> list[keras.layers.Layer]:
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found.extend(_weighted_layers_in_order(layer))
+        elif layer.weights:
+            found.append(layer)
+    return found
+
+
+def assign_weights_by_order(
+    model: keras.Model, weights: Mapping[str, Sequence[np.ndarray]], *, source: str = "weights file"
+) -> list[str]:
+    """Set the weights of ``model``'s weighted layers from ``weights`` taken in file order (Keras 2 semantics).
+
+    A grouped ``Conv2D`` (``groups=g``) takes ``g`` consecutive per-group convolutions of the file
+    (image-classifiers' ``GroupConv2D``), concatenated along the output channels. Every shape is
+    checked; raises `WeightsMismatchError` at the first layer that does not fit.
+    """
+    entries = [(name, [np.asarray(a) for a in arrays]) for name, arrays in weights.items()]
+    targets = _weighted_layers_in_order(model)
+    assignments, i = [], 0
+    for layer in targets:
+        expected = [tuple(v.shape) for v in layer.weights]
+        if i >= len(entries):
+            raise WeightsMismatchError(
+                f"The {source} has weights for {len(entries)} layers; the model ({model.name}) needs more "
+                f"(no weights left for layer {layer.name!r})."
+            )
+        name, arrays = entries[i]
+        got = [tuple(a.shape) for a in arrays]
+        groups = getattr(layer, "groups", 1)
+        if got != expected and isinstance(layer, keras.layers.Conv2D) and groups > 1 and i + groups <= len(entries):
+            parts = [entries[i + g][1] for g in range(groups)]
+            arrays = [np.concatenate([p[k] for p in parts], axis=-1) for k in range(len(parts[0]))]
+            got = [tuple(a.shape) for a in arrays]
+            name = f"{name}..{entries[i + groups - 1][0]}"
+            i += groups - 1
+        if got != expected:
+            raise WeightsMismatchError(
+                f"The {source} does not fit this model ({model.name}) by position either: its layer #{i} "
+                f"{name!r} has shapes {got}, model layer {layer.name!r} expects {expected}."
+            )
+        assignments.append((layer, arrays))
+        i += 1
+    if i != len(entries):
+        raise WeightsMismatchError(
+            f"The {source} has weights for {len(entries) - i} more layer(s) than the model ({model.name}) has, "
+            f"from {entries[i][0]!r} on."
+        )
+    for layer, arrays in assignments:
+        layer.set_weights(arrays)
+    return [layer.name for layer, _ in assignments]
+
+
+def assign_weights(model: keras.Model, weights: Mapping[str, Sequence[np.ndarray]], *, source: str = "weights file") -> list[str]:
+    """Match ``weights`` to ``model`` by layer name; when that fails and the file has Keras auto-generated
+    layer names (``conv2d_17``), match by position as Keras 2 did. Errors name what does not fit."""
+    try:
+        return assign_weights_by_name(model, weights, source=source)
+    except WeightsMismatchError as by_name:
+        unknown = set(weights) - set(_layers_with_weights(model))
+        if not any(is_auto_generated_name(n) for n in unknown):
+            raise
+        try:
+            return assign_weights_by_order(model, weights, source=source)
+        except WeightsMismatchError as by_order:
+            raise WeightsMismatchError(f"{by_name}\nMatching by position (Keras 2 style) failed too: {by_order}") from None
+
+# ---- layers that 1.0.1 left unnamed ----------------------------------------------------------------------
+_AUTO_NAME_KIND = re.compile(r"^(?P<kind>[a-z0-9_]+?)(_\d+)?$")
+
+
+def _snake_case(class_name: str) -> str:
+    """Keras' automatic layer name stem: Conv2D -> conv2d, Conv2DTranspose -> conv2d_transpose."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def match_auto_named_layers(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    """Rename the file's auto-named layers (e.g. 1.0.1 Linknet's final ``conv2d_7``) to the model's names.
+
+    A file layer is renamed only when it is the one file layer of its kind (``conv2d``) that the model lacks,
+    the model has exactly one layer of that class without weights in the file, and the shapes agree.
+    """
+    layers = _layers_with_weights(model)
+    unexpected = [n for n in weights if n not in layers]
+    missing = [layers[n] for n in layers if n not in weights]
+    renamed = dict(weights)
+    for layer in missing:
+        kind = _snake_case(type(layer).__name__)
+        same_kind = [n for n in unexpected if (m := _AUTO_NAME_KIND.match(n)) and m.group("kind") == kind]
+        missing_same_kind = [l for l in missing if type(l) is type(layer)]
+        if len(same_kind) != 1 or len(missing_same_kind) != 1:
+            continue
+        arrays = weights[same_kind[0]]
+        if [tuple(np.shape(a)) for a in arrays] == [tuple(v.shape) for v in layer.weights]:
+            renamed[layer.name] = renamed.pop(same_kind[0])
+            unexpected.remove(same_kind[0])
+    return renamed

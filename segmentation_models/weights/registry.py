@@ -138,3 +138,43 @@ register_weights("vgg16", "imagenet", _KA + "vgg16/vgg16_weights_tf_dim_ordering
                  "6d6bbae143d832006294945121d1f1fc", source="keras-applications")
 register_weights("vgg19", "imagenet", _KA + "vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
                  "253f8cb515780f3b799900260a226db6", source="keras-applications")
+
+# --- the rest of the segmentation_models 1.0.1 backbone set (branch bb101) ----------------------
+# MobileNets: the URLs keras-applications 1.0.8 used; it recorded no hash, these md5s are the
+# ones published with mirrors of the same files.
+register_weights("mobilenet", "imagenet",
+                 "https://github.com/fchollet/deep-learning-models/releases/download/v0.6/mobilenet_1_0_224_tf_no_top.h5",
+                 "725ccbd03d61d7ced5b5c4cd17e7d527", source="keras-applications 1.0.8")
+register_weights("mobilenetv2", "imagenet",
+                 "https://github.com/JonathanCMitchell/mobilenet_v2_keras/releases/download/v1.1/"
+                 "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+                 "f1a68526548f7541cda07e19ba6c85f4", source="keras-applications 1.0.8")
+
+_EFF = "https://github.com/Callidior/keras-applications/releases/download/efficientnet/"
+for _bb, _sha256 in {  # efficientnet 1.0.0 WEIGHTS_HASHES (no-top, autoaugment)
+    "b0": "c1421ad80a9fc67c2cc4000f666aa50789ce39eedb4e06d531b0c593890ccff3",
+    "b1": "75de265d03ac52fa74f2f510455ba64f9c7c5fd96dc923cd4bfefa3d680c4b68",
+    "b2": "433b60584fafba1ea3de07443b74cfd32ce004a012020b07ef69e22ba8669333",
+    "b3": "c5d42eb6cfae8567b418ad3845cfd63aa48b87f1bd5df8658a49375a9f3135c7",
+    "b4": "7942c1407ff1feb34113995864970cd4d9d91ea64877e8d9c38b6c1e0767c411",
+    "b5": "9d197bc2bfe29165c10a2af8c2ebc67507f5d70456f09e584c71b822941b1952",
+    "b6": "1d0923bb038f2f8060faaf0a0449db4b96549a881747b7c7678724ac79f427ed",
+    "b7": "60b56ff3a8daccc8d96edfd40b204c113e51748da657afd58034d54d3cec2bac",
+}.items():
+    register_weights(f"efficientnet{_bb}", "imagenet",
+                     _EFF + f"efficientnet-{_bb}_weights_tf_dim_ordering_tf_kernels_autoaugment_notop.h5",
+                     _sha256, source="efficientnet 1.0.0")
+
+# --- MiT (SegFormer) encoders: NVIDIA's ImageNet-1k checkpoints, safetensors, converted on load ----
+# Hugging Face tensor names (SegformerForImageClassification); the classifier is dropped on load.
+# Only files whose published sha256 could be verified are registered (mit_b0/b2/b4: none yet).
+_HF = "https://huggingface.co/nvidia/{repo}/resolve/{commit}/model.safetensors"
+for _bb, (_commit, _sha256) in {
+    "mit_b1": ("44575a0572f5374ed1e5b4e46ec8276222f6ffe8", "4c19537dff32bbaa876174c371759ac1046c980bbf8096273bb03261429bdce1"),
+    "mit_b3": ("4c2f314b6a213100cb822264a737f39d1ce062b8", "8de18cbe1efd929b0caa6b54edb92a4524e10e4d6f9468645933af15f5b2923e"),
+    "mit_b5": ("8c15ac959fdc3130572f9320d6955cef46046a72", "ce3ad22d97c4352b2f28a5a732f547de19b9a03a8be2e769e12ff07c34febec0"),
+}.items():
+    register_weights(
+        _bb, "imagenet", _HF.format(repo=_bb.replace("_", "-"), commit=_commit), _sha256,
+        filename=f"{_bb}_imagenet_nvidia.safetensors", format="safetensors", source="nvidia (Hugging Face hub)",
+    )

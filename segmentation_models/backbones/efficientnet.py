@@ -1,0 +1,178 @@
+"""EfficientNet-B0..B7 as in ``efficientnet`` 1.0.0 (the encoders of segmentation_models 1.0.1).
+
+Same architecture and layer names as efficientnet 1.0.0 (``stem_conv``, ``block2a_expand_conv``,
+``top_bn``...; 'same' padding, no input rescaling inside the model: images are preprocessed in
+``torch`` mode), so that its published ImageNet ``.h5`` files (autoaugment, no top) and the
+weights of 1.0.1 models load by layer name. Swish is Keras' ``swish`` activation and the
+per-sample stochastic depth is a ``Dropout`` with ``noise_shape=(None, 1, 1, 1)``, as in
+efficientnet 1.0.0's ``FixedDropout``.
+"""
+from __future__ import annotations
+
+import math
+import string
+from dataclasses import dataclass, replace
+
+import keras
+from keras import layers
+
+from .registry import BackboneSpec, register_backbone
+
+CONV_INIT = keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="normal")
+
+
+@dataclass(frozen=True)
+class BlockArgs:
+    kernel_size: int
+    num_repeat: int
+    input_filters: int
+    output_filters: int
+    expand_ratio: int
+    strides: int
+    se_ratio: float = 0.25
+    id_skip: bool = True
+
+
+DEFAULT_BLOCKS_ARGS = (
+    BlockArgs(3, 1, 32, 16, 1, 1),
+    BlockArgs(3, 2, 16, 24, 6, 2),
+    BlockArgs(5, 2, 24, 40, 6, 2),
+    BlockArgs(3, 3, 40, 80, 6, 2),
+    BlockArgs(5, 3, 80, 112, 6, 1),
+    BlockArgs(5, 4, 112, 192, 6, 2),
+    BlockArgs(3, 1, 192, 320, 6, 1),
+)
+
+# name: (width coefficient, depth coefficient, default resolution, dropout rate)
+EFFICIENTNET_PARAMS = {
+    "efficientnetb0": (1.0, 1.0, 224, 0.2),
+    "efficientnetb1": (1.0, 1.1, 240, 0.2),
+    "efficientnetb2": (1.1, 1.2, 260, 0.3),
+    "efficientnetb3": (1.2, 1.4, 300, 0.3),
+    "efficientnetb4": (1.4, 1.8, 380, 0.4),
+    "efficientnetb5": (1.6, 2.2, 456, 0.4),
+    "efficientnetb6": (1.8, 2.6, 528, 0.5),
+    "efficientnetb7": (2.0, 3.1, 600, 0.5),
+}
+
+
+def round_filters(filters: float, width_coefficient: float, depth_divisor: int = 8) -> int:
+    """Number of filters scaled by the width coefficient (efficientnet 1.0.0 rounding)."""
+    filters *= width_coefficient
+    new_filters = int(filters + depth_divisor / 2) // depth_divisor * depth_divisor
+    new_filters = max(depth_divisor, new_filters)
+    if new_filters < 0.9 * filters:
+        new_filters += depth_divisor
+    return int(new_filters)
+
+
+def round_repeats(repeats: int, depth_coefficient: float) -> int:
+    return int(math.ceil(depth_coefficient * repeats))
+
+
+def mb_conv_block(inputs, args: BlockArgs, drop_rate: float, prefix: str):
+    """Mobile inverted residual bottleneck with squeeze-and-excitation (efficientnet 1.0.0 names)."""
+    filters = args.input_filters * args.expand_ratio
+    x = inputs
+    if args.expand_ratio != 1:
+        x = layers.Conv2D(filters, 1, padding="same", use_bias=False, kernel_initializer=CONV_INIT,
+                          name=prefix + "expand_conv")(x)
+        x = layers.BatchNormalization(axis=-1, name=prefix + "expand_bn")(x)
+        x = layers.Activation("swish", name=prefix + "expand_activation")(x)
+    x = layers.DepthwiseConv2D(args.kernel_size, strides=args.strides, padding="same", use_bias=False,
+                               depthwise_initializer=CONV_INIT, name=prefix + "dwconv")(x)
+    x = layers.BatchNormalization(axis=-1, name=prefix + "bn")(x)
+    x = layers.Activation("swish", name=prefix + "activation")(x)
+    if args.se_ratio and 0 < args.se_ratio <= 1:
+        reduced = max(1, int(args.input_filters * args.se_ratio))
+        se = layers.GlobalAveragePooling2D(name=prefix + "se_squeeze")(x)
+        se = layers.Reshape((1, 1, filters), name=prefix + "se_reshape")(se)
+        se = layers.Conv2D(reduced, 1, activation="swish", padding="same", kernel_initializer=CONV_INIT,
+                           name=prefix + "se_reduce")(se)
+        se = layers.Conv2D(filters, 1, activation="sigmoid", padding="same", kernel_initializer=CONV_INIT,
+                           name=prefix + "se_expand")(se)
+        x = layers.Multiply(name=prefix + "se_excite")([x, se])
+    x = layers.Conv2D(args.output_filters, 1, padding="same", use_bias=False, kernel_initializer=CONV_INIT,
+                      name=prefix + "project_conv")(x)
+    x = layers.BatchNormalization(axis=-1, name=prefix + "project_bn")(x)
+    if args.id_skip and args.strides == 1 and args.input_filters == args.output_filters:
+        if drop_rate > 0:
+            x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=prefix + "drop")(x)
+        x = layers.Add(name=prefix + "add")([x, inputs])
+    return x
+
+
+def build_efficientnet(
+    input_tensor,
+    width_coefficient: float,
+    depth_coefficient: float,
+    drop_connect_rate: float = 0.2,
+    depth_divisor: int = 8,
+    blocks_args=DEFAULT_BLOCKS_ARGS,
+    name: str = "efficientnet",
+) -> keras.Model:
+    """EfficientNet without its classifier (ends with ``top_activation``, stride 32)."""
+    x = layers.Conv2D(round_filters(32, width_coefficient, depth_divisor), 3, strides=2, padding="same",
+                      use_bias=False, kernel_initializer=CONV_INIT, name="stem_conv")(input_tensor)
+    x = layers.BatchNormalization(axis=-1, name="stem_bn")(x)
+    x = layers.Activation("swish", name="stem_activation")(x)
+
+    blocks_args = [
+        replace(a, input_filters=round_filters(a.input_filters, width_coefficient, depth_divisor),
+                output_filters=round_filters(a.output_filters, width_coefficient, depth_divisor),
+                num_repeat=round_repeats(a.num_repeat, depth_coefficient))
+        for a in blocks_args
+    ]
+    total = sum(a.num_repeat for a in blocks_args)
+    block_num = 0
+    for idx, args in enumerate(blocks_args):
+        for rep in range(args.num_repeat):
+            if rep > 0:
+                args = replace(args, input_filters=args.output_filters, strides=1)
+            prefix = f"block{idx + 1}{string.ascii_lowercase[rep]}_"
+            x = mb_conv_block(x, args, drop_connect_rate * block_num / total, prefix)
+            block_num += 1
+
+    x = layers.Conv2D(round_filters(1280, width_coefficient, depth_divisor), 1, padding="same", use_bias=False,
+                      kernel_initializer=CONV_INIT, name="top_conv")(x)
+    x = layers.BatchNormalization(axis=-1, name="top_bn")(x)
+    x = layers.Activation("swish", name="top_activation")(x)
+    return keras.Model(input_tensor, x, name=name)
+
+
+EFFICIENTNET_SKIPS = ("block6a_expand_activation", "block4a_expand_activation",
+                      "block3a_expand_activation", "block2a_expand_activation")
+EFFICIENTNET_FEATURES = {2: "block2a_expand_activation", 4: "block3a_expand_activation",
+                         8: "block4a_expand_activation", 16: "block6a_expand_activation", 32: "top_activation"}
+
+
+def _efficientnet_builder(width: float, depth: float, name: str):
+    def builder(input_tensor, **_):
+        return build_efficientnet(input_tensor, width, depth, name=name)
+
+    return builder
+
+
+def _efficientnet_channels(width: float) -> dict[int, int]:
+    # the stride-s feature is the expansion (x6) of the block input filters of that stage
+    inputs = {2: 16, 4: 24, 8: 40, 16: 112}
+    channels = {s: round_filters(f, width) * 6 for s, f in inputs.items()}
+    channels[32] = round_filters(1280, width)
+    return channels
+
+
+for _name, (_width, _depth, _resolution, _dropout) in EFFICIENTNET_PARAMS.items():
+    register_backbone(
+        BackboneSpec(
+            name=_name,
+            family="efficientnet",
+            builder=_efficientnet_builder(_width, _depth, _name),
+            features=EFFICIENTNET_FEATURES,
+            channels=_efficientnet_channels(_width),
+            default_skips=EFFICIENTNET_SKIPS,
+            preprocessing="torch",
+            first_conv="stem_conv",
+            can_dilate=False,
+            description=f"EfficientNet-B{_name[-1]} (efficientnet 1.0.0 layout, {_resolution}px ImageNet)",
+        )
+    )

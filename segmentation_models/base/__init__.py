@@ -1,0 +1,5 @@
+"""Base classes and the functional math of the losses and metrics (1.0.1's ``segmentation_models.base``)."""
+from .objects import KerasObject, Loss, Metric, MultipliedLoss, SumOfLosses
+from . import functional
+
+__all__ = ["KerasObject", "Loss", "Metric", "MultipliedLoss", "SumOfLosses", "functional"]

@@ -1,0 +1,101 @@
+"""Base classes of the losses and metrics: Keras 3 losses/metrics that keep 1.0.1's names and operators.
+
+``Loss`` subclasses combine like in 1.0.1: ``loss_a + loss_b`` is a :class:`SumOfLosses` named
+``"{a}_plus_{b}"`` and ``0.5 * loss`` a :class:`MultipliedLoss` named ``"0.5{name}"``. Both are registered,
+serialisable Keras losses, so a model compiled with them saves to ``.keras`` and reloads compiled.
+"""
+from __future__ import annotations
+
+import numbers
+
+import keras
+
+_PACKAGE = "segmentation_models"
+
+
+class KerasObject:
+    """Mixin giving 1.0.1's ``__name__`` (the object's name) to losses and metrics."""
+
+    @property
+    def __name__(self) -> str:  # noqa: D401 - mirrors a function's __name__
+        return self.name
+
+    @classmethod
+    def set_submodules(cls, backend=None, layers=None, models=None, utils=None) -> None:
+        """Accepted for 1.0.1 compatibility and ignored: Keras 3 objects need no injected submodules."""
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Loss(KerasObject, keras.losses.Loss):
+    """Base loss: a Keras loss that supports ``+`` with another ``Loss`` and ``*`` with a number.
+
+    Subclasses implement ``call(y_true, y_pred)`` returning a scalar.
+    """
+
+    def __add__(self, other):
+        if isinstance(other, Loss):
+            return SumOfLosses(self, other)
+        raise ValueError(
+            f"Only segmentation_models losses (subclasses of segmentation_models.base.Loss) can be added to "
+            f"{self.name!r}; got {type(other).__name__}."
+        )
+
+    def __radd__(self, other):
+        if isinstance(other, numbers.Number) and other == 0:  # lets sum([loss_a, loss_b]) work
+            return self
+        return self.__add__(other)
+
+    def __mul__(self, value):
+        if isinstance(value, numbers.Number) and not isinstance(value, bool):
+            return MultipliedLoss(self, value)
+        raise ValueError(f"A loss can only be multiplied by a number; got {type(value).__name__}.")
+
+    def __rmul__(self, other):
+        return self.__mul__(other)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MultipliedLoss(Loss):
+    """``multiplier * loss``; named like 1.0.1 (``"0.5dice_loss"``)."""
+
+    def __init__(self, loss: Loss, multiplier: float, name: str | None = None, **kwargs):
+        if isinstance(loss, dict):
+            loss = keras.saving.deserialize_keras_object(loss)
+        if name is None:
+            base = loss.name
+            name = f"{multiplier}({base})" if len(base.split("+")) > 1 else f"{multiplier}{base}"
+        super().__init__(name=name, **kwargs)
+        self.loss = loss
+        self.multiplier = multiplier
+
+    def call(self, y_true, y_pred):
+        return self.multiplier * self.loss(y_true, y_pred)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "loss": keras.saving.serialize_keras_object(self.loss),
+                "multiplier": self.multiplier}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SumOfLosses(Loss):
+    """``l1 + l2``; named like 1.0.1 (``"binary_crossentropy_plus_jaccard_loss"``)."""
+
+    def __init__(self, l1: Loss, l2: Loss, name: str | None = None, **kwargs):
+        if isinstance(l1, dict):
+            l1 = keras.saving.deserialize_keras_object(l1)
+        if isinstance(l2, dict):
+            l2 = keras.saving.deserialize_keras_object(l2)
+        super().__init__(name=name or f"{l1.name}_plus_{l2.name}", **kwargs)
+        self.l1 = l1
+        self.l2 = l2
+
+    def call(self, y_true, y_pred):
+        return self.l1(y_true, y_pred) + self.l2(y_true, y_pred)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "l1": keras.saving.serialize_keras_object(self.l1),
+                "l2": keras.saving.serialize_keras_object(self.l2)}
+
+
+class Metric(KerasObject, keras.metrics.Metric):
+    """Base metric: a stateful Keras metric with 1.0.1's ``__name__``."""

@@ -1,0 +1,108 @@
+"""Linknet (Chaurasia & Culurciello 2017) with the exact segmentation_models 1.0.1 signature and layer names."""
+from __future__ import annotations
+
+from keras import layers
+
+from ..blocks import conv_bn_act, segmentation_head
+from ..validation import check_choice
+from .common import finish, start
+
+DECODER_BLOCK_TYPES = ("upsampling", "transpose")
+N_DECODER_BLOCKS = 5
+
+
+def _decoder_block(x, skip, filters, stage: int, use_batchnorm: bool, block_type: str):
+    """1x1 conv to a quarter of the channels, x2 upsampling (+3x3 conv or 4x4 transposed conv),
+    1x1 conv to the skip's channels (or ``filters`` without skip), add the skip."""
+    bottleneck = x.shape[-1] // 4
+    out_filters = skip.shape[-1] if skip is not None else filters
+    x = conv_bn_act(x, bottleneck, 1, name=f"decoder_stage{stage}a", use_batchnorm=use_batchnorm)
+    if block_type == "upsampling":
+        x = layers.UpSampling2D(2, name=f"decoder_stage{stage}_upsampling")(x)
+        x = conv_bn_act(x, bottleneck, 3, name=f"decoder_stage{stage}b", use_batchnorm=use_batchnorm)
+    else:
+        x = layers.Conv2DTranspose(bottleneck, 4, strides=2, padding="same", use_bias=not use_batchnorm,
+                                   name=f"decoder_stage{stage}b_transpose")(x)
+        if use_batchnorm:
+            x = layers.BatchNormalization(axis=-1, name=f"decoder_stage{stage}b_bn")(x)
+        x = layers.Activation("relu", name=f"decoder_stage{stage}b_relu")(x)
+    x = conv_bn_act(x, out_filters, 1, name=f"decoder_stage{stage}c", use_batchnorm=use_batchnorm)
+    if skip is not None:
+        x = layers.Add(name=f"decoder_stage{stage}_add")([x, skip])
+    return x
+
+
+def _check_decoder_filters(decoder_filters, n_skips: int) -> tuple:
+    try:
+        filters = tuple(decoder_filters)
+    except TypeError:
+        filters = None
+    valid = filters is not None and len(filters) == N_DECODER_BLOCKS and all(
+        f is None or (isinstance(f, int) and not isinstance(f, bool) and f > 0) for f in filters)
+    if valid and any(f is None for f in filters[n_skips:]):
+        valid = False
+    if not valid:
+        raise ValueError(
+            f"decoder_filters must be {N_DECODER_BLOCKS} entries (one per x2 upsampling block), each a positive "
+            f"integer or None; None only for the first {n_skips} blocks, which take the channels of their skip "
+            f"connection; got {decoder_filters!r}. The default is (None, None, None, None, 16)."
+        )
+    return filters
+
+
+def Linknet(
+    backbone_name: str = "vgg16",
+    input_shape=(None, None, 3),
+    classes: int = 1,
+    activation: str | None = "sigmoid",
+    weights=None,
+    encoder_weights="imagenet",
+    encoder_freeze: bool = False,
+    encoder_features="default",
+    decoder_block_type: str = "upsampling",
+    decoder_filters=(None, None, None, None, 16),
+    decoder_use_batchnorm: bool = True,
+    **kwargs,
+):
+    """Linknet: an encoder, then five x2 decoder blocks whose outputs are added to the encoder's skips
+    (4 skips by default; the original paper has 3).
+
+    Args:
+        backbone_name: a name from `get_available_backbone_names()`.
+        input_shape: (H, W, C); any H and W (>= 32) or None (other sizes than multiples of 32 are padded
+            inside the model and the mask is cropped back to the input size).
+        classes: output channels (1 for a binary mask).
+        activation: output activation ('sigmoid', 'softmax', None/'linear' for logits, ...).
+        weights: optional path to full-model weights (1.0.1 ``.h5``, Keras 3 ``.weights.h5`` or ``.keras``).
+        encoder_weights: 'imagenet', None (random), another registered name, or a file path.
+        encoder_freeze: freeze the encoder except its BatchNormalization layers.
+        encoder_features: 'default' or a list of backbone layer names/indices for the skips (deepest first).
+        decoder_block_type: 'upsampling' (UpSampling2D + 3x3 conv) or 'transpose' (Conv2DTranspose).
+        decoder_filters: output channels of the five blocks; blocks with a skip connection take its channels
+            (give None), the others need an integer.
+        decoder_use_batchnorm: batch normalisation in the decoder.
+        **kwargs: ``input_tensor`` (build on a Keras tensor); 1.0.1's backend/layers/models/utils are ignored.
+
+    Returns:
+        A `keras.Model` mapping images (B, H, W, C) to masks (B, H, W, classes).
+    """
+    check_choice("decoder_block_type", decoder_block_type, DECODER_BLOCK_TYPES)
+    if isinstance(encoder_features, (list, tuple)):
+        expected_skips = len(encoder_features)
+    else:
+        expected_skips = 4 if encoder_features == "default" else N_DECODER_BLOCKS  # a bad value fails below
+    _check_decoder_filters(decoder_filters, min(expected_skips, N_DECODER_BLOCKS))
+    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, **kwargs)
+    skips = encoder.skips(encoder_features, n=4)
+    filters = _check_decoder_filters(decoder_filters, min(len(skips), N_DECODER_BLOCKS))  # the backbone's skips
+
+    x = encoder.output
+    if isinstance(encoder.model.layers[-1], layers.MaxPooling2D):  # VGG: add a centre block (as 1.0.1)
+        x = conv_bn_act(x, 512, 3, name="center_block1", use_batchnorm=decoder_use_batchnorm)
+        x = conv_bn_act(x, 512, 3, name="center_block2", use_batchnorm=decoder_use_batchnorm)
+    for stage, stage_filters in enumerate(filters):
+        skip = skips[stage] if stage < len(skips) else None
+        x = _decoder_block(x, skip, stage_filters, stage, decoder_use_batchnorm, decoder_block_type)
+    # 1.0.1 left this convolution unnamed (Keras called it conv2d_N); its weights files still load (by shape)
+    outputs = segmentation_head(x, classes, activation, name="final_conv")
+    return finish(encoder, outputs, f"linknet_{encoder.spec.name}", weights, encoder_freeze)

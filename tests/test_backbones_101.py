@@ -1,0 +1,160 @@
+"""The rest of segmentation_models 1.0.1's backbone set: builds, features, training, 1.0.1 equivalence, weights.
+
+Everything builds on TensorFlow; one representative per family trains and reloads on every backend.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import keras
+import numpy as np
+import pytest
+
+import segmentation_models as sm
+from conftest import ON_TF, run_oracle
+from helpers import check_model, pick, randomize_batchnorm, write_model_as_keras2_h5
+from segmentation_models import weights as smw
+from segmentation_models.backbones import get_backbone_spec
+
+# family -> its backbones; the first one represents the family on JAX/torch and in the weight tests
+FAMILIES = {
+    "mobilenet": ["mobilenet"],
+    "mobilenetv2": ["mobilenetv2"],
+    "efficientnet": [f"efficientnetb{i}" for i in range(8)],
+}
+REPRESENTATIVES = [names[0] for names in FAMILIES.values()]
+ALL_NEW = [n for names in FAMILIES.values() for n in names]
+# too big to build more than once in the time budget: forward pass only, on TensorFlow
+BUILD_ONLY = {"efficientnetb5", "efficientnetb6", "efficientnetb7"}
+# built by segmentation_models 1.0.1 (oracle) on Keras 3, saved, reloaded into ours
+ORACLE_BACKBONES = ["mobilenet", "mobilenetv2", "efficientnetb0"]
+X_SIZE = 64
+
+
+def _unet(name, **kwargs):
+    return sm.Unet(name, input_shape=(X_SIZE, X_SIZE, 3), classes=2, activation="softmax", encoder_weights=None,
+                   **kwargs)
+
+
+@pytest.mark.parametrize("name", pick(ALL_NEW, REPRESENTATIVES))
+def test_unet_builds_with_spec_features(name):
+    spec = get_backbone_spec(name)
+    model = _unet(name)
+    assert model.output_shape == (None, X_SIZE, X_SIZE, 2)
+    for stride, layer_name in spec.features.items():
+        shape = model.get_layer(layer_name).output.shape
+        assert tuple(shape[1:]) == (X_SIZE // stride, X_SIZE // stride, spec.channels[stride]), (stride, layer_name)
+    assert set(spec.features) == {2, 4, 8, 16, 32}
+    assert list(spec.default_skips) == list(sm.Backbones.get_feature_layers(name, n=4))
+    assert model.get_layer(spec.first_conv).weights[0].shape[-2] == 3
+    if name not in BUILD_ONLY:
+        out = keras.ops.convert_to_numpy(model(np.random.default_rng(0).random((1, X_SIZE, X_SIZE, 3), "float32")))
+        np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", REPRESENTATIVES)
+def test_family_trains_and_reloads(name, tmp_path, reload_checker):
+    check_model(lambda: _unet(name), (X_SIZE, X_SIZE, 3), 2, tmp_path, reload_checker, activation="softmax",
+                label=f"unet-{name}")
+
+
+# ---- segmentation_models 1.0.1 equivalence -------------------------------------------------
+@pytest.fixture(scope="module")
+def oracle_101(tmp_path_factory):
+    """One 1.0.1 subprocess: Unets with random weights and BN statistics (h5 + predictions), preprocessing."""
+    folder = tmp_path_factory.mktemp("oracle_backbones_101")
+    rng = np.random.default_rng(1)
+    np.save(folder / "images.npy", rng.integers(0, 256, size=(2, 8, 8, 3)).astype("float32"))
+    run_oracle(
+        f"""
+        import numpy as np, h5py
+        import segmentation_models as sm
+        from keras.src.legacy.saving import legacy_h5_format
+        rng = np.random.default_rng(0)
+        x = rng.random((2, {X_SIZE}, {X_SIZE}, 3)).astype('float32') * 2 - 1
+        np.save('x.npy', x)
+        for bb in {ORACLE_BACKBONES!r}:
+            m = sm.Unet(bb, input_shape=({X_SIZE}, {X_SIZE}, 3), classes=2, activation='softmax', encoder_weights=None)
+            for layer in m.layers:
+                if layer.__class__.__name__ == 'BatchNormalization':
+                    w = layer.get_weights()
+                    layer.set_weights([rng.uniform(0.5, 1.5, a.shape).astype('float32') if i == len(w) - 1 or (i == 0 and len(w) == 4)
+                                       else rng.normal(0, 0.1, a.shape).astype('float32') for i, a in enumerate(w)])
+            with h5py.File(bb + '.h5', 'w') as f:
+                legacy_h5_format.save_weights_to_hdf5_group(f, m)
+            np.save(bb + '_pred.npy', m.predict(x, verbose=0))
+        images = np.load('images.npy')
+        for n in {ALL_NEW!r}:
+            np.save('prep_' + n + '.npy', np.asarray(sm.get_preprocessing(n)(images.copy())))
+        """,
+        folder,
+    )
+    return folder
+
+
+@pytest.mark.oracle
+@pytest.mark.skipif(not ON_TF, reason="oracle comparisons run once, on the TensorFlow pass")
+@pytest.mark.parametrize("name", ORACLE_BACKBONES)
+def test_101_weights_give_same_predictions(oracle_101, name):
+    model = _unet(name, weights=str(oracle_101 / f"{name}.h5"))
+    got = model.predict(np.load(oracle_101 / "x.npy"), verbose=0)
+    np.testing.assert_allclose(got, np.load(oracle_101 / f"{name}_pred.npy"), atol=1e-4)
+
+
+@pytest.mark.oracle
+@pytest.mark.skipif(not ON_TF, reason="oracle comparisons run once, on the TensorFlow pass")
+def test_get_preprocessing_matches_101(oracle_101):
+    images = np.load(oracle_101 / "images.npy")
+    for name in ALL_NEW:
+        expected = np.load(oracle_101 / f"prep_{name}.npy")
+        np.testing.assert_allclose(sm.get_preprocessing(name)(images), expected, rtol=1e-6, atol=1e-4, err_msg=name)
+
+
+# ---- published weight files ----------------------------------------------------------------
+@pytest.fixture
+def isolated_weights(tmp_path, monkeypatch):
+    """Own cache and mirror folder; the registry restored afterwards."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    monkeypatch.setenv(smw.MIRROR_ENV, str(mirror))
+    monkeypatch.delenv(smw.REGISTRY_ENV, raising=False)
+    saved = dict(smw.registry._WEIGHTS)
+    yield mirror
+    smw.registry._WEIGHTS.clear()
+    smw.registry._WEIGHTS.update(saved)
+
+
+def _published_file(name: str, folder, writer=write_model_as_keras2_h5):
+    """A random-valued backbone saved in the published (Keras 2, layer-keyed) no-top layout."""
+    backbone = get_backbone_spec(name).build(keras.Input((None, None, 3)))
+    rng = np.random.default_rng(5)
+    for layer in backbone.layers:
+        if layer.weights:
+            layer.set_weights([rng.normal(0, 0.05, w.shape).astype("float32") for w in layer.get_weights()])
+    randomize_batchnorm(backbone, seed=6)
+    path = writer(backbone, folder / f"{name}_published.h5")
+    return path, backbone
+
+
+@pytest.mark.parametrize("name", pick(REPRESENTATIVES, REPRESENTATIVES[:1]))
+def test_published_weights_load_through_registry_and_mirror(name, isolated_weights, tmp_path):
+    path, backbone = _published_file(name, tmp_path)
+    entry = smw.get_weights_entry(name, "imagenet")
+    assert entry.url.startswith("https://") and entry.file_hash
+    data = path.read_bytes()
+    digest = hashlib.md5(data).hexdigest() if len(entry.file_hash) == 32 else hashlib.sha256(data).hexdigest()
+    # the real entry (URL, file name) with the hash of the file made here, served from the mirror folder
+    smw.register_weights(name, "imagenet", entry.url, digest, source="test")
+    (isolated_weights / entry.filename).write_bytes(data)
+    model = sm.Unet(name, input_shape=(X_SIZE, X_SIZE, 3), encoder_weights="imagenet")
+    x = np.random.default_rng(2).random((1, X_SIZE, X_SIZE, 3)).astype("float32")
+    encoder = keras.Model(model.input, model.get_layer(get_backbone_spec(name).features[32]).output)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(encoder(x)), keras.ops.convert_to_numpy(backbone(x)),
+                               atol=1e-5)
+
+
+def test_weights_of_another_backbone_are_refused(tmp_path):
+    path, _ = _published_file("mobilenet", tmp_path)
+    with pytest.raises(smw.WeightsMismatchError, match="not in the model|have no weights"):
+        sm.Unet("efficientnetb0", input_shape=(X_SIZE, X_SIZE, 3), encoder_weights=str(path))

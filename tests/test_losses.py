@@ -1,0 +1,253 @@
+"""Losses: values equal a numpy reference for every option, names, combinations, errors, finite gradients."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+import segmentation_models as sm
+import seg_reference as ref
+from conftest import BACKEND
+from segmentation_models import losses as L
+
+# (id, data kind, make_data options, loss options) shared by the region losses (Jaccard, Dice, Tversky)
+REGION_CASES = [
+    ("binary", "binary", {}, {}),
+    ("binary-logits-ignore", "binary", dict(logits=True, ignore=255), dict(from_logits=True, ignore_index=255)),
+    ("onehot-weights-per_image", "multiclass", {}, dict(class_weights=[0.1, 0.2, 0.3, 0.4], per_image=True)),
+    ("int-ignore-indexes-weights", "multiclass", dict(ignore=255, target="int"),
+     dict(ignore_index=255, class_indexes=[1, 3], class_weights=[1.0, 2.0])),
+    ("int1-logits-per_image-ignore0", "multiclass", dict(logits=True, target="int1", ignore=0),
+     dict(from_logits=True, per_image=True, ignore_index=0)),
+    ("multilabel-logits-ignore-index", "multilabel", dict(logits=True, ignore=-1),
+     dict(mode="multilabel", from_logits=True, ignore_index=-1, class_indexes=2)),
+    ("onehot-ignore-smooth", "multiclass", dict(ignore=255), dict(ignore_index=255, smooth=1.0)),
+]
+BINARY_CASES = [
+    ("binary", "binary", {}, {}),
+    ("binary-logits-ignore", "binary", dict(logits=True, ignore=255), dict(from_logits=True, ignore_index=255)),
+    ("multilabel", "multilabel", {}, dict(mode="multilabel")),
+    ("multilabel-logits-ignore", "multilabel", dict(logits=True, ignore=-1),
+     dict(mode="multilabel", from_logits=True, ignore_index=-1)),
+    ("onehot-as-multilabel", "multiclass", {}, {}),
+]
+CATEGORICAL_CASES = [
+    ("onehot", "multiclass", {}, {}),
+    ("onehot-weights", "multiclass", {}, dict(class_weights=[0.5, 1.0, 2.0, 0.1])),
+    ("int-ignore-indexes", "multiclass", dict(ignore=255, target="int"), dict(ignore_index=255, class_indexes=[0, 2])),
+    ("int1-logits", "multiclass", dict(logits=True, target="int1"), dict(from_logits=True)),
+    ("onehot-logits-ignore", "multiclass", dict(logits=True, ignore=255), dict(from_logits=True, ignore_index=255)),
+]
+
+
+def _mode(kind, options, multi="multiclass"):
+    return options.get("mode") or ("binary" if kind == "binary" else multi)
+
+
+def _check(cases, make_loss, reference, multi="multiclass"):
+    for case_id, kind, data_opts, options in cases:
+        y, p = ref.make_data(kind, seed=hash(case_id) % 1000, **data_opts)
+        got = float(make_loss(options)(y, p))
+        want = reference(y, p, _mode(kind, options, multi), options)
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6, err_msg=case_id)
+
+
+def _ref_opts(options, *keys):
+    return {k: options[k] for k in keys if k in options}
+
+
+REGION = ("class_weights", "class_indexes", "per_image", "smooth", "from_logits", "ignore_index")
+
+
+def test_jaccard_dice_tversky_match_numpy():
+    _check(REGION_CASES, lambda o: L.JaccardLoss(**o),
+           lambda y, p, m, o: 1 - ref.score("iou", y, p, m, **_ref_opts(o, *REGION)))
+    _check(REGION_CASES, lambda o: L.DiceLoss(beta=2, **o),
+           lambda y, p, m, o: 1 - ref.score("fscore", y, p, m, beta=2, **_ref_opts(o, *REGION)))
+    _check(REGION_CASES, lambda o: L.TverskyLoss(alpha=0.3, beta=0.7, gamma=1.5, **o),
+           lambda y, p, m, o: (1 - ref.score("iou", y, p, m, tversky=(0.3, 0.7), **_ref_opts(o, *REGION))) ** 1.5)
+
+
+def test_binary_losses_match_numpy():
+    def bce_opts(o):
+        return dict(o, class_weights=[0.5, 1.0, 2.0]) if o.get("mode") == "multilabel" else o
+
+    _check(BINARY_CASES, lambda o: L.BinaryCELoss(**bce_opts(o)),
+           lambda y, p, m, o: ref.binary_crossentropy(y, p, m, **_ref_opts(bce_opts(o), "class_weights",
+                                                                           "from_logits", "ignore_index")),
+           multi="multilabel")
+    _check(BINARY_CASES, lambda o: L.BinaryFocalLoss(alpha=0.3, gamma=1.5, **o),
+           lambda y, p, m, o: ref.binary_focal(y, p, m, 0.3, 1.5, **_ref_opts(o, "from_logits", "ignore_index")),
+           multi="multilabel")
+    _check(BINARY_CASES, lambda o: L.SoftBCELoss(smooth_factor=0.1, pos_weight=2.0, **o),
+           lambda y, p, m, o: ref.soft_bce(y, p, m, 0.1, 2.0, **_ref_opts(o, "from_logits", "ignore_index")),
+           multi="multilabel")
+    cases = [c for c in BINARY_CASES if c[1] != "multiclass"]
+    for per_image in (False, True):
+        _check(cases, lambda o: L.LovaszLoss(per_image=per_image, **o),
+               lambda y, p, m, o: ref.lovasz_hinge(y, p, m, per_image, **_ref_opts(o, "from_logits", "ignore_index")),
+               multi="multilabel")
+
+
+def test_categorical_losses_match_numpy():
+    cat = ("class_weights", "class_indexes", "from_logits", "ignore_index")
+    _check(CATEGORICAL_CASES, lambda o: L.CategoricalCELoss(**o),
+           lambda y, p, m, o: ref.categorical_crossentropy(y, p, **_ref_opts(o, *cat)))
+    _check(CATEGORICAL_CASES, lambda o: L.CategoricalFocalLoss(alpha=0.5, gamma=1.0, **o),
+           lambda y, p, m, o: ref.categorical_focal(y, p, 0.5, 1.0, **_ref_opts(o, *cat)))
+    soft = [c for c in CATEGORICAL_CASES if "class_indexes" not in c[3]]
+    _check(soft, lambda o: L.SoftCELoss(smooth_factor=0.1, **o),
+           lambda y, p, m, o: ref.soft_ce(y, p, 0.1, **_ref_opts(o, "class_weights", "from_logits", "ignore_index")))
+    for per_image in (False, True):
+        _check(CATEGORICAL_CASES, lambda o: L.LovaszLoss(per_image=per_image, **_ref_opts(o, *cat[1:])),
+               lambda y, p, m, o: ref.lovasz_softmax(y, p, per_image, **_ref_opts(o, *cat[1:])))
+
+
+def test_soft_labels_and_label_smoothing():
+    y, p = ref.make_data("multiclass", seed=3, logits=True)
+    soft = 0.8 * y + 0.05  # rows sum to 1
+    np.testing.assert_allclose(float(L.SoftCELoss(smooth_factor=0.2, from_logits=True)(y, p)),
+                               float(L.SoftCELoss(from_logits=True)(soft, p)), rtol=1e-5)
+    assert float(L.CategoricalCELoss(from_logits=True)(soft, p)) > 0
+
+
+def test_101_names_aliases_and_operators():
+    expected = {
+        "jaccard_loss": "jaccard_loss", "dice_loss": "dice_loss", "binary_focal_loss": "binary_focal_loss",
+        "categorical_focal_loss": "focal_loss", "binary_crossentropy": "binary_crossentropy",
+        "categorical_crossentropy": "categorical_crossentropy",
+        "bce_dice_loss": "binary_crossentropy_plus_dice_loss", "bce_jaccard_loss": "binary_crossentropy_plus_jaccard_loss",
+        "cce_dice_loss": "categorical_crossentropy_plus_dice_loss",
+        "cce_jaccard_loss": "categorical_crossentropy_plus_jaccard_loss",
+        "binary_focal_dice_loss": "binary_focal_loss_plus_dice_loss",
+        "binary_focal_jaccard_loss": "binary_focal_loss_plus_jaccard_loss",
+        "categorical_focal_dice_loss": "focal_loss_plus_dice_loss",
+        "categorical_focal_jaccard_loss": "focal_loss_plus_jaccard_loss",
+    }
+    for attr, name in expected.items():
+        obj = getattr(sm.losses, attr)
+        assert obj.__name__ == name and obj.name == name, attr
+        assert isinstance(obj, keras.losses.Loss) and isinstance(obj, sm.base.Loss)
+    y, p = ref.make_data("multiclass", seed=4)
+    combo = 0.5 * L.dice_loss + L.jaccard_loss * 2
+    assert combo.name == "0.5dice_loss_plus_2jaccard_loss"
+    np.testing.assert_allclose(float(combo(y, p)), 0.5 * float(L.dice_loss(y, p)) + 2 * float(L.jaccard_loss(y, p)),
+                               rtol=1e-6)
+    assert sum([L.dice_loss, L.jaccard_loss]).name == "dice_loss_plus_jaccard_loss"
+    with pytest.raises(ValueError, match="can be added"):
+        L.dice_loss + "mse"
+    with pytest.raises(ValueError, match="multiplied by a number"):
+        L.dice_loss * L.dice_loss
+
+
+def test_get_by_name_and_suggestions():
+    assert L.get("bce_jaccard_loss").name == "binary_crossentropy_plus_jaccard_loss"
+    assert L.get("binary_crossentropy_plus_jaccard_loss").name == "binary_crossentropy_plus_jaccard_loss"
+    assert L.get("focal_loss").name == "focal_loss"
+    assert isinstance(L.get("DiceLoss"), L.DiceLoss)
+    assert L.get("jaccard_loss") is not L.jaccard_loss  # a copy: callers may change it
+    assert L.get("mse") is not None  # Keras' own names still work
+    with pytest.raises(ValueError, match="Did you mean 'jaccard_loss'"):
+        L.get("jacard_loss")
+    assert "bce_jaccard_loss" in L.available()
+
+
+def test_config_round_trip_keeps_options():
+    loss = L.JaccardLoss(class_weights=np.array([1.0, 2.0]), class_indexes=[0, 2], per_image=True, smooth=0.5,
+                         from_logits=True, ignore_index=255) + 0.3 * L.LovaszLoss(mode="multiclass")
+    copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert copy.name == loss.name
+    assert copy.l1.get_config() == loss.l1.get_config()
+    assert copy.l1.class_weights == [1.0, 2.0] and copy.l2.multiplier == 0.3
+    y, p = ref.make_data("multiclass", seed=5, logits=True, ignore=255, target="int")
+    np.testing.assert_allclose(float(copy(y, p)), float(loss(y, p)), rtol=1e-6)
+
+
+def test_clear_errors_name_the_shapes():
+    y, p = ref.make_data("multiclass", seed=6)
+    with pytest.raises(ValueError, match=r"y_true shape \(2, 6, 6, 3\) does not match y_pred shape \(2, 6, 6, 4\)"):
+        L.dice_loss(y[..., :3], p)
+    with pytest.raises(ValueError, match=r"\(2, 5, 6, 4\).*\(2, 6, 6, 4\).*batch/spatial"):
+        L.dice_loss(y[:, :5], p)
+    with pytest.raises(ValueError, match=r"class_indexes \[4\] out of range: y_pred has shape \(2, 6, 6, 4\)"):
+        L.JaccardLoss(class_indexes=[0, 4])(y, p)
+    with pytest.raises(ValueError, match=r"class_weights has 3 values but y_pred with shape \(2, 6, 6, 4\) has 4"):
+        L.CategoricalCELoss(class_weights=[1, 2, 3])(y, p)
+    with pytest.raises(ValueError, match=r"class_weights has 3 values.*2 classes selected by class_indexes=\[0, 1\]"):
+        L.DiceLoss(class_weights=[1, 2, 3], class_indexes=[0, 1])(y, p)
+    with pytest.raises(ValueError, match="integer class mask needs mode='multiclass'"):
+        L.JaccardLoss(mode="multilabel")(y[..., :1], p)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        L.DiceLoss(mode="multi")
+    with pytest.raises(ValueError, match="class_indexes must be"):
+        L.JaccardLoss(class_indexes=[-1])
+    with pytest.raises(ValueError, match="smooth_factor"):
+        L.SoftCELoss(smooth_factor=1.5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+#   Gradients
+# ---------------------------------------------------------------------------------------------------------
+
+def _grad(fn, x):
+    """d fn(x) / dx on the current backend."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        v = tf.Variable(x)
+        with tf.GradientTape() as tape:
+            out = fn(v)
+        return np.asarray(tape.gradient(out, v), dtype=np.float64)
+    if BACKEND == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda t: fn(t).astype("float32"))(keras.ops.convert_to_tensor(x)), np.float64)
+    import torch
+
+    t = keras.ops.convert_to_tensor(x).detach().requires_grad_(True)
+    fn(t).backward()
+    return t.grad.detach().float().numpy().astype(np.float64)
+
+
+# the 1.0.1 combinations are sums of these, so their gradients are finite when these are
+GRAD_LOSSES = {
+    "jaccard": L.jaccard_loss, "dice": L.dice_loss, "bce": L.binary_crossentropy, "cce": L.categorical_crossentropy,
+    "binary_focal": L.binary_focal_loss, "categorical_focal": L.categorical_focal_loss,
+    "tversky_focal": L.TverskyLoss(alpha=0.7, beta=0.3, gamma=2.0), "lovasz_softmax": L.LovaszLoss(per_image=True),
+    "lovasz_hinge": L.LovaszLoss(mode="multilabel"), "soft_bce": L.SoftBCELoss(smooth_factor=0.1),
+    "soft_ce": L.SoftCELoss(smooth_factor=0.1), "jaccard_ignore": L.JaccardLoss(ignore_index=255, per_image=True),
+    "soft_ce_ignore": L.SoftCELoss(ignore_index=255), "bce_ignore": L.BinaryCELoss(ignore_index=255),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_gradients_are_finite_on_edge_cases(dtype):
+    shape = (2, 4, 4, 3)
+    onehot = np.eye(3, dtype="float32")[np.random.default_rng(0).integers(0, 3, shape[:3])]
+    empty, full, uniform = np.zeros(shape, "float32"), np.ones(shape, "float32"), np.full(shape, 1 / 3, "float32")
+    pairs = {"empty-zeros": (empty, empty), "empty-ones": (empty, full), "full-ones": (full, full),
+             "full-zeros": (full, empty), "onehot-exact": (onehot, onehot), "onehot-opposite": (onehot, 1 - onehot),
+             "onehot-uniform": (onehot, uniform)}
+    if dtype != "float32":  # mixed precision: a representative pair, the others are dtype independent
+        pairs = {k: pairs[k] for k in ("onehot-exact", "onehot-uniform")}
+    bad = []
+    for loss_name, loss in GRAD_LOSSES.items():
+        cases = dict(pairs)
+        if "ignore" in loss_name:
+            cases["all-ignored"] = (np.full(shape, 255.0, "float32"), uniform)
+        for case, (y, p) in cases.items():
+            g = _grad(lambda v: loss(y, v), keras.ops.convert_to_tensor(p, dtype=dtype))
+            if not np.isfinite(g).all():
+                bad.append((loss_name, case))
+    assert not bad, f"non-finite gradients ({dtype}): {bad}"
+
+
+def test_functional_accepts_and_ignores_backend_kwarg():
+    y, p = ref.make_data("multiclass", seed=7)
+    f = sm.base.functional
+    assert float(f.iou_score(y, p, backend=keras.backend)) == pytest.approx(ref.score("iou", y, p, "multiclass"),
+                                                                            rel=1e-5)
+    assert float(f.f_score(y, p, beta=2, backend=None)) == pytest.approx(
+        ref.score("fscore", y, p, "multiclass", beta=2), rel=1e-5)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        f.iou_score(y, p, bakend=None)

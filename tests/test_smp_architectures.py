@@ -1,0 +1,186 @@
+"""segmentation_models_pytorch's architectures (Unet++, MAnet, PAN, DeepLabV3/V3+, UPerNet) and SMP's keyword
+arguments (encoder_depth, decoder_channels, aux_params, decoder_attention_type, dilated encoders)."""
+import keras
+import numpy as np
+import pytest
+
+import segmentation_models as sm
+from helpers import check_model, pick
+from segmentation_models.backbones.registry import get_backbone_spec
+
+# small decoders keep the tests cheap; the defaults' sizes are checked in test_default_decoder_sizes_match_smp
+SMALL = {
+    "UnetPlusPlus": dict(decoder_channels=(32, 16, 16, 8, 8)),
+    "MAnet": dict(decoder_channels=(32, 16, 16, 8, 8), decoder_pab_channels=8),
+    "PAN": dict(decoder_channels=16),
+    "DeepLabV3": dict(decoder_channels=32),
+    "DeepLabV3Plus": dict(decoder_channels=32),
+    "UPerNet": dict(decoder_channels=32),
+}
+DILATED = ("PAN", "DeepLabV3", "DeepLabV3Plus")  # default encoder_output_stride < 32
+BACKBONES = pick(["resnet18", "vgg16"], ["resnet18"])
+SHAPE = (64, 64, 3)
+
+
+def _build(arch, backbone="resnet18", **kwargs):
+    options = dict(SMALL[arch], backbone_name=backbone, input_shape=SHAPE, encoder_weights=None)
+    if backbone.startswith("vgg") and arch in DILATED:
+        options["encoder_output_stride"] = 32  # VGG cannot be dilated
+    options.update(kwargs)
+    return getattr(sm, arch)(**options)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("arch", list(SMALL))
+def test_architecture_trains_and_reloads(arch, backbone, tmp_path, reload_checker):
+    check_model(lambda: _build(arch, backbone, classes=3, activation="softmax"), SHAPE, 3, tmp_path,
+                reload_checker, activation="softmax", steps=3, label=f"{arch}-{backbone}")
+
+
+@pytest.mark.parametrize("arch", ["DeepLabV3", "DeepLabV3Plus"])
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_deeplab_output_stride_sets_encoder_resolution(arch, output_stride):
+    model = _build(arch, encoder_output_stride=output_stride)
+    size = SHAPE[0] // output_stride
+    assert model.get_layer("relu1").output.shape[1:] == (size, size, 512)  # ResNet-18's encoder output
+    assert model.get_layer("decoder_aspp_concat").output.shape[1:3] == (size, size)
+    assert model.output_shape == (None, 64, 64, 1)
+    # the strides of the last stage(s) became dilations: 2 (stride 16) or 2 then 4 (stride 8)
+    expected = {16: {"stage3_unit2_conv1": 1, "stage4_unit1_conv1": 1, "stage4_unit1_conv2": 2, "stage4_unit2_conv1": 2},
+                8: {"stage3_unit1_conv2": 2, "stage4_unit1_conv1": 2, "stage4_unit2_conv1": 4}}[output_stride]
+    for layer, rate in expected.items():
+        assert model.get_layer(layer).dilation_rate == (rate, rate), layer
+
+
+@pytest.mark.parametrize("backbone", ["resnet18"])  # basic blocks; bottlenecks (resnet50) checked by hand
+def test_dilated_resnet_equals_undilated_on_its_grid(backbone):
+    """A correctly dilated encoder computes the undilated one's output at every (32 / stride)-th position."""
+    spec = get_backbone_spec(backbone)
+    plain = spec.build(keras.Input(SHAPE))
+    x = np.random.default_rng(0).random((1,) + SHAPE).astype("float32")
+    reference = keras.ops.convert_to_numpy(plain(x))
+    for output_stride in (16, 8):
+        dilated = spec.build(keras.Input(SHAPE), output_stride=output_stride)
+        dilated.set_weights(plain.get_weights())
+        out = keras.ops.convert_to_numpy(dilated(x))
+        step = 32 // output_stride
+        assert out.shape[1] == SHAPE[0] // output_stride
+        np.testing.assert_allclose(out[:, ::step, ::step], reference, atol=1e-5 * np.abs(reference).max())
+
+
+def test_aux_head_returns_mask_and_labels_and_trains_with_two_losses(tmp_path, reload_checker):
+    aux = {"classes": 4, "pooling": "max", "dropout": 0.2}
+    model = check_model(lambda: _build("DeepLabV3", aux_params=aux), SHAPE, 1, tmp_path, reload_checker,
+                        steps=3, aux_classes=4, label="deeplabv3-aux")
+    assert model.output_names[1] == "aux_linear"
+    assert model.get_layer("aux_dense").input.shape[-1] == 512  # on the deepest encoder feature
+
+
+def test_scse_attention_builds_for_unet_and_unetplusplus():
+    plain = sm.Unet("resnet18", input_shape=SHAPE, encoder_weights=None)
+    assert not [l.name for l in plain.layers if "attention" in l.name]  # the 1.0.1 Unet is unchanged
+    unet = sm.Unet("resnet18", input_shape=SHAPE, encoder_weights=None, decoder_attention_type="scse")
+    names = {l.name for l in unet.layers}
+    assert {"decoder_stage0_attention1_add", "decoder_stage4_attention2_add", "decoder_stage0a_conv"} <= names
+    assert "decoder_stage4_attention1_add" not in names  # no skip at full resolution, no attention on it
+    assert unet.count_params() > plain.count_params()
+    nested = _build("UnetPlusPlus", decoder_attention_type="scse")
+    names = {l.name for l in nested.layers}
+    assert {"decoder_x_0_0_attention1_add", "decoder_x_1_3_attention2_add", "decoder_x_0_4_attention2_add"} <= names
+    x = np.random.default_rng(0).random((1,) + SHAPE).astype("float32")
+    for model in (unet, nested):
+        assert keras.ops.convert_to_numpy(model(x)).shape == (1, 64, 64, 1)
+
+
+@pytest.mark.parametrize("depth", [3, 4])
+@pytest.mark.parametrize("arch", pick(["Unet", "UnetPlusPlus", "MAnet", "PAN", "DeepLabV3", "DeepLabV3Plus", "UPerNet"],
+                                      ["Unet", "UnetPlusPlus", "DeepLabV3Plus"]))
+def test_encoder_depth_and_aux_head(arch, depth):
+    """Every architecture builds at encoder_depth 3 and 4 (PAN has a fixed depth) and takes an aux head."""
+    aux = {"classes": 2, "activation": "softmax"}
+    deepest = {3: 128, 4: 256, 5: 512}[depth if arch != "PAN" else 5]  # ResNet-18 channels
+    if arch == "Unet":
+        model = sm.Unet("resnet18", input_shape=SHAPE, encoder_weights=None, encoder_depth=depth, aux_params=aux)
+        blocks = {l.name[: len("decoder_stageN")] for l in model.layers if l.name.startswith("decoder_stage")}
+        assert len(blocks) == depth
+    elif arch == "PAN":
+        if depth == 4:
+            pytest.skip("PAN has no encoder_depth (SMP's design): checked once")
+        model = _build(arch, aux_params=aux)
+    else:
+        kwargs = {"decoder_channels": SMALL[arch]["decoder_channels"][:depth]} if arch in ("UnetPlusPlus", "MAnet") else {}
+        model = sm.create_model(arch.lower(), **dict(SMALL[arch], backbone_name="resnet18", input_shape=SHAPE,
+                                                     encoder_weights=None, encoder_depth=depth, aux_params=aux, **kwargs))
+        assert "relu1" not in {l.name for l in model.layers}  # the deeper encoder stages are not used
+    assert model.get_layer("aux_dense").input.shape[-1] == deepest
+    assert [tuple(s) for s in model.output_shape] == [(None, 64, 64, 1), (None, 2)]
+    if depth == 3:
+        mask, labels = model(np.zeros((1,) + SHAPE, "float32"))
+        assert tuple(mask.shape) == (1, 64, 64, 1)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(labels).sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, arch", [("unet++", "UnetPlusPlus"), ("UNET_PLUS_PLUS", "UnetPlusPlus"),
+                                        ("manet", "MAnet"), ("pan", "PAN"), ("deeplabv3", "DeepLabV3"),
+                                        ("DeepLabV3+", "DeepLabV3Plus"), ("deeplab-v3-plus", "DeepLabV3Plus"),
+                                        ("upernet", "UPerNet")])
+def test_create_model_finds_architecture(name, arch):
+    from segmentation_models.factory import _key
+
+    assert _key(name) == _key(arch) and arch in sm.available_architectures()
+    assert getattr(sm, arch) is sm.decoders.ARCHITECTURES[arch]
+
+
+BAD = [
+    (lambda: _build("UnetPlusPlus", encoder_depth=6), "encoder_depth must be one of [3, 4, 5]"),
+    (lambda: _build("UPerNet", encoder_depth=2), "encoder_depth must be one of [3, 4, 5]"),
+    (lambda: _build("DeepLabV3", backbone="vgg16", encoder_output_stride=8), "cannot be dilated"),
+    (lambda: sm.DeepLabV3Plus("vgg16", input_shape=SHAPE, encoder_weights=None), "encoder_output_stride=32"),
+    (lambda: sm.PAN("vgg16", input_shape=SHAPE, encoder_weights=None), "cannot be dilated"),
+    (lambda: _build("PAN", encoder_output_stride=8), "encoder_output_stride must be one of [16, 32]"),
+    (lambda: _build("UnetPlusPlus", decoder_channels=(32, 16)), "decoder_channels must have encoder_depth=5"),
+    (lambda: _build("MAnet", encoder_depth=3, decoder_channels=(32, 16, 8, 8)), "encoder_depth=3 positive integers"),
+    (lambda: sm.Unet("resnet18", encoder_weights=None, encoder_depth=4, decoder_filters=(8, 8)), "decoder_filters must have"),
+    (lambda: _build("DeepLabV3", decoder_channels=(32, 16)), "decoder_channels must be a positive integer"),
+    (lambda: _build("UPerNet", aux_params={"classes": 2, "pool": "avg"}), "unknown key(s) ['pool']"),
+    (lambda: _build("UPerNet", aux_params={"pooling": "avg"}), "aux_params needs 'classes'"),
+    (lambda: _build("PAN", aux_params={"classes": 2, "pooling": "mean"}), "aux_params['pooling'] must be one of"),
+    (lambda: _build("DeepLabV3", aux_params={"classes": 0}), "aux_params: classes must be an integer"),
+    (lambda: _build("DeepLabV3", aux_params=4), "aux_params must be None or a dict"),
+    (lambda: _build("UnetPlusPlus", decoder_attention_type="cbam"), "decoder_attention_type must be None or 'scse'"),
+    (lambda: sm.Unet("resnet18", encoder_weights=None, decoder_attention_type="se"), "decoder_attention_type"),
+    (lambda: _build("DeepLabV3", upsampling=4), "upsampling=4 would not give a mask of the input's size"),
+    (lambda: _build("DeepLabV3Plus", decoder_atrous_rates=(6, 12)), "decoder_atrous_rates must be 3 positive"),
+    (lambda: _build("UPerNet", upsampling=8), "upsampling must be 4 for UPerNet"),
+]
+
+
+@pytest.mark.parametrize("build, message", BAD, ids=[m[:40] for _, m in BAD])
+def test_bad_arguments_raise_clear_errors(build, message):
+    with pytest.raises(ValueError) as info:
+        build()
+    assert message in str(info.value)
+
+
+def _trainable_params(model, prefixes):
+    return sum(int(np.prod(w.shape)) for l in model.layers if l.name.startswith(prefixes) for w in l.trainable_weights)
+
+
+@pytest.mark.skipif(not pick([1], []), reason="build-only size check, backend independent: TensorFlow only")
+def test_default_decoder_sizes_match_smp():
+    """With their defaults on resnet34 (512 channels at stride 32, 64 at stride 4), the DeepLab decoders
+    have the trainable parameter counts of segmentation_models_pytorch's (PyTorch counts BN as 2*C)."""
+    bn = lambda c: 2 * c  # noqa: E731
+    aspp_plain = 512 * 256 + bn(256) + 3 * (9 * 512 * 256 + bn(256)) + 512 * 256 + bn(256) + 5 * 256 * 256 + bn(256)
+    smp_deeplabv3 = aspp_plain + 9 * 256 * 256 + bn(256)  # + the 3x3 conv-bn-relu
+    aspp_separable = (512 * 256 + bn(256) + 3 * (9 * 512 + 512 * 256 + bn(256)) + 512 * 256 + bn(256)
+                      + 5 * 256 * 256 + bn(256))
+    smp_deeplabv3plus = (aspp_separable + 9 * 256 + 256 * 256 + bn(256)  # separable 3x3 after ASPP
+                         + 64 * 48 + bn(48)  # stride-4 projection
+                         + 9 * 304 + 304 * 256 + bn(256))  # separable fusion conv
+    head = 256 * 1 + 1
+    v3 = sm.DeepLabV3("resnet34", encoder_weights=None)
+    v3p = sm.DeepLabV3Plus("resnet34", encoder_weights=None)
+    assert _trainable_params(v3, "decoder_") == smp_deeplabv3 == 4_722_176
+    assert _trainable_params(v3p, "decoder_") == smp_deeplabv3plus == 1_152_528
+    assert _trainable_params(v3, "final_conv") == _trainable_params(v3p, "final_conv") == head
