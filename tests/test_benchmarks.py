@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -67,22 +69,33 @@ def test_ratio_rows_compare_ours_with_both_peers():
     assert by[("best(ours-jax)", "smp-torch")]["train"] == pytest.approx(2.0)
 
 
+def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run in a new session and kill the whole process group on timeout (run.py starts worker processes)."""
+    proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def test_quick_benchmark_runs_end_to_end_for_ours(tmp_path):
+    # The --quick path, shrunk: 32x32, batch 2, one step, resnet18 (the cheapest ResNet to trace/compile).
     out_json = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--size", "32", "--batch", "2", "--steps",
-         "1", "--infer-steps", "1", "--contenders", f"ours-{BACKEND}", "--no-matmul", "--json", str(out_json)],
-        cwd=str(ROOT), capture_output=True, text=True, timeout=600,
-    )
+    proc = _run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--size", "32", "--batch", "2",
+                 "--steps", "1", "--infer-steps", "1", "--backbones", "resnet18", "--contenders", f"ours-{BACKEND}",
+                 "--no-matmul", "--json", str(out_json)], timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"ours-{BACKEND}" in proc.stdout and "train" in proc.stdout
     (record,) = json.loads(out_json.read_text())["results"]
     assert record["status"] == "ok", record
-    assert (record["arch"], record["backbone"], record["size"]) == ("Unet", "resnet34", 32)
+    assert (record["arch"], record["backbone"], record["size"]) == ("Unet", "resnet18", 32)
     assert record["train"]["median_s"] > 0 and record["infer_b1"]["median_s"] > 0
     assert record["peak_rss_train_mb"] >= record["rss_after_build_mb"] > 0
-    # Unet-resnet34 costs 15.66 GFLOP per 256x256 image; FLOPs scale with the pixel count
-    assert record["flops_per_image"] == pytest.approx(15.66e9 * (32 / 256) ** 2, rel=0.01)
-    tables = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tables.py"), str(out_json)],
-                            cwd=str(ROOT), capture_output=True, text=True, timeout=60)
-    assert tables.returncode == 0 and "| Unet-resnet34 | 32 |" in tables.stdout, tables.stderr
+    # below Unet-resnet34's 15.66 GFLOP per 256x256 image, scaled to 32x32 (FLOPs scale with the pixel count)
+    assert 0.5 * 15.66e9 / 64 < record["flops_per_image"] < 15.66e9 / 64
+    tables = _run([sys.executable, str(ROOT / "benchmarks" / "tables.py"), str(out_json)], timeout=120)
+    assert tables.returncode == 0 and "| Unet-resnet18 | 32 |" in tables.stdout, tables.stderr
