@@ -8,7 +8,6 @@ machine load hits both sides; it prints median(A)/median(B) time ratios (>1: B i
     KERAS_BACKEND=torch      python benchmarks/ab.py torch-layout # time share of NHWC<->NCHW copies
     KERAS_BACKEND=torch      python benchmarks/ab.py torch-conv-copies  # Keras' conv without its extra copy
     python benchmarks/ab.py upsampling                            # UpSampling2D nearest vs bilinear
-    python benchmarks/ab.py loader                                # sm.data loader vs the pure train step
 
 Options: --backbone resnet34 --size 128 --batch 4 --steps 6.
 """
@@ -256,20 +255,8 @@ def exp_upsampling(args):
         {"nearest": run(near), "bilinear": run(bil), "nearest+conv3x3": run(block)}, args.steps * 3), "nearest")
 
 
-def exp_loader(args):
-    """The package's data loader (if present) vs the pure train step on in-memory batches."""
-    import segmentation_models as sm
-
-    try:
-        data = sm.data
-    except (AttributeError, ImportError) as err:
-        print(json.dumps({"experiment": "loader", "skipped": f"segmentation_models.data is not available: {err}"}))
-        return
-    print(json.dumps({"experiment": "loader", "skipped": f"no loader experiment written for {data.__name__} yet"}))
-
-
-EXPERIMENTS = {"tf-jit": exp_tf_jit, "bn-fold": exp_bn_fold, "torch-layout": exp_torch_layout, "torch-conv-copies": exp_torch_conv_copies,
-               "upsampling": exp_upsampling, "loader": exp_loader}
+EXPERIMENTS = {"tf-jit": exp_tf_jit, "bn-fold": exp_bn_fold, "torch-layout": exp_torch_layout,
+               "torch-conv-copies": exp_torch_conv_copies, "upsampling": exp_upsampling}
 
 
 def main(argv=None) -> int:
