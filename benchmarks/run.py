@@ -1,0 +1,259 @@
+"""Speed and memory side by side: this package (TensorFlow, JAX, torch), segmentation_models 1.0.1, SMP.
+
+Every measurement runs in its own subprocess (`benchmarks/worker.py`) on the same machine in one run;
+contenders alternate within each configuration so that a change of machine load hits all of them.
+
+    python benchmarks/run.py --quick                  # Unet-resnet34 256x256, five contenders, ratio rows
+    python benchmarks/run.py --json results.json      # full grid: Unet/FPN/DeepLabV3Plus x resnet34/efficientnetb0 x 256/512
+    python benchmarks/tables.py results.json          # markdown tables for docs/benchmarks.md
+
+Architectures/backbones that a contender lacks are skipped with the reason printed.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = ROOT / "benchmarks" / "worker.py"
+ORACLE_DIR = ROOT / ".oracle" / "sm101"
+RESULT_PREFIX = "BENCH_RESULT "
+
+CONTENDERS = ("ours-tensorflow", "ours-jax", "ours-torch", "sm101-tensorflow", "smp-torch")
+ARCHS = ("Unet", "FPN", "DeepLabV3Plus")
+BACKBONES = ("resnet34", "efficientnetb0")
+SIZES = (256, 512)
+
+
+def contender_env(contender: str) -> dict:
+    """Environment of a contender's subprocess (1.0.1 as in tests/conftest.py::run_oracle)."""
+    env = dict(os.environ)
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
+    kind, _, backend = contender.partition("-")
+    if kind == "sm101":
+        env.update(PYTHONPATH=str(ORACLE_DIR), SM_FRAMEWORK="tf.keras", KERAS_BACKEND="tensorflow")
+    else:
+        env["PYTHONPATH"] = str(ROOT)
+        if backend:
+            env["KERAS_BACKEND"] = backend
+    return env
+
+
+def run_worker(contender: str, worker_args: list[str], timeout: float) -> dict:
+    """Run one worker subprocess; its result record, or an error record with the tail of its output."""
+    kind = contender.partition("-")[0]
+    cmd = [sys.executable, str(WORKER), "--contender", kind, *worker_args]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=str(ROOT), env=contender_env(contender), capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "error", "reason": f"timed out after {timeout:.0f} s"}
+    wall = time.perf_counter() - t0
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            record = json.loads(line[len(RESULT_PREFIX):])
+            record["process_wall_s"] = wall
+            return record
+    tail = (proc.stdout[-1500:] + "\n" + proc.stderr[-3000:]).strip()
+    return {"status": "error", "reason": f"exit code {proc.returncode}: {tail}", "process_wall_s": wall}
+
+
+def images_per_s(record: dict, key: str) -> float | None:
+    """Images per second of a timed phase (median call time); batch 1 for 'infer_b1'."""
+    if record.get("status") != "ok" or key not in record:
+        return None
+    images = 1 if key == "infer_b1" else record["batch"]
+    return images / record[key]["median_s"]
+
+
+def summarize(record: dict, peak_gflops: float | None) -> dict:
+    """Derived numbers of one record: images/s, latency, memory, fraction of the matmul peak."""
+    row = {"train_ips": images_per_s(record, "train"), "infer_ips": images_per_s(record, "infer_batch"),
+           "latency_ms": record["infer_b1"]["median_s"] * 1e3 if record.get("status") == "ok" and "infer_b1" in record else None,
+           "peak_rss_mb": record.get("peak_rss_train_mb", record.get("peak_rss_mb")),
+           "infer_rss_mb": record.get("peak_rss_infer_mb"), "gflop": None, "train_peak_frac": None,
+           "infer_peak_frac": None}
+    flops = record.get("flops_per_image")
+    if flops:
+        row["gflop"] = flops / 1e9
+        if peak_gflops:
+            if row["train_ips"]:  # training ~ 3x the forward FLOPs (forward + two backward matmuls)
+                row["train_peak_frac"] = 3 * flops * row["train_ips"] / 1e9 / peak_gflops
+            if row["infer_ips"]:
+                row["infer_peak_frac"] = flops * row["infer_ips"] / 1e9 / peak_gflops
+    return row
+
+
+def _fmt(value, spec=".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_row(contender: str, record: dict, peak: float | None) -> None:
+    if record.get("status") != "ok":
+        print(f"  {contender:<17} {record.get('status', 'error').upper()}: {record.get('reason', '')[:400]}", flush=True)
+        return
+    s = summarize(record, peak)
+    print(f"  {contender:<17} train {_fmt(s['train_ips']):>7} img/s | infer {_fmt(s['infer_ips']):>7} img/s | "
+          f"b1 {_fmt(s['latency_ms'], '.1f'):>7} ms | RSS {_fmt(s['peak_rss_mb'], '.0f'):>6} MB | "
+          f"{_fmt(s['gflop'])} GFLOP/img | peak frac train {_fmt(s['train_peak_frac'])} infer "
+          f"{_fmt(s['infer_peak_frac'])}", flush=True)
+
+
+def ratio_rows(results: list[dict]) -> list[dict]:
+    """ours/1.0.1 (TensorFlow) and ours/SMP (best of JAX/torch, and each backend) per configuration."""
+    rows = []
+    configs = sorted({(r["arch"], r["backbone"], r["size"]) for r in results})
+    for arch, backbone, size in configs:
+        by = {r["contender_id"]: summarize(r, None) for r in results
+              if (r["arch"], r["backbone"], r["size"]) == (arch, backbone, size) and r.get("status") == "ok"}
+
+        def ratio(a, b, key, invert=False):
+            if a not in by or b not in by or not by[a][key] or not by[b][key]:
+                return None
+            return by[b][key] / by[a][key] if invert else by[a][key] / by[b][key]
+
+        for ours, peer in (("ours-tensorflow", "sm101-tensorflow"), ("ours-tensorflow", "smp-torch"),
+                           ("ours-jax", "smp-torch"), ("ours-torch", "smp-torch")):
+            values = {"train": ratio(ours, peer, "train_ips"), "infer": ratio(ours, peer, "infer_ips"),
+                      "latency": ratio(ours, peer, "latency_ms", invert=True),
+                      "memory": ratio(ours, peer, "peak_rss_mb")}
+            if any(v is not None for v in values.values()):
+                rows.append({"arch": arch, "backbone": backbone, "size": size, "ours": ours, "peer": peer, **values})
+        best = [o for o in ("ours-jax", "ours-torch") if o in by and by[o]["train_ips"]]
+        if best and "smp-torch" in by:
+            top = max(best, key=lambda o: by[o]["train_ips"])
+            rows.append({"arch": arch, "backbone": backbone, "size": size, "ours": f"best({top})", "peer": "smp-torch",
+                         "train": ratio(top, "smp-torch", "train_ips"), "infer": ratio(top, "smp-torch", "infer_ips"),
+                         "latency": ratio(top, "smp-torch", "latency_ms", invert=True),
+                         "memory": ratio(top, "smp-torch", "peak_rss_mb")})
+    return rows
+
+
+def print_ratios(rows: list[dict]) -> None:
+    print("\nRatios (>1 means ours is faster; memory: ours/peer peak RSS, <1 means ours uses less):")
+    for r in rows:
+        peer = "1.0.1" if r["peer"].startswith("sm101") else "SMP"
+        print(f"  RATIO {r['arch']}-{r['backbone']}@{r['size']}  {r['ours']}/{peer}: train {_fmt(r['train'])}x  "
+              f"infer {_fmt(r['infer'])}x  b1-latency {_fmt(r['latency'])}x  memory {_fmt(r['memory'])}x", flush=True)
+
+
+def machine_info() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["mem_gb"] = round(int(line.split()[1]) / 2**20, 1)
+        info["loadavg_start"] = os.getloadavg()
+    except OSError:
+        pass
+    versions = {}
+    for name in ("keras", "tensorflow", "jax", "torch", "numpy"):
+        try:
+            from importlib.metadata import version
+
+            versions[name] = version(name)
+        except Exception:  # noqa: BLE001
+            versions[name] = None
+    info["versions"] = versions
+    return info
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="Unet-resnet34 at 256x256 only, few steps, all contenders")
+    p.add_argument("--archs", nargs="+", default=None, help=f"default {' '.join(ARCHS)}")
+    p.add_argument("--backbones", nargs="+", default=None, help=f"default {' '.join(BACKBONES)}")
+    p.add_argument("--sizes", "--size", nargs="+", type=int, default=None, help="default 256 512")
+    p.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=None, help="timed training steps (default 10; --quick 3)")
+    p.add_argument("--infer-steps", type=int, default=None, help="timed inference calls (default 10; --quick 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed first calls (tracing/compilation)")
+    p.add_argument("--repeat", type=int, default=1, help="rounds over the contenders (alternating)")
+    p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto", help="ours and 1.0.1")
+    p.add_argument("--smp-channels-last", action="store_true")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
+    p.add_argument("--no-matmul", action="store_true", help="skip the matmul-peak measurement")
+    p.add_argument("--matmul-n", type=int, default=2048, help="square matmul size for the peak")
+    p.add_argument("--json", dest="json_out", default=None, help="write all results to this JSON file")
+    args = p.parse_args(argv)
+    args.archs = args.archs or (["Unet"] if args.quick else list(ARCHS))
+    args.backbones = args.backbones or (["resnet34"] if args.quick else list(BACKBONES))
+    args.sizes = args.sizes or ([256] if args.quick else list(SIZES))
+    args.steps = args.steps or (3 if args.quick else 10)
+    args.infer_steps = args.infer_steps or (3 if args.quick else 10)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = _dt.datetime.now(_dt.timezone.utc)
+    info = machine_info()
+    print(f"segmentation_models benchmark, {started:%Y-%m-%d %H:%M} UTC, {info.get('cpu')} x{info.get('cpus')}, "
+          f"load {info.get('loadavg_start')}", flush=True)
+    peak = None
+    matmul = None
+    if not args.no_matmul:
+        matmul = run_worker("matmul-", ["--matmul-n", str(args.matmul_n)], args.timeout)
+        peak = matmul.get("peak_gflops")
+        print(f"float32 matmul peak: {_fmt(peak, '.1f')} GFLOP/s (numpy {_fmt(matmul.get('numpy_gflops'), '.1f')}, "
+              f"torch {_fmt(matmul.get('torch_gflops'), '.1f')})", flush=True)
+    results = []
+    for arch in args.archs:
+        for backbone in args.backbones:
+            for size in args.sizes:
+                print(f"\n{arch}-{backbone} {size}x{size} batch {args.batch}", flush=True)
+                for round_ in range(args.repeat):
+                    order = args.contenders if round_ % 2 == 0 else list(reversed(args.contenders))
+                    for contender in order:
+                        worker_args = ["--arch", arch, "--backbone", backbone, "--size", str(size),
+                                       "--batch", str(args.batch), "--steps", str(args.steps),
+                                       "--infer-steps", str(args.infer_steps), "--warmup", str(args.warmup),
+                                       "--jit-compile", args.jit_compile]
+                        if args.smp_channels_last:
+                            worker_args.append("--channels-last")
+                        record = run_worker(contender, worker_args, args.timeout)
+                        record.update(contender_id=contender, arch=arch, backbone=backbone, size=size,
+                                      batch=args.batch, round=round_)
+                        print_row(contender, record, peak)
+                        results.append(record)
+    merged = merge_rounds(results)
+    rows = ratio_rows(merged)
+    print_ratios(rows)
+    if args.json_out:
+        payload = {"started_utc": started.isoformat(timespec="seconds"), "argv": sys.argv[1:], "machine": info,
+                   "matmul": matmul, "settings": {k: v for k, v in vars(args).items() if k != "json_out"},
+                   "results": results, "ratios": rows,
+                   "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                   "loadavg_end": os.getloadavg()}
+        Path(args.json_out).write_text(json.dumps(payload, indent=1))
+        print(f"\nwrote {args.json_out}")
+    return 0 if all(r.get("status") != "error" for r in results) else 1
+
+
+def merge_rounds(results: list[dict]) -> list[dict]:
+    """One record per (contender, configuration): the round with the fastest training (least disturbed)."""
+    best: dict[tuple, dict] = {}
+    for r in results:
+        key = (r["contender_id"], r["arch"], r["backbone"], r["size"])
+        old = best.get(key)
+        speed = summarize(r, None)["train_ips"] or 0
+        if old is None or speed > (summarize(old, None)["train_ips"] or 0):
+            best[key] = r
+    return list(best.values())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

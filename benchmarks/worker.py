@@ -1,0 +1,259 @@
+"""One measurement, in its own process: build one contender's model, time inference and training.
+
+Run by `benchmarks/run.py` (one subprocess per contender and configuration, so that imports, threads and
+peak memory never mix). Prints one line ``BENCH_RESULT {json}``. Contenders:
+
+- ``ours``: this package on the Keras backend given by KERAS_BACKEND.
+- ``sm101``: segmentation_models 1.0.1 on tf.keras (run with PYTHONPATH=.oracle/sm101, SM_FRAMEWORK=tf.keras).
+- ``smp``: segmentation-models-pytorch from .bench/smp on torch (NCHW).
+- ``matmul``: the float32 matmul peak of this machine (numpy and torch), the roofline for the FLOP fractions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT_PREFIX = "BENCH_RESULT "
+
+# 1.0.1 has no DeepLabV3+; SMP's encoder names for our backbones. SMP's own 'resnet34' encoder subclasses
+# torchvision's ResNet (not installable here), so timm's identical ResNet-34 ('tu-resnet34') is used.
+SM101_ARCHITECTURES = ("Unet", "FPN", "Linknet", "PSPNet")
+SMP_ARCHITECTURES = {"Unet": "Unet", "FPN": "FPN", "DeepLabV3Plus": "DeepLabV3Plus", "Linknet": "Linknet",
+                     "PSPNet": "PSPNet"}
+SMP_ENCODERS = {"resnet18": "tu-resnet18", "resnet34": "tu-resnet34", "resnet50": "tu-resnet50",
+                "efficientnetb0": "efficientnet-b0", "efficientnetb1": "efficientnet-b1"}
+
+
+class Skip(Exception):
+    """This contender cannot run this configuration (the reason is reported, not an error)."""
+
+
+def peak_rss_mb() -> float:
+    """Max resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def timed(fn, warmup: int, steps: int) -> dict:
+    """Call ``fn`` (which must block until its result is ready) warmup+steps times; per-call seconds."""
+    first = []
+    for _ in range(warmup):
+        t0 = time.perf_counter()
+        fn()
+        first.append(time.perf_counter() - t0)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "mean_s": statistics.fmean(times),
+            "warmup_s": first, "steps": steps}
+
+
+# --------------------------------------------------------------------------------------------- Keras
+def build_keras(contender: str, arch: str, backbone: str, size: int):
+    if contender == "ours":
+        import segmentation_models as sm
+        from segmentation_models.decoders import ARCHITECTURES
+
+        if arch not in ARCHITECTURES:
+            raise Skip(f"{arch} is not in this package yet (ARCHITECTURES has {sorted(ARCHITECTURES)})")
+        if backbone not in sm.get_available_backbone_names():
+            raise Skip(f"backbone {backbone} is not in this package yet")
+        builder = ARCHITECTURES[arch]
+    else:
+        import segmentation_models as sm
+
+        if arch not in SM101_ARCHITECTURES:
+            raise Skip(f"segmentation_models 1.0.1 has no {arch}")
+        builder = getattr(sm, arch)
+    return builder(backbone, input_shape=(size, size, 3), classes=1, activation="sigmoid", encoder_weights=None)
+
+
+def framework_memory_keras() -> dict:
+    """Allocator statistics the backend reports on this device, where it has any."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            info = tf.config.experimental.get_memory_info("CPU:0")
+            return {"peak_mb": info["peak"] / 2**20}
+        if backend == "jax":
+            import jax
+
+            stats = jax.devices()[0].memory_stats()
+            if stats and "peak_bytes_in_use" in stats:
+                return {"peak_mb": stats["peak_bytes_in_use"] / 2**20}
+    except Exception as err:  # noqa: BLE001 - not available on CPU for some backends
+        return {"unavailable": f"{type(err).__name__}: {err}"[:200]}
+    return {"unavailable": f"{backend} reports no allocator statistics on CPU"}
+
+
+def run_keras(args) -> dict:
+    import numpy as np
+    import keras
+
+    from benchmarks.flops import keras_model_flops
+
+    keras.utils.set_random_seed(0)
+    t0 = time.perf_counter()
+    model = build_keras(args.contender, args.arch, args.backbone, args.size)
+    result = {"build_s": time.perf_counter() - t0, "flops_per_image": keras_model_flops(model),
+              "params": int(model.count_params()), "backend": keras.backend.backend(),
+              "rss_after_build_mb": peak_rss_mb()}
+    rng = np.random.default_rng(0)
+    x = rng.random((args.batch, args.size, args.size, 3), dtype=np.float32)
+    y = (rng.random((args.batch, args.size, args.size, 1)) > 0.5).astype("float32")
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="binary_crossentropy", jit_compile=jit)
+    result["jit_compile"] = args.jit_compile
+    if "infer" in args.phases:
+        x1 = x[:1]
+        result["infer_b1"] = timed(lambda: model.predict_on_batch(x1), args.warmup, args.infer_steps)
+        result["infer_batch"] = timed(lambda: model.predict_on_batch(x), args.warmup, args.infer_steps)
+        result["peak_rss_infer_mb"] = peak_rss_mb()
+    if "train" in args.phases:
+        result["train"] = timed(lambda: model.train_on_batch(x, y), args.warmup, args.steps)
+        result["peak_rss_train_mb"] = peak_rss_mb()
+    result["framework_memory"] = framework_memory_keras()
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- SMP
+def run_smp(args) -> dict:
+    import numpy as np
+    import torch
+
+    from benchmarks.flops import torch_model_flops
+    from benchmarks.smp_env import import_smp
+
+    if args.arch not in SMP_ARCHITECTURES:
+        raise Skip(f"SMP has no {args.arch}")
+    if args.backbone not in SMP_ENCODERS:
+        raise Skip(f"no SMP encoder mapped for {args.backbone} (benchmarks/worker.py SMP_ENCODERS)")
+    try:
+        smp = import_smp()
+    except ImportError as err:
+        raise Skip(str(err)) from None
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    model = getattr(smp, SMP_ARCHITECTURES[args.arch])(encoder_name=SMP_ENCODERS[args.backbone],
+                                                       encoder_weights=None, classes=1)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((args.batch, 3, args.size, args.size), dtype=np.float32))
+    x = x.contiguous(memory_format=memory_format)
+    y = torch.from_numpy((rng.random((args.batch, 1, args.size, args.size)) > 0.5).astype("float32"))
+    result = {"build_s": time.perf_counter() - t0, "encoder": SMP_ENCODERS[args.backbone],
+              "flops_per_image": torch_model_flops(model, x[:1]),
+              "params": int(sum(p.numel() for p in model.parameters())), "backend": "torch",
+              "torch_threads": torch.get_num_threads(), "channels_last": bool(args.channels_last),
+              "rss_after_build_mb": peak_rss_mb()}
+    if "infer" in args.phases:
+        model.eval()
+        x1 = x[:1].contiguous(memory_format=memory_format)
+
+        def infer(batch):
+            with torch.inference_mode():
+                return model(batch).numpy()
+
+        result["infer_b1"] = timed(lambda: infer(x1), args.warmup, args.infer_steps)
+        result["infer_batch"] = timed(lambda: infer(x), args.warmup, args.infer_steps)
+        result["peak_rss_infer_mb"] = peak_rss_mb()
+    if "train" in args.phases:
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+
+        def train_step():
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            return loss.item()
+
+        result["train"] = timed(train_step, args.warmup, args.steps)
+        result["peak_rss_train_mb"] = peak_rss_mb()
+    result["framework_memory"] = {"unavailable": "torch reports no allocator statistics on CPU"}
+    return result
+
+
+# -------------------------------------------------------------------------------------------- matmul
+def run_matmul(args) -> dict:
+    """Best float32 GFLOP/s of square matmuls (numpy/BLAS and torch), best of several repeats."""
+    import numpy as np
+
+    n, repeats = args.matmul_n, args.matmul_repeats
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).random((n, n), dtype=np.float32)
+    out = {"n": n}
+
+    def best_gflops(fn):
+        fn()
+        best = min(timed(fn, 0, repeats)["min_s"], 1e9)
+        return 2 * n**3 / best / 1e9
+
+    out["numpy_gflops"] = best_gflops(lambda: a @ b)
+    try:
+        import torch
+
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        out["torch_gflops"] = best_gflops(lambda: torch.mm(ta, tb))
+    except ImportError:
+        pass
+    out["peak_gflops"] = max(v for k, v in out.items() if k.endswith("_gflops"))
+    return out
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--contender", choices=("ours", "sm101", "smp", "matmul"), required=True)
+    p.add_argument("--arch", default="Unet")
+    p.add_argument("--backbone", default="resnet34")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=5, help="timed training steps")
+    p.add_argument("--infer-steps", type=int, default=5, help="timed inference calls (batch 1 and batched)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (tracing/compilation)")
+    p.add_argument("--phases", default="infer,train")
+    p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto",
+                   help="Keras compile(jit_compile=...) for ours/sm101")
+    p.add_argument("--channels-last", action="store_true", help="SMP: channels_last memory format")
+    p.add_argument("--matmul-n", type=int, default=2048)
+    p.add_argument("--matmul-repeats", type=int, default=5)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if str(ROOT) not in sys.path:
+        sys.path.append(str(ROOT))  # for `benchmarks.*`; 1.0.1 comes first on PYTHONPATH when it is measured
+    record = {"contender": args.contender, "arch": args.arch, "backbone": args.backbone, "size": args.size,
+              "batch": args.batch, "keras_backend": os.environ.get("KERAS_BACKEND")}
+    try:
+        if args.contender == "matmul":
+            record.update(run_matmul(args))
+        elif args.contender == "smp":
+            record.update(run_smp(args))
+        else:
+            record.update(run_keras(args))
+        record["status"] = "ok"
+    except Skip as reason:
+        record.update(status="skipped", reason=str(reason))
+    record["peak_rss_mb"] = peak_rss_mb()
+    print(RESULT_PREFIX + json.dumps(record), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The benchmark harness: exact FLOP counts on tiny models, ratio rows, and the --quick path end to end."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import BACKEND, ROOT
+
+sys.path.insert(0, str(ROOT))
+from benchmarks.flops import keras_model_flops, torch_model_flops  # noqa: E402
+from benchmarks.run import ratio_rows  # noqa: E402
+from benchmarks.worker import run_matmul  # noqa: E402
+
+
+def test_keras_flop_counter_is_exact_on_tiny_models():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)                      # 8*8*4 * 3*3*3 MACs
+    assert keras_model_flops(keras.Model(inputs, x)) == 2 * 8 * 8 * 4 * 27
+    y = keras.layers.Conv2D(5, 3, strides=2, padding="valid", use_bias=False)(x)  # 3x3 out: 3*3*5 * 3*3*4
+    z = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(y)    # 3*3*10 * 9
+    t = keras.layers.Conv2DTranspose(2, 2, strides=2)(z)                          # 3*3*10 (in) * 2*2*2
+    s = keras.layers.SeparableConv2D(3, 3, padding="same")(t)                     # 6*6*2*9 + 6*6*2*3
+    d = keras.layers.Dense(7)(keras.layers.GlobalAveragePooling2D()(s))           # 3*7
+    inner = keras.Model(inputs, d)
+    outer_in = keras.Input((8, 8, 3))
+    nested = keras.Model(outer_in, keras.layers.Dense(2)(inner(outer_in)))        # + 7*2, nested counted once
+    expected = 2 * (8 * 8 * 4 * 27 + 3 * 3 * 5 * 36 + 3 * 3 * 10 * 9 + 3 * 3 * 10 * 8 + (6 * 6 * 2 * 9 + 6 * 6 * 2 * 3) + 3 * 7)
+    assert keras_model_flops(inner) == expected
+    assert keras_model_flops(nested) == expected + 2 * 7 * 2
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the torch counter is checked once, on the torch pass")
+def test_torch_flop_counter_matches_keras_count():
+    import torch
+
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ConvTranspose2d(4, 2, 2, stride=2),
+                                 torch.nn.Conv2d(2, 6, 3, padding=1, groups=2), torch.nn.Flatten(),
+                                 torch.nn.Linear(6 * 16 * 16, 5))
+    macs = 8 * 8 * 4 * 27 + 8 * 8 * 4 * 2 * 2 * 2 + 16 * 16 * 6 * 9 * 1 + 6 * 16 * 16 * 5
+    assert torch_model_flops(module, torch.zeros(2, 3, 8, 8)) == 2 * macs
+
+
+def test_matmul_peak_is_measured():
+    out = run_matmul(SimpleNamespace(matmul_n=64, matmul_repeats=2))
+    assert out["peak_gflops"] > 0 and out["peak_gflops"] == max(v for k, v in out.items() if k.endswith("_gflops"))
+
+
+def test_ratio_rows_compare_ours_with_both_peers():
+    def record(contender, train_s, infer_s, b1_s, rss):
+        return {"contender_id": contender, "arch": "Unet", "backbone": "resnet34", "size": 256, "batch": 8,
+                "status": "ok", "train": {"median_s": train_s}, "infer_batch": {"median_s": infer_s},
+                "infer_b1": {"median_s": b1_s}, "peak_rss_train_mb": rss}
+
+    rows = ratio_rows([record("ours-tensorflow", 2.0, 0.5, 0.1, 1000), record("sm101-tensorflow", 4.0, 0.5, 0.2, 2000),
+                       record("ours-jax", 1.0, 0.25, 0.05, 1000), record("smp-torch", 2.0, 1.0, 0.1, 500)])
+    by = {(r["ours"], r["peer"]): r for r in rows}
+    assert by[("ours-tensorflow", "sm101-tensorflow")]["train"] == pytest.approx(2.0)
+    assert by[("ours-tensorflow", "sm101-tensorflow")]["latency"] == pytest.approx(2.0)
+    assert by[("ours-jax", "smp-torch")]["infer"] == pytest.approx(4.0)
+    assert by[("ours-jax", "smp-torch")]["memory"] == pytest.approx(2.0)
+    assert by[("best(ours-jax)", "smp-torch")]["train"] == pytest.approx(2.0)
+
+
+def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run in a new session and kill the whole process group on timeout (run.py starts worker processes)."""
+    proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def test_quick_benchmark_runs_end_to_end_for_ours(tmp_path):
+    # The --quick path, shrunk: 32x32, batch 2, one step, resnet18 (the cheapest ResNet to trace/compile).
+    out_json = tmp_path / "bench.json"
+    proc = _run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--size", "32", "--batch", "2",
+                 "--steps", "1", "--infer-steps", "1", "--backbones", "resnet18", "--contenders", f"ours-{BACKEND}",
+                 "--no-matmul", "--json", str(out_json)], timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"ours-{BACKEND}" in proc.stdout and "train" in proc.stdout
+    (record,) = json.loads(out_json.read_text())["results"]
+    assert record["status"] == "ok", record
+    assert (record["arch"], record["backbone"], record["size"]) == ("Unet", "resnet18", 32)
+    assert record["train"]["median_s"] > 0 and record["infer_b1"]["median_s"] > 0
+    assert record["peak_rss_train_mb"] >= record["rss_after_build_mb"] > 0
+    # below Unet-resnet34's 15.66 GFLOP per 256x256 image, scaled to 32x32 (FLOPs scale with the pixel count)
+    assert 0.5 * 15.66e9 / 64 < record["flops_per_image"] < 15.66e9 / 64
+    tables = _run([sys.executable, str(ROOT / "benchmarks" / "tables.py"), str(out_json)], timeout=120)
+    assert tables.returncode == 0 and "| Unet-resnet18 | 32 |" in tables.stdout, tables.stderr
