@@ -35,6 +35,7 @@ BUILD_ONLY = {"efficientnetb5", "efficientnetb6", "efficientnetb7", "seresnet152
 # built by segmentation_models 1.0.1 (oracle) on Keras 3, saved, reloaded into ours
 ORACLE_BACKBONES = ["mobilenet", "mobilenetv2", "efficientnetb0", "seresnet18", "seresnet50", "resnext50",
                     "inceptionv3", "inceptionresnetv2"]
+ORACLE_SIZES = {"inceptionv3": 96, "inceptionresnetv2": 96}  # 1.0.1 refused inputs under 75x75 for these
 # 1.0.1 cannot build DenseNet on Keras 3 ('conv1/conv' names): only its preprocessing comes from the oracle
 PREPROCESSING_ONLY = ["densenet121", "densenet169", "densenet201"]
 X_SIZE = 64
@@ -80,10 +81,11 @@ def oracle_101(tmp_path_factory):
         import segmentation_models as sm
         from keras.src.legacy.saving import legacy_h5_format
         rng = np.random.default_rng(0)
-        x = rng.random((2, {X_SIZE}, {X_SIZE}, 3)).astype('float32') * 2 - 1
-        np.save('x.npy', x)
         for bb in {ORACLE_BACKBONES!r}:
-            m = sm.Unet(bb, input_shape=({X_SIZE}, {X_SIZE}, 3), classes=2, activation='softmax', encoder_weights=None)
+            size = {ORACLE_SIZES!r}.get(bb, {X_SIZE})
+            x = rng.random((2, size, size, 3)).astype('float32') * 2 - 1
+            np.save(bb + '_x.npy', x)
+            m = sm.Unet(bb, input_shape=(size, size, 3), classes=2, activation='softmax', encoder_weights=None)
             for layer in m.layers:
                 if layer.__class__.__name__ == 'BatchNormalization':
                     w = layer.get_weights()
@@ -105,8 +107,10 @@ def oracle_101(tmp_path_factory):
 @pytest.mark.skipif(not ON_TF, reason="oracle comparisons run once, on the TensorFlow pass")
 @pytest.mark.parametrize("name", ORACLE_BACKBONES)
 def test_101_weights_give_same_predictions(oracle_101, name):
-    model = _unet(name, weights=str(oracle_101 / f"{name}.h5"))
-    got = model.predict(np.load(oracle_101 / "x.npy"), verbose=0)
+    size = ORACLE_SIZES.get(name, X_SIZE)
+    model = sm.Unet(name, input_shape=(size, size, 3), classes=2, activation="softmax", encoder_weights=None,
+                    weights=str(oracle_101 / f"{name}.h5"))
+    got = model.predict(np.load(oracle_101 / f"{name}_x.npy"), verbose=0)
     np.testing.assert_allclose(got, np.load(oracle_101 / f"{name}_pred.npy"), atol=1e-4)
 
 
@@ -227,3 +231,18 @@ def test_densenet_matches_keras_applications_and_101_feature_indices():
             x = np.random.default_rng(0).random((1, 64, 64, 3)).astype("float32")
             np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x)), keras.ops.convert_to_numpy(ref(x)), atol=1e-5)
             assert [l.name for l in ours.layers[1:]] == [l.name for l in ref.layers[1:]]
+
+
+@pytest.mark.skipif(not ON_TF, reason="architecture check, once")
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_senet_and_resnext_dilate_to_output_stride(output_stride):
+    """can_dilate families: the last strides become dilations (small repetitions keep it cheap)."""
+    from segmentation_models.backbones.resnext import build_resnext
+    from segmentation_models.backbones.senet import build_senet
+
+    x = np.random.default_rng(0).random((1, 64, 64, 3)).astype("float32")
+    for build in (lambda t: build_resnext(t, (1, 1, 1, 1), output_stride=output_stride),
+                  lambda t: build_senet(t, (1, 1, 1, 1), "senet", groups=64, input_3x3=True, output_stride=output_stride)):
+        model = build(keras.Input((None, None, 3)))
+        assert keras.ops.convert_to_numpy(model(x)).shape == (1, 64 // output_stride, 64 // output_stride, 2048)
+    assert all(get_backbone_spec(n).can_dilate for n in FAMILIES["senet"] + FAMILIES["resnext"] + FAMILIES["seresnet"])
