@@ -35,6 +35,10 @@ class BackboneSpec:
         min_input_size: smallest spatial size the backbone accepts.
         can_dilate: whether DeepLab-style output strides 8/16 are supported.
         description: a line for docs and `segmentation-models info`.
+        weights_layout: how pretrained ``.h5`` files map onto the layers: ``"by_name"`` (layer names,
+            image-classifiers/1.0.1 files) or ``"by_order"`` (keras.applications files, whose stored
+            names differ from Keras 3's: matched by position as keras.applications itself does).
+        notes: family remarks for the docs (missing strides, input padding, preprocessing inside).
     """
 
     name: str
@@ -50,6 +54,8 @@ class BackboneSpec:
     can_dilate: bool = False
     description: str = ""
     builder_options: Mapping[str, object] = field(default_factory=dict)
+    weights_layout: str = "by_name"
+    notes: str = ""
 
     @property
     def output_stride(self) -> int:
