@@ -13,8 +13,9 @@ from typing import Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from . import demo, weights_cmd  # noqa: E402
+from . import backbones_cmd  # noqa: E402
 
-COMMANDS = [weights_cmd, demo]
+COMMANDS = [weights_cmd, demo, backbones_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
