@@ -26,6 +26,8 @@ class BackboneSpec:
         builder: ``builder(input_tensor, **options) -> keras.Model`` (functional, no classifier top).
         features: ``{stride: layer name}`` for the feature maps the backbone exposes
             (strides 1..32 where present); the name at the largest stride is the encoder output.
+            A family may lack a stride (ConvNeXt has no stride-2 map): decoders then upsample without
+            a skip there, and ``default_skips`` lists only the strides present.
         channels: ``{stride: channels}`` of those feature maps.
         default_skips: layer names 1.0.1 used as Unet/FPN skips, deepest first
             (``encoder_features='default'``).
