@@ -41,10 +41,6 @@ KERAS_APPS = {
 }
 
 
-def _feature_model(model: keras.Model, name: str, stride: int = 32) -> keras.Model:
-    return keras.Model(model.input, model.get_layer(get_backbone_spec(name).features[stride]).output)
-
-
 @pytest.fixture
 def mirror(tmp_path, monkeypatch):
     """A mirror folder served through SM_WEIGHTS_MIRROR; registry entries restored afterwards."""
@@ -113,6 +109,7 @@ def test_unet_on_modern_backbone(name, tmp_path, reload_checker):
         assert tuple(model.get_layer(layer_name).output.shape[1:]) == (64 // stride, 64 // stride, spec.channels[stride])
 
 
+@pytest.mark.skipif(not ON_TF, reason="layer naming does not depend on the backend; checked once")
 def test_layer_names_do_not_depend_on_session():
     first = [l.name for l in build_encoder("xception", input_shape=(64, 64, 3), encoder_weights=None).model.layers]
     build_encoder("mobilenetv3small", input_shape=(64, 64, 3), encoder_weights=None)  # bumps Keras' name counters
@@ -128,8 +125,7 @@ def test_published_keras_applications_file_loads(name, mirror):
     randomize_weights(app, seed=1)
     path = _publish(mirror, name, app)
     app.load_weights(path)  # the file is one keras.applications itself loads
-    model = sm.Unet(name, input_shape=(64, 64, 3), encoder_weights="imagenet")
-    encoder = _feature_model(model, name)
+    encoder = build_encoder(name, input_shape=(64, 64, 3), encoder_weights="imagenet").model  # what Unet(...) calls
     ours = [keras.ops.convert_to_numpy(v) for l in encoder.layers for v in
             list(l.trainable_weights) + list(l.non_trainable_weights)]
     theirs = [keras.ops.convert_to_numpy(v) for l in app.layers for v in
@@ -148,8 +144,8 @@ def test_weights_file_of_another_model_is_refused(mirror):
     path = _publish(mirror, "mobilenetv3large", KERAS_APPS["mobilenetv3small"]((64, 64, 3)))
     with pytest.raises(smw.WeightsMismatchError, match="another backbone"):
         sm.Unet("mobilenetv3large", input_shape=(64, 64, 3), encoder_weights="imagenet")
-    with pytest.raises(smw.WeightsMismatchError):
-        sm.Unet("resnet50v2", input_shape=(64, 64, 3), encoder_weights=path)
+    with pytest.raises(smw.WeightsMismatchError, match="not in the model"):  # a by-name family
+        sm.Unet("resnet18", input_shape=(64, 64, 3), encoder_weights=path)
 
 
 # ---- input channels other than 3 -------------------------------------------------------------
