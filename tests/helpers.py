@@ -191,3 +191,29 @@ def check_architecture(
         if activation == "softmax":
             np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-4, err_msg=label)
     return model
+# ---- keras.applications published files ------------------------------------------------------
+def write_keras_applications_h5(model: keras.Model, path: Path) -> Path:
+    """Write ``model`` (a keras.applications model) the way its published ``_notop.h5`` files are laid
+    out and the way Keras's legacy ``save_weights`` writes them: one group per top-level layer (a nested
+    ``Sequential`` is one group), weights trainable first, listed in ``layer_names``/``weight_names``."""
+    weights, names = {}, {}
+    for layer in model.layers:
+        variables = list(layer.trainable_weights) + list(layer.non_trainable_weights)
+        if variables:
+            weights[layer.name] = [keras.ops.convert_to_numpy(v) for v in variables]
+            names[layer.name] = [f"{layer.name}/{v.path.replace('/', '_')}:0" for v in variables]
+    extra = [l.name for l in model.layers if not l.weights]
+    return write_keras2_h5(path, weights, names, extra)
+
+
+def randomize_weights(model: keras.Model, seed: int = 0) -> None:
+    """Small random values everywhere (positive variances), so that loading tests compare something."""
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        shape = tuple(v.shape)
+        if "variance" in v.path:
+            v.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
+        elif v.path.endswith("count"):
+            continue
+        else:
+            v.assign(rng.normal(0, 0.1, shape).astype("float32"))

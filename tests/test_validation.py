@@ -46,8 +46,14 @@ def test_decoder_filters_wrong_length(filters):
         sm.Unet("resnet18", input_shape=(64, 64, 3), decoder_filters=filters, encoder_weights=None)
 
 
-def test_imagenet_weights_with_wrong_channel_count():
-    with pytest.raises(ValueError, match="3-channel.*1 channel"):
+def test_imagenet_weights_with_channel_count_a_family_cannot_adapt(monkeypatch):
+    import dataclasses
+
+    from segmentation_models.backbones import registry
+
+    spec = registry.get_backbone_spec("resnet18")
+    monkeypatch.setitem(registry._REGISTRY, "resnet18", dataclasses.replace(spec, first_conv=None))
+    with pytest.raises(ValueError, match="3-channel.*cannot adapt them to 1 channel"):
         sm.Unet("resnet18", input_shape=(64, 64, 1), encoder_weights="imagenet")
 
 

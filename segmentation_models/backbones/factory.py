@@ -9,7 +9,13 @@ from typing import Sequence
 import keras
 
 from ..validation import check_input_shape
-from ..weights import assign_weights_by_name, fetch_weights, get_weights_entry, read_h5_weights
+from ..weights import (
+    align_weights_by_order,
+    fetch_weights,
+    get_weights_entry,
+    input_channel_adapter,
+    read_h5_weights,
+)
 from ..weights.converters import convert_checkpoint, is_safetensors_file
 from ..weights.loading import WeightsMismatchError, assign_weights
 from .registry import BackboneSpec, get_backbone_spec
@@ -113,11 +119,13 @@ def resolve_weights_path(backbone: str, encoder_weights: str) -> tuple[str, str]
 
 
 def check_pretrained_channels(spec: BackboneSpec, channels: int, encoder_weights) -> None:
-    """Pretrained weights are for RGB input; other channel counts need encoder_weights=None."""
-    if encoder_weights is not None and channels != 3:
+    """Pretrained weights are for RGB input; other channel counts are served by adapting the first
+    convolution (see `load_encoder_weights`), which needs the family to name it (``spec.first_conv``)."""
+    if encoder_weights is not None and channels != 3 and not spec.first_conv:
         raise ValueError(
-            f"{encoder_weights!r} weights of {spec.name!r} are for 3-channel (RGB) input, but the input has "
-            f"{channels} channel(s). Use encoder_weights=None, or give the images 3 channels."
+            f"{encoder_weights!r} weights of {spec.name!r} are for 3-channel (RGB) input and the {spec.family} "
+            f"family cannot adapt them to {channels} channel(s) (its first convolution is not declared). "
+            "Use encoder_weights=None, or give the images 3 channels."
         )
 
 
@@ -129,9 +137,19 @@ def read_encoder_weights(model: keras.Model, spec: BackboneSpec, path: str, sour
 
 
 def load_encoder_weights(model: keras.Model, spec: BackboneSpec, encoder_weights) -> None:
+    """Load pretrained encoder weights into ``model``, adapted to its input channel count.
+
+    Files are matched to the layers by name, or by position for keras.applications files
+    (``spec.weights_layout == "by_order"``). When the model's input has other than the file's
+    channels, the first convolution's kernel is summed (1 channel) or cycled and rescaled (more),
+    and per-input-channel layers (``spec.input_channel_layers``) are cycled: SMP's rule.
+    """
     path, source = resolve_weights_path(spec.name, encoder_weights)
     weights = read_encoder_weights(model, spec, path, source)
-    assign_weights(model, weights, source=source)
+    if spec.weights_layout == "by_order":
+        weights = align_weights_by_order(model, weights, source=source)
+    adapt = input_channel_adapter(spec.first_conv, spec.input_channel_layers)
+    assign_weights(model, weights, source=source, adapt=adapt)
     logger.info("loaded %s into %s", source, spec.name)
 
 

@@ -26,6 +26,8 @@ class BackboneSpec:
         builder: ``builder(input_tensor, **options) -> keras.Model`` (functional, no classifier top).
         features: ``{stride: layer name}`` for the feature maps the backbone exposes
             (strides 1..32 where present); the name at the largest stride is the encoder output.
+            A family may lack a stride (ConvNeXt has no stride-2 map): decoders then upsample without
+            a skip there, and ``default_skips`` lists only the strides present.
         channels: ``{stride: channels}`` of those feature maps.
         default_skips: layer names 1.0.1 used as Unet/FPN skips, deepest first
             (``encoder_features='default'``).
@@ -35,6 +37,10 @@ class BackboneSpec:
         min_input_size: smallest spatial size the backbone accepts.
         can_dilate: whether DeepLab-style output strides 8/16 are supported.
         description: a line for docs and `segmentation-models info`.
+        weights_layout: how pretrained ``.h5`` files map onto the layers: ``"by_name"`` (layer names,
+            image-classifiers/1.0.1 files) or ``"by_order"`` (keras.applications files, whose stored
+            names differ from Keras 3's: matched by position as keras.applications itself does).
+        notes: family remarks for the docs (missing strides, input padding, preprocessing inside).
     """
 
     name: str
@@ -50,6 +56,8 @@ class BackboneSpec:
     can_dilate: bool = False
     description: str = ""
     builder_options: Mapping[str, object] = field(default_factory=dict)
+    weights_layout: str = "by_name"
+    notes: str = ""
 
     @property
     def output_stride(self) -> int:

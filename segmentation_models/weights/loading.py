@@ -19,6 +19,10 @@ __all__ = [
     "assign_weights",
     "assign_weights_by_order",
     "match_auto_named_layers",
+    "align_weights_by_order",
+    "adapt_first_conv_kernel",
+    "cycle_channels",
+    "input_channel_adapter",
 ]
 
 
@@ -229,13 +233,14 @@ def assign_weights_by_order(
     return [layer.name for layer, _ in assignments]
 
 
-def assign_weights(model: keras.Model, weights: Mapping[str, Sequence[np.ndarray]], *, source: str = "weights file") -> list[str]:
+def assign_weights(model: keras.Model, weights: Mapping[str, Sequence[np.ndarray]], *, source: str = "weights file",
+                   adapt: Adapter | None = None) -> list[str]:
     """Match ``weights`` to ``model`` by layer name; when that fails and the file has Keras auto-generated
     layer names (``conv2d_17``), match by position as Keras 2 did. Errors name what does not fit."""
     if any("/" in n for n in weights):  # keras-applications DenseNet files: 'conv1/conv' is 'conv1_conv' in Keras 3
         weights = {n.replace("/", "_"): arrays for n, arrays in weights.items()}
     try:
-        return assign_weights_by_name(model, weights, source=source)
+        return assign_weights_by_name(model, weights, source=source, adapt=adapt)
     except WeightsMismatchError as by_name:
         unknown = set(weights) - set(_layers_with_weights(model))
         if not any(is_auto_generated_name(n) for n in unknown):
@@ -276,3 +281,104 @@ def match_auto_named_layers(model: keras.Model, weights: dict[str, list[np.ndarr
             renamed[layer.name] = renamed.pop(same_kind[0])
             unexpected.remove(same_kind[0])
     return renamed
+
+
+
+# ---- keras.applications files: layers matched by position -----------------------------------
+def _legacy_order_weights(layer: keras.layers.Layer) -> list:
+    """A layer's weights in the order Keras writes them to a legacy HDF5 file (trainable first)."""
+    return list(layer.trainable_weights) + list(layer.non_trainable_weights)
+
+
+def _leaf_layers_with_weights(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    if isinstance(layer, keras.Model):
+        leaves: list[keras.layers.Layer] = []
+        for inner in layer.layers:
+            leaves.extend(_leaf_layers_with_weights(inner))
+        return leaves
+    return [layer] if layer.weights else []
+
+
+def align_weights_by_order(
+    model: keras.Model,
+    weights: Mapping[str, Sequence[np.ndarray]],
+    *,
+    source: str = "weights file",
+) -> dict[str, list[np.ndarray]]:
+    """Key the arrays of a keras.applications HDF5 file by ``model``'s layer names, by position.
+
+    keras.applications loads its published files by position (``model.load_weights`` on a legacy
+    ``.h5`` zips the model's weighted layers with the file's ``layer_names``); their stored names
+    (Keras 2 names such as ``Conv/BatchNorm``, auto names such as ``conv2d_3``, nested ``Sequential``
+    groups) need not match Keras 3's. This does the same: the file's arrays, in file order, are
+    handed out to the model's weighted layers in model order. The result goes through
+    `assign_weights_by_name`, which checks every shape (and adapts input channels).
+    """
+    stream = [np.asarray(a) for arrays in weights.values() for a in arrays]
+    leaves: list[keras.layers.Layer] = []
+    for layer in model.layers:
+        leaves.extend(_leaf_layers_with_weights(layer))
+    needed = sum(len(_legacy_order_weights(l)) for l in leaves)
+    if len(stream) != needed:
+        raise WeightsMismatchError(
+            f"The {source} holds {len(stream)} arrays in {len(weights)} layers, but {model.name} needs "
+            f"{needed} arrays in {len(leaves)} layers: it is a file for another backbone "
+            "(or another variant of this family)."
+        )
+    out: dict[str, list[np.ndarray]] = {}
+    position = 0
+    for leaf in leaves:
+        variables = _legacy_order_weights(leaf)
+        chunk = stream[position:position + len(variables)]
+        position += len(variables)
+        # back to the layer's own weight order (what set_weights expects)
+        by_id = {id(v): a for v, a in zip(variables, chunk)}
+        out[leaf.name] = [by_id[id(v)] for v in leaf.weights]
+    return out
+
+
+# ---- input channels other than the pretrained ones (SMP's rule) ------------------------------
+def adapt_first_conv_kernel(kernel: np.ndarray, channels: int) -> np.ndarray:
+    """Kernel (kh, kw, C0, filters) for ``channels`` inputs: the sum over C0 for one channel,
+    otherwise the C0 kernels cycled and scaled by C0 / channels (segmentation_models.pytorch's
+    ``patch_first_conv``), so that a grey image gives what the C0-channel model gives on the grey
+    image repeated in every channel (one channel), and activations keep their scale (more channels).
+    """
+    kernel = np.asarray(kernel)
+    original = kernel.shape[2]
+    if channels == 1:
+        return kernel.sum(axis=2, keepdims=True)
+    index = [i % original for i in range(channels)]
+    return kernel[:, :, index, :] * (original / channels)
+
+
+def cycle_channels(array: np.ndarray, channels: int) -> np.ndarray:
+    """Per-input-channel parameters (e.g. a normalisation's mean) cycled over ``channels``."""
+    array = np.asarray(array)
+    return array[[i % array.shape[0] for i in range(channels)]]
+
+
+def input_channel_adapter(first_conv: str | None, input_channel_layers: Iterable[str] = ()) -> Adapter:
+    """An ``adapt`` function for `assign_weights_by_name` that fits pretrained weights to the
+    model's input channel count: the first convolution's kernel (`adapt_first_conv_kernel`) and the
+    per-input-channel layers before it (`cycle_channels`). Other layers are not adapted."""
+    per_channel = set(input_channel_layers)
+
+    def adapt(layer: keras.layers.Layer, arrays: list) -> list | None:
+        expected = [tuple(v.shape) for v in layer.weights]
+        if len(expected) != len(arrays):
+            return None
+        if layer.name == first_conv:
+            kernel, rest = arrays[0], arrays[1:]
+            if kernel.ndim != 4 or [tuple(a.shape) for a in rest] != expected[1:]:
+                return None
+            if tuple(kernel.shape[:2]) + tuple(kernel.shape[3:]) != expected[0][:2] + expected[0][3:]:
+                return None
+            return [adapt_first_conv_kernel(kernel, expected[0][2])] + list(rest)
+        if layer.name in per_channel:
+            if not all(a.ndim == 1 and len(s) == 1 for a, s in zip(arrays, expected)):
+                return None
+            return [cycle_channels(a, s[0]) for a, s in zip(arrays, expected)]
+        return None
+
+    return adapt

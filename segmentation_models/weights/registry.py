@@ -209,3 +209,32 @@ register_weights("inceptionresnetv2", "imagenet",
                  "https://github.com/fchollet/deep-learning-models/releases/download/v0.7/"
                  "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
                  "d19885ff4a710c122648d3b5c3b684e4", source="keras-applications 1.0.8")
+# --- keras.applications ImageNet files of the modern families (URLs and hashes from Keras 3's
+# keras/src/applications/*.py; loaded by position, see BackboneSpec.weights_layout) -------------
+_KA_SOURCE = "keras.applications (Keras 3)"
+for _bb, _file, _hash in [
+    ("efficientnetv2b0", "efficientnet_v2/efficientnetv2-b0_notop.h5", "893217f2bb855e2983157299931e43ff"),
+    ("efficientnetv2b1", "efficientnet_v2/efficientnetv2-b1_notop.h5", "0e80663031ca32d657f9caa404b6ec37"),
+    ("efficientnetv2b2", "efficientnet_v2/efficientnetv2-b2_notop.h5", "1dfe2e7a5d45b6632553a8961ea609eb"),
+    ("efficientnetv2b3", "efficientnet_v2/efficientnetv2-b3_notop.h5", "f6abf7b5849ac99a89b50dd3fd532856"),
+    ("efficientnetv2s", "efficientnet_v2/efficientnetv2-s_notop.h5", "af0682fb74e8c54910f2d4393339c070"),
+    ("efficientnetv2m", "efficientnet_v2/efficientnetv2-m_notop.h5", "1b8dc055df72dde80d614482840fe342"),
+    ("efficientnetv2l", "efficientnet_v2/efficientnetv2-l_notop.h5", "b0b66b5c863aef5b46e8608fe1711615"),
+    ("convnext_tiny", "convnext/convnext_tiny_notop.h5",
+     "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1"),
+    ("convnext_small", "convnext/convnext_small_notop.h5",
+     "6fc8009faa2f00c1c1dfce59feea9b0745eb260a7dd11bee65c8e20843da6eab"),
+    ("convnext_base", "convnext/convnext_base_notop.h5",
+     "40a20c5548a5e9202f69735ecc06c990e6b7c9d2de39f0361e27baeb24cb7c45"),
+    ("convnext_large", "convnext/convnext_large_notop.h5",
+     "96f02b6f0753d4f543261bc9d09bed650f24dd6bc02ddde3066135b63d23a1cd"),
+    ("mobilenetv3small", "mobilenet_v3/weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+     "d3e8ec802a04aa4fc771ee12a9a9b836"),
+    ("mobilenetv3large", "mobilenet_v3/weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+     "07fb09a5933dd0c8eaafa16978110389"),
+    ("resnet50v2", "resnet/resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", "fac2f116257151a9d068a22e544a4917"),
+    ("resnet101v2", "resnet/resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5", "c0ed64b8031c3730f411d2eb4eea35b5"),
+    ("resnet152v2", "resnet/resnet152v2_weights_tf_dim_ordering_tf_kernels_notop.h5", "ed17cf2e0169df9d443503ef94b23b33"),
+    ("xception", "xception/xception_weights_tf_dim_ordering_tf_kernels_notop.h5", "b0042744bf5b25fce3cb969f33bebb97"),
+]:
+    register_weights(_bb, "imagenet", _KA + _file, _hash, source=_KA_SOURCE)
