@@ -9,7 +9,7 @@ from typing import Sequence
 import keras
 
 from ..validation import check_input_shape
-from ..weights import assign_weights_by_name, fetch_weights, get_weights_entry, read_h5_weights
+from ..weights import fetch_weights, get_weights_entry, read_h5_weights
 from ..weights.loading import WeightsMismatchError, assign_weights
 from .registry import BackboneSpec, get_backbone_spec
 
