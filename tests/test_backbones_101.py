@@ -99,6 +99,7 @@ def oracle_101(tmp_path_factory):
             np.save('prep_' + n + '.npy', np.asarray(sm.get_preprocessing(n)(images.copy())))
         """,
         folder,
+        timeout=1800,
     )
     return folder
 
@@ -230,7 +231,7 @@ def test_densenet_matches_keras_applications_and_101_feature_indices():
             ref.set_weights(ours.get_weights())
             x = np.random.default_rng(0).random((1, 64, 64, 3)).astype("float32")
             np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x)), keras.ops.convert_to_numpy(ref(x)), atol=1e-5)
-            assert [l.name for l in ours.layers[1:]] == [l.name for l in ref.layers[1:]]
+            assert [l.name for l in ours.layers if l.weights] == [l.name for l in ref.layers if l.weights]
 
 
 @pytest.mark.skipif(not ON_TF, reason="architecture check, once")
