@@ -375,11 +375,45 @@ class StochasticDepth(layers.Layer):
         return config
 
 
-def upsampled_segmentation_head(x, classes: int, activation, upsampling: int, *, kernel_size: int = 1,
+@keras.saving.register_keras_serializable(package="segmentation_models")
+class ResizeByFactor(layers.Layer):
+    """Resize height and width by an integer ``factor`` (bilinear, half-pixel as UpSampling2D), also when
+    they are unknown when the model is built (UpSampling2D's bilinear mode needs them known on TensorFlow)."""
+
+    def __init__(self, factor: int, interpolation: str = "bilinear", **kwargs):
+        super().__init__(**kwargs)
+        if int(factor) < 1:
+            raise ValueError(f"factor must be a positive integer, got {factor}")
+        self.factor = int(factor)
+        self.interpolation = interpolation
+
+    def call(self, x):
+        if self.factor == 1:
+            return x
+        shape = ops.shape(x)
+        h, w = shape[1], shape[2]
+        if isinstance(h, int) and isinstance(w, int):
+            return ops.image.resize(x, (h * self.factor, w * self.factor), interpolation=self.interpolation)
+        if self.interpolation != "bilinear":
+            raise ValueError(f"unknown sizes are resized bilinearly only, not with {self.interpolation!r}")
+        # sizes unknown while tracing (TensorFlow graphs): the same bilinear resize as interpolation matrices
+        rows = _bilinear_matrix(h * self.factor, h, x.dtype)
+        cols = _bilinear_matrix(w * self.factor, w, x.dtype)
+        return ops.einsum("Hh,bhwc,Ww->bHWc", rows, x, cols)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        return (b, None if h is None else h * self.factor, None if w is None else w * self.factor, c)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor, "interpolation": self.interpolation}
+
+
+def segmentation_head_by_factor(x, classes: int, activation, upsampling: int, *, kernel_size: int = 1,
                                 name: str = "final_conv"):
-    """Convolution to ``classes`` channels, bilinear x``upsampling``, output activation (float32)."""
+    """Convolution to ``classes`` channels, bilinear x``upsampling`` (any size, also unknown ones), output
+    activation (float32 under mixed precision)."""
     x = layers.Conv2D(classes, kernel_size, padding="same", use_bias=True, kernel_initializer="glorot_uniform", name=name)(x)
-    if upsampling > 1:
-        x = layers.UpSampling2D(size=upsampling, interpolation="bilinear", name=f"{name}_upsampling")(x)
+    x = ResizeByFactor(upsampling, name="final_upsampling")(x)
     act = activation if activation is not None else "linear"
     return layers.Activation(act, name=_act_name(act), dtype="float32")(x)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from keras import layers
 
-from ..blocks import conv_bn_act, upsampled_segmentation_head
+from ..blocks import ResizeByFactor, conv_bn_act, segmentation_head_by_factor
 from .common import finish, start
 
 __all__ = ["SegFormer"]
@@ -30,8 +30,8 @@ def _check_channels(decoder_segmentation_channels) -> int:
 
 
 def _to_stride4(x, stride: int, name: str):
-    if stride > 4:
-        return layers.UpSampling2D(size=stride // 4, interpolation="bilinear", name=f"{name}_upsampling")(x)
+    if stride > 4:  # bilinear, half-pixel (= torch's align_corners=False); works with unknown sizes
+        return ResizeByFactor(stride // 4, name=f"{name}_upsampling")(x)
     if stride == 2:
         return layers.AveragePooling2D(pool_size=2, name=f"{name}_downsampling")(x)
     return x
@@ -81,5 +81,6 @@ def SegFormer(
         projected.append(_to_stride4(x, stride, name))
     x = layers.Concatenate(axis=-1, name="decoder_concat")(projected)
     x = conv_bn_act(x, channels, 1, name="decoder_fuse")
-    outputs = upsampled_segmentation_head(x, classes, activation, upsampling=4, kernel_size=1)
+    # x4 to the (padded) image size, then `finish` crops to the input size
+    outputs = segmentation_head_by_factor(x, classes, activation, upsampling=4, kernel_size=1)
     return finish(encoder, outputs, f"segformer_{encoder.spec.name}", weights, encoder_freeze)
