@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import segmentation_models as sm
+from conftest import ON_TF
 from segmentation_models.blocks import GridPooling2D, ResizeToReference
 from segmentation_models.decoders.common import CropToInput, PadToMultiple
 
@@ -32,6 +33,8 @@ def test_variable_size_predicts_odd_sizes(variable_unet):
         padded = np.pad(x, [(0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)], mode="reflect")
         by_hand = _predict(variable_unet, padded)[:, ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
         np.testing.assert_allclose(out, by_hand, atol=1e-5)
+        if ON_TF:  # a traced graph too (the second size retraces with unknown sizes: the pad amounts are tensors)
+            np.testing.assert_allclose(variable_unet.predict(x, verbose=0), out, atol=1e-5)
 
 
 def test_multiples_are_untouched(variable_unet):
@@ -91,3 +94,25 @@ def test_grid_pooling_and_resize_match_fixed_size_layers(pooling):
                                keras.ops.convert_to_numpy(keras.ops.image.resize(small, (12, 18))), atol=1e-5)
     with pytest.raises(ValueError, match="pooling must be 'avg' or 'max'"):
         GridPooling2D(2, "median")
+
+
+# small decoders: this test is about sizes, the architecture tests cover the defaults
+SMALL_DECODERS = {
+    "Unet": dict(decoder_filters=(32, 16, 16, 8, 8)), "FPN": dict(pyramid_block_filters=16),
+    "Linknet": {}, "PSPNet": dict(psp_conv_filters=16),
+    "UnetPlusPlus": dict(decoder_channels=(32, 16, 16, 8, 8)),
+    "MAnet": dict(decoder_channels=(32, 16, 16, 8, 8), decoder_pab_channels=8),
+    "PAN": dict(decoder_channels=16), "DeepLabV3": dict(decoder_channels=16), "DeepLabV3Plus": dict(decoder_channels=16),
+    "UPerNet": dict(decoder_channels=16), "SegFormer": dict(decoder_segmentation_channels=16),
+}
+
+
+@pytest.mark.skipif(not ON_TF, reason="the padding layers are checked on every backend by the Unet/FPN/Linknet/PSPNet tests")
+@pytest.mark.parametrize("arch", sorted(sm.available_architectures()))
+def test_every_architecture_returns_the_input_size(arch):
+    """Every registered architecture (through decoders/common.py) gives a mask of the input's size."""
+    model = sm.create_model(arch, backbone_name="resnet18", input_shape=(None, None, 3), encoder_weights=None,
+                            classes=2, **SMALL_DECODERS.get(arch, {}))
+    for h, w in [(65, 97), (97, 65)]:
+        out = keras.ops.convert_to_numpy(model(np.zeros((1, h, w, 3), "float32"), training=False))
+        assert out.shape == (1, h, w, 2), (arch, out.shape)
