@@ -98,6 +98,39 @@ class GridPooling2D(keras.layers.Layer):
         return {**super().get_config(), "bins": self.bins, "pooling": self.pooling}
 
 
+def _adaptive_pool_matrix(out_size: int, in_size, dtype):
+    """(out_size, in_size) averaging weights of adaptive average pooling (PyTorch's rule: cell i covers
+    rows floor(i * in / out) .. ceil((i + 1) * in / out) - 1), valid also when in_size < out_size."""
+    cell = ops.cast(ops.arange(out_size), "float32")
+    n, m = ops.cast(in_size, "float32"), float(out_size)
+    start, end = ops.floor(cell * n / m), ops.ceil((cell + 1.0) * n / m)
+    source = ops.cast(ops.arange(in_size), "float32")
+    inside = ops.cast(ops.logical_and(source[None, :] >= start[:, None], source[None, :] < end[:, None]), "float32")
+    return ops.cast(inside / ops.sum(inside, axis=1, keepdims=True), dtype)
+
+
+@keras.saving.register_keras_serializable(package="segmentation_models")
+class AdaptiveAveragePooling(keras.layers.Layer):
+    """Adaptive average pooling of (B, H, W, C) to ``output_size`` x ``output_size`` for any H and W, known
+    or not when the model is built, also smaller than ``output_size`` (as PyTorch's adaptive_avg_pool2d)."""
+
+    def __init__(self, output_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.output_size = int(output_size)
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        rows = _adaptive_pool_matrix(self.output_size, shape[1], inputs.dtype)
+        cols = _adaptive_pool_matrix(self.output_size, shape[2], inputs.dtype)
+        return ops.einsum("Hh,bhwc,Ww->bHWc", rows, inputs, cols)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_size, self.output_size, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "output_size": self.output_size}
+
+
 @keras.saving.register_keras_serializable(package="segmentation_models")
 class ResizeToReference(keras.layers.Layer):
     """Bilinear (half-pixel, as UpSampling2D) resizing of ``[x, reference]``'s x to the reference's height
@@ -235,9 +268,9 @@ def pyramid_pooling(x, filters: int, bins=(1, 2, 3, 6), use_batchnorm: bool = Tr
     channels = x.shape[-1]
     branches = [x]
     for size in bins:
-        y = layers.AdaptiveAveragePooling2D(size, name=f"{name}_pool{size}")(x)
+        y = AdaptiveAveragePooling(size, name=f"{name}_pool{size}")(x)
         y = conv_bn_act(y, channels // len(bins), 1, name=f"{name}_bin{size}", use_batchnorm=use_batchnorm)
-        branches.append(ResizeToMatch(name=f"{name}_bin{size}_resize")([y, x]))
+        branches.append(ResizeToReference(name=f"{name}_bin{size}_resize")([y, x]))
     y = layers.Concatenate(axis=-1, name=f"{name}_concat")(branches)
     return conv_bn_act(y, filters, 1, name=f"{name}_out")
 
