@@ -128,7 +128,8 @@ class TverskyLoss(_SegmentationLoss):
         score = F.tversky_score(y_true, y_pred, alpha=self.alpha, beta=self.beta, class_weights=self.class_weights,
                                 class_indexes=self.class_indexes, smooth=self.smooth, per_image=self.per_image,
                                 **self._options())
-        return keras.ops.power(1.0 - score, self.gamma)
+        # soft counts can make the score exceed 1 by a rounding error: keep the base non-negative
+        return keras.ops.power(keras.ops.maximum(1.0 - score, 0.0), self.gamma)
 
 
 @register

@@ -12,7 +12,7 @@ import pytest
 
 import segmentation_models as sm
 from conftest import ON_TF, run_oracle
-from helpers import check_model, pick, randomize_batchnorm, write_model_as_keras2_h5
+from helpers import check_model, pick, randomize_batchnorm, write_keras2_h5, write_model_as_keras2_h5
 from segmentation_models import weights as smw
 from segmentation_models.backbones import get_backbone_spec
 
@@ -21,13 +21,23 @@ FAMILIES = {
     "mobilenet": ["mobilenet"],
     "mobilenetv2": ["mobilenetv2"],
     "efficientnet": [f"efficientnetb{i}" for i in range(8)],
+    "seresnet": ["seresnet18", "seresnet34"],
+    "senet": ["seresnet50", "seresnext50", "seresnet101", "seresnet152", "seresnext101", "senet154"],
+    "resnext": ["resnext50", "resnext101"],
+    "densenet": ["densenet121", "densenet169", "densenet201"],
+    "inceptionv3": ["inceptionv3"],
+    "inceptionresnetv2": ["inceptionresnetv2"],
 }
 REPRESENTATIVES = [names[0] for names in FAMILIES.values()]
 ALL_NEW = [n for names in FAMILIES.values() for n in names]
 # too big to build more than once in the time budget: forward pass only, on TensorFlow
-BUILD_ONLY = {"efficientnetb5", "efficientnetb6", "efficientnetb7"}
+BUILD_ONLY = {"efficientnetb5", "efficientnetb6", "efficientnetb7", "seresnet152", "seresnext101", "senet154"}
 # built by segmentation_models 1.0.1 (oracle) on Keras 3, saved, reloaded into ours
-ORACLE_BACKBONES = ["mobilenet", "mobilenetv2", "efficientnetb0"]
+ORACLE_BACKBONES = ["mobilenet", "mobilenetv2", "efficientnetb0", "seresnet18", "seresnet50", "resnext50",
+                    "inceptionv3", "inceptionresnetv2"]
+ORACLE_SIZES = {"inceptionv3": 96, "inceptionresnetv2": 96}  # 1.0.1 refused inputs under 75x75 for these
+# 1.0.1 cannot build DenseNet on Keras 3 ('conv1/conv' names): only its preprocessing comes from the oracle
+PREPROCESSING_ONLY = ["densenet121", "densenet169", "densenet201"]
 X_SIZE = 64
 
 
@@ -71,10 +81,11 @@ def oracle_101(tmp_path_factory):
         import segmentation_models as sm
         from keras.src.legacy.saving import legacy_h5_format
         rng = np.random.default_rng(0)
-        x = rng.random((2, {X_SIZE}, {X_SIZE}, 3)).astype('float32') * 2 - 1
-        np.save('x.npy', x)
         for bb in {ORACLE_BACKBONES!r}:
-            m = sm.Unet(bb, input_shape=({X_SIZE}, {X_SIZE}, 3), classes=2, activation='softmax', encoder_weights=None)
+            size = {ORACLE_SIZES!r}.get(bb, {X_SIZE})
+            x = rng.random((2, size, size, 3)).astype('float32') * 2 - 1
+            np.save(bb + '_x.npy', x)
+            m = sm.Unet(bb, input_shape=(size, size, 3), classes=2, activation='softmax', encoder_weights=None)
             for layer in m.layers:
                 if layer.__class__.__name__ == 'BatchNormalization':
                     w = layer.get_weights()
@@ -96,8 +107,10 @@ def oracle_101(tmp_path_factory):
 @pytest.mark.skipif(not ON_TF, reason="oracle comparisons run once, on the TensorFlow pass")
 @pytest.mark.parametrize("name", ORACLE_BACKBONES)
 def test_101_weights_give_same_predictions(oracle_101, name):
-    model = _unet(name, weights=str(oracle_101 / f"{name}.h5"))
-    got = model.predict(np.load(oracle_101 / "x.npy"), verbose=0)
+    size = ORACLE_SIZES.get(name, X_SIZE)
+    model = sm.Unet(name, input_shape=(size, size, 3), classes=2, activation="softmax", encoder_weights=None,
+                    weights=str(oracle_101 / f"{name}.h5"))
+    got = model.predict(np.load(oracle_101 / f"{name}_x.npy"), verbose=0)
     np.testing.assert_allclose(got, np.load(oracle_101 / f"{name}_pred.npy"), atol=1e-4)
 
 
@@ -125,15 +138,54 @@ def isolated_weights(tmp_path, monkeypatch):
     smw.registry._WEIGHTS.update(saved)
 
 
-def _published_file(name: str, folder, writer=write_model_as_keras2_h5):
-    """A random-valued backbone saved in the published (Keras 2, layer-keyed) no-top layout."""
-    backbone = get_backbone_spec(name).build(keras.Input((None, None, 3)))
+# how the published files name their layers: as our layers (default), with Keras 2 auto-generated names
+# ('conv2d_17'; image-classifiers' grouped convolutions as one Conv2D per group), or 'conv1/conv' (DenseNet)
+PUBLISHED_NAMING = {"seresnet": "auto", "senet": "auto", "resnext": "auto", "inceptionv3": "auto",
+                    "inceptionresnetv2": "auto", "densenet": "slash"}
+
+
+def _write_auto_named_h5(model: keras.Model, path):
+    """The layout of files written by Keras 2 for models with unnamed layers (weights in topological order)."""
+    weights, names, counters = {}, {}, {}
+
+    def add(kind, arrays):
+        counters[kind] = counters.get(kind, 0) + 1
+        layer_name = f"{kind}_{counters[kind]}"
+        weights[layer_name] = arrays
+        names[layer_name] = [f"{layer_name}/w{i}:0" for i in range(len(arrays))]
+
+    for layer in model.layers:
+        arrays = [keras.ops.convert_to_numpy(v) for v in layer.weights]
+        if not arrays:
+            continue
+        groups = getattr(layer, "groups", 1)
+        if isinstance(layer, keras.layers.Conv2D) and groups > 1:
+            for part in zip(*[np.split(a, groups, axis=-1) for a in arrays]):
+                add("conv2d", list(part))
+        else:
+            add("batch_normalization" if isinstance(layer, keras.layers.BatchNormalization) else "conv2d", arrays)
+    return write_keras2_h5(path, weights, names)
+
+
+def _published_file(name: str, folder):
+    """A random-valued backbone saved in its published (Keras 2 HDF5) no-top layout."""
+    spec = get_backbone_spec(name)
+    backbone = spec.build(keras.Input((None, None, 3)))
     rng = np.random.default_rng(5)
     for layer in backbone.layers:
         if layer.weights:
             layer.set_weights([rng.normal(0, 0.05, w.shape).astype("float32") for w in layer.get_weights()])
     randomize_batchnorm(backbone, seed=6)
-    path = writer(backbone, folder / f"{name}_published.h5")
+    path = folder / f"{name}_published.h5"
+    naming = PUBLISHED_NAMING.get(spec.family)
+    if naming == "auto":
+        _write_auto_named_h5(backbone, path)
+    elif naming == "slash":
+        weights = {l.name.replace("conv1_", "conv1/"): [keras.ops.convert_to_numpy(v) for v in l.weights]
+                   for l in backbone.layers if l.weights}
+        write_keras2_h5(path, weights)
+    else:
+        write_model_as_keras2_h5(backbone, path)
     return path, backbone
 
 
@@ -158,3 +210,39 @@ def test_weights_of_another_backbone_are_refused(tmp_path):
     path, _ = _published_file("mobilenet", tmp_path)
     with pytest.raises(smw.WeightsMismatchError, match="not in the model|have no weights"):
         sm.Unet("efficientnetb0", input_shape=(X_SIZE, X_SIZE, 3), encoder_weights=str(path))
+    # an auto-named (position-matched) file of another backbone is refused too, naming the first misfit
+    path, _ = _published_file("seresnet18", tmp_path)
+    with pytest.raises(smw.WeightsMismatchError, match="by position either|more layer"):
+        sm.Unet("seresnet34", input_shape=(X_SIZE, X_SIZE, 3), encoder_weights=str(path))
+
+
+@pytest.mark.skipif(not ON_TF, reason="architecture check, once")
+def test_densenet_matches_keras_applications_and_101_feature_indices():
+    """1.0.1 gave DenseNet features by index into keras-applications' DenseNet; ours names those layers."""
+    indices = {"densenet121": (311, 139, 51, 4), "densenet169": (367, 139, 51, 4), "densenet201": (479, 139, 51, 4)}
+    apps = {"densenet121": keras.applications.DenseNet121}
+    for name, idx in indices.items():
+        spec = get_backbone_spec(name)
+        ours = spec.build(keras.Input((64, 64, 3)))
+        assert [ours.layers[i].name for i in idx] == list(spec.default_skips), name
+        if name in apps:
+            ref = apps[name](input_shape=(64, 64, 3), include_top=False, weights=None)
+            ref.set_weights(ours.get_weights())
+            x = np.random.default_rng(0).random((1, 64, 64, 3)).astype("float32")
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x)), keras.ops.convert_to_numpy(ref(x)), atol=1e-5)
+            assert [l.name for l in ours.layers[1:]] == [l.name for l in ref.layers[1:]]
+
+
+@pytest.mark.skipif(not ON_TF, reason="architecture check, once")
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_senet_and_resnext_dilate_to_output_stride(output_stride):
+    """can_dilate families: the last strides become dilations (small repetitions keep it cheap)."""
+    from segmentation_models.backbones.resnext import build_resnext
+    from segmentation_models.backbones.senet import build_senet
+
+    x = np.random.default_rng(0).random((1, 64, 64, 3)).astype("float32")
+    for build in (lambda t: build_resnext(t, (1, 1, 1, 1), output_stride=output_stride),
+                  lambda t: build_senet(t, (1, 1, 1, 1), "senet", groups=64, input_3x3=True, output_stride=output_stride)):
+        model = build(keras.Input((None, None, 3)))
+        assert keras.ops.convert_to_numpy(model(x)).shape == (1, 64 // output_stride, 64 // output_stride, 2048)
+    assert all(get_backbone_spec(n).can_dilate for n in FAMILIES["senet"] + FAMILIES["resnext"] + FAMILIES["seresnet"])

@@ -8,7 +8,16 @@ import pytest
 import segmentation_models as sm
 import seg_reference as ref
 from conftest import BACKEND
+from helpers import pick
 from segmentation_models import losses as L
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    """No models here: seeds only (clear_session costs ~1 s per test on TensorFlow)."""
+    keras.utils.set_random_seed(0)
+    yield
+
 
 # (id, data kind, make_data options, loss options) shared by the region losses (Jaccard, Dice, Tversky)
 REGION_CASES = [
@@ -18,7 +27,7 @@ REGION_CASES = [
     ("int-ignore-indexes-weights", "multiclass", dict(ignore=255, target="int"),
      dict(ignore_index=255, class_indexes=[1, 3], class_weights=[1.0, 2.0])),
     ("int1-logits-per_image-ignore0", "multiclass", dict(logits=True, target="int1", ignore=0),
-     dict(from_logits=True, per_image=True, ignore_index=0)),
+     dict(from_logits=True, per_image=True, ignore_index=0, smooth=0.5)),
     ("multilabel-logits-ignore-index", "multilabel", dict(logits=True, ignore=-1),
      dict(mode="multilabel", from_logits=True, ignore_index=-1, class_indexes=2)),
     ("onehot-ignore-smooth", "multiclass", dict(ignore=255), dict(ignore_index=255, smooth=1.0)),
@@ -38,6 +47,12 @@ CATEGORICAL_CASES = [
     ("int1-logits", "multiclass", dict(logits=True, target="int1"), dict(from_logits=True)),
     ("onehot-logits-ignore", "multiclass", dict(logits=True, ignore=255), dict(from_logits=True, ignore_index=255)),
 ]
+
+
+# JAX and torch run a subset in which every option still occurs (JAX compiles each eager op per new shape)
+REGION_CASES = pick(REGION_CASES, [REGION_CASES[i] for i in (1, 3, 4, 5)])
+BINARY_CASES = pick(BINARY_CASES, [BINARY_CASES[i] for i in (0, 3)])
+CATEGORICAL_CASES = pick(CATEGORICAL_CASES, [CATEGORICAL_CASES[i] for i in (1, 2, 4)])
 
 
 def _mode(kind, options, multi="multiclass"):
@@ -222,14 +237,16 @@ GRAD_LOSSES = {
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 def test_gradients_are_finite_on_edge_cases(dtype):
-    shape = (2, 4, 4, 3)
+    shape = (2, 6, 6, 3)  # the shape of the multilabel test data: JAX compiles each op once per shape
     onehot = np.eye(3, dtype="float32")[np.random.default_rng(0).integers(0, 3, shape[:3])]
     empty, full, uniform = np.zeros(shape, "float32"), np.ones(shape, "float32"), np.full(shape, 1 / 3, "float32")
     pairs = {"empty-zeros": (empty, empty), "empty-ones": (empty, full), "full-ones": (full, full),
              "full-zeros": (full, empty), "onehot-exact": (onehot, onehot), "onehot-opposite": (onehot, 1 - onehot),
              "onehot-uniform": (onehot, uniform)}
     if dtype != "float32":  # mixed precision: a representative pair, the others are dtype independent
-        pairs = {k: pairs[k] for k in ("onehot-exact", "onehot-uniform")}
+        pairs = {k: pairs[k] for k in pick(["onehot-exact", "onehot-uniform"], ["onehot-uniform"])}
+    else:
+        pairs = {k: pairs[k] for k in pick(list(pairs), ["empty-zeros", "full-ones", "onehot-exact", "onehot-opposite"])}
     bad = []
     for loss_name, loss in GRAD_LOSSES.items():
         cases = dict(pairs)

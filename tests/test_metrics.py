@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import seg_reference as ref
+from helpers import pick
 from segmentation_models import metrics as M
 from segmentation_models.base import functional as F
 
@@ -30,6 +31,8 @@ METRIC_CASES = [  # (id, data kind, make_data options, metric options)
     ("multilabel-ignore-threshold", "multilabel", dict(ignore=-1),
      dict(mode="multilabel", ignore_index=-1, threshold=0.5, class_indexes=1)),
 ]
+# JAX and torch run a subset in which every option still occurs (JAX compiles each eager op per new shape)
+METRIC_CASES = pick(METRIC_CASES, [METRIC_CASES[i] for i in (1, 3, 4, 5, 6)])
 METRICS = {"iou": (M.IOUScore, {}), "fscore": (M.FScore, {"beta": 2}), "precision": (M.Precision, {}),
            "recall": (M.Recall, {})}
 REF_KEYS = ("class_weights", "class_indexes", "per_image", "threshold", "smooth", "from_logits", "ignore_index")
@@ -91,10 +94,10 @@ def test_reset_state_call_and_reuse_with_other_class_count():
 
 
 def test_sample_weight_per_image_and_per_pixel():
-    y, p = ref.make_data("multiclass", seed=3, batch=3)
+    y, p = ref.make_data("multiclass", seed=3)
     metric = M.Precision()
-    metric.update_state(y, p, sample_weight=np.array([1.0, 0.0, 1.0], "float32"))
-    want = ref.score("precision", y[[0, 2]], p[[0, 2]], "multiclass")
+    metric.update_state(y, p, sample_weight=np.array([0.0, 1.0], "float32"))
+    want = ref.score("precision", y[1:], p[1:], "multiclass")
     np.testing.assert_allclose(float(metric.result()), want, rtol=1e-5)
     pixel_w = (np.random.default_rng(0).random(y.shape[:3]) > 0.3).astype("float32")
     metric.reset_state()
@@ -163,13 +166,13 @@ def _np_reduce(stats, metric, reduction, weights=None, beta=1.0):
 
 def test_get_stats_and_reductions_match_numpy():
     rng = np.random.default_rng(5)
-    y, p = ref.make_data("multiclass", seed=5, batch=3, size=8, ignore=255, target="int")
+    y, p = ref.make_data("multiclass", seed=5, ignore=255, target="int")
     labels = p.argmax(-1)
     cases = [
         ("multiclass-scores", (p, y, "multiclass"), dict(ignore_index=255)),
         ("multiclass-labels", (labels, y[..., None], "multiclass"), dict(ignore_index=255, num_classes=4)),
-        ("multilabel", ref.make_data("multilabel", seed=6, batch=3)[::-1] + ("multilabel",), dict(threshold=0.5)),
-        ("binary-ignore", ref.make_data("binary", seed=7, batch=3, ignore=255)[::-1] + ("binary",),
+        ("multilabel", ref.make_data("multilabel", seed=6)[::-1] + ("multilabel",), dict(threshold=0.5)),
+        ("binary-ignore", ref.make_data("binary", seed=7, ignore=255)[::-1] + ("binary",),
          dict(threshold=0.5, ignore_index=255)),
     ]
     for case_id, (output, target, mode), opts in cases:

@@ -8,7 +8,7 @@ from .registry import (
 )
 from . import resnet, vgg  # noqa: F401  (registration side effects)
 # --- segmentation_models 1.0.1 backbone set (branch bb101) ---
-from . import efficientnet, mobilenet, resnext, senet  # noqa: F401,E402
-from . import mit  # noqa: F401  (registration side effects)
+from . import densenet, efficientnet, inception, mobilenet, resnext, senet  # noqa: F401,E402
+from . import mit  # noqa: F401,E402  (MiT / SegFormer encoders)
 
 __all__ = ["BackboneSpec", "available_backbones", "get_backbone_spec", "register_backbone", "suggest_names"]

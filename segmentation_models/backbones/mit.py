@@ -39,6 +39,14 @@ NUM_HEADS = (1, 2, 5, 8)
 SR_RATIOS = (8, 4, 2, 1)
 MLP_RATIO = 4
 
+
+def _dense_init():  # the reference's initialisation (used when no pretrained weights are loaded)
+    return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+def _conv_init():
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+
 # name -> (hidden sizes, depths)
 MIT_CONFIGS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "mit_b0": ((32, 64, 160, 256), (2, 2, 2, 2)),
@@ -95,7 +103,8 @@ class SpatialReductionAttention(layers.Layer):
 def _patch_embedding(x, stage: int, filters: int):
     kernel, stride = PATCH_SIZES[stage - 1], PATCH_STRIDES[stage - 1]
     x = layers.ZeroPadding2D(kernel // 2, name=f"patch_embed{stage}_pad")(x)
-    x = layers.Conv2D(filters, kernel, strides=stride, padding="valid", name=f"patch_embed{stage}_proj")(x)
+    x = layers.Conv2D(filters, kernel, strides=stride, padding="valid", kernel_initializer=_conv_init(),
+                      name=f"patch_embed{stage}_proj")(x)
     return layers.LayerNormalization(epsilon=LN_EPS, name=f"patch_embed{stage}_norm")(x)
 
 
@@ -103,24 +112,24 @@ def _block(x, stage: int, index: int, dim: int, drop_rate: float):
     name = f"block{stage}_{index}"
     heads, sr = NUM_HEADS[stage - 1], SR_RATIOS[stage - 1]
     h = layers.LayerNormalization(epsilon=LN_EPS, name=f"{name}_norm1")(x)
-    q = layers.Dense(dim, name=f"{name}_attn_q")(h)
+    q = layers.Dense(dim, kernel_initializer=_dense_init(), name=f"{name}_attn_q")(h)
     kv = h
     if sr > 1:
-        kv = layers.Conv2D(dim, sr, strides=sr, padding="valid", name=f"{name}_attn_sr")(kv)
+        kv = layers.Conv2D(dim, sr, strides=sr, padding="valid", kernel_initializer=_conv_init(), name=f"{name}_attn_sr")(kv)
         kv = layers.LayerNormalization(epsilon=LN_EPS, name=f"{name}_attn_norm")(kv)
-    k = layers.Dense(dim, name=f"{name}_attn_k")(kv)
-    v = layers.Dense(dim, name=f"{name}_attn_v")(kv)
+    k = layers.Dense(dim, kernel_initializer=_dense_init(), name=f"{name}_attn_k")(kv)
+    v = layers.Dense(dim, kernel_initializer=_dense_init(), name=f"{name}_attn_v")(kv)
     a = SpatialReductionAttention(heads, name=f"{name}_attn")([q, k, v])
-    a = layers.Dense(dim, name=f"{name}_attn_proj")(a)
+    a = layers.Dense(dim, kernel_initializer=_dense_init(), name=f"{name}_attn_proj")(a)
     if drop_rate > 0:
         a = StochasticDepth(drop_rate, name=f"{name}_drop_path1")(a)
     x = layers.Add(name=f"{name}_add1")([x, a])
 
     h = layers.LayerNormalization(epsilon=LN_EPS, name=f"{name}_norm2")(x)
-    h = layers.Dense(dim * MLP_RATIO, name=f"{name}_mlp_fc1")(h)
-    h = layers.DepthwiseConv2D(3, padding="same", name=f"{name}_mlp_dwconv")(h)
+    h = layers.Dense(dim * MLP_RATIO, kernel_initializer=_dense_init(), name=f"{name}_mlp_fc1")(h)
+    h = layers.DepthwiseConv2D(3, padding="same", depthwise_initializer=_conv_init(), name=f"{name}_mlp_dwconv")(h)
     h = layers.Activation("gelu", name=f"{name}_mlp_gelu")(h)
-    h = layers.Dense(dim, name=f"{name}_mlp_fc2")(h)
+    h = layers.Dense(dim, kernel_initializer=_dense_init(), name=f"{name}_mlp_fc2")(h)
     if drop_rate > 0:
         h = StochasticDepth(drop_rate, name=f"{name}_drop_path2")(h)
     return layers.Add(name=f"{name}_add2")([x, h])

@@ -12,9 +12,9 @@ from typing import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from . import demo, weights_cmd  # noqa: E402
+from . import demo, evaluate, info, predict, train, weights_cmd  # noqa: E402
 
-COMMANDS = [weights_cmd, demo]
+COMMANDS = [train, evaluate, predict, info, weights_cmd, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,19 +1,28 @@
-"""`segmentation-models demo`: train a small Unet on generated shapes, no download, about a minute."""
+"""`segmentation-models demo`: the whole workflow on generated shapes, no download, about a minute.
+
+Writes a generated data set (PNG images and masks) to <output>/data, then runs the same code as
+`segmentation-models train`, `evaluate` and `predict` on it.
+"""
 from __future__ import annotations
 
 import argparse
-import time
+import shutil
 from pathlib import Path
 
 import numpy as np
 
+MARKER = ".segmentation-models-demo"
+SHAPE_CLASSES = ["background", "disc", "square"]
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="train a Unet-resnet18 briefly on generated data and save a picture")
-    p.add_argument("--output", default="runs/demo", help="folder for the picture and the model (default runs/demo)")
-    p.add_argument("--epochs", type=int, default=8)
+    p = sub.add_parser("demo", help="train, evaluate and predict on generated shapes (no download, about a minute)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--output", default="runs/demo", help="demo folder (default runs/demo; a previous demo there is replaced)")
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--size", type=int, default=64, help="image size, a multiple of 32")
     p.add_argument("--samples", type=int, default=192)
+    p.add_argument("--backbone", default="resnet18")
     p.set_defaults(func=run)
 
 
@@ -34,52 +43,60 @@ def generated_shapes(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.n
     return np.clip(images, 0, 255).astype("float32"), masks
 
 
+def write_shapes_dataset(folder: str | Path, n: int, size: int, seed: int = 0) -> Path:
+    """Write `generated_shapes` as ``folder/images/*.png`` and ``folder/masks/*.png`` (class indices)."""
+    from PIL import Image
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    images, masks = generated_shapes(n, size, seed)
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        Image.fromarray(image.astype("uint8")).save(folder / "images" / f"shape_{i:04d}.png")
+        Image.fromarray(mask.astype("uint8")).save(folder / "masks" / f"shape_{i:04d}.png")
+    return folder
+
+
 def run(args: argparse.Namespace) -> int:
     import keras
 
-    import segmentation_models as sm
+    from .evaluate import evaluate
+    from .predict import predict
+    from .train import train
 
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    if args.size % 32:
+        raise ValueError(f"--size must be a multiple of 32, got {args.size}")
+    root = Path(args.output)
+    if root.exists():
+        if not (root / MARKER).is_file():
+            raise ValueError(f"{root} exists and is not a previous demo: choose another --output")
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    (root / MARKER).write_text("made by `segmentation-models demo`; replaced by the next demo\n")
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()}")
-    classes = 3
-    x, masks = generated_shapes(args.samples, args.size)
-    y = np.eye(classes, dtype="float32")[masks]
-    x = sm.get_preprocessing("resnet18")(x)
-    split = int(0.8 * len(x))
-    model = sm.Unet("resnet18", input_shape=(args.size, args.size, 3), classes=classes, activation="softmax",
-                    encoder_weights=None, decoder_filters=(128, 64, 32, 16, 8))
-    model.compile(keras.optimizers.Adam(2e-3), loss="categorical_crossentropy", metrics=["accuracy"])
-    start = time.time()
-    model.fit(x[:split], y[:split], validation_data=(x[split:], y[split:]), epochs=args.epochs, batch_size=8, verbose=1)
-    pred = model.predict(x[split:], verbose=0).argmax(-1)
-    truth = masks[split:]
-    ious = []
-    for c in range(1, classes):
-        inter = np.logical_and(pred == c, truth == c).sum()
-        union = np.logical_or(pred == c, truth == c).sum()
-        ious.append(inter / union if union else 1.0)
-    model.save(out / "model.keras")
-    picture = _plot(x[split:], truth, pred, out / "predictions.png")
-    print(f"trained {args.epochs} epochs in {time.time() - start:.0f} s; validation IoU discs {ious[0]:.3f}, squares {ious[1]:.3f}")
-    print(f"picture: {picture}\nmodel:   {out / 'model.keras'}")
+    print(f"writing {args.samples} generated images and masks to {root / 'data'}")
+    data_dir = write_shapes_dataset(root / "data", args.samples, args.size, seed=0)
+    new_dir = write_shapes_dataset(root / "new", 4, args.size, seed=123) / "images"
+    config = {
+        "data": {"data": str(data_dir.resolve()), "images": None, "masks": None, "val_data": None,
+                 "val_fraction": 0.2, "classes": SHAPE_CLASSES, "mask_mode": "index", "palette": None,
+                 "ignore_index": None, "mask_suffix": ""},
+        "model": {"arch": "unet", "backbone": args.backbone, "encoder_weights": None, "encoder_freeze": False,
+                  "options": {"decoder_filters": [128, 64, 32, 16, 8]}},
+        "train": {"epochs": args.epochs, "batch_size": 8, "lr": 2e-3, "schedule": "cosine", "warmup_epochs": 0,
+                  "optimizer": "adam", "weight_decay": None, "loss": "categorical_crossentropy",
+                  "metrics": ["mean_iou", "accuracy"], "precision": "float32", "crop": None, "scale": 1.0,
+                  "augment": True, "steps_per_epoch": None, "val_steps": None, "workers": 2,
+                  "multiprocessing": False, "seed": 0, "deterministic": False, "overlays": 4},
+    }
+    run_dir = root / "run"
+    train(config, run_dir)
+    results = evaluate(run_dir, split="val", verbose=True)
+    predict(run_dir, [new_dir], output=root / "predictions")
+    print("\ndemo done:")
+    print(f"  run folder:        {run_dir}  (config.json, history.csv, best.keras, last.keras)")
+    print(f"  training curves:   {run_dir / 'training_curves.png'}")
+    print(f"  validation images: {run_dir / 'val_predictions.png'}")
+    print(f"  confusion matrix:  {run_dir / 'eval-val' / 'confusion_matrix.png'}  (mean IoU {results['mean_iou']:.3f})")
+    print(f"  new images:        {root / 'predictions'}  (*_mask.png, *_overlay.png)")
     return 0
-
-
-def _plot(images, truth, pred, path: Path, rows: int = 4) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(rows, 3, figsize=(7, 2.3 * rows))
-    for r in range(rows):
-        img = images[r] - images[r].min()
-        for ax, content, title in zip(axes[r], (img / max(img.max(), 1e-6), truth[r], pred[r]), ("image", "truth", "prediction")):
-            ax.imshow(content, vmin=0, vmax=2, cmap=None if content.ndim == 3 else "viridis", interpolation="nearest")
-            ax.set_title(title, fontsize=9)
-            ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path

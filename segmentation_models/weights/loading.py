@@ -232,6 +232,8 @@ def assign_weights_by_order(
 def assign_weights(model: keras.Model, weights: Mapping[str, Sequence[np.ndarray]], *, source: str = "weights file") -> list[str]:
     """Match ``weights`` to ``model`` by layer name; when that fails and the file has Keras auto-generated
     layer names (``conv2d_17``), match by position as Keras 2 did. Errors name what does not fit."""
+    if any("/" in n for n in weights):  # keras-applications DenseNet files: 'conv1/conv' is 'conv1_conv' in Keras 3
+        weights = {n.replace("/", "_"): arrays for n, arrays in weights.items()}
     try:
         return assign_weights_by_name(model, weights, source=source)
     except WeightsMismatchError as by_name:

@@ -178,3 +178,34 @@ for _bb, (_commit, _sha256) in {
         _bb, "imagenet", _HF.format(repo=_bb.replace("_", "-"), commit=_commit), _sha256,
         filename=f"{_bb}_imagenet_nvidia.safetensors", format="safetensors", source="nvidia (Hugging Face hub)",
     )
+for _bb, _md5 in {  # image-classifiers 1.0.0 WEIGHTS_COLLECTION (ImageNet, no top)
+    "seresnet18": "a46e5cd4114ac946ecdc58741e8d92ea",
+    "seresnet34": "3348fd049f1f9ad307c070ff2b6ec4cb",
+    "seresnet50": "043777781b0d5ca756474d60bf115ef1",
+    "seresnet101": "1c373b0c196918713da86951d1239007",
+    "seresnet152": "f58d4c1a511c7445ab9a2c2b83ee4e7b",
+    "seresnext50": "b0f23d2e1cd406d67335fb92d85cc279",
+    "seresnext101": "e48708cbe40071cc3356016c37f6c9c7",
+    "senet154": "d854ff2cd7e6a87b05a8124cd283e0f2",
+    "resnext50": "7ade5c8aac9194af79b1724229bdaa50",
+    "resnext101": "91fe0126320e49f6ee607a0719828c7e",
+}.items():
+    register_weights(_bb, "imagenet", _IC + f"{_bb}_imagenet_1000_no_top.h5", _md5, source="image-classifiers 1.0.0")
+
+_DN = "https://github.com/keras-team/keras-applications/releases/download/densenet/"
+for _bb, _md5 in {  # keras-applications 1.0.8 densenet.py (no top)
+    "densenet121": "30ee3e1110167f948a6b9946edeeb738",
+    "densenet169": "b8c4d4c20dd625c148057b9ff1c1176b",
+    "densenet201": "c13680b51ded0fb44dff2d8f86ac8bb1",
+}.items():
+    register_weights(_bb, "imagenet", _DN + f"{_bb}_weights_tf_dim_ordering_tf_kernels_notop.h5", _md5,
+                     source="keras-applications 1.0.8")
+
+register_weights("inceptionv3", "imagenet",  # keras-applications 1.0.8 / segmentation_models 1.0.1
+                 "https://github.com/fchollet/deep-learning-models/releases/download/v0.5/"
+                 "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 "bcbd6486424b2319ff4ef7d526e38f63", source="keras-applications 1.0.8")
+register_weights("inceptionresnetv2", "imagenet",
+                 "https://github.com/fchollet/deep-learning-models/releases/download/v0.7/"
+                 "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 "d19885ff4a710c122648d3b5c3b684e4", source="keras-applications 1.0.8")

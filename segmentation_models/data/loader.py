@@ -1,0 +1,141 @@
+"""`SegmentationLoader`: a keras.utils.PyDataset that feeds `fit`/`evaluate` on every backend."""
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Callable
+
+import keras
+import numpy as np
+
+from .augment import pad_to_multiple, rescale, train_augmentation
+from .datasets import SegmentationDataset
+from .io import IGNORE
+
+__all__ = ["SegmentationLoader", "one_hot_targets"]
+
+
+def one_hot_targets(masks: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """One-hot targets (B, H, W, C) with all-zero rows at ignored pixels, and pixel weights (B, H, W)."""
+    ignored = masks == IGNORE
+    index = np.where(ignored, num_classes, masks).astype("int64")
+    y = np.eye(num_classes + 1, dtype="float32")[index][..., :num_classes]
+    return y, (~ignored).astype("float32")
+
+
+class SegmentationLoader(keras.utils.PyDataset):
+    """Batches ``(images, one-hot masks, pixel weights)`` from a `SegmentationDataset`.
+
+    - the backbone's preprocessing (``preprocessing``: a backbone name or a function) is applied to images;
+    - ignored pixels (void, padding) have all-zero targets and weight 0, so losses and metrics skip them;
+    - ``training=True``: seeded shuffling per epoch and seeded augmentation per sample, so that batch ``i`` of
+      epoch ``e`` is a pure function of ``(seed, e, i)`` (an interrupted run resumes with the same data order);
+      incomplete last batches are dropped;
+    - batches are padded (bottom/right, ignored) to a multiple of 32; ``crop_size`` crops training images;
+    - ``max_batches`` caps the batches per epoch (the first ones of each epoch's order);
+    - ``workers`` threads (or processes with ``use_multiprocessing``) prepare batches while the model trains.
+
+    Call ``fit(..., shuffle=False)``: the loader shuffles itself (Keras' own shuffling is not seeded).
+    """
+
+    def __init__(
+        self,
+        dataset: SegmentationDataset,
+        batch_size: int = 8,
+        preprocessing: str | Callable | None = None,
+        training: bool = False,
+        crop_size: tuple[int, int] | int | None = None,
+        scale: float = 1.0,
+        augment: bool = True,
+        seed: int = 0,
+        epoch: int = 0,
+        workers: int = 2,
+        use_multiprocessing: bool = False,
+        max_queue_size: int = 8,
+        max_batches: int | None = None,
+    ):
+        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if training and len(dataset) < batch_size:
+            raise ValueError(f"data set {dataset.name!r} has {len(dataset)} pairs, fewer than the batch size {batch_size}")
+        if isinstance(crop_size, int):
+            crop_size = (crop_size, crop_size)
+        if crop_size and any(c % 32 for c in crop_size):
+            raise ValueError(f"crop size must be a multiple of 32, got {crop_size}")
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        if isinstance(preprocessing, str):
+            from ..preprocessing import get_preprocessing
+
+            preprocessing = get_preprocessing(preprocessing)
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.preprocessing = preprocessing
+        self.training = training
+        self.crop_size = tuple(crop_size) if crop_size else None
+        self.scale = float(scale)
+        self.seed = int(seed)
+        self.epoch = int(epoch)
+        self.max_batches = max_batches
+        self._pipeline = train_augmentation(self.crop_size, augment) if training else None
+        self._local = threading.local()
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        batches = max(1, n // self.batch_size) if self.training else -(-n // self.batch_size)
+        return min(batches, self.max_batches) if self.max_batches else batches
+
+    def order(self, epoch: int | None = None) -> np.ndarray:
+        """Sample order of ``epoch`` (a seeded permutation when training)."""
+        n = len(self.dataset)
+        if not self.training:
+            return np.arange(n)
+        return np.random.default_rng([self.seed, self.epoch if epoch is None else epoch]).permutation(n)
+
+    def _augment(self, image, mask, sample_seed: int):
+        pipeline = getattr(self._local, "pipeline", None)
+        if pipeline is None:  # one copy per worker thread: albumentations transforms hold their RNG state
+            pipeline = self._local.pipeline = copy.deepcopy(self._pipeline)
+        pipeline.set_random_seed(sample_seed)
+        out = pipeline(image=image, mask=mask)
+        return out["image"], out["mask"]
+
+    def load_sample(self, index: int, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Image (uint8) and mask of sample ``index`` after rescaling and (training) augmentation."""
+        image, mask = self.dataset.load(int(index))
+        image, mask = rescale(image, mask, self.scale)
+        if self.training:
+            epoch = self.epoch if epoch is None else epoch
+            sample_seed = int(np.random.SeedSequence([self.seed, epoch, int(index)]).generate_state(1)[0])
+            image, mask = self._augment(image, mask, sample_seed)
+        return image, mask
+
+    def batch_indices(self, i: int) -> np.ndarray:
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} out of range (0..{len(self) - 1})")
+        return self.order()[i * self.batch_size:(i + 1) * self.batch_size]
+
+    def __getitem__(self, i: int):
+        epoch = self.epoch
+        samples = [self.load_sample(j, epoch) for j in self.batch_indices(i)]
+        images = pad_to_multiple([s[0] for s in samples], 0)
+        masks = pad_to_multiple([s[1] for s in samples], IGNORE)
+        x = images.astype("float32")
+        if self.preprocessing is not None:
+            x = np.asarray(self.preprocessing(x), dtype="float32")
+        y, weights = one_hot_targets(masks, self.dataset.num_classes)
+        return x, y, weights
+
+    def on_epoch_end(self) -> None:
+        if self.training:
+            self.epoch += 1
+
+    def __getstate__(self):  # worker processes get a copy without the thread-local cache
+        state = self.__dict__.copy()
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
