@@ -102,9 +102,13 @@ def fold_batchnorm(model):
                 fold[src.name] = layer
     bn_names = {bn.name for bn in fold.values()}
 
+    class Passthrough(keras.layers.Layer):  # stands in for a folded BN (accepts BN's call arguments)
+        def call(self, inputs, training=None, mask=None):
+            return inputs
+
     def clone(layer):
         if layer.name in bn_names:
-            return keras.layers.Identity(name=layer.name)
+            return Passthrough(name=layer.name)
         if layer.name in fold:
             cfg = layer.get_config()
             cfg["use_bias"] = True
