@@ -14,7 +14,7 @@ from segmentation_models import weights as smw
 from segmentation_models.backbones import get_backbone_spec
 from segmentation_models.backbones.factory import build_encoder
 from conftest import ON_TF, shared_path
-from helpers import check_model, pick, randomize_weights, write_keras_applications_h5, write_model_as_keras2_h5
+from helpers import EAGER_TRAINING, check_model, pick, randomize_weights, write_keras_applications_h5, write_model_as_keras2_h5
 
 A = keras.applications
 MODERN = {
@@ -227,6 +227,6 @@ def test_one_channel_unet_with_adapted_weights_trains_on_isbi(mirror, mobilenet_
     _use_file(mirror, "mobilenetv3small", mobilenet_file)
     model = sm.Unet("mobilenetv3small", input_shape=(64, 64, 1), encoder_weights="imagenet")
     assert model.get_layer("conv").get_weights()[0].shape[2] == 1
-    model.compile(keras.optimizers.Adam(1e-3), loss="binary_crossentropy", run_eagerly=True)
+    model.compile(keras.optimizers.Adam(1e-3), loss="binary_crossentropy", run_eagerly=EAGER_TRAINING)
     losses = [float(model.train_on_batch(x, y)) for _ in range(6)]
     assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
