@@ -146,3 +146,11 @@ def reload_checker(tmp_path_factory):
     checker = _ReloadChecker(tmp_path_factory.mktemp("fresh_reload"))
     yield checker
     checker.verify()
+
+
+def pytest_runtest_logreport(report):
+    """With SM_TEST_TIMINGS=FILE, append each test phase's duration as it finishes (to find slow tests)."""
+    path = os.environ.get("SM_TEST_TIMINGS")
+    if path and report.when in ("setup", "call", "teardown"):
+        with open(path, "a") as f:
+            f.write(f"{report.duration:8.1f} {report.outcome:7s} {report.when:8s} {report.nodeid}\n")

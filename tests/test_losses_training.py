@@ -98,7 +98,7 @@ def test_unet_with_bce_jaccard_and_iou_reloads_compiled_in_fresh_process(saved):
     """The Unet part runs on TensorFlow and torch: on JAX its train-step compilation alone costs more than this
     module's budget (the tiny models above are reloaded on every backend)."""
     items = list(saved["items"])
-    if BACKEND != "jax":
+    if BACKEND == "tensorflow":
         model = sm.Unet("resnet18", input_shape=(64, 64, 3), classes=1, activation="sigmoid", encoder_weights=None)
         model.compile("adam", loss=sm.losses.bce_jaccard_loss, metrics=[sm.metrics.iou_score], run_eagerly=True)
         rng = np.random.default_rng(1)
