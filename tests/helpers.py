@@ -171,7 +171,7 @@ def check_architecture(
     classes: int = 2,
     activation: str = "softmax",
     train: bool = True,
-    odd_sizes: Sequence[tuple[int, int]] = ODD_SIZES,
+    odd_sizes: Sequence[tuple[int, int]] | None = None,
     **kwargs,
 ) -> keras.Model:
     """`check_model` on ``builder(backbone, input_shape=(None, None, 3), ...)`` at 64x64 (build, train with
@@ -188,7 +188,8 @@ def check_architecture(
         optimizer=lambda: keras.optimizers.SGD(1e-2, momentum=0.9),
     )
     rng = np.random.default_rng(1)
-    for h, w in odd_sizes:
+    # JAX compiles every op again for each new input shape: one odd size there (test_input_size has the rest)
+    for h, w in odd_sizes if odd_sizes is not None else ODD_SIZES[: 1 if BACKEND == "jax" else None]:
         out = keras.ops.convert_to_numpy(model(rng.random((1, h, w, 3)).astype("float32"), training=False))
         assert out.shape == (1, h, w, classes), (label, (h, w), out.shape)
         assert np.isfinite(out).all(), label

@@ -104,7 +104,8 @@ def test_unet_on_modern_backbone(name, tmp_path, reload_checker):
         assert model.output_shape == (None, 64, 64, 2)
     else:
         model = check_model(build, (64, 64, 3), 2, tmp_path, reload_checker if name in REPRESENTATIVES else None,
-                            activation="softmax", train=name in REPRESENTATIVES, label=f"unet-{name}")
+                            activation="softmax", label=f"unet-{name}",
+                            train=name in REPRESENTATIVES and (ON_TF or name == "mobilenetv3small"))
     for stride, layer_name in spec.features.items():
         assert tuple(model.get_layer(layer_name).output.shape[1:]) == (64 // stride, 64 // stride, spec.channels[stride])
 
