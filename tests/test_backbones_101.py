@@ -65,9 +65,12 @@ def test_unet_builds_with_spec_features(name):
 @pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_family_trains_and_reloads(name, tmp_path, reload_checker):
     # every family builds, predicts and reloads exactly on every backend; training (the same code path for
-    # every family) is checked for all of them on TensorFlow and for one elsewhere, to keep the suite short
+    # every family) is checked for all of them on TensorFlow and for one elsewhere, to keep the suite short.
+    # ResNeXt is not trained: eager grouped convolutions on TensorFlow's CPU recompile through XLA at every
+    # call (about 10 s a step, a known Keras/TF issue noted for the benchmarks issue).
+    train = (ON_TF and name != "resnext50") or name == "mobilenetv2"
     check_model(lambda: _unet(name), (X_SIZE, X_SIZE, 3), 2, tmp_path, reload_checker, activation="softmax",
-                label=f"unet-{name}", train=ON_TF or name == "mobilenetv2")
+                label=f"unet-{name}", train=train)
 
 
 # ---- segmentation_models 1.0.1 equivalence -------------------------------------------------
