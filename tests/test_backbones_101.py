@@ -57,7 +57,7 @@ def test_unet_builds_with_spec_features(name):
     assert set(spec.features) == {2, 4, 8, 16, 32}
     assert list(spec.default_skips) == list(sm.Backbones.get_feature_layers(name, n=4))
     assert model.get_layer(spec.first_conv).weights[0].shape[-2] == 3
-    if name not in BUILD_ONLY:
+    if name not in BUILD_ONLY and ON_TF:  # elsewhere the forward pass is checked by test_family_trains_and_reloads
         out = keras.ops.convert_to_numpy(model(np.random.default_rng(0).random((1, X_SIZE, X_SIZE, 3), "float32")))
         np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-5)
 
