@@ -310,7 +310,7 @@ def _multiclass_weight_cases():
         ("0.5lovasz+jaccard", lambda **o: 0.5 * L.LovaszLoss(**o) + L.JaccardLoss(**o),
          lambda y, p: 0.5 * ref.lovasz_softmax(y, p, **void) + 1 - ref.score("iou", y, p, "multiclass", **void)),
     ]
-    return pick(cases, [c for c in cases if c[0] in ("cce", "dice-beta2", "lovasz-per_image", "cce+dice")])
+    return pick(cases, [c for c in cases if c[0] in ("lovasz-per_image", "cce+dice")])
 
 
 def test_pixel_weights_leave_void_out_like_ignore_index():
@@ -328,15 +328,16 @@ def test_pixel_weights_leave_void_out_like_ignore_index():
     _, junk, _, _ = _void_data("binary", junk_at_void=True)
     void = dict(ignore_index=255)
     binary = [("bce", L.BinaryCELoss(), ref.binary_crossentropy(y, p, "binary", **void)),
-              ("lovasz_hinge", L.LovaszLoss(), ref.lovasz_hinge(y, p, "binary", **void)),
-              ("dice", L.DiceLoss(), 1 - ref.score("fscore", y, p, "binary", **void))]
-    if ON_TF:
-        binary += [("binary_focal", L.BinaryFocalLoss(alpha=0.3, gamma=1.5), ref.binary_focal(y, p, "binary", 0.3,
+              ("lovasz_hinge", L.LovaszLoss(), ref.lovasz_hinge(y, p, "binary", **void))]
+    if ON_TF:  # JAX compiles each eager op per new shape: a subset elsewhere
+        binary += [("dice", L.DiceLoss(), 1 - ref.score("fscore", y, p, "binary", **void)),
+                   ("binary_focal", L.BinaryFocalLoss(alpha=0.3, gamma=1.5), ref.binary_focal(y, p, "binary", 0.3,
                                                                                               1.5, **void)),
                    ("soft_bce", L.SoftBCELoss(smooth_factor=0.1), ref.soft_bce(y, p, "binary", 0.1, **void))]
+    targets = {"zeros": dense, "junk": junk}
     for case_id, loss, want in binary:
-        for how, target in (("zeros", dense), ("junk", junk)):
-            np.testing.assert_allclose(float(loss(target, p, sample_weight=w)), want, rtol=2e-4, atol=2e-6,
+        for how in pick(targets, ["junk"]):
+            np.testing.assert_allclose(float(loss(targets[how], p, sample_weight=w)), want, rtol=2e-4, atol=2e-6,
                                        err_msg=f"{case_id} {how}")
 
 
@@ -364,7 +365,8 @@ def test_fractional_and_per_image_weights():
     zeros = np.zeros_like(w)
     assert float(L.categorical_crossentropy(dense, p, sample_weight=zeros)) == 0.0
     assert float(L.dice_loss(dense, p, sample_weight=zeros)) == pytest.approx(0.0, abs=1e-6)
-    for weights in (zeros, w):
+    for case in pick(["all-zero", "fractional"], ["fractional"]):
+        weights = zeros if case == "all-zero" else w
         g = _grad(lambda v: cce_dice(dense, v, sample_weight=weights), keras.ops.convert_to_tensor(p))
         assert np.isfinite(g).all() and (g[weights == 0] == 0).all()
 
