@@ -8,6 +8,13 @@ of them (combined or scaled too) reloads compiled from ``.keras`` after ``import
 Options beyond 1.0.1 (keyword-only): ``mode``, ``from_logits``, ``ignore_index`` (see
 :mod:`segmentation_models.base.functional`). ``y_true`` may be one-hot/multilabel/soft or an integer mask of
 shape (B, H, W) or (B, H, W, 1).
+
+Every loss returns one scalar per batch (1.0.1). Keras' ``sample_weight`` (``loss(y, p, sample_weight=w)``,
+``model.fit(x, y, sample_weight=w)`` or a dataset of ``(x, y, w)``) acts inside the loss instead of scaling
+that scalar: per-pixel weights (B, H, W) or (B, H, W, 1) with 0 at ignored pixels (void, padding) leave those
+pixels out of every sum and mean, exactly like ``ignore_index``; other values weigh the pixels (weighted means
+``sum(w * loss) / sum(w)``, weighted soft tp/fp/fn); per-image weights (B,) weigh every pixel of an image. The
+same holds for sums and multiples of losses. Without ``sample_weight`` the values are 1.0.1's.
 """
 from __future__ import annotations
 
@@ -37,6 +44,10 @@ class _SegmentationLoss(Loss):
 
     def _options(self) -> dict:
         return {"mode": self.mode, "from_logits": self.from_logits, "ignore_index": self.ignore_index}
+
+    def _kwargs(self, sample_weight) -> dict:
+        """The options plus Keras' ``sample_weight`` (see :class:`segmentation_models.base.Loss`)."""
+        return {**self._options(), "sample_weight": sample_weight}
 
     def get_config(self) -> dict:
         config = {**super().get_config(), **self._options()}
@@ -73,9 +84,10 @@ class JaccardLoss(_SegmentationLoss):
         self.per_image = per_image
         self.smooth = smooth
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true, y_pred, sample_weight=None):
         return 1.0 - F.iou_score(y_true, y_pred, class_weights=self.class_weights, class_indexes=self.class_indexes,
-                                 smooth=self.smooth, per_image=self.per_image, threshold=None, **self._options())
+                                 smooth=self.smooth, per_image=self.per_image, threshold=None,
+                                 **self._kwargs(sample_weight))
 
 
 @register
@@ -95,10 +107,10 @@ class DiceLoss(_SegmentationLoss):
         self.per_image = per_image
         self.smooth = smooth
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true, y_pred, sample_weight=None):
         return 1.0 - F.f_score(y_true, y_pred, beta=self.beta, class_weights=self.class_weights,
                                class_indexes=self.class_indexes, smooth=self.smooth, per_image=self.per_image,
-                               threshold=None, **self._options())
+                               threshold=None, **self._kwargs(sample_weight))
 
 
 @register
@@ -124,10 +136,10 @@ class TverskyLoss(_SegmentationLoss):
         self.per_image = per_image
         self.smooth = smooth
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true, y_pred, sample_weight=None):
         score = F.tversky_score(y_true, y_pred, alpha=self.alpha, beta=self.beta, class_weights=self.class_weights,
                                 class_indexes=self.class_indexes, smooth=self.smooth, per_image=self.per_image,
-                                **self._options())
+                                **self._kwargs(sample_weight))
         # soft counts can make the score exceed 1 by a rounding error: keep the base non-negative
         return keras.ops.power(keras.ops.maximum(1.0 - score, 0.0), self.gamma)
 
@@ -144,8 +156,8 @@ class BinaryCELoss(_SegmentationLoss):
         super().__init__(name, mode, from_logits, ignore_index, **kwargs)
         self.class_weights = class_weights
 
-    def call(self, y_true, y_pred):
-        return F.binary_crossentropy(y_true, y_pred, class_weights=self.class_weights, **self._options())
+    def call(self, y_true, y_pred, sample_weight=None):
+        return F.binary_crossentropy(y_true, y_pred, class_weights=self.class_weights, **self._kwargs(sample_weight))
 
 
 @register
@@ -164,9 +176,9 @@ class CategoricalCELoss(_SegmentationLoss):
         self.class_weights = _weights_arg(class_weights)
         self.class_indexes = class_indexes
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true, y_pred, sample_weight=None):
         return F.categorical_crossentropy(y_true, y_pred, class_weights=self.class_weights,
-                                          class_indexes=self.class_indexes, **self._options())
+                                          class_indexes=self.class_indexes, **self._kwargs(sample_weight))
 
 
 @register
@@ -183,10 +195,10 @@ class CategoricalFocalLoss(_SegmentationLoss):
         self.class_indexes = class_indexes
         self.class_weights = class_weights
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true, y_pred, sample_weight=None):
         return F.categorical_focal_loss(y_true, y_pred, gamma=self.gamma, alpha=self.alpha,
                                         class_indexes=self.class_indexes, class_weights=self.class_weights,
-                                        **self._options())
+                                        **self._kwargs(sample_weight))
 
 
 @register
@@ -200,8 +212,8 @@ class BinaryFocalLoss(_SegmentationLoss):
         super().__init__(name, mode, from_logits, ignore_index, **kwargs)
         self.alpha, self.gamma = alpha, gamma
 
-    def call(self, y_true, y_pred):
-        return F.binary_focal_loss(y_true, y_pred, gamma=self.gamma, alpha=self.alpha, **self._options())
+    def call(self, y_true, y_pred, sample_weight=None):
+        return F.binary_focal_loss(y_true, y_pred, gamma=self.gamma, alpha=self.alpha, **self._kwargs(sample_weight))
 
 
 @register
@@ -221,15 +233,15 @@ class LovaszLoss(_SegmentationLoss):
         self.per_image = per_image
         self.class_indexes = class_indexes
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true, y_pred, sample_weight=None):
         mode = F.resolve_mode(self.mode, y_pred.shape[-1] if keras.config.image_data_format() == "channels_last"
                               else y_pred.shape[1])
         if mode == "multiclass":
             return F.lovasz_softmax(y_true, y_pred, per_image=self.per_image, class_indexes=self.class_indexes,
-                                    **self._options())
+                                    **self._kwargs(sample_weight))
         if self.class_indexes is not None:
             raise ValueError("LovaszLoss: class_indexes applies to mode='multiclass' only")
-        return F.lovasz_hinge(y_true, y_pred, per_image=self.per_image, **self._options())
+        return F.lovasz_hinge(y_true, y_pred, per_image=self.per_image, **self._kwargs(sample_weight))
 
 
 @register
@@ -251,9 +263,9 @@ class SoftBCELoss(_SegmentationLoss):
         self.smooth_factor = smooth_factor
         self.pos_weight = pos_weight
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true, y_pred, sample_weight=None):
         return F.soft_binary_crossentropy(y_true, y_pred, smooth_factor=self.smooth_factor,
-                                          pos_weight=self.pos_weight, **self._options())
+                                          pos_weight=self.pos_weight, **self._kwargs(sample_weight))
 
 
 @register
@@ -273,9 +285,9 @@ class SoftCELoss(_SegmentationLoss):
         self.smooth_factor = smooth_factor
         self.class_weights = class_weights
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true, y_pred, sample_weight=None):
         return F.soft_categorical_crossentropy(y_true, y_pred, smooth_factor=self.smooth_factor,
-                                               class_weights=self.class_weights, **self._options())
+                                               class_weights=self.class_weights, **self._kwargs(sample_weight))
 
 
 # 1.0.1 aliases

@@ -78,25 +78,17 @@ class ConfusionMetric(Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """Add the counts of one batch. ``sample_weight``: per image (B,) or per pixel (B, H, W)."""
-        p = F.prepare(y_true, y_pred, class_indexes=self.class_indexes, **self._options())
+        try:
+            p = F.prepare(y_true, y_pred, class_indexes=self.class_indexes, sample_weight=sample_weight,
+                          **self._options())
+        except ValueError as error:
+            raise ValueError(f"{self.name}: {error}") from None
         classes = p.gt.shape[-1]
         self._weights = F.check_class_weights(self.class_weights, classes, p.pred_shape, self.class_indexes)
         if self._num_classes != classes:
             self._build_state(classes)
         valid = p.valid
-        if sample_weight is not None:
-            sw = F._float32(sample_weight)
-            rank = len(p.pr.shape)
-            if len(sw.shape) == 1:
-                sw = ops.reshape(sw, (-1,) + (1,) * (rank - 1))
-            elif len(sw.shape) == rank - 1:
-                sw = ops.expand_dims(sw, -1)
-            elif len(sw.shape) != rank:
-                raise ValueError(f"{self.name}: sample_weight with shape {tuple(sw.shape)} must be per image (B,) or "
-                                 f"per pixel (B, H, W); y_pred has shape {p.pred_shape}")
-            valid = sw if valid is None else valid * sw
-            p = p._replace(gt=p.gt * valid, valid=valid)
-        tp, fp, fn = F._confusion(p, per_image=True, threshold=self.threshold)  # (B, C)
+        tp, fp, fn = F._confusion(p, per_image=True, threshold=self.threshold)  # (B, C), weighted by valid
         axes = list(range(1, len(p.pr.shape) - 1))
         ones = ops.ones_like(p.pr) if valid is None else ops.ones_like(p.pr) * valid
         tn = ops.sum(ones, axis=axes) - tp - fp - fn

@@ -199,3 +199,28 @@ def test_info_lists_architectures_backbones_and_weights(capsys):
     assert "architectures: Unet" in out
     row = next(line for line in out.splitlines() if line.startswith("resnet18 "))
     assert row.split()[1:] == ["identity", "imagenet"]
+
+
+def test_get_loss_leaves_ignored_pixels_out():
+    """The loader's (one-hot with zero rows at void, pixel weights with 0 at void): the package's losses and
+    Keras' per-pixel losses chosen by name both give the mean over the non-void pixels."""
+    from segmentation_models import losses as sm_losses
+    from segmentation_models.cli.train import get_loss
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, (2, 8, 8))
+    w = (rng.random((2, 8, 8)) > 0.3).astype("float32")
+    y = np.eye(3, dtype="float32")[labels] * w[..., None]
+    p = rng.dirichlet(np.ones(3), (2, 8, 8)).astype("float32")
+    per_pixel_ce = -np.sum(y * np.log(p), axis=-1)
+    kept_mean = per_pixel_ce[w > 0].mean()
+    default = get_loss("categorical_crossentropy")
+    assert isinstance(default, sm_losses.CategoricalCELoss)
+    np.testing.assert_allclose(float(default(y, p, sample_weight=w)), kept_mean / 3, rtol=1e-5)  # 1.0.1: / C
+    keras_ce = get_loss("CategoricalCrossentropy")
+    assert keras_ce.reduction == "mean_with_sample_weight"
+    np.testing.assert_allclose(float(keras_ce(y, p, sample_weight=w)), kept_mean, rtol=1e-5)
+    mse = get_loss("mse")  # a Keras loss function by name becomes its Loss class
+    assert isinstance(mse, keras.losses.MeanSquaredError) and mse.reduction == "mean_with_sample_weight"
+    with pytest.raises(ValueError, match="Did you mean 'dice_loss'"):
+        get_loss("dice_los")

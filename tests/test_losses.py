@@ -7,7 +7,7 @@ import pytest
 
 import segmentation_models as sm
 import seg_reference as ref
-from conftest import BACKEND
+from conftest import BACKEND, ON_TF
 from helpers import pick
 from segmentation_models import losses as L
 
@@ -268,3 +268,122 @@ def test_functional_accepts_and_ignores_backend_kwarg():
         ref.score("fscore", y, p, "multiclass", beta=2), rel=1e-5)
     with pytest.raises(TypeError, match="unexpected keyword"):
         f.iou_score(y, p, bakend=None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+#   Pixel weights: Keras' sample_weight acts inside the losses (CLI data: one-hot, zero rows at void, w)
+# ---------------------------------------------------------------------------------------------------------
+
+def _void_data(kind="multiclass", seed=11, junk_at_void=False):
+    """(integer/255-marked targets, dense targets for the weights, predictions, pixel weights (B, H, W))."""
+    if kind == "multiclass":
+        labels, p = ref.make_data("multiclass", seed=seed, ignore=255, target="int")
+        w = (labels != 255).astype("float32")
+        # CLI format: all-zero rows at void; or any class there (padding with junk): weight 0 must drop it too
+        filled = np.where(w > 0, labels, np.random.default_rng(seed).integers(0, 4, labels.shape) if junk_at_void
+                          else 0).astype(int)
+        dense = np.eye(4, dtype="float32")[filled] * (1.0 if junk_at_void else w[..., None])
+        return labels, dense, p, w
+    y, p = ref.make_data("binary", seed=seed, ignore=255)
+    w = (y[..., 0] != 255).astype("float32")
+    return y, np.where(y == 255, 1.0 if junk_at_void else 0.0, y).astype("float32"), p, w
+
+
+def _multiclass_weight_cases():
+    void = dict(ignore_index=255)
+    cat = lambda y, p, **o: ref.categorical_crossentropy(y, p, **o)  # noqa: E731
+    fscore = lambda y, p, **o: ref.score("fscore", y, p, "multiclass", **o)  # noqa: E731
+    cases = [  # (id, loss from options, numpy reference on the void-marked labels)
+        ("cce", lambda **o: L.CategoricalCELoss(**o), lambda y, p: cat(y, p, **void)),
+        ("dice-beta2", lambda **o: L.DiceLoss(beta=2, **o), lambda y, p: 1 - fscore(y, p, beta=2, **void)),
+        ("jaccard-per_image", lambda **o: L.JaccardLoss(per_image=True, **o),
+         lambda y, p: 1 - ref.score("iou", y, p, "multiclass", per_image=True, **void)),
+        ("tversky", lambda **o: L.TverskyLoss(alpha=0.3, beta=0.7, gamma=1.5, **o),
+         lambda y, p: (1 - ref.score("iou", y, p, "multiclass", tversky=(0.3, 0.7), **void)) ** 1.5),
+        ("focal", lambda **o: L.CategoricalFocalLoss(alpha=0.5, gamma=1.0, **o),
+         lambda y, p: ref.categorical_focal(y, p, 0.5, 1.0, **void)),
+        ("soft_ce", lambda **o: L.SoftCELoss(smooth_factor=0.1, **o), lambda y, p: ref.soft_ce(y, p, 0.1, **void)),
+        ("lovasz-per_image", lambda **o: L.LovaszLoss(per_image=True, **o),
+         lambda y, p: ref.lovasz_softmax(y, p, True, **void)),
+        ("cce+dice", lambda **o: L.CategoricalCELoss(**o) + L.DiceLoss(**o),
+         lambda y, p: cat(y, p, **void) + 1 - fscore(y, p, **void)),
+        ("0.5lovasz+jaccard", lambda **o: 0.5 * L.LovaszLoss(**o) + L.JaccardLoss(**o),
+         lambda y, p: 0.5 * ref.lovasz_softmax(y, p, **void) + 1 - ref.score("iou", y, p, "multiclass", **void)),
+    ]
+    return pick(cases, [c for c in cases if c[0] in ("lovasz-per_image", "cce+dice")])
+
+
+def test_pixel_weights_leave_void_out_like_ignore_index():
+    """CE/Dice/... with void weighted 0 == the loss on the non-void pixels only (numpy) == ignore_index."""
+    labels, dense, p, w = _void_data()
+    _, junk, _, _ = _void_data(junk_at_void=True)
+    for case_id, make, reference in _multiclass_weight_cases():
+        want = reference(labels, p)
+        got = {"zero-rows": float(make()(dense, p, sample_weight=w)),
+               "junk-at-void": float(make()(junk, p, sample_weight=w[..., None])),  # (B, H, W, 1) weights
+               "ignore_index": float(make(ignore_index=255)(labels, p))}
+        for how, value in got.items():
+            np.testing.assert_allclose(value, want, rtol=2e-4, atol=2e-6, err_msg=f"{case_id} {how}")
+    y, dense, p, w = _void_data("binary")
+    _, junk, _, _ = _void_data("binary", junk_at_void=True)
+    void = dict(ignore_index=255)
+    binary = [("bce", L.BinaryCELoss(), ref.binary_crossentropy(y, p, "binary", **void)),
+              ("lovasz_hinge", L.LovaszLoss(), ref.lovasz_hinge(y, p, "binary", **void))]
+    if ON_TF:  # JAX compiles each eager op per new shape: a subset elsewhere
+        binary += [("dice", L.DiceLoss(), 1 - ref.score("fscore", y, p, "binary", **void)),
+                   ("binary_focal", L.BinaryFocalLoss(alpha=0.3, gamma=1.5), ref.binary_focal(y, p, "binary", 0.3,
+                                                                                              1.5, **void)),
+                   ("soft_bce", L.SoftBCELoss(smooth_factor=0.1), ref.soft_bce(y, p, "binary", 0.1, **void))]
+    targets = {"zeros": dense, "junk": junk}
+    for case_id, loss, want in binary:
+        for how in pick(targets, ["junk"]):
+            np.testing.assert_allclose(float(loss(targets[how], p, sample_weight=w)), want, rtol=2e-4, atol=2e-6,
+                                       err_msg=f"{case_id} {how}")
+
+
+def test_fractional_and_per_image_weights():
+    labels, dense, p, void_w = _void_data(seed=12)
+    w = void_w * np.random.default_rng(0).uniform(0.2, 2.0, void_w.shape).astype("float32")
+    w64, gt, pr = w.astype(np.float64)[..., None], dense.astype(np.float64), p.astype(np.float64)
+    # 1.0.1's CE is a mean over pixels and classes: sum(w * gt * log p) / (C * sum(w))
+    want_ce = -np.sum(w64 * gt * np.log(np.clip(pr, 1e-7, 1 - 1e-7))) / (4 * w64.sum())
+    tp = np.sum(w64 * gt * pr, axis=(0, 1, 2))
+    fp, fn = np.sum(w64 * pr, axis=(0, 1, 2)) - tp, np.sum(w64 * gt, axis=(0, 1, 2)) - tp
+    want_dice = 1 - np.mean((2 * tp + 1e-5) / (2 * tp + fp + fn + 1e-5))
+    cce_dice = L.cce_dice_loss
+    np.testing.assert_allclose(float(L.categorical_crossentropy(dense, p, sample_weight=w)), want_ce, rtol=1e-5)
+    np.testing.assert_allclose(float(L.dice_loss(dense, p, sample_weight=w)), want_dice, rtol=1e-5)
+    np.testing.assert_allclose(float(cce_dice(dense, p, sample_weight=3 * w)), want_ce + want_dice, rtol=1e-5)
+    # per-image weights (B,) weigh every pixel of an image
+    image_w = np.array([0.0, 2.0], "float32")
+    np.testing.assert_allclose(float(cce_dice(dense, p, sample_weight=image_w)),
+                               float(cce_dice(dense[1:], p[1:])), rtol=1e-5)
+    np.testing.assert_allclose(float(cce_dice(dense, p, sample_weight=image_w)),
+                               float(cce_dice(dense, p, sample_weight=np.broadcast_to(image_w[:, None, None],
+                                                                                      w.shape))), rtol=1e-6)
+    # everything ignored: 0 (CE) and a perfect score (Dice, by smoothing), finite gradients
+    zeros = np.zeros_like(w)
+    assert float(L.categorical_crossentropy(dense, p, sample_weight=zeros)) == 0.0
+    assert float(L.dice_loss(dense, p, sample_weight=zeros)) == pytest.approx(0.0, abs=1e-6)
+    for case in pick(["all-zero", "fractional"], ["fractional"]):
+        weights = zeros if case == "all-zero" else w
+        g = _grad(lambda v: cce_dice(dense, v, sample_weight=weights), keras.ops.convert_to_tensor(p))
+        assert np.isfinite(g).all() and (g[weights == 0] == 0).all()
+
+
+def test_sample_weight_errors_and_user_losses_keep_keras_weighting():
+    _, dense, p, w = _void_data()
+    with pytest.raises(ValueError, match=r"sample_weight with shape \(2, 5\) does not fit y_pred with shape "
+                                         r"\(2, 6, 6, 4\): give per-pixel weights \(B, H, W\)"):
+        L.dice_loss(dense, p, sample_weight=np.ones((2, 5), "float32"))
+    with pytest.raises(ValueError, match=r"sample_weight with shape \(2, 6, 5\) does not fit"):
+        L.categorical_crossentropy(dense, p, sample_weight=np.ones((2, 6, 5), "float32"))
+    with pytest.raises(ValueError, match="lovasz_softmax needs per-pixel"):
+        L.lovasz_loss(dense, p, sample_weight=np.ones(p.shape, "float32"))
+
+    class MeanSquare(sm.base.Loss):  # a user loss whose call takes no sample_weight: Keras weights its value
+        def call(self, y_true, y_pred):
+            return keras.ops.mean(keras.ops.square(y_true - y_pred))
+
+    plain = float(MeanSquare()(dense, p))
+    np.testing.assert_allclose(float(MeanSquare()(dense, p, sample_weight=w)), plain * w.mean(), rtol=1e-5)

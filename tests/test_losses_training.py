@@ -94,6 +94,34 @@ def test_fit_evaluate_save_multiclass_integer_masks_with_ignore_index(saved):
     _fit_evaluate_save(_tiny_model(3, "softmax"), loss, metrics, x, y, references, saved, "multiclass")
 
 
+def test_fit_with_pixel_weights_reports_the_loss_of_the_non_void_pixels():
+    """The CLI's data: (x, one-hot y with zero rows at void, pixel weights w with 0 at void). The loss that fit and
+    evaluate report is the loss on the non-void pixels alone (numpy), not scaled by the void fraction."""
+    x, labels = _data(3, n=2)
+    w = (labels != 255).astype("float32")
+    assert (w == 0).any()
+    y = np.eye(3, dtype="float32")[np.where(w > 0, labels, 0).astype(int)] * w[..., None]
+    model = _tiny_model(3, "softmax")
+    void = dict(ignore_index=255)
+    if ON_TF:  # elsewhere the plain sum, cheaper to compile on JAX (Lovasz has its unit tests on every backend)
+        loss, lovasz = L.cce_dice_loss + 0.5 * L.lovasz_loss, lambda pred: ref.lovasz_softmax(labels, pred, **void)
+    else:
+        loss, lovasz = L.cce_dice_loss, lambda pred: 0.0
+    model.compile(keras.optimizers.SGD(1e-3), loss=loss)
+
+    def reference(pred):
+        return (ref.categorical_crossentropy(labels, pred, **void)
+                + 1 - ref.score("fscore", labels, pred, "multiclass", **void) + 0.5 * lovasz(pred))
+
+    before = reference(keras.ops.convert_to_numpy(model(x, training=False)))
+    history = model.fit(x, y, sample_weight=w, batch_size=2, epochs=1, verbose=0, shuffle=False).history
+    np.testing.assert_allclose(history["loss"][0], before, rtol=2e-4)  # one batch: the loss before the update
+    if BACKEND != "jax":
+        logs = model.evaluate(x, y, sample_weight=w, batch_size=2, verbose=0, return_dict=True)
+        np.testing.assert_allclose(logs["loss"], reference(keras.ops.convert_to_numpy(model(x, training=False))),
+                                   rtol=2e-4)
+
+
 def test_unet_with_bce_jaccard_and_iou_reloads_compiled_in_fresh_process(saved):
     """The Unet part runs on TensorFlow and torch: on JAX its train-step compilation alone costs more than this
     module's budget (the tiny models above are reloaded on every backend)."""

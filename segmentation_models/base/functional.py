@@ -12,6 +12,11 @@ ignored. New keyword-only options, shared by every function:
   log-space form).
 * ``ignore_index``: a label value whose pixels are left out of every sum and mean. For integer masks, pixels
   with that label; for dense targets, elements equal to it (multiclass: pixels where any channel equals it).
+* ``sample_weight``: weights of shape ``(B, H, W)`` or ``(B, H, W, 1)`` (per pixel), ``(B,)`` (per image,
+  broadcast over its pixels) or ``y_pred``'s shape (per element; not for Lovasz-softmax). Weight-0 pixels are
+  left out of every sum and mean exactly like ``ignore_index`` pixels (their targets count as zero); other
+  weights weigh the pixels in the cross-entropy/focal means (``sum(w * loss) / sum(w)``) and in the soft
+  tp/fp/fn sums of the region scores. The Lovasz losses use them as a mask (weight > 0).
 
 ``y_true`` may be dense (same shape as ``y_pred``: one-hot, multilabel or soft labels) or an integer class mask
 of shape ``(B, H, W)`` or ``(B, H, W, 1)`` (multiclass mode). Tensors are channels-last; under
@@ -47,7 +52,7 @@ class Prepared(NamedTuple):
 
     gt: object  # dense targets (B, ..., C'), zero where ignored
     pr: object  # probabilities (B, ..., C')
-    valid: object  # None, or 1/0 weights broadcastable to gt: (B, ..., 1) or (B, ..., C')
+    valid: object  # None, or weights (0: ignored) broadcastable to gt: (B, ..., 1) or (B, ..., C')
     logits: object  # None unless from_logits
     mode: str
     pred_shape: tuple  # y_pred's shape as given (for error messages)
@@ -114,9 +119,38 @@ def check_class_weights(class_weights, classes: int, pred_shape: tuple, class_in
     return w
 
 
+def pixel_weights(sample_weight, pred_shape: tuple):
+    """``sample_weight`` as float32 channels-last weights broadcastable to ``y_pred``: (B, ..., 1) or (B, ..., C).
+
+    Accepts per-image (B,), per-pixel (B, H, W) / (B, H, W, 1) and per-element (``y_pred``'s shape) weights;
+    ``pred_shape`` is ``y_pred``'s shape as given (channels-first under that image data format).
+    """
+    w = _float32(sample_weight)
+    given, rank = _shape(w), len(pred_shape)
+    channels_first = keras.config.image_data_format() == "channels_first"
+    pred = tuple(pred_shape[:1]) + tuple(pred_shape[2:]) + tuple(pred_shape[1:2]) if channels_first else pred_shape
+    if len(given) == 1:
+        w = ops.reshape(w, (-1,) + (1,) * (rank - 1))
+    elif len(given) == rank - 1:
+        w = ops.expand_dims(w, -1)
+    elif len(given) == rank:
+        if channels_first:
+            w = ops.moveaxis(w, 1, -1)
+    else:
+        w = None
+    ok = w is not None and w.shape[-1] in (1, pred[-1], None) and all(
+        a is None or b is None or a in (1, b) for a, b in zip(w.shape[:-1], pred[:-1]))
+    if not ok:
+        raise ValueError(f"sample_weight with shape {given} does not fit y_pred with shape {tuple(pred_shape)}: "
+                         f"give per-pixel weights (B, H, W) or (B, H, W, 1), per-image weights (B,), or one "
+                         f"weight per element (y_pred's shape)")
+    return w
+
+
 def prepare(y_true, y_pred, *, mode: str | None = None, from_logits: bool = False, ignore_index=None,
-            class_indexes=None, default_multi: str = "multiclass") -> Prepared:
-    """Validate shapes, expand integer masks, apply the activation, mask ``ignore_index``, gather classes."""
+            class_indexes=None, default_multi: str = "multiclass", sample_weight=None) -> Prepared:
+    """Validate shapes, expand integer masks, apply the activation, mask ``ignore_index`` and weight-0 pixels
+    of ``sample_weight`` (which joins ``valid``), gather classes."""
     y_pred = _float32(y_pred)
     y_true = _float32(y_true)
     pred_shape, true_shape = _shape(y_pred), _shape(y_true)
@@ -168,6 +202,10 @@ def prepare(y_true, y_pred, *, mode: str | None = None, from_logits: bool = Fals
                 keep = ops.all(keep, axis=-1, keepdims=True)
             valid = ops.cast(keep, "float32")
             gt = ops.where(keep, gt, 0.0)
+    if sample_weight is not None:
+        weight = pixel_weights(sample_weight, pred_shape)
+        valid = weight if valid is None else valid * weight
+        gt = ops.where(weight > 0, gt, 0.0)
 
     idx = check_class_indexes(class_indexes, classes, pred_shape)
     if idx is not None:
@@ -185,22 +223,22 @@ def _reduce_axes(x, per_image: bool) -> list[int]:
 
 
 def _masked_mean(x, valid):
-    """Mean of ``x`` over the elements that are not ignored (0 when all are ignored)."""
+    """Mean of ``x`` weighted by ``valid`` (0: ignored): ``sum(x * valid) / sum(valid)``, 0 when all are ignored."""
     if valid is None:
         return ops.mean(x)
     total = ops.sum(ops.ones_like(x) * valid)
-    return ops.sum(x * valid) / ops.maximum(total, 1.0)
+    return ops.sum(x * valid) / ops.where(total > 0, total, 1.0)
 
 
 def _confusion(p: Prepared, per_image: bool, threshold=None):
     """Soft (or thresholded) tp, fp, fn summed over pixels (and over the batch unless ``per_image``)."""
-    pr = round_if_needed(p.pr, threshold)
-    if p.valid is not None:
-        pr = pr * p.valid
+    pr, gt = round_if_needed(p.pr, threshold), p.gt
     axes = _reduce_axes(pr, per_image)
-    tp = ops.sum(p.gt * pr, axis=axes)
-    fp = ops.sum(pr, axis=axes) - tp
-    fn = ops.sum(p.gt, axis=axes) - tp
+    weight = 1.0 if p.valid is None else p.valid  # each pixel's weight counts once; weight-0 pixels nowhere
+    gt = gt * weight
+    tp = ops.sum(gt * pr, axis=axes)
+    fp = ops.sum(pr * weight, axis=axes) - tp
+    fn = ops.sum(gt, axis=axes) - tp
     return tp, fp, fn
 
 
@@ -244,10 +282,11 @@ def average(x, per_image: bool = False, class_weights=None, **kwargs):
     return ops.mean(x)
 
 
-def _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, default_multi="multiclass"):
+def _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight=None,
+             default_multi="multiclass"):
     _check_kwargs(kwargs)
     return prepare(gt, pr, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
-                   class_indexes=class_indexes, default_multi=default_multi)
+                   class_indexes=class_indexes, default_multi=default_multi, sample_weight=sample_weight)
 
 
 def _weights_for(p: Prepared, class_weights, class_indexes):
@@ -259,18 +298,18 @@ def _weights_for(p: Prepared, class_weights, class_indexes):
 # ----------------------------------------------------------------------------------------------------------
 
 def iou_score(gt, pr, class_weights=1.0, class_indexes=None, smooth=SMOOTH, per_image=False, threshold=None, *,
-              mode=None, from_logits=False, ignore_index=None, **kwargs):
+              mode=None, from_logits=False, ignore_index=None, sample_weight=None, **kwargs):
     r"""Jaccard index :math:`(tp + s) / (tp + fp + fn + s)` per class, averaged like 1.0.1 (see module doc)."""
-    p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs)
+    p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight)
     w = _weights_for(p, class_weights, class_indexes)
     tp, fp, fn = _confusion(p, per_image, threshold)
     return average((tp + smooth) / (tp + fp + fn + smooth), per_image, w)
 
 
 def f_score(gt, pr, beta=1, class_weights=1, class_indexes=None, smooth=SMOOTH, per_image=False, threshold=None, *,
-            mode=None, from_logits=False, ignore_index=None, **kwargs):
+            mode=None, from_logits=False, ignore_index=None, sample_weight=None, **kwargs):
     r"""F-beta (Dice for beta=1): :math:`((1+b^2) tp + s) / ((1+b^2) tp + b^2 fn + fp + s)`."""
-    p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs)
+    p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight)
     w = _weights_for(p, class_weights, class_indexes)
     tp, fp, fn = _confusion(p, per_image, threshold)
     b2 = beta ** 2
@@ -278,27 +317,27 @@ def f_score(gt, pr, beta=1, class_weights=1, class_indexes=None, smooth=SMOOTH, 
 
 
 def precision(gt, pr, class_weights=1, class_indexes=None, smooth=SMOOTH, per_image=False, threshold=None, *,
-              mode=None, from_logits=False, ignore_index=None, **kwargs):
+              mode=None, from_logits=False, ignore_index=None, sample_weight=None, **kwargs):
     r"""Precision :math:`(tp + s) / (tp + fp + s)`."""
-    p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs)
+    p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight)
     w = _weights_for(p, class_weights, class_indexes)
     tp, fp, _ = _confusion(p, per_image, threshold)
     return average((tp + smooth) / (tp + fp + smooth), per_image, w)
 
 
 def recall(gt, pr, class_weights=1, class_indexes=None, smooth=SMOOTH, per_image=False, threshold=None, *,
-           mode=None, from_logits=False, ignore_index=None, **kwargs):
+           mode=None, from_logits=False, ignore_index=None, sample_weight=None, **kwargs):
     r"""Recall :math:`(tp + s) / (tp + fn + s)`."""
-    p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs)
+    p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight)
     w = _weights_for(p, class_weights, class_indexes)
     tp, _, fn = _confusion(p, per_image, threshold)
     return average((tp + smooth) / (tp + fn + smooth), per_image, w)
 
 
 def tversky_score(gt, pr, alpha=0.5, beta=0.5, class_weights=1, class_indexes=None, smooth=SMOOTH, per_image=False,
-                  threshold=None, *, mode=None, from_logits=False, ignore_index=None, **kwargs):
+                  threshold=None, *, mode=None, from_logits=False, ignore_index=None, sample_weight=None, **kwargs):
     r"""Tversky index :math:`(tp + s) / (tp + \alpha fp + \beta fn + s)` (alpha = beta = 0.5 is Dice)."""
-    p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs)
+    p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight)
     w = _weights_for(p, class_weights, class_indexes)
     tp, fp, fn = _confusion(p, per_image, threshold)
     return average((tp + smooth) / (tp + alpha * fp + beta * fn + smooth), per_image, w)
@@ -309,13 +348,13 @@ def tversky_score(gt, pr, alpha=0.5, beta=0.5, class_weights=1, class_indexes=No
 # ----------------------------------------------------------------------------------------------------------
 
 def categorical_crossentropy(gt, pr, class_weights=1.0, class_indexes=None, *, from_logits=False,
-                             ignore_index=None, mode=None, **kwargs):
+                             ignore_index=None, mode=None, sample_weight=None, **kwargs):
     """1.0.1's categorical cross-entropy: ``-mean(gt * log(pr) * class_weights)`` over all elements.
 
     As in 1.0.1, predictions are renormalised over the selected classes and the mean runs over classes too
     (it is the usual per-pixel cross-entropy divided by the number of classes).
     """
-    p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs)
+    p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight)
     w = _weights_for(p, class_weights, class_indexes)
     if p.logits is not None:
         logp = ops.log_softmax(p.logits, axis=-1)
@@ -334,9 +373,10 @@ def _binary_log_probs(p: Prepared):
 
 
 def binary_crossentropy(gt, pr, *, class_weights=None, from_logits=False, ignore_index=None, mode=None,
-                        **kwargs):
+                        sample_weight=None, **kwargs):
     """Mean binary cross-entropy over all elements (1.0.1); ``class_weights`` weight channels."""
-    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, default_multi="multilabel")
+    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, sample_weight,
+                 default_multi="multilabel")
     w = _weights_for(p, class_weights, None)
     log_p, log_1mp = _binary_log_probs(p)
     loss = -(p.gt * log_p + (1.0 - p.gt) * log_1mp)
@@ -344,9 +384,9 @@ def binary_crossentropy(gt, pr, *, class_weights=None, from_logits=False, ignore
 
 
 def categorical_focal_loss(gt, pr, gamma=2.0, alpha=0.25, class_indexes=None, *, class_weights=None,
-                           from_logits=False, ignore_index=None, mode=None, **kwargs):
+                           from_logits=False, ignore_index=None, mode=None, sample_weight=None, **kwargs):
     r"""Focal loss :math:`-gt \alpha (1 - pr)^\gamma \log(pr)`, mean over all elements (1.0.1)."""
-    p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs)
+    p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight)
     w = _weights_for(p, class_weights, class_indexes)
     q = ops.clip(p.pr, EPSILON, 1.0 - EPSILON)
     loss = -p.gt * (alpha * ops.power(1.0 - q, gamma) * ops.log(q))
@@ -354,9 +394,10 @@ def categorical_focal_loss(gt, pr, gamma=2.0, alpha=0.25, class_indexes=None, *,
 
 
 def binary_focal_loss(gt, pr, gamma=2.0, alpha=0.25, *, from_logits=False, ignore_index=None, mode=None,
-                      **kwargs):
+                      sample_weight=None, **kwargs):
     r"""Binary focal loss :math:`-gt\,\alpha(1-pr)^\gamma\log pr - (1-gt)(1-\alpha)pr^\gamma\log(1-pr)` (1.0.1)."""
-    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, default_multi="multilabel")
+    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, sample_weight,
+                 default_multi="multilabel")
     q = ops.clip(p.pr, EPSILON, 1.0 - EPSILON)
     loss_1 = -p.gt * (alpha * ops.power(1.0 - q, gamma) * ops.log(q))
     loss_0 = -(1.0 - p.gt) * ((1.0 - alpha) * ops.power(q, gamma) * ops.log(1.0 - q))
@@ -364,9 +405,10 @@ def binary_focal_loss(gt, pr, gamma=2.0, alpha=0.25, *, from_logits=False, ignor
 
 
 def soft_binary_crossentropy(gt, pr, smooth_factor=0.0, pos_weight=None, *, from_logits=False, ignore_index=None,
-                             mode=None, **kwargs):
+                             mode=None, sample_weight=None, **kwargs):
     """SMP's SoftBCE: targets smoothed to ``(1 - y) * f + y * (1 - f)``; ``pos_weight`` weights positives."""
-    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, default_multi="multilabel")
+    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, sample_weight,
+                 default_multi="multilabel")
     target = (1.0 - p.gt) * smooth_factor + p.gt * (1.0 - smooth_factor)
     log_p, log_1mp = _binary_log_probs(p)
     pw = 1.0 if pos_weight is None else check_class_weights(pos_weight, p.gt.shape[-1], p.pred_shape)
@@ -375,13 +417,13 @@ def soft_binary_crossentropy(gt, pr, smooth_factor=0.0, pos_weight=None, *, from
 
 
 def soft_categorical_crossentropy(gt, pr, smooth_factor=0.0, class_weights=None, *, from_logits=False,
-                                  ignore_index=None, mode=None, **kwargs):
+                                  ignore_index=None, mode=None, sample_weight=None, **kwargs):
     """Label-smoothed cross-entropy (SMP's SoftCrossEntropyLoss): per-pixel CE, mean over kept pixels.
 
     Targets become ``(1 - f) * y + f / C``; unlike 1.0.1's ``categorical_crossentropy`` this is not divided
     by the number of classes. ``class_weights`` weight each class's term.
     """
-    p = _options(gt, pr, None, mode or "multiclass", from_logits, ignore_index, kwargs)
+    p = _options(gt, pr, None, mode or "multiclass", from_logits, ignore_index, kwargs, sample_weight)
     classes = p.gt.shape[-1]
     w = _weights_for(p, class_weights, None)
     if p.logits is not None:
@@ -412,13 +454,16 @@ def _sorted_desc(errors, *others):
     return [ops.take_along_axis(t, order, axis=-1) for t in (errors,) + others]
 
 
-def lovasz_hinge(gt, pr, per_image=False, *, from_logits=False, ignore_index=None, mode=None, **kwargs):
+def lovasz_hinge(gt, pr, per_image=False, *, from_logits=False, ignore_index=None, mode=None,
+                 sample_weight=None, **kwargs):
     """Binary/multilabel Lovasz hinge loss (SMP's ``LovaszLoss`` in binary/multilabel mode).
 
     Probabilities are turned into logits (``log(p / (1 - p))``) unless ``from_logits``. All channels and pixels
-    of an image (or of the batch) form one set, as in SMP.
+    of an image (or of the batch) form one set, as in SMP. Weight-0 elements (``ignore_index``, ``sample_weight``)
+    are left out; other weights act as a mask.
     """
-    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, default_multi="multilabel")
+    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, sample_weight,
+                 default_multi="multilabel")
     if p.mode == "multiclass":
         raise ValueError("lovasz_hinge is for mode 'binary' or 'multilabel'; use lovasz_softmax for 'multiclass'")
     if p.logits is not None:
@@ -440,13 +485,20 @@ def lovasz_hinge(gt, pr, per_image=False, *, from_logits=False, ignore_index=Non
 
 
 def lovasz_softmax(gt, pr, per_image=False, class_indexes=None, *, from_logits=False, ignore_index=None,
-                   mode=None, **kwargs):
+                   mode=None, sample_weight=None, **kwargs):
     """Multiclass Lovasz-softmax loss over the classes present in the ground truth (SMP's ``classes='present'``)."""
-    p = _options(gt, pr, class_indexes, mode or "multiclass", from_logits, ignore_index, kwargs)
+    p = _options(gt, pr, class_indexes, mode or "multiclass", from_logits, ignore_index, kwargs,
+                 sample_weight)
     errors = ops.abs(p.gt - p.pr)
     gt = p.gt
     batch = ops.shape(errors)[0]
-    valid = ops.ones_like(errors[..., :1]) if p.valid is None else ops.ones_like(errors[..., :1]) * p.valid[..., :1]
+    if p.valid is None:
+        valid = ops.ones_like(errors[..., :1])
+    elif p.valid.shape[-1] == 1:  # ignored pixels (weight 0) drop out; other weights act as a mask
+        valid = ops.ones_like(errors[..., :1]) * ops.cast(p.valid > 0, "float32")
+    else:
+        raise ValueError(f"lovasz_softmax needs per-pixel (B, H, W) or per-image (B,) sample weights; got one "
+                         f"weight per class (y_pred has shape {p.pred_shape})")
     errors = ops.where(valid > 0, errors, -1.0)
 
     def flat(x):  # (B, ..., c) -> (B', c, N)

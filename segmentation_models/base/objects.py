@@ -6,6 +6,8 @@ serialisable Keras losses, so a model compiled with them saves to ``.keras`` and
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
 
 import keras
@@ -29,8 +31,21 @@ class KerasObject:
 class Loss(KerasObject, keras.losses.Loss):
     """Base loss: a Keras loss that supports ``+`` with another ``Loss`` and ``*`` with a number.
 
-    Subclasses implement ``call(y_true, y_pred)`` returning a scalar.
+    Subclasses implement ``call(y_true, y_pred)`` returning a scalar. A subclass whose ``call`` also takes
+    ``sample_weight`` (all the package's losses) gets Keras' ``sample_weight`` there: per-pixel weights act
+    inside the loss (weight-0 pixels are left out of its sums and means) and the returned scalar is not weighted
+    again. Without that parameter Keras weights the returned value as usual (the scalar times ``mean(w)``).
     """
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is None or not _call_takes_sample_weight(type(self)):
+            return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        with keras.name_scope(self.name):
+            y_true = keras.ops.convert_to_tensor(y_true, dtype=self.dtype)
+            y_pred = keras.ops.convert_to_tensor(y_pred, dtype=self.dtype)
+            # a scalar: every Keras reduction ("sum_over_batch_size", "sum", "mean_with_sample_weight", None)
+            # leaves it as it is
+            return keras.ops.cast(self.call(y_true, y_pred, sample_weight=sample_weight), self.dtype)
 
     def __add__(self, other):
         if isinstance(other, Loss):
@@ -68,8 +83,8 @@ class MultipliedLoss(Loss):
         self.loss = loss
         self.multiplier = multiplier
 
-    def call(self, y_true, y_pred):
-        return self.multiplier * self.loss(y_true, y_pred)
+    def call(self, y_true, y_pred, sample_weight=None):
+        return self.multiplier * self.loss(y_true, y_pred, sample_weight=sample_weight)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "loss": keras.saving.serialize_keras_object(self.loss),
@@ -89,12 +104,18 @@ class SumOfLosses(Loss):
         self.l1 = l1
         self.l2 = l2
 
-    def call(self, y_true, y_pred):
-        return self.l1(y_true, y_pred) + self.l2(y_true, y_pred)
+    def call(self, y_true, y_pred, sample_weight=None):
+        return (self.l1(y_true, y_pred, sample_weight=sample_weight)
+                + self.l2(y_true, y_pred, sample_weight=sample_weight))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "l1": keras.saving.serialize_keras_object(self.l1),
                 "l2": keras.saving.serialize_keras_object(self.l2)}
+
+
+@functools.cache
+def _call_takes_sample_weight(cls: type) -> bool:
+    return "sample_weight" in inspect.signature(cls.call).parameters
 
 
 class Metric(KerasObject, keras.metrics.Metric):

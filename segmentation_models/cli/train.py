@@ -158,21 +158,39 @@ def latest_checkpoint(out: Path) -> tuple[int, Path | None]:
 
 
 def get_loss(name: str):
-    """A loss by name: the package's losses first, then Keras'."""
+    """A loss by name: the package's losses first, then Keras'.
+
+    The data come as ``(x, one-hot y, pixel weights w)`` with ``w = 0`` at ignored pixels (void, padding). The
+    package's losses apply ``w`` inside (ignored pixels are left out of every sum and mean). Keras' own losses
+    are per-pixel: they are made with ``reduction="mean_with_sample_weight"`` (``sum(w * loss) / sum(w)``), so
+    that ignored pixels neither count nor dilute the mean (Keras' default divides by all pixels).
+    """
+    from .. import losses as sm_losses
+
+    loss = sm_losses.get(name)  # ValueError with close names when unknown
+    if isinstance(loss, sm_losses.Loss):
+        return loss
+    return _pixel_mean_keras_loss(name, loss)
+
+
+def _pixel_mean_keras_loss(name: str, loss):
+    """Keras' loss ``loss`` (a ``keras.losses.Loss`` or one of Keras' loss functions) with the reduction
+    ``"mean_with_sample_weight"``."""
     import keras
 
-    try:
-        from .. import losses as sm_losses
-
-        if hasattr(sm_losses, "get"):
-            return sm_losses.get(name)
-    except (ImportError, ValueError, KeyError):
-        pass
-    try:
-        return keras.losses.get(name)
-    except (ValueError, TypeError):
-        raise ValueError(f"unknown loss {name!r}: use a name of segmentation_models.losses or keras.losses "
-                         "(e.g. categorical_crossentropy)") from None
+    reduction = "mean_with_sample_weight"
+    if isinstance(loss, keras.losses.Loss):
+        return type(loss).from_config({**loss.get_config(), "reduction": reduction})
+    for candidate in vars(keras.losses).values():  # the Loss class that wraps this function, e.g. "mse"
+        if isinstance(candidate, type) and issubclass(candidate, keras.losses.Loss):
+            try:
+                instance = candidate(reduction=reduction)
+            except (TypeError, ValueError):  # a class that needs arguments: not a plain function's wrapper
+                continue
+            if getattr(instance, "fn", None) is loss:
+                return instance
+    raise ValueError(f"loss {name!r} is not one of Keras' loss functions or classes: use a name of "
+                     "segmentation_models.losses or keras.losses (e.g. categorical_crossentropy)")
 
 
 def get_metrics(names, num_classes: int) -> list:
