@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backbone", default="resnet34")
     p.add_argument("--size", type=int, default=None, help="training crop, a multiple of 32 (default 256; --quick 128)")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=None, help="timed steps per round (default 20; --quick 6)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per round (default 20; --quick 4)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps at the start of each round (default 3; --quick 2)")
     p.add_argument("--rounds", type=int, default=None, help="alternating rounds, best kept (default 3; --quick 2)")
     p.add_argument("--scale", type=float, default=None,
@@ -59,11 +59,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--generated", action="store_true", help="use generated PNG files even when CamVid is present")
     p.add_argument("--profile-batches", type=int, default=4, help="batches profiled stage by stage (0: none)")
     p.add_argument("--profile-only", action="store_true", help="only profile the loader's stages (no model)")
-    p.add_argument("--quick", action="store_true", help="128x128, 6 timed steps, 2 rounds")
+    p.add_argument("--quick", action="store_true", help="128x128, 4 timed steps, 2 rounds (a smoke test)")
     p.add_argument("--json", default=None, help="write the result record here")
     args = p.parse_args(argv)
     quick = args.quick
-    for name, full, small in (("size", 256, 128), ("steps", 20, 6), ("warmup", 3, 2), ("rounds", 3, 2)):
+    for name, full, small in (("size", 256, 128), ("steps", 20, 4), ("warmup", 3, 2), ("rounds", 3, 2)):
         if getattr(args, name) is None:
             setattr(args, name, small if quick else full)
     if args.size % 32:
@@ -267,6 +267,8 @@ def main(argv=None) -> int:
                 print("after the first epoch (cached): " + ", ".join(
                     f"{k} {v:.1f}" for k, v in record["loader_ms_per_batch_cached"].items()), flush=True)
         if args.profile_only:
+            if args.json:
+                Path(args.json).write_text(json.dumps(record, indent=1))
             return 0
         fixed = [loader[i] for i in range(2)]
 

@@ -102,3 +102,22 @@ def test_quick_benchmark_runs_end_to_end_for_ours(tmp_path):
     assert 0.5 * 15.66e9 / 64 < record["flops_per_image"] < 15.66e9 / 64
     tables = _run([sys.executable, str(ROOT / "benchmarks" / "tables.py"), str(out_json)], timeout=120)
     assert tables.returncode == 0 and "| Unet-resnet18 | 32 |" in tables.stdout, tables.stderr
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="numpy/albumentations only: checked once, on the TensorFlow pass")
+def test_loader_benchmark_profiles_the_cli_loader(tmp_path):
+    # The data side of benchmarks/loader.py (generated PNG files, the CLI's loader, the stage profile, the
+    # cache filled by a first epoch); the fit rounds cost a model compilation and are left to the benchmark run.
+    from benchmarks.loader import cli_defaults, main
+
+    out = tmp_path / "loader.json"
+    assert main(["--profile-only", "--generated", "--size", "64", "--batch", "2", "--steps", "2", "--warmup", "1",
+                 "--profile-batches", "2", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    defaults = cli_defaults()
+    assert (record["workers"], record["multiprocessing"], record["cache_mb"]) == (
+        defaults["workers"], defaults["multiprocessing"], defaults["cache_mb"])
+    assert record["data"].startswith("generated 480x360 PNGs") and record["scale"] == 0.25
+    cold, warm = record["loader_ms_per_batch"], record["loader_ms_per_batch_cached"]
+    assert warm["decode"] < 0.1 * cold["decode"] and cold["total"] > warm["total"] > 0
+    assert record["cached_samples"] == 64  # the whole generated set fits in the default cache
