@@ -14,11 +14,18 @@ source:
 The model is compiled as the CLI compiles it (Adam with the cosine schedule, categorical cross-entropy,
 mean IoU and accuracy). The two sides alternate for ``--rounds`` rounds (so that a change of machine load hits
 both); each round is one `fit` call of ``--warmup`` untimed steps then ``--steps`` timed steps, and the best
-round of each side is kept. The model is traced once before the rounds. The loader's own cost is also
-profiled stage by stage on the main thread (decode, augment, collate/preprocess/one-hot).
+round of each side is kept. The model is traced once before the rounds. With the loader's decoded-image cache
+on (the CLI default), one untimed pass over the data set first stands for the first epoch, so the rounds
+measure the steady state of epochs 2+; ``--cache-mb 0`` measures every image decoded from its file (what the
+first epoch costs). The process CPU time per step of both sides is reported as well (a load-robust view: on
+a machine whose cores the compute keeps busy, the wall ratio approaches the CPU ratio). The loader's own cost
+is profiled stage by stage on the main thread (decode, rescale, augment, collate: pad/float/preprocessing/
+one-hot), in process CPU milliseconds per batch.
 
     python benchmarks/loader.py                       # Unet-resnet34, 256x256, batch 8, 3 rounds
-    python benchmarks/loader.py --quick               # 128x128, few steps: a smoke test (< 2 minutes)
+    python benchmarks/loader.py --quick               # 128x128, few steps: a smoke test (< 2 minutes quiet)
+    python benchmarks/loader.py --cache-mb 0          # every image read from its file (the first epoch)
+    python benchmarks/loader.py --profile-only        # only the loader's stage profile (no model)
     KERAS_BACKEND=jax python benchmarks/loader.py --workers 2 --multiprocessing --json loader.json
 """
 from __future__ import annotations

@@ -117,7 +117,8 @@ class SegmentationLoader(keras.utils.PyDataset):
         return out["image"], out["mask"]
 
     def load_sample(self, index: int, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Image (uint8) and mask of sample ``index`` after rescaling and (training) augmentation."""
+        """Image (uint8) and mask of sample ``index`` after rescaling and (training) augmentation. They may be
+        read-only (cached arrays or views of them): copy before changing them in place."""
         image, mask = self.decoded_sample(int(index))
         if self.training:
             epoch = self.epoch if epoch is None else epoch
