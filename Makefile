@@ -5,7 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ORACLE := .oracle/sm101
 ORACLE_STAMP := $(ORACLE)/.installed
-PYTEST := $(PY) -m pytest -q -p no:cacheprovider
+# Two workers (pytest-xdist) for the two cores. Whole files go to one worker (`loadfile`), so a module-scoped
+# fixture (an oracle subprocess, a model built once) is made once. (`loadgroup` would balance better but does
+# nothing under pytest 9: xdist 3.8 tags the node ids through an attribute pytest 9 no longer reads.)
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 export TF_CPP_MIN_LOG_LEVEL := 3
 
 .PHONY: install demo test test-tensorflow test-jax test-torch test-min-keras clean

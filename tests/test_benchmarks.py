@@ -12,11 +12,13 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import BACKEND, ROOT
+from conftest import BACKEND, ROOT, shared_path
 
 sys.path.insert(0, str(ROOT))
+from benchmarks import accuracy  # noqa: E402
 from benchmarks.flops import keras_model_flops, torch_model_flops  # noqa: E402
 from benchmarks.run import ratio_rows  # noqa: E402
+from benchmarks.smp_env import SMP_DIR  # noqa: E402
 from benchmarks.worker import run_matmul  # noqa: E402
 
 
@@ -121,3 +123,75 @@ def test_loader_benchmark_profiles_the_cli_loader(tmp_path):
     cold, warm = record["loader_ms_per_batch"], record["loader_ms_per_batch_cached"]
     assert warm["decode"] < 0.1 * cold["decode"] and cold["total"] > warm["total"] > 0
     assert record["cached_samples"] == 64  # the whole generated set fits in the default cache
+
+
+# --------------------------------------------------------------------------------- accuracy side by side (CamVid)
+requires_smp = pytest.mark.skipif(not (SMP_DIR / "segmentation_models_pytorch").exists(),
+                                  reason=f"SMP is not installed in {SMP_DIR} (see docs/benchmarks.md)")
+
+
+def test_accuracy_protocol_is_the_cli_configuration(tmp_path):
+    # The SMP side is configured by parsing the very `train` arguments that ours runs with.
+    from segmentation_models.cli import build_parser
+    from segmentation_models.cli.train import config_from_args
+
+    args = accuracy.parse_args(["--quick", "--data", str(tmp_path), "--output", str(tmp_path / "out")])
+    config = config_from_args(build_parser().parse_args(accuracy.cli_train_argv(args, tmp_path / "run")))
+    assert config["model"] == {"arch": "unet", "backbone": "resnet34", "encoder_weights": None,
+                               "encoder_freeze": False, "options": {}}
+    t = config["train"]
+    assert (t["epochs"], t["batch_size"], t["crop"], t["scale"], t["steps_per_epoch"], t["val_steps"]) == \
+        (1, 2, [64, 64], 0.25, 3, 1)
+    assert (t["loss"], t["optimizer"], t["schedule"], t["lr"], t["seed"], t["augment"]) == \
+        ("categorical_crossentropy", "adam", "cosine", 1e-3, 0, True)
+    evaluate = build_parser().parse_args(accuracy.cli_evaluate_argv(args, tmp_path / "run"))
+    assert (evaluate.split, evaluate.limit) == ("test", 4)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch on the torch pass only")
+def test_smp_loss_equals_the_cli_training_loss():
+    # What `segmentation-models train` minimises (its compiled loss, fed the loader's targets and pixel weights)
+    # equals the SMP side's torch loss, void and padding included.
+    import torch
+
+    from segmentation_models.cli.train import get_loss
+    from segmentation_models.data import IGNORE, one_hot_targets
+
+    rng = np.random.default_rng(0)
+    classes = 5
+    masks = rng.integers(0, classes, (2, 6, 7)).astype("uint8")
+    masks[0, :3] = IGNORE
+    masks[1, :, -2:] = IGNORE
+    y, w = one_hot_targets(masks, classes)
+    logits = rng.normal(size=(2, 6, 7, classes)).astype("float32")
+    probs = keras.ops.softmax(keras.ops.convert_to_tensor(logits), axis=-1)
+    inputs = keras.Input((6, 7, classes))
+    model = keras.Model(inputs, keras.layers.Identity()(inputs))
+    model.compile(loss=get_loss("categorical_crossentropy"))
+    cli = float(keras.ops.convert_to_numpy(model.compute_loss(y=y, y_pred=probs, sample_weight=w)))
+    ours = accuracy.cli_equivalent_loss(torch.from_numpy(logits).permute(0, 3, 1, 2),
+                                        torch.from_numpy(accuracy.target_indices(y, w)), classes)
+    assert float(ours) == pytest.approx(cli, rel=1e-5)
+    np.testing.assert_array_equal(accuracy.target_indices(y, w), masks)
+
+
+@requires_smp
+@pytest.mark.skipif(BACKEND != "torch", reason="SMP (torch) once, on the torch pass")
+def test_accuracy_smp_side_trains_and_scores_like_evaluate(tmp_path):
+    import torch
+
+    from segmentation_models.data import CAMVID_CLASSES
+
+    root = shared_path("camvid")
+    args = accuracy.parse_args(["--quick", "--data", str(root), "--backbone", "resnet18", "--steps-per-epoch", "2",
+                                "--eval-limit", "2", "--torch-threads", str(torch.get_num_threads()),
+                                "--output", str(tmp_path)])
+    summary = accuracy.run_smp(args, tmp_path / "smp")
+    assert (summary["epochs"], summary["steps_per_epoch"], summary["encoder"]) == (1, 2, "tu-resnet18")
+    assert summary["input_standardisation"] is not None  # resnet18: identity preprocessing, bn_data in ours
+    record = accuracy.smp_record(args, tmp_path / "smp")
+    assert record["steps"] == 2 and record["test_images"] == 2
+    assert list(record["per_class_iou"]) == list(CAMVID_CLASSES)
+    assert 0 <= record["test_mean_iou"] <= 1 and record["test_pixels"] < 2 * 360 * 480  # void left out
+    table = accuracy.markdown_table([record]).splitlines()
+    assert table[0].startswith("| contender | model | epochs | steps |") and "| Unet-tu-resnet18 | 1 | 2 |" in table[2]

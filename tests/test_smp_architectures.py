@@ -33,10 +33,10 @@ def _build(arch, backbone="resnet18", **kwargs):
 @pytest.mark.parametrize("backbone", BACKBONES)
 @pytest.mark.parametrize("arch", list(SMALL))
 def test_architecture_trains_and_reloads(arch, backbone, tmp_path, reload_checker):
-    # random VGG (no batch norm) is unstable under Adam: train the decoder on the frozen encoder there
+    # random VGG (no batch norm) is unstable at these learning rates: train the decoder on the frozen encoder there
     freeze = backbone.startswith("vgg")
-    check_model(lambda: _build(arch, backbone, encoder_freeze=freeze), SHAPE, 1, tmp_path, reload_checker, steps=3,
-                learning_rate=1e-4, label=f"{arch}-{backbone}")
+    check_model(lambda: _build(arch, backbone, encoder_freeze=freeze), SHAPE, 1, tmp_path, reload_checker,
+                label=f"{arch}-{backbone}")
 
 
 @pytest.mark.parametrize("arch", ["DeepLabV3", "DeepLabV3Plus"])
@@ -73,7 +73,7 @@ def test_dilated_resnet_equals_undilated_on_its_grid(backbone):
 def test_aux_head_returns_mask_and_labels_and_trains_with_two_losses(tmp_path, reload_checker):
     aux = {"classes": 4, "pooling": "max", "dropout": 0.2}
     model = check_model(lambda: _build("DeepLabV3", aux_params=aux), SHAPE, 1, tmp_path, reload_checker,
-                        steps=3, aux_classes=4, learning_rate=1e-4, label="deeplabv3-aux")
+                        aux_classes=4, label="deeplabv3-aux")
     assert model.output_names[1] == "aux_linear"
     assert model.get_layer("aux_dense").input.shape[-1] == 512  # on the deepest encoder feature
 

@@ -210,7 +210,9 @@ def get_metrics(names, num_classes: int) -> list:
     return out
 
 
-def make_optimizer(cfg: dict, steps_per_epoch: int):
+def learning_rate_schedule(cfg: dict, steps_per_epoch: int):
+    """The learning rate of a training config: a Keras schedule over all steps (cosine with optional warm-up,
+    poly), or a float (constant). The optimizer update number ``n`` (0-based) uses ``schedule(n)``."""
     import keras
 
     total = max(1, cfg["epochs"] * steps_per_epoch)
@@ -218,14 +220,18 @@ def make_optimizer(cfg: dict, steps_per_epoch: int):
     if cfg["schedule"] == "cosine":
         warmup = int(cfg.get("warmup_epochs", 0) * steps_per_epoch)
         if warmup:
-            schedule = keras.optimizers.schedules.CosineDecay(lr * 0.01, max(1, total - warmup), alpha=0.01,
-                                                              warmup_target=lr, warmup_steps=warmup)
-        else:
-            schedule = keras.optimizers.schedules.CosineDecay(lr, total, alpha=0.01)
-    elif cfg["schedule"] == "poly":
-        schedule = keras.optimizers.schedules.PolynomialDecay(lr, total, end_learning_rate=lr * 0.01, power=0.9)
-    else:
-        schedule = lr
+            return keras.optimizers.schedules.CosineDecay(lr * 0.01, max(1, total - warmup), alpha=0.01,
+                                                          warmup_target=lr, warmup_steps=warmup)
+        return keras.optimizers.schedules.CosineDecay(lr, total, alpha=0.01)
+    if cfg["schedule"] == "poly":
+        return keras.optimizers.schedules.PolynomialDecay(lr, total, end_learning_rate=lr * 0.01, power=0.9)
+    return lr
+
+
+def make_optimizer(cfg: dict, steps_per_epoch: int):
+    import keras
+
+    schedule = learning_rate_schedule(cfg, steps_per_epoch)
     wd = cfg.get("weight_decay")
     if cfg["optimizer"] == "adamw":
         return keras.optimizers.AdamW(schedule, weight_decay=wd if wd is not None else 1e-4)
@@ -253,11 +259,16 @@ def init_input_normalization(model, loader, batches: int = 4) -> None:
               and any(layer.input is t for t in model.inputs)]
     if not layers:
         return
-    xs = np.concatenate([loader[i][0] for i in range(min(batches, len(loader)))])
-    mean, var = xs.mean(axis=(0, 1, 2)), xs.var(axis=(0, 1, 2))
+    mean, var = input_statistics(loader, batches)
     for layer in layers:
         layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
         layer.moving_variance.assign(var.astype(layer.moving_variance.dtype))
+
+
+def input_statistics(loader, batches: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance of the (preprocessed) images of the loader's first ``batches`` batches."""
+    xs = np.concatenate([loader[i][0] for i in range(min(batches, len(loader)))])
+    return xs.mean(axis=(0, 1, 2)), xs.var(axis=(0, 1, 2))
 
 
 def set_determinism(seed: int, deterministic: bool) -> None:
