@@ -106,6 +106,25 @@ def test_quick_benchmark_runs_end_to_end_for_ours(tmp_path):
     assert tables.returncode == 0 and "| Unet-resnet18 | 32 |" in tables.stdout, tables.stderr
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="numpy/albumentations only: checked once, on the TensorFlow pass")
+def test_loader_benchmark_profiles_the_cli_loader(tmp_path):
+    # The data side of benchmarks/loader.py (generated PNG files, the CLI's loader, the stage profile, the
+    # cache filled by a first epoch); the fit rounds cost a model compilation and are left to the benchmark run.
+    from benchmarks.loader import cli_defaults, main
+
+    out = tmp_path / "loader.json"
+    assert main(["--profile-only", "--generated", "--size", "64", "--batch", "2", "--steps", "2", "--warmup", "1",
+                 "--profile-batches", "2", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    defaults = cli_defaults()
+    assert (record["workers"], record["multiprocessing"], record["cache_mb"]) == (
+        defaults["workers"], defaults["multiprocessing"], defaults["cache_mb"])
+    assert record["data"].startswith("generated 480x360 PNGs") and record["scale"] == 0.25
+    cold, warm = record["loader_ms_per_batch"], record["loader_ms_per_batch_cached"]
+    assert warm["decode"] < 0.1 * cold["decode"] and cold["total"] > warm["total"] > 0
+    assert record["cached_samples"] == 64  # the whole generated set fits in the default cache
+
+
 # --------------------------------------------------------------------------------- accuracy side by side (CamVid)
 requires_smp = pytest.mark.skipif(not (SMP_DIR / "segmentation_models_pytorch").exists(),
                                   reason=f"SMP is not installed in {SMP_DIR} (see docs/benchmarks.md)")

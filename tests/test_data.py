@@ -163,3 +163,29 @@ def test_camvid_layout():
     assert image.shape == (360, 480, 3) and mask.shape == (360, 480)
     assert mask.max() == data.IGNORE or mask.max() <= 10
     assert (mask == data.IGNORE).mean() < 0.2 and (mask < 11).mean() > 0.8
+
+
+def test_decoded_image_cache_changes_no_batch(shapes):
+    ds = data.from_folders(shapes / "images", shapes / "masks", classes=3)
+    make = lambda **kw: data.SegmentationLoader(ds, 2, training=True, crop_size=32, seed=3, scale=0.5, **kw)  # noqa
+    cached, uncached = make(), make(cache_mb=0)
+    assert cached.cache_mb == 1024 and uncached.cache_mb == 0
+    for _ in range(2):  # the first pass fills the cache, the second reads from it
+        for i in range(len(cached)):
+            for a, b in zip(cached[i], uncached[i]):
+                np.testing.assert_array_equal(a, b)
+    assert len(cached._cache) == 10 and not uncached._cache
+    image, mask = cached.decoded_sample(0)
+    assert image.shape == (32, 32, 3) and not image.flags.writeable and not mask.flags.writeable  # rescaled, frozen
+    small = make(cache_mb=3 * (32 * 32 * 4) / 2**20)  # room for three samples
+    for i in range(len(small)):
+        small[i]
+    assert len(small._cache) == 3 and small._cache_bytes == 3 * 32 * 32 * 4
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(cached))  # what a worker process would get: no cache
+    assert not clone._cache and clone._cache_bytes == 0
+    np.testing.assert_array_equal(clone[1][0], cached[1][0])
+    assert make(use_multiprocessing=True).cache_mb == 0  # processes are restarted every epoch: no cache
+    with pytest.raises(ValueError, match="cache_mb"):
+        make(cache_mb=-1)

@@ -59,6 +59,9 @@ def add_parser(sub) -> None:
     t.add_argument("--val-steps", type=int, default=None, help="cap the validation batches")
     t.add_argument("--workers", type=int, default=2, help="data loading threads (default 2)")
     t.add_argument("--multiprocessing", action="store_true", help="load data in processes instead of threads")
+    t.add_argument("--cache-mb", type=float, default=1024,
+                   help="keep decoded images in memory up to this size, so later epochs skip decoding (default "
+                        "1024; 0 disables; threads only)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower; exact resumes)")
     o = p.add_argument_group("output")
@@ -108,7 +111,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
                   "loss": args.loss, "metrics": [m.strip() for m in args.metrics.split(",") if m.strip()],
                   "precision": args.precision, "crop": list(args.crop) if args.crop else None, "scale": args.scale,
                   "augment": args.augment, "steps_per_epoch": args.steps_per_epoch, "val_steps": args.val_steps,
-                  "workers": args.workers, "multiprocessing": args.multiprocessing, "seed": args.seed,
+                  "workers": args.workers, "multiprocessing": args.multiprocessing, "cache_mb": args.cache_mb,
+                  "seed": args.seed,
                   "deterministic": args.deterministic, "overlays": args.overlays},
     }
 
@@ -391,7 +395,8 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
 
         preprocessing = get_preprocessing(mcfg["backbone"])
         loader_kw = dict(preprocessing=preprocessing, scale=tcfg["scale"], workers=tcfg["workers"],
-                         use_multiprocessing=tcfg["multiprocessing"], seed=tcfg["seed"])
+                         use_multiprocessing=tcfg["multiprocessing"], cache_mb=tcfg.get("cache_mb", 1024),
+                         seed=tcfg["seed"])
         train_loader = data.SegmentationLoader(train_set, tcfg["batch_size"], training=True, crop_size=tcfg["crop"],
                                                augment=tcfg["augment"], max_batches=tcfg["steps_per_epoch"], **loader_kw)
         val_loader = data.SegmentationLoader(val_set, tcfg["batch_size"], max_batches=tcfg.get("val_steps"), **loader_kw)

@@ -11,10 +11,11 @@ STRIDE = 32  # inputs of every architecture are padded to a multiple of this
 
 
 def train_augmentation(crop_size: tuple[int, int] | None = None, augment: bool = True):
-    """The default training pipeline: horizontal flip, affine (shift, scale, rotate), color jitter, then a
-    random crop (padded with ignored pixels where the image is smaller). ``augment=False`` keeps only the crop.
+    """The default training pipeline: horizontal flip, affine (shift, scale, rotate), a random crop (padded with
+    ignored pixels where the image is smaller), then color jitter. ``augment=False`` keeps only the crop.
 
-    Masks use nearest-neighbour interpolation; pixels shifted in from outside are ignored (``IGNORE``).
+    Masks use nearest-neighbour interpolation; pixels shifted in from outside are ignored (``IGNORE``). The color
+    jitter, a per-pixel operation, comes after the crop so that it only processes the pixels that are kept.
     """
     import albumentations as A
 
@@ -24,11 +25,12 @@ def train_augmentation(crop_size: tuple[int, int] | None = None, augment: bool =
             A.HorizontalFlip(p=0.5),
             A.Affine(scale=(0.8, 1.25), translate_percent=(-0.1, 0.1), rotate=(-10, 10), fill=0, fill_mask=IGNORE,
                      p=0.5),
-            A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.02, p=0.5),
         ]
     if crop_size:
         h, w = crop_size
         steps.append(A.RandomCrop(h, w, pad_if_needed=True, pad_position="random", fill=0, fill_mask=IGNORE))
+    if augment:
+        steps.append(A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.02, p=0.5))
     return A.Compose(steps, seed=0)
 
 
