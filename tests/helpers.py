@@ -41,7 +41,7 @@ def check_model(
     reload_checker=None,
     activation: str = "sigmoid",
     train: bool = True,
-    steps: int = 2,
+    steps: int = 3,
     output_shape: tuple | None = None,
     label: str = "",
     aux_classes: int | None = None,
