@@ -88,18 +88,17 @@ def cli_equivalent_loss(logits, target, num_classes: int):
     ``IGNORE`` (255) at void/padded pixels.
 
     The CLI compiles ``categorical_crossentropy`` (this package's 1.0.1 loss: ``-mean(gt * log(pr))`` over every
-    pixel *and class*, void pixels having all-zero one-hot rows) and the loader's pixel weights (0 at void) as
-    Keras ``sample_weight``. That loss returns a scalar, so Keras multiplies it by the mean weight: the value is
-    ``sum of the cross-entropy over non-void pixels / (pixels * classes) * (non-void pixels / pixels)``.
+    pixel *and class*) with the loader's pixel weights (0 at void and padding) as Keras ``sample_weight``; the
+    package's losses take pixel weights inside (ignored pixels are left out of the mean), so the value is
+    ``sum of the cross-entropy over non-void pixels / (non-void pixels * classes)``.
     """
     import torch.nn.functional as F
 
     from segmentation_models.data import IGNORE
 
     ce_sum = F.nll_loss(F.log_softmax(logits, dim=1), target, ignore_index=IGNORE, reduction="sum")
-    pixels = target.numel()
-    valid = (target != IGNORE).sum()
-    return ce_sum / (pixels * num_classes) * (valid / pixels)
+    valid = (target != IGNORE).sum().clamp(min=1)
+    return ce_sum / (valid * num_classes)
 
 
 def target_indices(onehot, weights):
