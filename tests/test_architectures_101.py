@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import segmentation_models as sm
-from conftest import ON_TF
+from conftest import BACKEND, ON_TF
 from helpers import check_architecture
 
 REGISTERED = set(sm.get_available_backbone_names())
@@ -32,8 +32,10 @@ CASES = [(b, arch, kwargs) for b in FAMILY_BACKBONES for arch, kwargs in VARIANT
     for b, a, k in CASES
 ])
 def test_architecture(backbone, arch, kwargs, tmp_path, reload_checker):
-    # training is checked on resnet18 (every backend); the other families: build, forward, sizes, save/reload
-    check_architecture(getattr(sm, arch), backbone, tmp_path, reload_checker, train=backbone == "resnet18", **kwargs)
+    # training is checked on resnet18 (on JAX, which compiles a train step per model, for FPN and PSPNet; Linknet
+    # trains on the other backends); the other families: build, forward, sizes, save/reload
+    train = backbone == "resnet18" and (BACKEND != "jax" or arch != "Linknet")
+    check_architecture(getattr(sm, arch), backbone, tmp_path, reload_checker, train=train, **kwargs)
 
 
 @pytest.mark.parametrize("arch,defaults", [
