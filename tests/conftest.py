@@ -10,11 +10,6 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# The suite compiles thousands of tiny XLA programs (JAX: every initializer shape, every eager op, each train
-# step) and runs each a few times: unoptimised code generation makes building a Unet-ResNet18 on JAX 7 s
-# instead of 21 s. Tests only (users keep XLA's defaults); subprocesses inherit it.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
 import keras  # noqa: E402
 

@@ -77,7 +77,7 @@ def test_dilated_resnet_equals_undilated_on_its_grid(backbone):
 def test_aux_head_returns_mask_and_labels_and_trains_with_two_losses(tmp_path, reload_checker):
     aux = {"classes": 4, "pooling": "max", "dropout": 0.2}
     model = check_model(lambda: _build("DeepLabV3", aux_params=aux), SHAPE, 1, tmp_path, reload_checker,
-                        aux_classes=4, learning_rate=1e-4, label="deeplabv3-aux")  # SGD at 1e-2 diverges (NaN) on JAX
+                        aux_classes=4, learning_rate=1e-4, label="deeplabv3-aux")
     assert model.output_names[1] == "aux_linear"
     assert model.get_layer("aux_dense").input.shape[-1] == 512  # on the deepest encoder feature
 
