@@ -6,6 +6,7 @@ import pytest
 
 import segmentation_models as sm
 from conftest import ON_TF
+from helpers import forward
 from segmentation_models.blocks import GridPooling2D, ResizeToReference
 from segmentation_models.decoders.common import CropToInput, PadToMultiple
 
@@ -18,8 +19,7 @@ def variable_unet():
     return sm.Unet("resnet18", input_shape=(None, None, 3), **SMALL_UNET)
 
 
-def _predict(model, x):
-    return keras.ops.convert_to_numpy(model(x, training=False))
+_predict = forward  # eager on TensorFlow/torch, compiled on JAX
 
 
 def test_variable_size_predicts_odd_sizes(variable_unet):
