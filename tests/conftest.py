@@ -150,6 +150,20 @@ def reload_checker(tmp_path_factory):
     checker.verify()
 
 
+# Test files that take longest (worker seconds measured with SM_TEST_TIMINGS on all three backends), heaviest
+# first. `make test` runs pytest-xdist with `--dist loadfile --no-loadscope-reorder`, which hands whole files to
+# the two workers in collection order: longest first keeps one worker from finishing a heavy file alone at the end.
+HEAVIEST_FIRST = ("test_backbones_101.py", "test_smp_architectures.py", "test_unet.py", "test_backbones_modern.py",
+                  "test_cli.py", "test_seed_examples.py", "test_architectures_101.py", "test_oracle_101.py",
+                  "test_segformer.py", "test_oracle_arch101.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVIEST_FIRST)}
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), order[id(item)]))
+
+
 def pytest_runtest_logreport(report):
     """With SM_TEST_TIMINGS=FILE, append each test phase's duration as it finishes (to find slow tests)."""
     path = os.environ.get("SM_TEST_TIMINGS")
