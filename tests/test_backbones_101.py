@@ -46,7 +46,9 @@ def _unet(name, **kwargs):
                    **kwargs)
 
 
-@pytest.mark.parametrize("name", pick(ALL_NEW, REPRESENTATIVES))
+@pytest.mark.skipif(not ON_TF, reason="feature layers and shapes are symbolic, the same on every backend; "
+                    "test_family_trains_and_reloads builds every family on this backend")
+@pytest.mark.parametrize("name", ALL_NEW)
 def test_unet_builds_with_spec_features(name):
     spec = get_backbone_spec(name)
     model = _unet(name)

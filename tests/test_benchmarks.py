@@ -19,7 +19,7 @@ from benchmarks import accuracy  # noqa: E402
 from benchmarks.flops import keras_model_flops, torch_model_flops  # noqa: E402
 from benchmarks.run import ratio_rows  # noqa: E402
 from benchmarks.smp_env import SMP_DIR  # noqa: E402
-from benchmarks.worker import run_matmul  # noqa: E402
+from benchmarks.worker import Skip, build_keras, run_matmul  # noqa: E402
 
 
 def test_keras_flop_counter_is_exact_on_tiny_models():
@@ -48,6 +48,12 @@ def test_torch_flop_counter_matches_keras_count():
                                  torch.nn.Linear(6 * 16 * 16, 5))
     macs = 8 * 8 * 4 * 27 + 8 * 8 * 4 * 2 * 2 * 2 + 16 * 16 * 6 * 9 * 1 + 6 * 16 * 16 * 5
     assert torch_model_flops(module, torch.zeros(2, 3, 8, 8)) == 2 * macs
+
+
+def test_configuration_a_backbone_cannot_serve_is_skipped_with_the_reason():
+    """DeepLabV3+ needs a dilated encoder: for a family that has none the row says so instead of failing."""
+    with pytest.raises(Skip, match="'efficientnetb0' .*cannot be dilated"):
+        build_keras("ours", "DeepLabV3Plus", "efficientnetb0", 64)
 
 
 def test_matmul_peak_is_measured():
