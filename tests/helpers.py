@@ -27,6 +27,7 @@ def forward(model: keras.Model, x: np.ndarray):
         return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else np.asarray(out)
     return _to_numpy(model(x, training=False))
 
+
 # One representative per backbone family on JAX and torch; everything on TensorFlow.
 def pick(all_items: Sequence, representatives: Sequence) -> list:
     """All items on TensorFlow, only ``representatives`` on the other backends."""
