@@ -184,6 +184,9 @@ def parse_args(argv=None):
     p.add_argument("--repeat", type=int, default=1, help="rounds over the contenders (alternating)")
     p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto", help="ours and 1.0.1")
     p.add_argument("--smp-channels-last", action="store_true")
+    p.add_argument("--with-other-frameworks", action="store_true",
+                   help="ours/1.0.1: let Keras import the other backends' frameworks (JAX, TensorFlow, torch) when "
+                        "installed; by default they are hidden, as in a one-backend install")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     p.add_argument("--no-matmul", action="store_true", help="skip the matmul-peak measurement")
     p.add_argument("--matmul-n", type=int, default=2048, help="square matmul size for the peak")
@@ -224,6 +227,8 @@ def main(argv=None) -> int:
                                        "--jit-compile", args.jit_compile]
                         if args.smp_channels_last:
                             worker_args.append("--channels-last")
+                        if args.with_other_frameworks:
+                            worker_args.append("--with-other-frameworks")
                         record = run_worker(contender, worker_args, args.timeout)
                         record.update(contender_id=contender, arch=arch, backbone=backbone, size=size,
                                       batch=args.batch, round=round_)

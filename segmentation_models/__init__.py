@@ -41,6 +41,10 @@ def get_available_backbone_names() -> list[str]:
 
 _compat._init_from_env()
 
+from . import torch_kernels as _torch_kernels  # noqa: E402
+
+_torch_kernels.install_from_env()  # torch backend only: Keras' kernels without their copies
+
 _LAZY_SUBMODULES = ("data", "cli")
 
 
