@@ -6,7 +6,7 @@ machine load hits both sides; it prints median(A)/median(B) time ratios (>1: B i
     KERAS_BACKEND=tensorflow python benchmarks/ab.py tf-jit       # compile(jit_compile=False/'auto') vs True
     KERAS_BACKEND=jax        python benchmarks/ab.py bn-fold      # BatchNormalization folded into convs
     KERAS_BACKEND=torch      python benchmarks/ab.py torch-layout # time share of NHWC<->NCHW copies
-    KERAS_BACKEND=torch      python benchmarks/ab.py torch-conv-copies  # Keras' conv without its extra copy
+    KERAS_BACKEND=torch      python benchmarks/ab.py torch-kernels # Keras' kernels vs the package's fast ones
     python benchmarks/ab.py upsampling                            # UpSampling2D nearest vs bilinear
 
 Options: --backbone resnet34 --size 128 --batch 4 --steps 6.
@@ -197,46 +197,41 @@ def exp_torch_layout(args):
         }, args.steps * 3), "keras_nhwc")
 
 
-def exp_torch_conv_copies(args):
-    """torch backend: Keras' conv as shipped vs without its NHWC->NCHW ``.contiguous()`` copy.
+def exp_torch_kernels(args):
+    """torch backend: Keras' own kernels vs this package's fast kernels (segmentation_models/torch_kernels.py).
 
-    keras.src.backend.torch.nn.conv permutes NHWC inputs to NCHW and makes them contiguous (copy 1), then
-    converts them to the channels_last memory format (copy 2), which is the memory layout the NHWC input had
-    in the first place. B skips copy 1 (the permuted view already is channels_last memory): same numbers.
+    The same model, alternating call by call between Keras' torch-backend conv/batch-norm/upsampling kernels
+    (``torch_kernels.uninstall()``) and the fast ones (installed on import, the default).
     """
     import keras
     import numpy as np
-    import torch
-    from keras.src.backend.torch import nn as torch_nn
+
+    from segmentation_models import torch_kernels
 
     assert keras.backend.backend() == "torch", "run with KERAS_BACKEND=torch"
     x, y = _data(args)
     model = _model(args)
-    stock = torch_nn._transpose_spatial_inputs
 
-    def view_only(inputs):
-        if inputs.ndim == 4:
-            return torch.permute(inputs, (0, 3, 1, 2))
-        return stock(inputs)
-
-    def with_patch(fn, patched):
+    def with_kernels(fn, fast):
         def call():
-            torch_nn._transpose_spatial_inputs = view_only if patched else stock
+            torch_kernels.install() if fast else torch_kernels.uninstall()
             try:
                 return fn()
             finally:
-                torch_nn._transpose_spatial_inputs = stock
+                torch_kernels.install()
         return call
 
-    predict = lambda: model.predict_on_batch(x)  # noqa: E731
-    a, b = with_patch(predict, False)(), with_patch(predict, True)()
-    print(f"max |difference| of predictions {float(np.abs(a - b).max()):.2e}", flush=True)
-    report("torch predict batch (conv copies)", alternate(
-        {"stock": with_patch(predict, False), "no_nchw_copy": with_patch(predict, True)}, args.steps), "stock")
+    for name, fn in (("predict batch", lambda: model.predict_on_batch(x)),
+                     ("predict b1", lambda: model.predict_on_batch(x[:1]))):
+        if name == "predict batch":
+            a, b = with_kernels(fn, False)(), with_kernels(fn, True)()
+            print(f"max |difference| of predictions {float(np.abs(a - b).max()):.2e}", flush=True)
+        report(f"torch {name} (kernels)", alternate(
+            {"keras": with_kernels(fn, False), "fast": with_kernels(fn, True)}, args.steps), "keras")
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="binary_crossentropy")
     train = lambda: model.train_on_batch(x, y)  # noqa: E731
-    report("torch train step (conv copies)", alternate(
-        {"stock": with_patch(train, False), "no_nchw_copy": with_patch(train, True)}, args.steps), "stock")
+    report("torch train step (kernels)", alternate(
+        {"keras": with_kernels(train, False), "fast": with_kernels(train, True)}, args.steps), "keras")
 
 
 def exp_upsampling(args):
@@ -260,7 +255,7 @@ def exp_upsampling(args):
 
 
 EXPERIMENTS = {"tf-jit": exp_tf_jit, "bn-fold": exp_bn_fold, "torch-layout": exp_torch_layout,
-               "torch-conv-copies": exp_torch_conv_copies, "upsampling": exp_upsampling}
+               "torch-kernels": exp_torch_kernels, "upsampling": exp_upsampling}
 
 
 def main(argv=None) -> int:

@@ -249,15 +249,29 @@ def main(argv=None) -> int:
 
 
 def merge_rounds(results: list[dict]) -> list[dict]:
-    """One record per (contender, configuration): the round with the fastest training (least disturbed)."""
-    best: dict[tuple, dict] = {}
+    """One record per (contender, configuration), each metric from its least disturbed round: the fastest
+    training, batched inference and batch-1 latency, and the smallest peak RSS, over the ``--repeat`` rounds."""
+    groups: dict[tuple, list[dict]] = {}
     for r in results:
-        key = (r["contender_id"], r["arch"], r["backbone"], r["size"])
-        old = best.get(key)
-        speed = summarize(r, None)["train_ips"] or 0
-        if old is None or speed > (summarize(old, None)["train_ips"] or 0):
-            best[key] = r
-    return list(best.values())
+        groups.setdefault((r["contender_id"], r["arch"], r["backbone"], r["size"]), []).append(r)
+    merged = []
+    for rounds in groups.values():
+        ok = [r for r in rounds if r.get("status") == "ok"]
+        if not ok:
+            merged.append(rounds[0])
+            continue
+        best = dict(ok[0])
+        for phase in ("train", "infer_batch", "infer_b1"):
+            timed = [r[phase] for r in ok if isinstance(r.get(phase), dict) and "median_s" in r[phase]]
+            if timed:
+                best[phase] = min(timed, key=lambda t: t["median_s"])
+        for field in ("peak_rss_train_mb", "peak_rss_infer_mb", "peak_rss_mb"):
+            values = [r[field] for r in ok if r.get(field) is not None]
+            if values:
+                best[field] = min(values)
+        best["rounds"] = len(ok)
+        merged.append(best)
+    return merged
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ This module replaces three things, all with the same mathematics:
   ``torch.native_batch_norm`` forward and backward; the moving statistics get the same update as in
   Keras (biased batch variance, ``momentum``).
 
+And one change to graph execution: Keras runs a functional model by keeping every intermediate tensor in
+a dictionary until the call returns, so an eager (torch) forward pass holds all activations at once, also
+in inference. :func:`_run_through_graph` runs the same nodes in the same order and drops each tensor after
+its last consumer: inference then holds only the live activations, and training only what autograd saves.
+
 Anything outside those fast paths (channels_first, 1D/3D convolutions, masks, renorm, synchronized batch
 norm, other axes) goes to Keras' own implementation. Set ``SM_TORCH_FAST_OPS=0`` before import, or call
 :func:`uninstall`, to run Keras' kernels unchanged. Other backends are not touched.
@@ -59,8 +64,10 @@ def install() -> bool:
         from keras.src.backend.torch import nn as torch_nn
         from keras.src.layers.normalization.batch_normalization import BatchNormalization
         from keras.src.layers.reshaping.up_sampling2d import UpSampling2D
+        from keras.src.ops.function import Function
 
         originals = {
+            "run_through_graph": Function._run_through_graph,
             "resize_images": UpSampling2D._resize_images,
             "conv": torch_nn.conv,
             "moments": torch_nn.moments,
@@ -174,7 +181,15 @@ def install() -> bool:
         )  # integer factors: the same values as Keras' two `repeat`s
         return y.permute(0, 2, 3, 1)
 
+    original_run = originals["run_through_graph"]
+
+    def run_through_graph(self, inputs, operation_fn=lambda op: op, call_fn=None):
+        if call_fn is not None:  # symbolic passes (graph checks, output specs): Keras' own
+            return original_run(self, inputs, operation_fn=operation_fn, call_fn=call_fn)
+        return _run_through_graph(self, original_run, inputs, operation_fn)
+
     torch_nn.conv = conv
+    Function._run_through_graph = run_through_graph
     UpSampling2D._resize_images = resize_images
     torch_nn.moments = moments
     torch_nn.batch_normalization = batch_normalization
@@ -191,13 +206,78 @@ def uninstall() -> None:
     from keras.src.backend.torch import nn as torch_nn
     from keras.src.layers.normalization.batch_normalization import BatchNormalization
     from keras.src.layers.reshaping.up_sampling2d import UpSampling2D
+    from keras.src.ops.function import Function
 
     torch_nn.conv = _ORIGINAL["conv"]
+    Function._run_through_graph = _ORIGINAL["run_through_graph"]
     torch_nn.moments = _ORIGINAL["moments"]
     torch_nn.batch_normalization = _ORIGINAL["batch_normalization"]
     BatchNormalization.call = _ORIGINAL["bn_call"]
     UpSampling2D._resize_images = _ORIGINAL["resize_images"]
     _ORIGINAL.clear()
+
+
+_SCHEDULES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _schedule(function) -> list | None:
+    """The nodes a call executes, in Keras' order, each with the tensor ids to drop after it (cached).
+
+    None when the graph is not the plain kind this handles (then Keras' own execution runs).
+    """
+    try:
+        return _SCHEDULES[function]
+    except KeyError:
+        pass
+    except TypeError:  # pragma: no cover - not weak-referenceable
+        return None
+    try:
+        available = {id(x) for x in function.inputs}
+        steps, last_use = [], {}
+        for depth in sorted(function._nodes_by_depth, reverse=True):
+            for node in function._nodes_by_depth[depth]:
+                if not node.operation or node.is_input:
+                    continue
+                if any(id(x) not in available for x in node.input_tensors):
+                    continue  # not computable from the inputs: Keras skips it too
+                for x in node.input_tensors:
+                    last_use[id(x)] = len(steps)
+                available.update(id(x) for x in node.outputs)
+                steps.append([node, []])
+        keep = {id(x) for x in function.outputs}
+        for tensor_id, step in last_use.items():
+            if tensor_id not in keep:
+                steps[step][1].append(tensor_id)
+        schedule = [(node, tuple(drop)) for node, drop in steps]
+    except AttributeError:  # pragma: no cover - another Keras graph structure
+        schedule = None
+    _SCHEDULES[function] = schedule
+    return schedule
+
+
+def _run_through_graph(function, original, inputs, operation_fn):
+    """Keras' ``Function._run_through_graph`` (no ``call_fn``), dropping each tensor after its last use."""
+    from keras import tree
+
+    schedule = _schedule(function)
+    if schedule is None:
+        return original(function, inputs, operation_fn=operation_fn)
+    tensor_dict = {id(x): y for x, y in zip(function.inputs, tree.flatten(inputs))}
+    lookup = getattr(function, "_get_operation_for_node", None)
+    for node, drop in schedule:
+        args, kwargs = node.arguments.fill_in(tensor_dict)
+        op = operation_fn(lookup(node) if lookup is not None else node.operation)
+        outputs = op(*args, **kwargs)
+        del args, kwargs
+        for x, y in zip(node.outputs, tree.flatten(outputs)):
+            tensor_dict[id(x)] = y
+        del outputs
+        for tensor_id in drop:
+            tensor_dict.pop(tensor_id, None)
+    missing = [i for i, x in enumerate(function.outputs) if id(x) not in tensor_dict]
+    if missing:  # let Keras raise its own error message
+        return original(function, inputs, operation_fn=operation_fn)
+    return tree.pack_sequence_as(function._outputs_struct, [tensor_dict[id(x)] for x in function.outputs])
 
 
 def _pair(value) -> tuple[int, int]:

@@ -164,3 +164,71 @@ def test_batch_norm_is_exact_in_float64():
     bn.build(x.shape)
     exact = (x - x.mean((0, 1, 2))) / np.sqrt(x.var((0, 1, 2)) + bn.epsilon)
     np.testing.assert_allclose(_np(bn(torch.tensor(x), training=True).detach()), exact, rtol=0, atol=1e-12)
+
+
+def _graphs():
+    """Functional graphs with the shapes Keras' graph execution must handle."""
+    inp = keras.Input((8, 8, 3))
+    other = keras.Input((8, 8, 3))
+    shared = keras.layers.Conv2D(4, 3, padding="same")
+    a, b = shared(inp), shared(other)  # a layer used twice
+    branch = keras.layers.Conv2D(2, 1)(a)  # a dead end: computed, not an output
+    inner_in = keras.Input((8, 8, 4))
+    inner = keras.Model(inner_in, keras.layers.ReLU()(inner_in))  # a nested model
+    merged = keras.layers.Add()([inner(a), b])
+    out1 = keras.layers.Conv2D(3, 3, padding="same")(merged)
+    out2 = keras.layers.GlobalAveragePooling2D()(merged)
+    yield keras.Model([inp, other], {"map": out1, "vec": out2, "skip": a}), 2
+    yield keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization()]), 1
+    del branch
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_graph_execution_matches_keras(index, keras_kernels):
+    model, n_inputs = list(_graphs())[index]
+    rng = np.random.default_rng(index)
+    xs = [rng.standard_normal((2, 8, 8, 3)).astype("float32") for _ in range(n_inputs)]
+    xs = xs if n_inputs > 1 else xs[0]
+    fast, ref = model(xs, training=True), keras_kernels(lambda: model(xs, training=True))
+    for a, b in zip(keras.tree.flatten(fast), keras.tree.flatten(ref)):
+        np.testing.assert_allclose(_np(a.detach()), _np(b.detach()), rtol=1e-5, atol=1e-5)
+    assert keras.tree.flatten(fast)[0].shape == keras.tree.flatten(ref)[0].shape
+
+
+@keras.saving.register_keras_serializable(package="test_torch_kernels")
+class _Probe(keras.layers.Layer):
+    """Identity that records whether the tensors in ``_Probe.watch`` are still alive when it runs."""
+
+    watch: list = []
+    alive: list = []
+
+    def call(self, x):
+        _Probe.alive.append([ref() is not None for ref in _Probe.watch])
+        return x
+
+
+@keras.saving.register_keras_serializable(package="test_torch_kernels")
+class _Watch(keras.layers.Layer):
+    """Identity whose output (a fresh tensor) is watched by weak reference."""
+
+    def call(self, x):
+        import weakref
+
+        y = x * 1.0
+        _Probe.watch.append(weakref.ref(y))
+        return y
+
+
+def test_graph_execution_drops_tensors_after_their_last_use(keras_kernels):
+    inp = keras.Input((4, 4, 2))
+    x = _Watch()(inp)
+    x = keras.layers.Conv2D(2, 1)(x)  # the watched tensor's last consumer
+    out = _Probe()(keras.layers.ReLU()(x))
+    model = keras.Model(inp, out)
+    data = np.ones((1, 4, 4, 2), "float32")
+    _Probe.watch.clear(), _Probe.alive.clear()
+    model.predict_on_batch(data)
+    assert _Probe.alive[-1] == [False]  # freed before the end of the call
+    _Probe.watch.clear()
+    keras_kernels(lambda: model.predict_on_batch(data))
+    assert _Probe.alive[-1] == [True]  # Keras' own execution keeps every intermediate until it returns
