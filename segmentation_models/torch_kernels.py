@@ -20,6 +20,10 @@ This module replaces three things, all with the same mathematics:
   ``torch.native_batch_norm`` forward and backward; the moving statistics get the same update as in
   Keras (biased batch variance, ``momentum``).
 
+- ``scatter`` (``keras.ops.scatter``, which Keras' confusion matrix and so ``MeanIoU``/``OneHotMeanIoU``
+  use): one ``index_put_(accumulate=True)`` instead of a Python loop over every index (a 256x256 batch of 8
+  is 524288 iterations: ~6 s per training step of the CLI's ``mean_iou`` metric);
+
 And one change to graph execution: Keras runs a functional model by keeping every intermediate tensor in
 a dictionary until the call returns, so an eager (torch) forward pass holds all activations at once, also
 in inference. :func:`_run_through_graph` runs the same nodes in the same order and drops each tensor after
@@ -65,9 +69,11 @@ def install() -> bool:
         from keras.src.layers.normalization.batch_normalization import BatchNormalization
         from keras.src.layers.reshaping.up_sampling2d import UpSampling2D
         from keras.src.ops.function import Function
+        from keras.src.backend.torch import core as torch_core
 
         originals = {
             "run_through_graph": Function._run_through_graph,
+            "scatter": torch_core.scatter,
             "resize_images": UpSampling2D._resize_images,
             "conv": torch_nn.conv,
             "moments": torch_nn.moments,
@@ -188,7 +194,17 @@ def install() -> bool:
             return original_run(self, inputs, operation_fn=operation_fn, call_fn=call_fn)
         return _run_through_graph(self, original_run, inputs, operation_fn)
 
+    def scatter(indices, values, shape):
+        indices = convert(indices).long()
+        values = convert(values)
+        depth = indices.shape[-1]
+        out = torch.zeros(tuple(shape), dtype=values.dtype, device=values.device)
+        indices = indices.reshape(-1, depth)
+        values = values.reshape((-1, *tuple(shape)[depth:]))
+        return out.index_put_(tuple(indices.t()), values, accumulate=True)  # duplicates add, as in Keras
+
     torch_nn.conv = conv
+    torch_core.scatter = scatter
     Function._run_through_graph = run_through_graph
     UpSampling2D._resize_images = resize_images
     torch_nn.moments = moments
@@ -207,8 +223,10 @@ def uninstall() -> None:
     from keras.src.layers.normalization.batch_normalization import BatchNormalization
     from keras.src.layers.reshaping.up_sampling2d import UpSampling2D
     from keras.src.ops.function import Function
+    from keras.src.backend.torch import core as torch_core
 
     torch_nn.conv = _ORIGINAL["conv"]
+    torch_core.scatter = _ORIGINAL["scatter"]
     Function._run_through_graph = _ORIGINAL["run_through_graph"]
     torch_nn.moments = _ORIGINAL["moments"]
     torch_nn.batch_normalization = _ORIGINAL["batch_normalization"]

@@ -232,3 +232,28 @@ def test_graph_execution_drops_tensors_after_their_last_use(keras_kernels):
     _Probe.watch.clear()
     keras_kernels(lambda: model.predict_on_batch(data))
     assert _Probe.alive[-1] == [True]  # Keras' own execution keeps every intermediate until it returns
+
+
+def test_scatter_and_mean_iou_match_keras(keras_kernels):
+    rng = np.random.default_rng(3)
+    indices = rng.integers(0, 4, (300, 2))  # many duplicates: they add up
+    values = rng.random(300).astype("float32")
+    fast = _np(keras.ops.scatter(indices, values, (4, 4)))
+    ref = keras_kernels(lambda: _np(keras.ops.scatter(indices, values, (4, 4))))
+    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
+    rows = rng.integers(0, 3, (5, 1))  # slices: values of shape (5, 6) into rows of a (3, 6) matrix
+    slices = rng.random((5, 6)).astype("float32")
+    np.testing.assert_allclose(_np(keras.ops.scatter(rows, slices, (3, 6))),
+                               keras_kernels(lambda: _np(keras.ops.scatter(rows, slices, (3, 6)))), rtol=1e-6)
+    y = np.eye(5, dtype="float32")[rng.integers(0, 5, (2, 16, 16))]
+    p = rng.random((2, 16, 16, 5)).astype("float32")
+
+    def miou():
+        metric = keras.metrics.OneHotMeanIoU(num_classes=5)
+        metric.update_state(y, p, sample_weight=(rng.random((2, 16, 16)) > 0.2).astype("float32"))
+        return float(metric.result())
+
+    rng = np.random.default_rng(4)
+    fast_iou = miou()
+    rng = np.random.default_rng(4)
+    assert fast_iou == pytest.approx(keras_kernels(miou), abs=1e-6)
