@@ -54,7 +54,7 @@ def installed() -> bool:
 
 
 def install() -> bool:
-    """Replace Keras' torch-backend conv/moments/batch-norm kernels; returns True if installed.
+    """Replace Keras' torch-backend kernels listed in the module docstring; returns True if installed.
 
     A no-op on other backends, when already installed, or when this Keras version lacks the functions
     patched (logged at debug level; Keras' own kernels then stay).
@@ -66,20 +66,9 @@ def install() -> bool:
     try:
         import torch
         from keras.src.backend.torch import nn as torch_nn
-        from keras.src.layers.normalization.batch_normalization import BatchNormalization
-        from keras.src.layers.reshaping.up_sampling2d import UpSampling2D
-        from keras.src.ops.function import Function
-        from keras.src.backend.torch import core as torch_core
 
-        originals = {
-            "run_through_graph": Function._run_through_graph,
-            "scatter": torch_core.scatter,
-            "resize_images": UpSampling2D._resize_images,
-            "conv": torch_nn.conv,
-            "moments": torch_nn.moments,
-            "batch_normalization": torch_nn.batch_normalization,
-            "bn_call": BatchNormalization.call,
-        }
+        targets = _targets()
+        originals = {name: getattr(owner, attr) for name, (owner, attr) in targets.items()}
         apply_same_padding = torch_nn._apply_same_padding
     except (ImportError, AttributeError) as err:  # pragma: no cover - depends on the Keras version
         logger.debug("segmentation_models: torch fast kernels not installed (%s)", err)
@@ -203,35 +192,36 @@ def install() -> bool:
         values = values.reshape((-1, *tuple(shape)[depth:]))
         return out.index_put_(tuple(indices.t()), values, accumulate=True)  # duplicates add, as in Keras
 
-    torch_nn.conv = conv
-    torch_core.scatter = scatter
-    Function._run_through_graph = run_through_graph
-    UpSampling2D._resize_images = resize_images
-    torch_nn.moments = moments
-    torch_nn.batch_normalization = batch_normalization
-    BatchNormalization.call = bn_call
+    replacements = {"conv": conv, "moments": moments, "batch_normalization": batch_normalization,
+                    "scatter": scatter, "bn_call": bn_call, "resize_images": resize_images,
+                    "run_through_graph": run_through_graph}
+    for name, (owner, attr) in targets.items():
+        setattr(owner, attr, replacements[name])
     _ORIGINAL.update(originals)
     logger.debug("segmentation_models: torch fast kernels installed")
     return True
+
+
+def _targets() -> dict:
+    """What is replaced: name -> (module or class, attribute)."""
+    from keras.src.backend.torch import core as torch_core
+    from keras.src.backend.torch import nn as torch_nn
+    from keras.src.layers.normalization.batch_normalization import BatchNormalization
+    from keras.src.layers.reshaping.up_sampling2d import UpSampling2D
+    from keras.src.ops.function import Function
+
+    return {"conv": (torch_nn, "conv"), "moments": (torch_nn, "moments"),
+            "batch_normalization": (torch_nn, "batch_normalization"), "scatter": (torch_core, "scatter"),
+            "bn_call": (BatchNormalization, "call"), "resize_images": (UpSampling2D, "_resize_images"),
+            "run_through_graph": (Function, "_run_through_graph")}
 
 
 def uninstall() -> None:
     """Put Keras' own torch-backend kernels back."""
     if not installed():
         return
-    from keras.src.backend.torch import nn as torch_nn
-    from keras.src.layers.normalization.batch_normalization import BatchNormalization
-    from keras.src.layers.reshaping.up_sampling2d import UpSampling2D
-    from keras.src.ops.function import Function
-    from keras.src.backend.torch import core as torch_core
-
-    torch_nn.conv = _ORIGINAL["conv"]
-    torch_core.scatter = _ORIGINAL["scatter"]
-    Function._run_through_graph = _ORIGINAL["run_through_graph"]
-    torch_nn.moments = _ORIGINAL["moments"]
-    torch_nn.batch_normalization = _ORIGINAL["batch_normalization"]
-    BatchNormalization.call = _ORIGINAL["bn_call"]
-    UpSampling2D._resize_images = _ORIGINAL["resize_images"]
+    for name, (owner, attr) in _targets().items():
+        setattr(owner, attr, _ORIGINAL[name])
     _ORIGINAL.clear()
 
 
