@@ -6,11 +6,12 @@ wants), and a training-mode ``BatchNormalization`` through about ten separate el
 passes (E[x^2] - E[x]^2 moments, then subtract/multiply/add). Measured on a 2-core CPU, Keras' ResNet-50
 at 256x256, batch 8: a third of inference time was those copies.
 
-This module replaces three things, all with the same mathematics:
+This module replaces these, all with the same mathematics:
 
 - ``conv`` (also used by depthwise and separable convolutions): a channels-last input is handed to
   ``torch.nn.functional.conv2d`` as a zero-copy NCHW view in channels-last memory, and the output is
-  viewed back as NHWC, so no activation is copied; without autograd (inference) the kernel in torch's
+  viewed back as NHWC, so no activation is copied; with autograd the kernel is a permuted view of the
+  parameter (the backward pass keeps the parameter, not a copy of it); without autograd (inference) the kernel in torch's
   layout is cached per weight tensor and version, so batch-1 calls do not copy every weight each time;
 - ``moments``: one ``torch.var_mean`` pass (also more accurate than E[x^2] - E[x]^2);
 - ``batch_normalization``: one ``addcmul`` pass over x (x * scale' + shift');
@@ -18,8 +19,11 @@ This module replaces three things, all with the same mathematics:
   ``torch.nn.functional.interpolate`` kernel instead of two ``repeat`` copies;
 - ``keras.layers.BatchNormalization`` in training mode on 4D channels-last inputs: one fused
   ``torch.native_batch_norm`` forward and backward; the moving statistics get the same update as in
-  Keras (biased batch variance, ``momentum``).
-
+  Keras (biased batch variance, ``momentum``), in place outside stateless calls;
+- pooling (``max_pool``, ``average_pool``, adaptive pooling) and ``conv_transpose``: Keras copies the
+  input to contiguous NCHW first; here it gets the same zero-copy channels-last view as ``conv``;
+- Keras' torch ``Adam``/``AdamW`` step: in place and in chunks, instead of four parameter-sized
+  temporaries per step (~400 MB for a Unet-resnet34, which the allocator then keeps);
 - ``scatter`` (``keras.ops.scatter``, which Keras' confusion matrix and so ``MeanIoU``/``OneHotMeanIoU``
   use): one ``index_put_(accumulate=True)`` instead of a Python loop over every index (a 256x256 batch of 8
   is 524288 iterations: ~6 s per training step of the CLI's ``mean_iou`` metric);
@@ -28,6 +32,9 @@ And one change to graph execution: Keras runs a functional model by keeping ever
 a dictionary until the call returns, so an eager (torch) forward pass holds all activations at once, also
 in inference. :func:`_run_through_graph` runs the same nodes in the same order and drops each tensor after
 its last consumer: inference then holds only the live activations, and training only what autograd saves.
+It also fuses a symmetric ``ZeroPadding2D`` into the convolution or max pooling that is its only consumer
+(1.0.1's ResNets pad before every 3x3 convolution): the kernel pads internally, so the padded copy is
+neither made nor kept for the backward pass (see :func:`_fusable_padding` for the exact conditions).
 
 Anything outside those fast paths (channels_first, 1D/3D convolutions, masks, renorm, synchronized batch
 norm, other axes) goes to Keras' own implementation. Set ``SM_TORCH_FAST_OPS=0`` before import, or call
@@ -37,11 +44,21 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import weakref
 
 logger = logging.getLogger("segmentation_models")
 
 _ORIGINAL: dict = {}
+# Padding of a skipped ZeroPadding2D that the next convolution/max-pooling kernel applies itself (see _schedule).
+_FUSED = threading.local()
+
+
+def _take_fused_padding() -> tuple[int, int] | None:
+    """The (rows, columns) padding handed over by the graph executor for this kernel call, cleared on read."""
+    padding = getattr(_FUSED, "padding", None)
+    _FUSED.padding = None
+    return padding
 
 
 def _truthy(value: str | None) -> bool:
@@ -74,6 +91,8 @@ def install() -> bool:
         logger.debug("segmentation_models: torch fast kernels not installed (%s)", err)
         return False
 
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+
     original_conv = originals["conv"]
     original_bn_call = originals["bn_call"]
     convert = torch_nn.convert_to_tensor
@@ -85,7 +104,7 @@ def install() -> bool:
     def torch_weight(kernel):
         """HWIO kernel -> OIHW channels-last weight; cached (per tensor and version) when autograd is off."""
         if torch.is_grad_enabled() and kernel.requires_grad:
-            return kernel.permute(3, 2, 0, 1).contiguous(memory_format=channels_last)
+            return kernel.permute(3, 2, 0, 1)  # a view: the conv keeps the parameter itself, not a copy
         key = id(kernel)
         entry = weight_cache.get(key)
         if entry is not None and entry[0]() is kernel and entry[1] == kernel._version:
@@ -98,10 +117,20 @@ def install() -> bool:
         weight_cache[key] = (ref, kernel._version, weight)
         return weight
 
+    def zero_pad(x, rows_cols):
+        """Zero-pad the two spatial axes of an NHWC tensor (what the skipped ZeroPadding2D would have done)."""
+        (rows, cols) = rows_cols
+        return torch.nn.functional.pad(x, (0, 0, cols, cols, rows, rows))
+
     def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
         inputs = convert(inputs)
         kernel = convert(kernel)
+        fused = _take_fused_padding()
+        if fused is not None and (padding != "valid" or inputs.ndim != 4):
+            inputs, fused = zero_pad(inputs, fused), None  # pragma: no cover - the schedule never fuses these
         if inputs.ndim != 4 or standardize_data_format(data_format) != "channels_last":
+            if fused is not None:  # pragma: no cover - the schedule fuses channels-last layers only
+                inputs = zero_pad(inputs, fused)
             return original_conv(inputs, kernel, strides, padding, data_format, dilation_rate)
         strides = _pair(strides)
         dilation_rate = _pair(dilation_rate)
@@ -111,8 +140,10 @@ def install() -> bool:
         weight = torch_weight(kernel)
         groups = x.shape[1] // weight.shape[1]
         if x.shape[1] != groups * weight.shape[1]:
+            if fused is not None:  # pragma: no cover - Keras raises its own error next
+                inputs = zero_pad(inputs, fused)
             return original_conv(inputs, kernel, strides, padding, data_format, dilation_rate)
-        pad = 0
+        pad = 0 if fused is None else fused
         if padding == "same":
             x, pad = apply_same_padding(x, weight.shape[2:], strides, "channels_first", "conv", dilation_rate)
         y = torch.nn.functional.conv2d(x, weight, stride=strides, padding=pad, dilation=dilation_rate, groups=groups)
@@ -157,13 +188,71 @@ def install() -> bool:
         beta = convert(self.beta).to(x.dtype) if self.center else None
         y, batch_mean, inv_std = torch.native_batch_norm(x, gamma, beta, None, None, True, 0.0, self.epsilon)
         with torch.no_grad():
-            batch_variance = inv_std.pow(-2) - self.epsilon  # biased batch variance, as keras.ops.moments
+            batch_variance = inv_std.pow(-2).sub_(self.epsilon)  # biased batch variance, as keras.ops.moments
             m = self.momentum
-            self.moving_mean.assign(self.moving_mean * m + batch_mean * (1.0 - m))
-            self.moving_variance.assign(
-                self.moving_variance * m + batch_variance * (1.0 - m)
-            )
+            if in_stateless_scope():  # stateless calls record new values instead of mutating
+                self.moving_mean.assign(self.moving_mean * m + batch_mean * (1.0 - m))
+                self.moving_variance.assign(self.moving_variance * m + batch_variance * (1.0 - m))
+            else:  # in place: no temporaries between the activations on the allocator's heap
+                self.moving_mean.value.lerp_(batch_mean.to(self.moving_mean.value.dtype), 1.0 - m)
+                self.moving_variance.value.lerp_(batch_variance.to(self.moving_variance.value.dtype), 1.0 - m)
         return keras.ops.cast(y.permute(0, 2, 3, 1), self.compute_dtype)
+
+    original_max_pool = originals["max_pool"]
+
+    def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
+        fused = _take_fused_padding()
+        if fused is None:
+            return original_max_pool(inputs, pool_size, strides, padding, data_format)
+        # A skipped ZeroPadding2D before this pooling (its input is >= 0, see _schedule): torch's own padding
+        # (-inf) then gives the same maximum, and no padded copy is made or kept for the backward pass.
+        pool_size = _pair(pool_size)
+        strides = pool_size if strides is None else _pair(strides)
+        x = spatial_inputs(convert(inputs))
+        y = torch.nn.functional.max_pool2d(x, kernel_size=pool_size, stride=strides, padding=fused)
+        return y.permute(0, 2, 3, 1)
+
+    original_transpose = originals["transpose_spatial_inputs"]
+
+    def spatial_inputs(inputs):
+        """NHWC -> NCHW as a view in channels-last memory (Keras copies to contiguous NCHW for pooling)."""
+        if inputs.ndim != 4:
+            return original_transpose(inputs)
+        x = inputs.permute(0, 3, 1, 2)
+        return x if x.is_contiguous(memory_format=channels_last) else x.contiguous(memory_format=channels_last)
+
+    original_adam = originals["adam_update"]
+
+    def adam_update(self, grads, variables, learning_rate):
+        """Keras' Adam step, in place and in chunks of at most _ADAM_CHUNK elements.
+
+        Keras' own step makes four full-size temporaries per call (m * alpha, sqrt(v), + eps, the quotient):
+        4x the parameter memory at once (~400 MB for a Unet-resnet34), which the allocator then keeps. This
+        one makes one temporary the size of a chunk; the update is the same to float32 rounding.
+        """
+        if self.amsgrad or not variables:
+            return original_adam(self, grads, variables, learning_rate)
+        ops = keras.ops
+        params = [v.value for v in variables]
+        dtype = params[0].dtype
+        step = ops.cast(self.iterations + 1, dtype)
+        beta_1_power = ops.power(ops.cast(self.beta_1, dtype), step)
+        beta_2_power = ops.power(ops.cast(self.beta_2, dtype), step)
+        alpha = ops.cast(learning_rate, dtype) * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        m_all = [self._momentums[self._get_variable_index(v)].value for v in variables]
+        v_all = [self._velocities[self._get_variable_index(v)].value for v in variables]
+        for chunk in _chunks([p.numel() for p in params], _ADAM_CHUNK):
+            p, g = [params[i] for i in chunk], [grads[i] for i in chunk]
+            m, v = [m_all[i] for i in chunk], [v_all[i] for i in chunk]
+            torch._foreach_mul_(m, self.beta_1)
+            torch._foreach_add_(m, g, alpha=1 - self.beta_1)
+            torch._foreach_mul_(v, self.beta_2)
+            torch._foreach_addcmul_(v, g, g, value=1 - self.beta_2)
+            denominator = torch._foreach_sqrt(v)
+            torch._foreach_add_(denominator, self.epsilon)
+            torch._foreach_div_(denominator, alpha)
+            torch._foreach_addcdiv_(p, m, denominator, value=-1.0)  # p -= alpha * m / (sqrt(v) + eps)
+            del denominator
 
     original_resize = originals["resize_images"]
 
@@ -194,7 +283,8 @@ def install() -> bool:
 
     replacements = {"conv": conv, "moments": moments, "batch_normalization": batch_normalization,
                     "scatter": scatter, "bn_call": bn_call, "resize_images": resize_images,
-                    "run_through_graph": run_through_graph}
+                    "run_through_graph": run_through_graph, "max_pool": max_pool,
+                    "transpose_spatial_inputs": spatial_inputs, "adam_update": adam_update}
     for name, (owner, attr) in targets.items():
         setattr(owner, attr, replacements[name])
     _ORIGINAL.update(originals)
@@ -206,6 +296,7 @@ def _targets() -> dict:
     """What is replaced: name -> (module or class, attribute)."""
     from keras.src.backend.torch import core as torch_core
     from keras.src.backend.torch import nn as torch_nn
+    from keras.src.backend.torch.optimizers.torch_adam import Adam
     from keras.src.layers.normalization.batch_normalization import BatchNormalization
     from keras.src.layers.reshaping.up_sampling2d import UpSampling2D
     from keras.src.ops.function import Function
@@ -213,7 +304,9 @@ def _targets() -> dict:
     return {"conv": (torch_nn, "conv"), "moments": (torch_nn, "moments"),
             "batch_normalization": (torch_nn, "batch_normalization"), "scatter": (torch_core, "scatter"),
             "bn_call": (BatchNormalization, "call"), "resize_images": (UpSampling2D, "_resize_images"),
-            "run_through_graph": (Function, "_run_through_graph")}
+            "run_through_graph": (Function, "_run_through_graph"), "max_pool": (torch_nn, "max_pool"),
+            "transpose_spatial_inputs": (torch_nn, "_transpose_spatial_inputs"),
+            "adam_update": (Adam, "_parallel_update_step")}
 
 
 def uninstall() -> None:
@@ -229,9 +322,11 @@ _SCHEDULES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _schedule(function) -> list | None:
-    """The nodes a call executes, in Keras' order, each with the tensor ids to drop after it (cached).
+    """The nodes a call executes, in Keras' order, each as ``(node, tensor ids to drop after it, fusion)`` (cached).
 
-    None when the graph is not the plain kind this handles (then Keras' own execution runs).
+    ``fusion`` is None for a plain step, ``"skip"`` for a ZeroPadding2D whose only consumer pads itself, and
+    ``(padding, pad_node)`` for that consumer (see :func:`_fusable_padding`). None when the graph is not the
+    plain kind this handles (then Keras' own execution runs).
     """
     try:
         return _SCHEDULES[function]
@@ -241,7 +336,7 @@ def _schedule(function) -> list | None:
         return None
     try:
         available = {id(x) for x in function.inputs}
-        steps, last_use = [], {}
+        steps, last_use, consumers = [], {}, {}
         for depth in sorted(function._nodes_by_depth, reverse=True):
             for node in function._nodes_by_depth[depth]:
                 if not node.operation or node.is_input:
@@ -250,17 +345,61 @@ def _schedule(function) -> list | None:
                     continue  # not computable from the inputs: Keras skips it too
                 for x in node.input_tensors:
                     last_use[id(x)] = len(steps)
+                    consumers.setdefault(id(x), []).append(len(steps))
                 available.update(id(x) for x in node.outputs)
-                steps.append([node, []])
+                steps.append([node, [], None])
         keep = {id(x) for x in function.outputs}
         for tensor_id, step in last_use.items():
             if tensor_id not in keep:
                 steps[step][1].append(tensor_id)
-        schedule = [(node, tuple(drop)) for node, drop in steps]
+        for step in steps:
+            node = step[0]
+            if len(node.outputs) != 1 or id(node.outputs[0]) in keep:
+                continue
+            users = consumers.get(id(node.outputs[0]), [])
+            if len(users) == 1:
+                padding = _fusable_padding(node, steps[users[0]][0])
+                if padding is not None:
+                    step[2] = "skip"
+                    steps[users[0]][2] = (padding, node)
+        schedule = [(node, tuple(drop), fusion) for node, drop, fusion in steps]
     except AttributeError:  # pragma: no cover - another Keras graph structure
         schedule = None
     _SCHEDULES[function] = schedule
     return schedule
+
+
+def _fusable_padding(pad_node, consumer) -> tuple[int, int] | None:
+    """(rows, columns) when ``consumer`` can apply ``pad_node``'s zero padding inside its own kernel, else None.
+
+    1.0.1's ResNets (and DenseNets) put an explicit ``ZeroPadding2D`` before every 3x3 convolution and before
+    the stem's max pooling. On torch each is a full copy of the activation that the next layer also keeps for
+    its backward pass; torch's convolution and pooling kernels pad internally at no cost. Fused: a symmetric
+    channels-last ``ZeroPadding2D`` whose one consumer is a 'valid' ``Conv2D``/``DepthwiseConv2D`` (exact
+    classes, which run one convolution), or a 'valid' ``MaxPooling2D`` whose input is a ReLU output (>= 0, so
+    torch's -inf padding gives the same maximum) with padding at most half the pool size.
+    """
+    from keras import activations, layers
+
+    pad = pad_node.operation
+    op = consumer.operation
+    if type(pad) is not layers.ZeroPadding2D or pad.data_format != "channels_last":
+        return None
+    (top, bottom), (left, right) = pad.padding
+    if top != bottom or left != right or len(consumer.input_tensors) != 1 or consumer.arguments.kwargs:
+        return None
+    if getattr(op, "data_format", None) != "channels_last" or getattr(op, "padding", None) != "valid":
+        return None
+    if type(op) in (layers.Conv2D, layers.DepthwiseConv2D):
+        return top, left
+    if type(op) is layers.MaxPooling2D and top <= op.pool_size[0] // 2 and left <= op.pool_size[1] // 2:
+        source = pad_node.input_tensors[0]._keras_history.operation if len(pad_node.input_tensors) == 1 else None
+        relu = (type(source) is layers.Activation and source.activation is activations.relu) or (
+            type(source) is layers.ReLU and source.max_value is None and not source.negative_slope
+            and not source.threshold)
+        if relu:
+            return top, left
+    return None
 
 
 def _run_through_graph(function, original, inputs, operation_fn):
@@ -272,10 +411,24 @@ def _run_through_graph(function, original, inputs, operation_fn):
         return original(function, inputs, operation_fn=operation_fn)
     tensor_dict = {id(x): y for x, y in zip(function.inputs, tree.flatten(inputs))}
     lookup = getattr(function, "_get_operation_for_node", None)
-    for node, drop in schedule:
+
+    def operation(node):
+        return operation_fn(lookup(node) if lookup is not None else node.operation)
+
+    for node, drop, fusion in schedule:
         args, kwargs = node.arguments.fill_in(tensor_dict)
-        op = operation_fn(lookup(node) if lookup is not None else node.operation)
-        outputs = op(*args, **kwargs)
+        if fusion == "skip":  # the consumer pads inside its kernel: pass the unpadded tensor on
+            outputs = args[0]
+        elif fusion is None:
+            outputs = operation(node)(*args, **kwargs)
+        else:
+            _FUSED.padding = fusion[0]
+            try:
+                outputs = operation(node)(*args, **kwargs)
+            finally:
+                missed = _take_fused_padding() is not None
+            if missed:  # pragma: no cover - the layer did not reach a fused kernel: pad for real and rerun
+                outputs = operation(node)(operation(fusion[1])(args[0]), **kwargs)
         del args, kwargs
         for x, y in zip(node.outputs, tree.flatten(outputs)):
             tensor_dict[id(x)] = y
@@ -286,6 +439,23 @@ def _run_through_graph(function, original, inputs, operation_fn):
     if missing:  # let Keras raise its own error message
         return original(function, inputs, operation_fn=operation_fn)
     return tree.pack_sequence_as(function._outputs_struct, [tensor_dict[id(x)] for x in function.outputs])
+
+
+_ADAM_CHUNK = 1 << 22  # elements (16 MB of float32) per in-place Adam pass
+
+
+def _chunks(sizes: list[int], limit: int) -> list[list[int]]:
+    """Consecutive index groups whose sizes add up to at most ``limit`` (a larger single item: alone)."""
+    groups, current, total = [], [], 0
+    for i, size in enumerate(sizes):
+        if current and total + size > limit:
+            groups.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += size
+    if current:
+        groups.append(current)
+    return groups
 
 
 def _pair(value) -> tuple[int, int]:

@@ -61,6 +61,10 @@ def test_env_switch_turns_them_off():
     dict(cls="SeparableConv2D", filters=7, kernel_size=3, dilation_rate=2, padding="same"),
     dict(cls="UpSampling2D", size=(2, 3)),
     dict(cls="UpSampling2D", size=2, interpolation="bilinear"),
+    dict(cls="MaxPooling2D", pool_size=3, strides=2, padding="same"),  # pooling on a channels-last view
+    dict(cls="AveragePooling2D", pool_size=3, strides=2, padding="same"),
+    dict(cls="AveragePooling2D", pool_size=2),
+    dict(cls="Conv2DTranspose", filters=3, kernel_size=3, strides=2, padding="same"),
 ])
 def test_layer_forward_and_gradients_match_keras(layer, keras_kernels):
     import torch
@@ -257,3 +261,127 @@ def test_scatter_and_mean_iou_match_keras(keras_kernels):
     fast_iou = miou()
     rng = np.random.default_rng(4)
     assert fast_iou == pytest.approx(keras_kernels(miou), abs=1e-6)
+
+
+def _padded_graph():
+    """ZeroPadding2D in every position: fused into the next kernel where that is exact, else kept."""
+    inp = keras.Input((13, 12, 3))
+    x = keras.layers.ZeroPadding2D(3)(inp)
+    x = keras.layers.Conv2D(6, 7, strides=2)(x)  # fused (the 1.0.1 ResNet stem)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.ZeroPadding2D(1)(x)
+    x = keras.layers.MaxPooling2D(3, strides=2)(x)  # fused: its input is a ReLU output
+    x = keras.layers.ZeroPadding2D(((1, 1), (2, 2)))(x)
+    x = keras.layers.DepthwiseConv2D((3, 5))(x)  # fused, different rows and columns
+    neg = keras.layers.ZeroPadding2D(1)(x)
+    neg = keras.layers.MaxPooling2D(3, strides=1)(neg)  # not fused: negative inputs (zeros can be the maximum)
+    asym = keras.layers.ZeroPadding2D(((0, 1), (0, 1)))(x)
+    asym = keras.layers.Conv2D(6, 3, strides=2)(asym)  # not fused: asymmetric
+    twice = keras.layers.ZeroPadding2D(1)(x)
+    a = keras.layers.Conv2D(6, 3)(twice)  # not fused: two consumers
+    b = keras.layers.Conv2D(6, 3, dilation_rate=1)(twice)
+    same = keras.layers.Conv2D(6, 3, padding="same")(keras.layers.ZeroPadding2D(1)(x))  # not fused: 'same'
+    out = keras.layers.ZeroPadding2D(1)(x)  # not fused: a model output
+    merged = keras.layers.Add()([a, b, neg])
+    return keras.Model(inp, [merged, asym, same, out])
+
+
+def test_zero_padding_is_fused_into_the_next_kernel(keras_kernels):
+    import torch
+
+    keras.utils.set_random_seed(5)
+    model = _padded_graph()
+    fusions = [f for _, _, f in torch_kernels._schedule(model)]
+    assert fusions.count("skip") == 3 and sum(isinstance(f, tuple) for f in fusions) == 3
+    x = np.random.default_rng(5).standard_normal((2, 13, 12, 3)).astype("float32")
+
+    def run():
+        xt = torch.tensor(x, requires_grad=True)
+        outs = model(xt, training=True)
+        sum((o * torch.linspace(-1, 1, o.numel()).reshape(o.shape)).sum() for o in outs).backward()
+        grads = [_np(w.value.grad) for w in model.trainable_weights]
+        for w in model.trainable_weights:
+            w.value.grad = None
+        return [_np(o.detach()) for o in outs], _np(xt.grad), grads
+
+    fast, ref = run(), keras_kernels(run)
+    for a, b in zip(fast[0], ref[0]):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fast[1], ref[1], rtol=1e-4, atol=1e-4)
+    for g, h in zip(fast[2], ref[2]):
+        np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():  # inference (cached weights) through the fused path
+        for a, b in zip(model.predict_on_batch(x), keras_kernels(lambda: model.predict_on_batch(x))):
+            np.testing.assert_allclose(_np(a), _np(b), rtol=1e-4, atol=1e-5)
+
+
+def test_resnet_padding_is_fused_and_keeps_less_for_backward(keras_kernels):
+    """1.0.1's ResNet pads before every 3x3 convolution: fused, autograd keeps ~40% fewer activation bytes."""
+    import torch
+
+    model = sm.Unet("resnet18", input_shape=(64, 64, 3), classes=1, encoder_weights=None)
+    fusions = [f for _, _, f in torch_kernels._schedule(model)]
+    pads = [layer for layer in model.layers if isinstance(layer, keras.layers.ZeroPadding2D)]
+    assert fusions.count("skip") == len(pads) > 8
+
+    def saved_bytes():  # activations kept for the backward pass (parameters and their copies aside)
+        storages, weights = {}, {w.value.untyped_storage().data_ptr() for w in model.weights}
+
+        def pack(t):
+            if t.ndim == 4 and t.shape[0] == 2 and t.untyped_storage().data_ptr() not in weights:
+                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(torch.rand(2, 64, 64, 3), training=True)
+        return sum(storages.values())
+
+    fast, ref = saved_bytes(), keras_kernels(saved_bytes)
+    assert fast < 0.7 * ref, (fast, ref)  # measured: 10.6 MB against 18.4 MB
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: keras.optimizers.Adam(1e-2),
+    lambda: keras.optimizers.AdamW(1e-2, weight_decay=0.1),
+    lambda: keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-2, 10), beta_1=0.5),
+    lambda: keras.optimizers.Adam(1e-2, amsgrad=True),  # Keras' own step
+])
+def test_adam_steps_match_keras(optimizer, keras_kernels, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch_kernels, "_ADAM_CHUNK", 50)  # several chunks, one tensor larger than a chunk
+    shapes = [(3, 3, 4, 8), (8,), (20, 5), (2,)]
+    rng = np.random.default_rng(7)
+    start = [rng.standard_normal(s).astype("float32") for s in shapes]
+    grads = [[rng.standard_normal(s).astype("float32") for s in shapes] for _ in range(4)]
+
+    def run():
+        variables = [keras.Variable(v) for v in start]
+        opt = optimizer()
+        for step in grads:
+            opt.apply([torch.tensor(g) for g in step], variables)
+        return [v.numpy() for v in variables]
+
+    fast, ref = run(), keras_kernels(run)
+    for a, b, w0 in zip(fast, ref, start):
+        assert not np.allclose(b, w0)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_batch_norm_moving_statistics_in_stateless_calls(keras_kernels):
+    x = (np.random.default_rng(8).standard_normal((4, 5, 5, 3)) * 2 + 1).astype("float32")
+    model = keras.Sequential([keras.Input((5, 5, 3)), keras.layers.BatchNormalization(momentum=0.5)])
+
+    def run():
+        _, non_trainable = model.stateless_call(model.trainable_variables, model.non_trainable_variables, x,
+                                                training=True)
+        return [_np(v) for v in non_trainable], [v.numpy() for v in model.non_trainable_variables]
+
+    fast, ref = run(), keras_kernels(run)
+    for a, b in zip(fast[0], ref[0]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(fast[0][0], 0.0)  # the returned moving mean moved ...
+    for v, w in zip(fast[1], ref[1]):
+        np.testing.assert_array_equal(v, w)  # ... and the model's own variables did not
