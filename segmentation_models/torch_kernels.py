@@ -103,8 +103,18 @@ def install() -> bool:
 
     def torch_weight(kernel):
         """HWIO kernel -> OIHW channels-last weight; cached (per tensor and version) when autograd is off."""
+        if isinstance(kernel, torch.nn.Parameter):
+            weight = kernel.permute(3, 2, 0, 1)
+            if not weight.is_contiguous(memory_format=channels_last):
+                # Once per parameter: store the HWIO kernel in (O, H, W, I) memory order, so that torch's
+                # OIHW channels-last view of it is free (no copy per call, none kept for the backward pass;
+                # gradients then take the same layout). Shape, values and Keras' variable are unchanged.
+                with torch.no_grad():
+                    kernel.data = kernel.data.permute(3, 0, 1, 2).contiguous().permute(1, 2, 3, 0)
+                weight = kernel.permute(3, 2, 0, 1)
+            return weight
         if torch.is_grad_enabled() and kernel.requires_grad:
-            return kernel.permute(3, 2, 0, 1)  # a view: the conv keeps the parameter itself, not a copy
+            return kernel.permute(3, 2, 0, 1)  # a view: the conv keeps the tensor itself, not a copy
         key = id(kernel)
         entry = weight_cache.get(key)
         if entry is not None and entry[0]() is kernel and entry[1] == kernel._version:
@@ -241,6 +251,10 @@ def install() -> bool:
         alpha = ops.cast(learning_rate, dtype) * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         m_all = [self._momentums[self._get_variable_index(v)].value for v in variables]
         v_all = [self._velocities[self._get_variable_index(v)].value for v in variables]
+        for p, m, v in zip(params, m_all, v_all):
+            if m.stride() != p.stride():  # the moments in the parameter's memory layout (see torch_weight)
+                m.data = torch.empty_like(p).copy_(m)
+                v.data = torch.empty_like(p).copy_(v)
         for chunk in _chunks([p.numel() for p in params], _ADAM_CHUNK):
             p, g = [params[i] for i in chunk], [grads[i] for i in chunk]
             m, v = [m_all[i] for i in chunk], [v_all[i] for i in chunk]

@@ -385,3 +385,27 @@ def test_batch_norm_moving_statistics_in_stateless_calls(keras_kernels):
     assert not np.allclose(fast[0][0], 0.0)  # the returned moving mean moved ...
     for v, w in zip(fast[1], ref[1]):
         np.testing.assert_array_equal(v, w)  # ... and the model's own variables did not
+
+
+def test_conv_kernels_are_stored_in_torch_layout(tmp_path):
+    """A conv kernel keeps its Keras shape and values; its memory takes torch's channels-last OIHW order."""
+    import torch
+
+    keras.utils.set_random_seed(9)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(5, 3, padding="same")])
+    kernel = model.layers[0].kernel
+    before = kernel.numpy().copy()
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    x, y = np.ones((2, 8, 8, 3), "float32"), np.zeros((2, 8, 8, 5), "float32")
+    model.train_on_batch(x, y)
+    param = kernel.value
+    assert tuple(param.shape) == (3, 3, 3, 5)
+    assert param.permute(3, 2, 0, 1).is_contiguous(memory_format=torch.channels_last)
+    assert param.grad is None or param.grad.stride() == param.stride()
+    moments = [v.value for v in model.optimizer.variables if tuple(v.shape) == (3, 3, 3, 5)]
+    assert moments and all(m.stride() == param.stride() for m in moments)
+    assert not np.allclose(kernel.numpy(), before)  # trained, and still read back as HWIO
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(again.layers[0].kernel.numpy(), kernel.numpy())
+    np.testing.assert_allclose(_np(again(x)), _np(model(x)), rtol=1e-6, atol=1e-6)
