@@ -376,7 +376,7 @@ def _schedule(function) -> list | None:
                 if padding is not None:
                     step[2] = "skip"
                     steps[users[0]][2] = (padding, node)
-        schedule = [(node, tuple(drop), fusion) for node, drop, fusion in steps]
+        schedule = [(node, tuple(drop), fusion, _direct_candidate(node)) for node, drop, fusion in steps]
     except AttributeError:  # pragma: no cover - another Keras graph structure
         schedule = None
     _SCHEDULES[function] = schedule
@@ -416,6 +416,67 @@ def _fusable_padding(pad_node, consumer) -> tuple[int, int] | None:
     return None
 
 
+_DIRECT_CLASSES: tuple = ()
+
+
+def _direct_candidate(node) -> bool:
+    """Whether ``node`` is a stateless built-in layer that may skip ``Layer.__call__`` (see _direct_call)."""
+    global _DIRECT_CLASSES
+    if not _DIRECT_CLASSES:
+        from keras import layers
+
+        _DIRECT_CLASSES = (layers.Conv2D, layers.DepthwiseConv2D, layers.BatchNormalization, layers.Activation,
+                           layers.ReLU, layers.Add, layers.Multiply, layers.Concatenate, layers.UpSampling2D,
+                           layers.MaxPooling2D, layers.AveragePooling2D, layers.ZeroPadding2D)
+    kwargs = node.arguments.kwargs  # Keras records mask=None (and training=None) for layers that take them
+    return type(node.operation) in _DIRECT_CLASSES and all(
+        key in ("mask", "training") and value is None for key, value in kwargs.items())
+
+
+def _direct_calls_context():
+    """``(training,)`` from the active Keras call context, or False when calls must go through Keras.
+
+    Direct calls are off under an autocast scope (mixed precision), a distribution, or outside a call
+    context (then Keras' ``__call__`` would resolve things this does not).
+    """
+    from keras.src.backend.common import global_state
+    from keras.src.backend.common.variables import get_autocast_scope
+
+    context = global_state.get_global_attribute("current_call_ctx")
+    if context is None or get_autocast_scope() is not None:
+        return False
+    from keras.src.distribution import distribution_lib
+
+    if distribution_lib.distribution() is not None:
+        return False
+    return (context.get_value("training"),)
+
+
+def _direct_call_allowed(layer, args) -> bool:
+    """The per-call conditions: float32 layer, no quantization/remat/activity loss, plain float32 inputs."""
+    import torch
+
+    if (layer.dtype_policy.name != "float32" or getattr(layer, "quantization_mode", None) is not None
+            or layer._remat_mode or layer.activity_regularizer is not None or not layer.built):
+        return False
+    tensors = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
+    return all(type(x) is torch.Tensor and x.dtype is torch.float32 and getattr(x, "_keras_mask", None) is None
+               for x in tensors)
+
+
+def _direct_call(layer, training):
+    """``layer.call`` with the training flag Keras would resolve, without ``Layer.__call__``'s bookkeeping.
+
+    For the built-in layers of :func:`_direct_candidate` called eagerly on float32 tensors without masks,
+    ``Layer.__call__`` (input conversion, input spec, build, call context, masks, autocast, distribution,
+    activity regularizer) changes nothing but costs ~0.1 ms per layer: ~20 ms of a 65 ms batch-1 forward
+    of a Unet-resnet34 at 256x256 on 2 cores.
+    """
+    if training is not None and layer._call_has_training_arg:
+        return lambda *args, **kwargs: layer.call(*args, **{**kwargs, "training": training})
+    return layer.call
+
+
 def _run_through_graph(function, original, inputs, operation_fn):
     """Keras' ``Function._run_through_graph`` (no ``call_fn``), dropping each tensor after its last use."""
     from keras import tree
@@ -429,16 +490,22 @@ def _run_through_graph(function, original, inputs, operation_fn):
     def operation(node):
         return operation_fn(lookup(node) if lookup is not None else node.operation)
 
-    for node, drop, fusion in schedule:
+    training = _direct_calls_context()
+    for node, drop, fusion, direct in schedule:
         args, kwargs = node.arguments.fill_in(tensor_dict)
         if fusion == "skip":  # the consumer pads inside its kernel: pass the unpadded tensor on
             outputs = args[0]
-        elif fusion is None:
-            outputs = operation(node)(*args, **kwargs)
+            call = None
+        elif direct and training is not False and _direct_call_allowed(node.operation, args):
+            call = _direct_call(node.operation, training[0])
         else:
+            call = operation(node)
+        if fusion is None:
+            outputs = call(*args, **kwargs)
+        elif fusion != "skip":
             _FUSED.padding = fusion[0]
             try:
-                outputs = operation(node)(*args, **kwargs)
+                outputs = call(*args, **kwargs)
             finally:
                 missed = _take_fused_padding() is not None
             if missed:  # pragma: no cover - the layer did not reach a fused kernel: pad for real and rerun

@@ -292,7 +292,7 @@ def test_zero_padding_is_fused_into_the_next_kernel(keras_kernels):
 
     keras.utils.set_random_seed(5)
     model = _padded_graph()
-    fusions = [f for _, _, f in torch_kernels._schedule(model)]
+    fusions = [f for _, _, f, _ in torch_kernels._schedule(model)]
     assert fusions.count("skip") == 3 and sum(isinstance(f, tuple) for f in fusions) == 3
     x = np.random.default_rng(5).standard_normal((2, 13, 12, 3)).astype("float32")
 
@@ -322,7 +322,7 @@ def test_resnet_padding_is_fused_and_keeps_less_for_backward(keras_kernels):
     import torch
 
     model = sm.Unet("resnet18", input_shape=(64, 64, 3), classes=1, encoder_weights=None)
-    fusions = [f for _, _, f in torch_kernels._schedule(model)]
+    fusions = [f for _, _, f, _ in torch_kernels._schedule(model)]
     pads = [layer for layer in model.layers if isinstance(layer, keras.layers.ZeroPadding2D)]
     assert fusions.count("skip") == len(pads) > 8
 
@@ -409,3 +409,47 @@ def test_conv_kernels_are_stored_in_torch_layout(tmp_path):
     again = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_array_equal(again.layers[0].kernel.numpy(), kernel.numpy())
     np.testing.assert_allclose(_np(again(x)), _np(model(x)), rtol=1e-6, atol=1e-6)
+
+
+def _bn_graph(dtype="float32"):
+    inp = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", dtype=dtype)(inp)
+    x = keras.layers.BatchNormalization(momentum=0.5, dtype=dtype)(x)  # direct call: training from the context
+    frozen = keras.layers.BatchNormalization(momentum=0.5, dtype=dtype)(x, training=False)  # explicit: Keras' call
+    inner_in = keras.Input((6, 6, 4))
+    inner = keras.Model(inner_in, keras.layers.BatchNormalization(momentum=0.5, dtype=dtype)(inner_in))
+    out = keras.layers.Add(dtype=dtype)([keras.layers.Activation("relu", dtype=dtype)(inner(x)), frozen])
+    return keras.Model(inp, out)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("training", [True, False, None])
+def test_direct_layer_calls_match_keras(dtype, training, keras_kernels, monkeypatch):
+    """Built-in layers skip Layer.__call__ in eager graph runs; outputs and moving statistics stay Keras'."""
+    keras.utils.set_random_seed(10)
+    model = _bn_graph(dtype)
+    x = (np.random.default_rng(10).standard_normal((3, 6, 6, 3)) * 2 + 1).astype("float32")
+    start = model.get_weights()
+
+    def run():
+        model.set_weights(start)
+        out = model(x, training=training)
+        return _np(keras.ops.cast(out, "float32")), [w.numpy() for w in model.non_trainable_weights]
+
+    calls = []
+    original = keras.layers.Layer.__call__
+    monkeypatch.setattr(keras.layers.Layer, "__call__", lambda self, *a, **k: calls.append(self) or original(self, *a, **k))
+    fast = run()
+    keras_calls = len(calls)
+    monkeypatch.undo()
+    ref = keras_kernels(run)
+    tol = 1e-5 if dtype == "float32" else 3e-2
+    np.testing.assert_allclose(fast[0], ref[0], rtol=tol, atol=tol)
+    for a, b in zip(fast[1], ref[1]):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    moving_mean = fast[1][0]
+    assert np.allclose(moving_mean, 0.0) == (training is not True)  # batch statistics only when training
+    if dtype == "float32":  # the model, the explicit-training BN and the nested model still go through Keras
+        assert keras_calls == 3, [layer.name for layer in calls]
+    else:  # mixed precision: every layer through Keras' __call__ (autocast)
+        assert keras_calls == 1 + (len(model.layers) - 1) + 1, [layer.name for layer in calls]
