@@ -84,17 +84,19 @@ def install() -> bool:
         import torch
         from keras.src.backend.torch import nn as torch_nn
 
+        from keras.src.backend.common.stateless_scope import in_stateless_scope
+
         targets = _targets()
         originals = {name: getattr(owner, attr) for name, (owner, attr) in targets.items()}
         apply_same_padding = torch_nn._apply_same_padding
     except (ImportError, AttributeError) as err:  # pragma: no cover - depends on the Keras version
         logger.debug("segmentation_models: torch fast kernels not installed (%s)", err)
         return False
+    if not targets:  # pragma: no cover - depends on the Keras version
+        return False
 
-    from keras.src.backend.common.stateless_scope import in_stateless_scope
-
-    original_conv = originals["conv"]
-    original_bn_call = originals["bn_call"]
+    original_conv = originals.get("conv")
+    original_bn_call = originals.get("bn_call")
     convert = torch_nn.convert_to_tensor
     standardize_data_format = torch_nn.backend.standardize_data_format
     channels_last = torch.channels_last
@@ -208,7 +210,7 @@ def install() -> bool:
                 self.moving_variance.value.lerp_(batch_variance.to(self.moving_variance.value.dtype), 1.0 - m)
         return keras.ops.cast(y.permute(0, 2, 3, 1), self.compute_dtype)
 
-    original_max_pool = originals["max_pool"]
+    original_max_pool = originals.get("max_pool")
 
     def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
         fused = _take_fused_padding()
@@ -222,7 +224,7 @@ def install() -> bool:
         y = torch.nn.functional.max_pool2d(x, kernel_size=pool_size, stride=strides, padding=fused)
         return y.permute(0, 2, 3, 1)
 
-    original_transpose = originals["transpose_spatial_inputs"]
+    original_transpose = originals.get("transpose_spatial_inputs")
 
     def spatial_inputs(inputs):
         """NHWC -> NCHW as a view in channels-last memory (Keras copies to contiguous NCHW for pooling)."""
@@ -231,7 +233,7 @@ def install() -> bool:
         x = inputs.permute(0, 3, 1, 2)
         return x if x.is_contiguous(memory_format=channels_last) else x.contiguous(memory_format=channels_last)
 
-    original_adam = originals["adam_update"]
+    original_adam = originals.get("adam_update")
 
     def adam_update(self, grads, variables, learning_rate):
         """Keras' Adam step, in place and in chunks of at most _ADAM_CHUNK elements.
@@ -268,7 +270,7 @@ def install() -> bool:
             torch._foreach_addcdiv_(p, m, denominator, value=-1.0)  # p -= alpha * m / (sqrt(v) + eps)
             del denominator
 
-    original_resize = originals["resize_images"]
+    original_resize = originals.get("resize_images")
 
     def resize_images(self, x, height_factor, width_factor, data_format, interpolation="nearest"):
         x = convert(x)
@@ -279,7 +281,7 @@ def install() -> bool:
         )  # integer factors: the same values as Keras' two `repeat`s
         return y.permute(0, 2, 3, 1)
 
-    original_run = originals["run_through_graph"]
+    original_run = originals.get("run_through_graph")
 
     def run_through_graph(self, inputs, operation_fn=lambda op: op, call_fn=None):
         if call_fn is not None:  # symbolic passes (graph checks, output specs): Keras' own
@@ -306,29 +308,46 @@ def install() -> bool:
     return True
 
 
-def _targets() -> dict:
-    """What is replaced: name -> (module or class, attribute)."""
-    from keras.src.backend.torch import core as torch_core
-    from keras.src.backend.torch import nn as torch_nn
-    from keras.src.backend.torch.optimizers.torch_adam import Adam
-    from keras.src.layers.normalization.batch_normalization import BatchNormalization
-    from keras.src.layers.reshaping.up_sampling2d import UpSampling2D
-    from keras.src.ops.function import Function
+# name -> (module, class or None, attribute): what is replaced. Entries this Keras version lacks are skipped.
+_TARGET_PATHS = {
+    "conv": ("keras.src.backend.torch.nn", None, "conv"),
+    "moments": ("keras.src.backend.torch.nn", None, "moments"),
+    "batch_normalization": ("keras.src.backend.torch.nn", None, "batch_normalization"),
+    "max_pool": ("keras.src.backend.torch.nn", None, "max_pool"),
+    "transpose_spatial_inputs": ("keras.src.backend.torch.nn", None, "_transpose_spatial_inputs"),
+    "scatter": ("keras.src.backend.torch.core", None, "scatter"),
+    "bn_call": ("keras.src.layers.normalization.batch_normalization", "BatchNormalization", "call"),
+    "resize_images": ("keras.src.layers.reshaping.up_sampling2d", "UpSampling2D", "_resize_images"),
+    "run_through_graph": ("keras.src.ops.function", "Function", "_run_through_graph"),
+    "adam_update": ("keras.src.backend.torch.optimizers.torch_adam", "Adam", "_parallel_update_step"),
+}
 
-    return {"conv": (torch_nn, "conv"), "moments": (torch_nn, "moments"),
-            "batch_normalization": (torch_nn, "batch_normalization"), "scatter": (torch_core, "scatter"),
-            "bn_call": (BatchNormalization, "call"), "resize_images": (UpSampling2D, "_resize_images"),
-            "run_through_graph": (Function, "_run_through_graph"), "max_pool": (torch_nn, "max_pool"),
-            "transpose_spatial_inputs": (torch_nn, "_transpose_spatial_inputs"),
-            "adam_update": (Adam, "_parallel_update_step")}
+
+def _targets() -> dict:
+    """What is replaced and is present in this Keras version: name -> (module or class, attribute)."""
+    import importlib
+
+    found = {}
+    for name, (module, cls, attr) in _TARGET_PATHS.items():
+        try:
+            owner = importlib.import_module(module)
+            owner = getattr(owner, cls) if cls else owner
+            getattr(owner, attr)
+        except (ImportError, AttributeError):  # pragma: no cover - depends on the Keras version
+            logger.debug("segmentation_models: %s.%s not found, Keras' own kept", module, attr)
+            continue
+        found[name] = (owner, attr)
+    return found
 
 
 def uninstall() -> None:
     """Put Keras' own torch-backend kernels back."""
     if not installed():
         return
-    for name, (owner, attr) in _targets().items():
-        setattr(owner, attr, _ORIGINAL[name])
+    targets = _targets()
+    for name, original in _ORIGINAL.items():
+        owner, attr = targets[name]
+        setattr(owner, attr, original)
     _ORIGINAL.clear()
 
 
@@ -404,9 +423,9 @@ def _fusable_padding(pad_node, consumer) -> tuple[int, int] | None:
         return None
     if getattr(op, "data_format", None) != "channels_last" or getattr(op, "padding", None) != "valid":
         return None
-    if type(op) in (layers.Conv2D, layers.DepthwiseConv2D):
+    if type(op) in (layers.Conv2D, layers.DepthwiseConv2D) and "conv" in _ORIGINAL:
         return top, left
-    if type(op) is layers.MaxPooling2D and top <= op.pool_size[0] // 2 and left <= op.pool_size[1] // 2:
+    if type(op) is layers.MaxPooling2D and "max_pool" in _ORIGINAL and top <= op.pool_size[0] // 2 and left <= op.pool_size[1] // 2:
         source = pad_node.input_tensors[0]._keras_history.operation if len(pad_node.input_tensors) == 1 else None
         relu = (type(source) is layers.Activation and source.activation is activations.relu) or (
             type(source) is layers.ReLU and source.max_value is None and not source.negative_slope

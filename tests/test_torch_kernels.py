@@ -453,3 +453,34 @@ def test_direct_layer_calls_match_keras(dtype, training, keras_kernels, monkeypa
         assert keras_calls == 3, [layer.name for layer in calls]
     else:  # mixed precision: every layer through Keras' __call__ (autocast)
         assert keras_calls == 1 + (len(model.layers) - 1) + 1, [layer.name for layer in calls]
+
+
+def test_targets_missing_from_this_keras_are_skipped(monkeypatch):
+    """A Keras version without one of the replaced functions keeps its own; the others are still installed."""
+    from keras.src.backend.torch import nn as torch_nn
+
+    paths = dict(torch_kernels._TARGET_PATHS)
+    paths["absent"] = ("keras.src.backend.torch.nn", None, "no_such_function")
+    paths["absent_module"] = ("keras.src.no_such_module", None, "anything")
+    del paths["max_pool"]
+    torch_kernels.uninstall()
+    monkeypatch.setattr(torch_kernels, "_TARGET_PATHS", paths)
+    try:
+        assert torch_kernels.install()
+        assert "absent" not in torch_kernels._ORIGINAL and "max_pool" not in torch_kernels._ORIGINAL
+        assert torch_nn.max_pool.__module__ == "keras.src.backend.torch.nn"  # Keras' own
+        assert torch_nn.conv.__module__ == "segmentation_models.torch_kernels"
+        inp = keras.Input((8, 8, 3))
+        x = keras.layers.MaxPooling2D(3, 2)(keras.layers.ZeroPadding2D(1)(keras.layers.ReLU()(inp)))
+        model = keras.Model(inp, x)
+        assert [f for _, _, f, _ in torch_kernels._schedule(model)].count("skip") == 0  # no fused max pooling
+        data = np.random.default_rng(0).standard_normal((1, 8, 8, 3)).astype("float32")
+        padded = np.pad(np.maximum(data, 0), ((0, 0), (1, 1), (1, 1), (0, 0)))
+        expected = np.stack([np.stack([padded[0, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max((0, 1)) for j in range(4)])
+                             for i in range(4)])[None]
+        np.testing.assert_allclose(_np(model(data)), expected, rtol=1e-6)
+    finally:
+        torch_kernels.uninstall()
+        monkeypatch.undo()
+        torch_kernels.install()
+    assert "max_pool" in torch_kernels._ORIGINAL
