@@ -27,7 +27,7 @@ ORACLE_DIR = ROOT / ".oracle" / "sm101"
 RESULT_PREFIX = "BENCH_RESULT "
 
 CONTENDERS = ("ours-tensorflow", "ours-jax", "ours-torch", "sm101-tensorflow", "smp-torch")
-ARCHS = ("Unet", "FPN", "DeepLabV3Plus")
+ARCHS = ("Unet", "FPN", "FPN-smp", "DeepLabV3Plus")  # FPN-smp: our FPN with pyramid_style="smp"
 BACKBONES = ("resnet34", "efficientnetb0")
 SIZES = (256, 512)
 

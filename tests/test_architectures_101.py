@@ -15,6 +15,7 @@ FAMILY_BACKBONES = ["resnet18", "vgg16", "mobilenetv2", "efficientnetb0"] if ON_
 # narrower pyramids than the defaults keep the check cheap (the oracle test covers the default widths)
 VARIANTS = [
     ("FPN", {"pyramid_block_filters": 64}),
+    ("FPN", {"pyramid_block_filters": 64, "pyramid_style": "smp", "pyramid_aggregation": "sum"}),
     ("Linknet", {"decoder_block_type": "upsampling"}),
     ("Linknet", {"decoder_block_type": "transpose"}),
     ("PSPNet", {"psp_conv_filters": 64}),
@@ -52,9 +53,13 @@ def test_architecture(backbone, arch, kwargs, tmp_path, reload_checker):
                     psp_pooling_type="avg", psp_use_batchnorm=True, psp_dropout=None)),
 ])
 def test_signature_is_101s(arch, defaults):
+    """1.0.1's parameters in 1.0.1's order and defaults; additions only keyword-only (FPN's pyramid_style)."""
     params = inspect.signature(getattr(sm, arch)).parameters
-    assert list(params)[:-1] == list(defaults)
-    assert {n: p.default for n, p in params.items() if n != "kwargs"} == defaults
+    positional = {n: p for n, p in params.items() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD}
+    assert list(positional) == list(defaults)
+    assert {n: p.default for n, p in positional.items()} == defaults
+    extra = {n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert extra == ({"pyramid_style": "1.0.1"} if arch == "FPN" else {})
 
 
 def test_layer_names_and_sizes():
@@ -76,6 +81,19 @@ def test_layer_names_and_sizes():
     assert linknet.get_layer("decoder_stage4c_conv").filters == 16
 
 
+def test_fpn_smp_pyramid_matches_smp_structure():
+    """pyramid_style='smp': levels at strides 32..4 merged at stride 4, 1x1 head, x4 upsampling (SMP's FPN)."""
+    fpn = sm.FPN("resnet18", input_shape=(64, 64, 3), encoder_weights=None, classes=3, pyramid_style="smp",
+                 pyramid_aggregation="sum", pyramid_dropout=0.2)
+    assert fpn.get_layer("fpn_stage_p5_pre_conv").output.shape == (None, 2, 2, 256)  # the encoder output, stride 32
+    assert fpn.get_layer("fpn_stage_p2_add").output.shape == (None, 16, 16, 256)  # stride 4
+    assert fpn.get_layer("aggregation_sum").output.shape == (None, 16, 16, 128)
+    convs = [layer.name for layer in fpn.layers if layer.name.startswith("segm_stage") and layer.name.endswith("_conv")]
+    assert len(convs) == 3 + 2 + 1 + 1  # one 3x3 conv per x2 upsampling, one on the stride-4 level
+    assert fpn.get_layer("head_conv").kernel_size == (1, 1) and fpn.output_shape == (None, 64, 64, 3)
+    assert forward(fpn, np.zeros((1, 64, 64, 3), "float32")).shape == (1, 64, 64, 3)
+
+
 def test_pspnet_lifts_the_101_size_limit():
     """1.0.1 needed a fixed size divisible by 6 * downsample_factor; any size >= the minimum works now."""
     model = sm.PSPNet("resnet18", input_shape=(None, None, 3), encoder_weights=None, classes=2, psp_conv_filters=16)
@@ -92,6 +110,7 @@ def test_pspnet_lifts_the_101_size_limit():
     ("FPN", dict(pyramid_dropout=1.5), r"pyramid_dropout must be None or a dropout rate in \[0, 1\)"),
     ("FPN", dict(pyramid_block_filters=0), "pyramid_block_filters must be a positive integer"),
     ("FPN", dict(encoder_features=["relu0"]), "FPN needs 4 encoder_features"),
+    ("FPN", dict(pyramid_style="torch"), r"pyramid_style must be one of \['1.0.1', 'smp'\], got 'torch'"),
     ("Linknet", dict(decoder_block_type="deconv"), "decoder_block_type must be one of"),
     ("Linknet", dict(decoder_filters=(None, None, None, 16)), "decoder_filters must be 5 entries"),
     ("Linknet", dict(decoder_filters=(None, None, None, None, None)), r"None only for the first 4 blocks"),
