@@ -24,7 +24,7 @@ VARIANTS = [
 
 # every variant on resnet18; the block type does not depend on the backbone, so other families skip it
 CASES = [(b, arch, kwargs) for b in FAMILY_BACKBONES for arch, kwargs in VARIANTS
-         if b == "resnet18" or kwargs.get("decoder_block_type") != "transpose"]
+         if b == "resnet18" or (kwargs.get("decoder_block_type") != "transpose" and "pyramid_style" not in kwargs)]
 
 
 @pytest.mark.parametrize("backbone,arch,kwargs", [
@@ -35,7 +35,8 @@ CASES = [(b, arch, kwargs) for b in FAMILY_BACKBONES for arch, kwargs in VARIANT
 def test_architecture(backbone, arch, kwargs, tmp_path, reload_checker):
     # training is checked on resnet18 (on JAX, which compiles a train step per model, for FPN and PSPNet; Linknet
     # trains on the other backends); the other families: build, forward, sizes, save/reload
-    train = backbone == "resnet18" and (BACKEND != "jax" or arch != "Linknet")
+    # (the SMP-style FPN pyramid trains on TF and torch; on JAX the 1.0.1 FPN's train step covers FPN)
+    train = backbone == "resnet18" and (BACKEND != "jax" or (arch != "Linknet" and "pyramid_style" not in kwargs))
     check_architecture(getattr(sm, arch), backbone, tmp_path, reload_checker, train=train, **kwargs)
 
 
