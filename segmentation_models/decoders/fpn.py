@@ -20,6 +20,17 @@ def _fpn_block(x, skip, filters: int, stage: int):
     return layers.Add(name=f"fpn_stage_p{stage}_add")([x, skip])
 
 
+def _aggregate(branches: list, aggregation: str, dropout: float | None):
+    """Sum or concatenation of the segmentation branches, then optional spatial dropout (1.0.1's layer names)."""
+    if aggregation == "sum":
+        x = layers.Add(name="aggregation_sum")(branches)
+    else:
+        x = layers.Concatenate(axis=-1, name="aggregation_concat")(branches)
+    if dropout:
+        x = layers.SpatialDropout2D(dropout, name="pyramid_dropout")(x)
+    return x
+
+
 def _segmentation_branch(x, filters: int, stage: int, use_batchnorm: bool):
     """Two 3x3 conv-bn-relu on a pyramid level, then nearest upsampling to stride 4 (of the x2-upsampled head)."""
     x = conv_bn_act(x, filters, 3, name=f"segm_stage{stage}a", use_batchnorm=use_batchnorm)
@@ -97,12 +108,7 @@ def FPN(
         x = _fpn_block(x, skip, pyramid_block_filters, stage)
         branches.append(_segmentation_branch(x, segmentation_filters, stage, pyramid_use_batchnorm))
     branches = branches[::-1]  # s2, s3, s4, s5 as in 1.0.1
-    if pyramid_aggregation == "sum":
-        x = layers.Add(name="aggregation_sum")(branches)
-    else:
-        x = layers.Concatenate(axis=-1, name="aggregation_concat")(branches)
-    if pyramid_dropout:
-        x = layers.SpatialDropout2D(pyramid_dropout, name="pyramid_dropout")(x)
+    x = _aggregate(branches, pyramid_aggregation, pyramid_dropout)
     x = conv_bn_act(x, segmentation_filters, 3, name="final_stage", use_batchnorm=pyramid_use_batchnorm)
     x = layers.UpSampling2D(2, interpolation="bilinear", name="final_upsampling")(x)
     outputs = segmentation_head(x, classes, activation, name="head_conv")
@@ -126,10 +132,5 @@ def _smp_pyramid(x, skips, classes: int, activation, filters: int, segmentation_
             if i < upsamplings:
                 level = layers.UpSampling2D(2, interpolation="bilinear", name=f"segm_stage{stage}_{i}_upsampling")(level)
         branches.append(level)
-    if aggregation == "sum":
-        x = layers.Add(name="aggregation_sum")(branches)
-    else:
-        x = layers.Concatenate(axis=-1, name="aggregation_concat")(branches)
-    if dropout:
-        x = layers.SpatialDropout2D(dropout, name="pyramid_dropout")(x)
+    x = _aggregate(branches, aggregation, dropout)
     return segmentation_head(x, classes, activation, kernel_size=1, name="head_conv", upsampling=4)
