@@ -10,9 +10,9 @@ This module replaces these, all with the same mathematics:
 
 - ``conv`` (also used by depthwise and separable convolutions): a channels-last input is handed to
   ``torch.nn.functional.conv2d`` as a zero-copy NCHW view in channels-last memory, and the output is
-  viewed back as NHWC, so no activation is copied; with autograd the kernel is a permuted view of the
-  parameter (the backward pass keeps the parameter, not a copy of it); without autograd (inference) the kernel in torch's
-  layout is cached per weight tensor and version, so batch-1 calls do not copy every weight each time;
+  viewed back as NHWC, so no activation is copied; a kernel parameter's storage is switched once to
+  (O, H, W, I) order, so its OIHW channels-last view needs no copy per call and none is kept for the
+  backward pass; other kernels are cached in torch's layout per tensor and version without autograd;
 - ``moments``: one ``torch.var_mean`` pass (also more accurate than E[x^2] - E[x]^2);
 - ``batch_normalization``: one ``addcmul`` pass over x (x * scale' + shift');
 - ``keras.layers.UpSampling2D`` with nearest interpolation (4D channels-last): one
@@ -139,12 +139,11 @@ def install() -> bool:
     def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
         inputs = convert(inputs)
         kernel = convert(kernel)
+        fast = inputs.ndim == 4 and standardize_data_format(data_format) == "channels_last"
         fused = _take_fused_padding()
-        if fused is not None and (padding != "valid" or inputs.ndim != 4):
-            inputs, fused = zero_pad(inputs, fused), None  # pragma: no cover - the schedule never fuses these
-        if inputs.ndim != 4 or standardize_data_format(data_format) != "channels_last":
-            if fused is not None:  # pragma: no cover - the schedule fuses channels-last layers only
-                inputs = zero_pad(inputs, fused)
+        if fused is not None and not (fast and padding == "valid"):  # pragma: no cover - never fused so
+            inputs, fused = zero_pad(inputs, fused), None
+        if not fast:
             return original_conv(inputs, kernel, strides, padding, data_format, dilation_rate)
         strides = _pair(strides)
         dilation_rate = _pair(dilation_rate)
@@ -153,9 +152,8 @@ def install() -> bool:
             x = x.contiguous(memory_format=channels_last)
         weight = torch_weight(kernel)
         groups = x.shape[1] // weight.shape[1]
-        if x.shape[1] != groups * weight.shape[1]:
-            if fused is not None:  # pragma: no cover - Keras raises its own error next
-                inputs = zero_pad(inputs, fused)
+        if x.shape[1] != groups * weight.shape[1]:  # Keras raises its own error (shapes as the layer saw them)
+            inputs = inputs if fused is None else zero_pad(inputs, fused)
             return original_conv(inputs, kernel, strides, padding, data_format, dilation_rate)
         pad = 0 if fused is None else fused
         if padding == "same":
@@ -427,8 +425,9 @@ def _fusable_padding(pad_node, consumer) -> tuple[int, int] | None:
         return None
     if type(op) in (layers.Conv2D, layers.DepthwiseConv2D) and "conv" in _ORIGINAL:
         return top, left
-    if type(op) is layers.MaxPooling2D and "max_pool" in _ORIGINAL and top <= op.pool_size[0] // 2 and left <= op.pool_size[1] // 2:
-        source = pad_node.input_tensors[0]._keras_history.operation if len(pad_node.input_tensors) == 1 else None
+    within_pool = type(op) is layers.MaxPooling2D and top <= op.pool_size[0] // 2 and left <= op.pool_size[1] // 2
+    if within_pool and "max_pool" in _ORIGINAL:
+        source = pad_node.input_tensors[0]._keras_history.operation
         relu = (type(source) is layers.Activation and source.activation is activations.relu) or (
             type(source) is layers.ReLU and source.max_value is None and not source.negative_slope
             and not source.threshold)
