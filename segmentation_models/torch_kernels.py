@@ -297,7 +297,18 @@ def install() -> bool:
         values = values.reshape((-1, *tuple(shape)[depth:]))
         return out.index_put_(tuple(indices.t()), values, accumulate=True)  # duplicates add, as in Keras
 
-    replacements = {"conv": conv, "moments": moments, "batch_normalization": batch_normalization,
+    original_train_step = originals.get("train_step")
+
+    def train_step(self, data):
+        """Keras' train step, with the previous step's gradients released before the forward pass.
+
+        Keras calls ``zero_grad()`` after the forward pass, so last step's gradients (the size of the
+        parameters, ~100 MB for a Unet-resnet34) stay alive through it, at the peak of the step's memory.
+        """
+        self.zero_grad()
+        return original_train_step(self, data)
+
+    replacements = {"conv": conv, "train_step": train_step, "moments": moments, "batch_normalization": batch_normalization,
                     "scatter": scatter, "bn_call": bn_call, "resize_images": resize_images,
                     "run_through_graph": run_through_graph, "max_pool": max_pool,
                     "transpose_spatial_inputs": spatial_inputs, "adam_update": adam_update}
@@ -320,6 +331,7 @@ _TARGET_PATHS = {
     "resize_images": ("keras.src.layers.reshaping.up_sampling2d", "UpSampling2D", "_resize_images"),
     "run_through_graph": ("keras.src.ops.function", "Function", "_run_through_graph"),
     "adam_update": ("keras.src.backend.torch.optimizers.torch_adam", "Adam", "_parallel_update_step"),
+    "train_step": ("keras.src.backend.torch.trainer", "TorchTrainer", "train_step"),
 }
 
 
@@ -357,8 +369,9 @@ _SCHEDULES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def _schedule(function) -> list | None:
     """The nodes a call executes, in Keras' order, each as ``(node, tensor ids to drop after it, fusion)`` (cached).
 
-    ``fusion`` is None for a plain step, ``"skip"`` for a ZeroPadding2D whose only consumer pads itself, and
-    ``(padding, pad_node)`` for that consumer (see :func:`_fusable_padding`). None when the graph is not the
+    ``fusion`` is None for a plain step, ``"skip"`` for a ZeroPadding2D whose only consumer pads itself,
+    ``(padding, pad_node)`` for that consumer (see :func:`_fusable_padding`), and ``"relu_"`` for a ReLU
+    that may overwrite its input (see :func:`_fresh_output`). None when the graph is not the
     plain kind this handles (then Keras' own execution runs).
     """
     try:
@@ -385,6 +398,7 @@ def _schedule(function) -> list | None:
         for tensor_id, step in last_use.items():
             if tensor_id not in keep:
                 steps[step][1].append(tensor_id)
+        inputs = {id(x) for x in function.inputs}
         for step in steps:
             node = step[0]
             if len(node.outputs) != 1 or id(node.outputs[0]) in keep:
@@ -395,6 +409,13 @@ def _schedule(function) -> list | None:
                 if padding is not None:
                     step[2] = "skip"
                     steps[users[0]][2] = (padding, node)
+        for step in steps:
+            node = step[0]
+            if step[2] is None and _is_plain_relu(node.operation) and len(node.input_tensors) == 1:
+                source = node.input_tensors[0]
+                if (id(source) not in keep and id(source) not in inputs
+                        and len(consumers.get(id(source), [])) == 1 and _fresh_output(source)):
+                    step[2] = "relu_"
         schedule = [(node, tuple(drop), fusion, _direct_candidate(node)) for node, drop, fusion in steps]
     except AttributeError:  # pragma: no cover - another Keras graph structure
         schedule = None
@@ -426,14 +447,37 @@ def _fusable_padding(pad_node, consumer) -> tuple[int, int] | None:
     if type(op) in (layers.Conv2D, layers.DepthwiseConv2D) and "conv" in _ORIGINAL:
         return top, left
     within_pool = type(op) is layers.MaxPooling2D and top <= op.pool_size[0] // 2 and left <= op.pool_size[1] // 2
-    if within_pool and "max_pool" in _ORIGINAL:
-        source = pad_node.input_tensors[0]._keras_history.operation
-        relu = (type(source) is layers.Activation and source.activation is activations.relu) or (
-            type(source) is layers.ReLU and source.max_value is None and not source.negative_slope
-            and not source.threshold)
-        if relu:
-            return top, left
+    if within_pool and "max_pool" in _ORIGINAL and _is_plain_relu(pad_node.input_tensors[0]._keras_history.operation):
+        return top, left
     return None
+
+
+def _is_plain_relu(op) -> bool:
+    """Whether ``op`` is a built-in layer computing exactly max(x, 0)."""
+    from keras import activations, layers
+
+    return (type(op) is layers.Activation and op.activation is activations.relu) or (
+        type(op) is layers.ReLU and op.max_value is None and not op.negative_slope and not op.threshold)
+
+
+def _fresh_output(tensor) -> bool:
+    """Whether ``tensor`` comes from a layer whose output is a new tensor that its backward pass does not use.
+
+    Then a ReLU that is its only consumer may overwrite it (``torch.relu_``, as SMP's and timm's
+    ``ReLU(inplace=True)``): one activation-sized allocation fewer per ReLU, and fewer holes between the
+    activations that autograd keeps, which the allocator otherwise holds on to. BatchNormalization's
+    (fused training kernel: ``torch.native_batch_norm`` keeps its input, not its output; inference: one
+    ``addcmul``), Add's, Concatenate's and a Conv2D's/DepthwiseConv2D's without activation (convolution
+    keeps its input and kernel) qualify. How a view is overwritten is decided per call (_relu_in_place).
+    """
+    from keras import activations, layers
+
+    op = tensor._keras_history.operation
+    if type(op) is layers.BatchNormalization:
+        return "bn_call" in _ORIGINAL and "batch_normalization" in _ORIGINAL
+    if type(op) in (layers.Add, layers.Concatenate):
+        return True
+    return type(op) in (layers.Conv2D, layers.DepthwiseConv2D) and op.activation is activations.linear
 
 
 _DIRECT_CLASSES: tuple = ()
@@ -497,6 +541,27 @@ def _direct_call(layer, training):
     return layer.call
 
 
+def _relu_in_place(args, layer, direct, training):
+    """How a ReLU step marked ``"relu_"`` by :func:`_schedule` overwrites its input in this call, or None.
+
+    The fast kernels return channels-last views (``base.permute(0, 2, 3, 1)``). Under autograd an in-place
+    op on a view makes the backward pass copy the whole base gradient twice, so the ReLU overwrites the base
+    and a new view of it is returned.
+    """
+    if not direct or training is False or not _direct_call_allowed(layer, args):
+        return None
+    import torch
+
+    x = args[0]
+    base = x._base
+    if base is None or not (x.requires_grad and torch.is_grad_enabled()):
+        return torch.relu_
+    if (base.ndim == 4 and x.storage_offset() == base.storage_offset() and x.shape == base.permute(0, 2, 3, 1).shape
+            and x.stride() == base.permute(0, 2, 3, 1).stride()):
+        return lambda x: torch.relu_(x._base).permute(0, 2, 3, 1)
+    return None
+
+
 def _run_through_graph(function, original, inputs, operation_fn):
     """Keras' ``Function._run_through_graph`` (no ``call_fn``), dropping each tensor after its last use."""
     from keras import tree
@@ -515,12 +580,14 @@ def _run_through_graph(function, original, inputs, operation_fn):
         args, kwargs = node.arguments.fill_in(tensor_dict)
         if fusion == "skip":  # the consumer pads inside its kernel: pass the unpadded tensor on
             outputs = args[0]
+        elif fusion == "relu_" and (relu_ := _relu_in_place(args, node.operation, direct, training)):
+            outputs = relu_(args[0])  # the input's only use: overwritten (see _fresh_output)
         else:
             if direct and training is not False and _direct_call_allowed(node.operation, args):
                 call = _direct_call(node.operation, training[0])
             else:
                 call = operation(node)
-            if fusion is None:
+            if not isinstance(fusion, tuple):
                 outputs = call(*args, **kwargs)
             else:
                 _FUSED.padding = fusion[0]

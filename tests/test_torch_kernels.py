@@ -317,6 +317,99 @@ def test_zero_padding_is_fused_into_the_next_kernel(keras_kernels):
             np.testing.assert_allclose(_np(a), _np(b), rtol=1e-4, atol=1e-5)
 
 
+def _relu_graph():
+    """ReLUs that may overwrite their input (names "inplace_*") and ReLUs that must not."""
+    layers = keras.layers
+    inp = keras.Input((9, 8, 4))
+    x = layers.Conv2D(6, 3, padding="same", use_bias=False)(inp)
+    a = layers.ReLU(name="inplace_bn")(layers.BatchNormalization()(x))
+    b = layers.Activation("relu", name="inplace_conv_view")(layers.Conv2D(6, 3, padding="same", use_bias=False)(a))
+    c = layers.Activation("relu", name="inplace_conv_bias")(layers.Conv2D(6, 1)(b))
+    d = layers.ReLU(name="inplace_add")(layers.Add()([b, c]))
+    e = layers.Activation("relu", name="inplace_concat")(layers.Concatenate()([d, a]))
+    shared = layers.BatchNormalization()(e)
+    f = layers.ReLU(name="shared_input")(shared)  # its input has another consumer
+    linear = layers.Activation("linear")(layers.Add()([f, shared]))  # returns its input itself
+    g = layers.ReLU(name="after_identity")(linear)
+    capped = layers.ReLU(max_value=6.0, name="capped")(layers.BatchNormalization()(g))  # not max(x, 0)
+    on_input = layers.ReLU(name="on_input")(inp)
+    out_bn = layers.BatchNormalization()(capped)
+    after_output = layers.ReLU(name="after_output")(out_bn)  # its input is a model output
+    return keras.Model(inp, [after_output, out_bn, on_input])
+
+
+def test_relu_overwrites_its_input_only_where_safe(keras_kernels, monkeypatch):
+    import torch
+
+    keras.utils.set_random_seed(7)
+    model = _relu_graph()
+    marked = sorted(node.operation.name for node, _, fusion, _ in torch_kernels._schedule(model) if fusion == "relu_")
+    assert marked == sorted(layer.name for layer in model.layers if layer.name.startswith("inplace_"))
+    overwritten = []
+    relu_ = torch.relu_
+    monkeypatch.setattr(torch, "relu_", lambda t: overwritten.append(t.shape) or relu_(t))
+    x = np.random.default_rng(7).standard_normal((2, 9, 8, 4)).astype("float32")
+
+    def run(training):
+        xt = torch.tensor(x, requires_grad=True)
+        outs = model(xt, training=training)
+        sum((o * torch.linspace(-1, 1, o.numel()).reshape(o.shape)).sum() for o in outs).backward()
+        grads = [_np(w.value.grad) for w in model.trainable_weights]
+        for w in model.trainable_weights:
+            w.value.grad = None
+        return [_np(o.detach()) for o in outs], _np(xt.grad), grads, _np(xt.detach())
+
+    for training in (True, False):  # BatchNormalization's fused training kernel (a view) and its inference one
+        overwritten.clear()
+        fast = run(training)
+        assert len(overwritten) == len(marked)
+        ref = keras_kernels(lambda: run(training))
+        np.testing.assert_array_equal(fast[3], x)  # the model input is never overwritten
+        for a, b in zip(fast[0] + [fast[1]] + fast[2], ref[0] + [ref[1]] + ref[2]):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    overwritten.clear()
+    with torch.no_grad():
+        for a, b in zip(model.predict_on_batch(x), keras_kernels(lambda: model.predict_on_batch(x))):
+            np.testing.assert_allclose(_np(a), _np(b), rtol=1e-4, atol=1e-5)
+    assert len(overwritten) == len(marked)
+
+
+def test_relu_in_place_in_the_library_models():
+    """Every ReLU of a 1.0.1-style ResNet Unet follows a BatchNormalization that is its input's only user."""
+    model = sm.Unet("resnet18", input_shape=(64, 64, 3), classes=1, encoder_weights=None)
+    schedule = torch_kernels._schedule(model)
+    relus = [fusion for node, _, fusion, _ in schedule if torch_kernels._is_plain_relu(node.operation)]
+    assert len(relus) > 20 and set(relus) == {"relu_"}
+
+
+def test_train_step_releases_last_steps_gradients_before_the_forward_pass(keras_kernels):
+    seen, holder = [], []
+
+    class Probe(keras.layers.Layer):
+        def call(self, x):
+            if holder:  # not while the model is built
+                seen.append(any(w.value.grad is not None for w in holder[-1].trainable_weights))
+            return x
+
+    def train():
+        keras.utils.set_random_seed(3)
+        inp = keras.Input((4,))
+        out = keras.layers.Dense(1)(Probe()(keras.layers.Dense(3)(inp)))
+        model = keras.Model(inp, out)
+        holder.append(model)
+        model.compile(optimizer="adam", loss="mse")
+        x, y = np.arange(8, dtype="float32").reshape(2, 4), np.ones((2, 1), "float32")
+        losses = [float(model.train_on_batch(x, y)) for _ in range(3)]
+        return losses, [_np(w.value.grad) for w in model.trainable_weights]
+
+    losses, grads = train()
+    assert len(seen) >= 3 and not any(seen)  # Keras frees them after the forward pass
+    ref_losses, ref_grads = keras_kernels(train)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-6)
+    for g, h in zip(grads, ref_grads):  # the last step's gradients are still there afterwards, as in Keras
+        np.testing.assert_allclose(g, h, rtol=1e-6)
+
+
 def test_resnet_padding_is_fused_and_keeps_less_for_backward(keras_kernels):
     """1.0.1's ResNet pads before every 3x3 convolution: fused, autograd keeps ~40% fewer activation bytes."""
     import torch
