@@ -185,8 +185,9 @@ def parse_args(argv=None):
     p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto", help="ours and 1.0.1")
     p.add_argument("--smp-channels-last", action="store_true")
     p.add_argument("--with-other-frameworks", action="store_true",
-                   help="ours/1.0.1: let Keras import the other backends' frameworks (JAX, TensorFlow, torch) when "
-                        "installed; by default they are hidden, as in a one-backend install")
+                   help="ours/1.0.1: let Keras import the other backends' frameworks (JAX, TensorFlow, torch) and the "
+                        "[data] extra (OpenCV, matplotlib) when installed; by default they are hidden, as in a "
+                        "`pip install segmentation-models-keras[<backend>]` install")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     p.add_argument("--no-matmul", action="store_true", help="skip the matmul-peak measurement")
     p.add_argument("--matmul-n", type=int, default=2048, help="square matmul size for the peak")

@@ -130,13 +130,16 @@ def seed_without_tensorflow(seed: int) -> None:
 
 OTHER_FRAMEWORKS = {"tensorflow": ("jax", "jaxlib", "torch"), "jax": ("tensorflow", "torch"),
                     "torch": ("tensorflow", "jax", "jaxlib")}
+# The `[data]` extra (albumentations' OpenCV, matplotlib): Keras imports both when installed (its
+# keras.visualization module), ~45 MB of resident memory; `pip install segmentation-models-keras[torch]` lacks them.
+DATA_EXTRA = ("cv2", "matplotlib")
 
 
 def hide_other_frameworks(backend: str) -> list[str]:
     """Measure ours as `pip install segmentation-models-keras[<backend>]` installs it: the other backends'
-    frameworks absent. With JAX installed, Keras imports it on every backend (its Orbax checkpoint callback):
-    ~300 MB of resident memory on torch that a torch-only user, and SMP, never carry."""
-    names = [n for n in OTHER_FRAMEWORKS.get(backend, ()) if n not in sys.modules]
+    frameworks and the `[data]` extra absent. With JAX installed, Keras imports it on every backend (its Orbax
+    checkpoint callback): ~300 MB of resident memory on torch that a torch-only user, and SMP, never carry."""
+    names = [n for n in OTHER_FRAMEWORKS.get(backend, ()) + DATA_EXTRA if n not in sys.modules]
     for name in names:
         sys.modules[name] = None  # `import name` raises ModuleNotFoundError; importlib.util.find_spec gives None
     return names
@@ -284,7 +287,7 @@ def parse_args(argv=None):
                    help="Keras compile(jit_compile=...) for ours/sm101")
     p.add_argument("--channels-last", action="store_true", help="SMP: channels_last memory format")
     p.add_argument("--with-other-frameworks", action="store_true",
-                   help="ours/sm101: let Keras import the other backends' frameworks when installed")
+                   help="ours/sm101: let Keras import the other backends' frameworks and OpenCV/matplotlib when installed")
     p.add_argument("--matmul-n", type=int, default=2048)
     p.add_argument("--matmul-repeats", type=int, default=5)
     return p.parse_args(argv)

@@ -27,6 +27,8 @@ This module replaces these, all with the same mathematics:
 - ``scatter`` (``keras.ops.scatter``, which Keras' confusion matrix and so ``MeanIoU``/``OneHotMeanIoU``
   use): one ``index_put_(accumulate=True)`` instead of a Python loop over every index (a 256x256 batch of 8
   is 524288 iterations: ~6 s per training step of the CLI's ``mean_iou`` metric);
+- the torch trainer's ``train_step``: last step's gradients are released before the forward pass (Keras
+  releases them after it, so a parameter-sized set of tensors stays alive through the step's peak);
 
 And changes to graph execution: Keras runs a functional model by keeping every intermediate tensor in
 a dictionary until the call returns, so an eager (torch) forward pass holds all activations at once, also
@@ -36,7 +38,9 @@ It also fuses a symmetric ``ZeroPadding2D`` into the convolution or max pooling 
 (1.0.1's ResNets pad before every 3x3 convolution): the kernel pads internally, so the padded copy is
 neither made nor kept for the backward pass (see :func:`_fusable_padding` for the exact conditions). And it
 calls built-in float32 layers through ``layer.call`` directly when ``Layer.__call__`` would change nothing
-(see :func:`_direct_call`): ~0.1 ms of Python per layer, a quarter of a batch-1 forward pass.
+(see :func:`_direct_call`): ~0.1 ms of Python per layer, a quarter of a batch-1 forward pass. A ReLU whose
+input is a fresh tensor with no other use (after BatchNormalization, a convolution, Add or Concatenate)
+overwrites it, as ``ReLU(inplace=True)`` does in SMP (see :func:`_fresh_output`).
 
 Anything outside those fast paths (channels_first, 1D/3D convolutions, masks, renorm, synchronized batch
 norm, other axes) goes to Keras' own implementation. Set ``SM_TORCH_FAST_OPS=0`` before import, or call
