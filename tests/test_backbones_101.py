@@ -244,8 +244,9 @@ def test_densenet_matches_keras_applications_and_101_feature_indices():
 
 @pytest.mark.skipif(not ON_TF, reason="architecture check, once")
 @pytest.mark.parametrize("output_stride", [8, 16])
-def test_senet_and_resnext_dilate_to_output_stride(output_stride):
+def test_senet_resnext_and_efficientnet_dilate_to_output_stride(output_stride):
     """can_dilate families: the last strides become dilations (small repetitions keep it cheap)."""
+    from segmentation_models.backbones.efficientnet import build_efficientnet
     from segmentation_models.backbones.resnext import build_resnext
     from segmentation_models.backbones.senet import build_senet
 
@@ -255,3 +256,17 @@ def test_senet_and_resnext_dilate_to_output_stride(output_stride):
         model = build(keras.Input((None, None, 3)))
         assert keras.ops.convert_to_numpy(model(x)).shape == (1, 64 // output_stride, 64 // output_stride, 2048)
     assert all(get_backbone_spec(n).can_dilate for n in FAMILIES["senet"] + FAMILIES["resnext"] + FAMILIES["seresnet"])
+    # EfficientNet: same layers and weights (pretrained files load), dilated depthwise convolutions instead of
+    # the strides from output_stride on: the block that had the stride keeps the previous dilation.
+    plain = build_efficientnet(keras.Input((None, None, 3)), 1.0, 1.0)
+    dilated = build_efficientnet(keras.Input((None, None, 3)), 1.0, 1.0, output_stride=output_stride)
+    assert [w.path for w in dilated.weights] == [w.path for w in plain.weights]
+    dilated.set_weights(plain.get_weights())
+    assert keras.ops.convert_to_numpy(dilated(x)).shape == (1, 64 // output_stride, 64 // output_stride, 1280)
+    depthwise = {l.name: (l.strides[0], l.dilation_rate[0]) for l in dilated.layers
+                 if isinstance(l, keras.layers.DepthwiseConv2D)}
+    expected = {16: {"block6a_dwconv": (1, 1), "block6b_dwconv": (1, 2), "block7a_dwconv": (1, 2)},
+                8: {"block4a_dwconv": (1, 1), "block4b_dwconv": (1, 2), "block5a_dwconv": (1, 2),
+                    "block6a_dwconv": (1, 2), "block6b_dwconv": (1, 4), "block7a_dwconv": (1, 4)}}[output_stride]
+    assert {name: depthwise[name] for name in expected} == expected and depthwise["block3a_dwconv"] == (2, 1)
+    assert all(get_backbone_spec(n).can_dilate for n in FAMILIES["efficientnet"])

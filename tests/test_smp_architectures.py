@@ -58,6 +58,14 @@ def test_deeplab_output_stride_sets_encoder_resolution(arch, output_stride):
         assert model.get_layer(layer).dilation_rate == (rate, rate), layer
 
 
+def test_deeplabv3plus_on_a_dilated_efficientnet(tmp_path, reload_checker):
+    """EfficientNets dilate too (depthwise convolutions): DeepLabV3+'s stride-16 encoder output."""
+    model = check_model(lambda: _build("DeepLabV3Plus", "efficientnetb0"), SHAPE, 1, tmp_path, reload_checker,
+                        label="DeepLabV3Plus-efficientnetb0", train=BACKEND != "jax")
+    assert model.get_layer("top_activation").output.shape[1:] == (4, 4, 1280)
+    assert model.get_layer("block6b_dwconv").dilation_rate == (2, 2)
+
+
 @pytest.mark.parametrize("backbone", ["resnet18"])  # basic blocks; bottlenecks (resnet50) checked by hand
 def test_dilated_resnet_equals_undilated_on_its_grid(backbone):
     """A correctly dilated encoder computes the undilated one's output at every (32 / stride)-th position."""

@@ -70,7 +70,7 @@ def round_repeats(repeats: int, depth_coefficient: float) -> int:
     return int(math.ceil(depth_coefficient * repeats))
 
 
-def mb_conv_block(inputs, args: BlockArgs, drop_rate: float, prefix: str):
+def mb_conv_block(inputs, args: BlockArgs, drop_rate: float, prefix: str, dilation: int = 1):
     """Mobile inverted residual bottleneck with squeeze-and-excitation (efficientnet 1.0.0 names)."""
     filters = args.input_filters * args.expand_ratio
     x = inputs
@@ -79,8 +79,8 @@ def mb_conv_block(inputs, args: BlockArgs, drop_rate: float, prefix: str):
                           name=prefix + "expand_conv")(x)
         x = layers.BatchNormalization(axis=-1, name=prefix + "expand_bn")(x)
         x = layers.Activation("swish", name=prefix + "expand_activation")(x)
-    x = layers.DepthwiseConv2D(args.kernel_size, strides=args.strides, padding="same", use_bias=False,
-                               depthwise_initializer=CONV_INIT, name=prefix + "dwconv")(x)
+    x = layers.DepthwiseConv2D(args.kernel_size, strides=args.strides, padding="same", dilation_rate=dilation,
+                               use_bias=False, depthwise_initializer=CONV_INIT, name=prefix + "dwconv")(x)
     x = layers.BatchNormalization(axis=-1, name=prefix + "bn")(x)
     x = layers.Activation("swish", name=prefix + "activation")(x)
     if args.se_ratio and 0 < args.se_ratio <= 1:
@@ -110,8 +110,16 @@ def build_efficientnet(
     depth_divisor: int = 8,
     blocks_args=DEFAULT_BLOCKS_ARGS,
     name: str = "efficientnet",
+    output_stride: int = 32,
 ) -> keras.Model:
-    """EfficientNet without its classifier (ends with ``top_activation``, stride 32)."""
+    """EfficientNet without its classifier (ends with ``top_activation``, stride 32).
+
+    ``output_stride`` 16 or 8 (DeepLab) replaces the strides of the last stages by dilated depthwise
+    convolutions, as for the ResNets: the block that had the stride keeps the previous dilation, the
+    blocks after it get twice that. Layers and weights are unchanged, so pretrained files still load.
+    """
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
     x = layers.Conv2D(round_filters(32, width_coefficient, depth_divisor), 3, strides=2, padding="same",
                       use_bias=False, kernel_initializer=CONV_INIT, name="stem_conv")(input_tensor)
     x = layers.BatchNormalization(axis=-1, name="stem_bn")(x)
@@ -124,13 +132,18 @@ def build_efficientnet(
         for a in blocks_args
     ]
     total = sum(a.num_repeat for a in blocks_args)
-    block_num = 0
+    block_num, current_stride, dilation = 0, 2, 1
     for idx, args in enumerate(blocks_args):
+        block_dilation = dilation
+        if args.strides == 2 and current_stride >= output_stride:
+            args, dilation = replace(args, strides=1), dilation * 2
+        elif args.strides == 2:
+            current_stride *= 2
         for rep in range(args.num_repeat):
             if rep > 0:
-                args = replace(args, input_filters=args.output_filters, strides=1)
+                args, block_dilation = replace(args, input_filters=args.output_filters, strides=1), dilation
             prefix = f"block{idx + 1}{string.ascii_lowercase[rep]}_"
-            x = mb_conv_block(x, args, drop_connect_rate * block_num / total, prefix)
+            x = mb_conv_block(x, args, drop_connect_rate * block_num / total, prefix, dilation=block_dilation)
             block_num += 1
 
     x = layers.Conv2D(round_filters(1280, width_coefficient, depth_divisor), 1, padding="same", use_bias=False,
@@ -147,8 +160,8 @@ EFFICIENTNET_FEATURES = {2: "block2a_expand_activation", 4: "block3a_expand_acti
 
 
 def _efficientnet_builder(width: float, depth: float, name: str):
-    def builder(input_tensor, **_):
-        return build_efficientnet(input_tensor, width, depth, name=name)
+    def builder(input_tensor, output_stride: int = 32, **_):
+        return build_efficientnet(input_tensor, width, depth, name=name, output_stride=output_stride)
 
     return builder
 
@@ -172,7 +185,7 @@ for _name, (_width, _depth, _resolution, _dropout) in EFFICIENTNET_PARAMS.items(
             default_skips=EFFICIENTNET_SKIPS,
             preprocessing="torch",
             first_conv="stem_conv",
-            can_dilate=False,
+            can_dilate=True,
             description=f"EfficientNet-B{_name[-1]} (efficientnet 1.0.0 layout, {_resolution}px ImageNet)",
         )
     )

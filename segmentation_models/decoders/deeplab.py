@@ -54,8 +54,8 @@ def DeepLabV3(
         backbone_name, input_shape, classes, activation, weights, encoder_weights, encoder_freeze:
             as `Unet`.
         encoder_depth: 3, 4 or 5: the encoder map at nominal stride 2**encoder_depth is used.
-        encoder_output_stride: 8 (default) or 16 dilate the encoder's last stages (ResNets can; other
-            families raise a ValueError), 32 uses the plain encoder.
+        encoder_output_stride: 8 (default) or 16 dilate the encoder's last stages (ResNet, SE-ResNet,
+            ResNeXt and EfficientNet families; others raise a ValueError), 32 uses the plain encoder.
         decoder_channels: channels of ASPP and the decoder.
         decoder_atrous_rates: the three ASPP dilation rates.
         decoder_aspp_separable: depthwise-separable ASPP convolutions.
@@ -111,8 +111,8 @@ def DeepLabV3Plus(
         backbone_name, input_shape, classes, activation, weights, encoder_weights, encoder_freeze:
             as `Unet`.
         encoder_depth: 3, 4 or 5: the encoder map at nominal stride 2**encoder_depth feeds ASPP.
-        encoder_output_stride: 16 (default) or 8 dilate the encoder's last stages (ResNets can; other
-            families raise a ValueError), 32 uses the plain encoder.
+        encoder_output_stride: 16 (default) or 8 dilate the encoder's last stages (ResNet, SE-ResNet,
+            ResNeXt and EfficientNet families; others raise a ValueError), 32 uses the plain encoder.
         decoder_channels: channels of ASPP and the decoder.
         decoder_atrous_rates: the three ASPP dilation rates.
         decoder_aspp_separable: depthwise-separable ASPP convolutions (default, as SMP).
