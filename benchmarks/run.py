@@ -32,10 +32,12 @@ BACKBONES = ("resnet34", "efficientnetb0")
 SIZES = (256, 512)
 
 
-def contender_env(contender: str) -> dict:
-    """Environment of a contender's subprocess (1.0.1 as in tests/conftest.py::run_oracle)."""
+def contender_env(contender: str, device: str = "cpu") -> dict:
+    """Environment of a contender's subprocess (1.0.1 as in tests/conftest.py::run_oracle); GPUs hidden on CPU runs."""
     env = dict(os.environ)
-    env.update(TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
     kind, _, backend = contender.partition("-")
     if kind == "sm101":
         env.update(PYTHONPATH=str(ORACLE_DIR), SM_FRAMEWORK="tf.keras", KERAS_BACKEND="tensorflow")
@@ -46,14 +48,14 @@ def contender_env(contender: str) -> dict:
     return env
 
 
-def run_worker(contender: str, worker_args: list[str], timeout: float) -> dict:
+def run_worker(contender: str, worker_args: list[str], timeout: float, device: str = "cpu") -> dict:
     """Run one worker subprocess; its result record, or an error record with the tail of its output."""
     kind = contender.partition("-")[0]
     cmd = [sys.executable, str(WORKER), "--contender", kind, *worker_args]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=str(ROOT), env=contender_env(contender), capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(cmd, cwd=str(ROOT), env=contender_env(contender, device), capture_output=True,
+                              text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"status": "error", "reason": f"timed out after {timeout:.0f} s"}
     wall = time.perf_counter() - t0
@@ -80,7 +82,9 @@ def summarize(record: dict, peak_gflops: float | None) -> dict:
            "latency_ms": record["infer_b1"]["median_s"] * 1e3 if record.get("status") == "ok" and "infer_b1" in record else None,
            "peak_rss_mb": record.get("peak_rss_train_mb", record.get("peak_rss_mb")),
            "infer_rss_mb": record.get("peak_rss_infer_mb"), "gflop": None, "train_peak_frac": None,
-           "infer_peak_frac": None}
+           "infer_peak_frac": None, "device_peak_mb": None}
+    if record.get("device") == "gpu":  # the memory that counts there: the framework's peak device allocation
+        row["device_peak_mb"] = (record.get("framework_memory") or {}).get("peak_mb")
     flops = record.get("flops_per_image")
     if flops:
         row["gflop"] = flops / 1e9
@@ -98,12 +102,15 @@ def _fmt(value, spec=".2f") -> str:
 
 def print_row(contender: str, record: dict, peak: float | None) -> None:
     if record.get("status") != "ok":
-        print(f"  {contender:<17} {record.get('status', 'error').upper()}: {record.get('reason', '')[:400]}", flush=True)
+        reason = record.get("reason", "")  # a traceback's last lines say what went wrong
+        print(f"  {contender:<17} {record.get('status', 'error').upper()}: {reason if len(reason) <= 400 else '...' + reason[-400:]}",
+              flush=True)
         return
     s = summarize(record, peak)
     print(f"  {contender:<17} train {_fmt(s['train_ips']):>7} img/s | infer {_fmt(s['infer_ips']):>7} img/s | "
           f"b1 {_fmt(s['latency_ms'], '.1f'):>7} ms | RSS {_fmt(s['peak_rss_mb'], '.0f'):>6} MB | "
-          f"{_fmt(s['gflop'])} GFLOP/img | peak frac train {_fmt(s['train_peak_frac'])} infer "
+          + (f"device peak {_fmt(s['device_peak_mb'], '.0f')} MB | " if s["device_peak_mb"] is not None else "")
+          + f"{_fmt(s['gflop'])} GFLOP/img | peak frac train {_fmt(s['train_peak_frac'])} infer "
           f"{_fmt(s['infer_peak_frac'])}", flush=True)
 
 
@@ -115,6 +122,8 @@ def ratio_rows(results: list[dict]) -> list[dict]:
         by = {r["contender_id"]: summarize(r, None) for r in results
               if (r["arch"], r["backbone"], r["size"]) == (arch, backbone, size) and r.get("status") == "ok"}
 
+        memory = "device_peak_mb" if any(v["device_peak_mb"] is not None for v in by.values()) else "peak_rss_mb"
+
         def ratio(a, b, key, invert=False):
             if a not in by or b not in by or not by[a][key] or not by[b][key]:
                 return None
@@ -124,7 +133,7 @@ def ratio_rows(results: list[dict]) -> list[dict]:
                            ("ours-jax", "smp-torch"), ("ours-torch", "smp-torch")):
             values = {"train": ratio(ours, peer, "train_ips"), "infer": ratio(ours, peer, "infer_ips"),
                       "latency": ratio(ours, peer, "latency_ms", invert=True),
-                      "memory": ratio(ours, peer, "peak_rss_mb")}
+                      "memory": ratio(ours, peer, memory)}
             if any(v is not None for v in values.values()):
                 rows.append({"arch": arch, "backbone": backbone, "size": size, "ours": ours, "peer": peer, **values})
         best = [o for o in ("ours-jax", "ours-torch") if o in by and by[o]["train_ips"]]
@@ -133,7 +142,7 @@ def ratio_rows(results: list[dict]) -> list[dict]:
             rows.append({"arch": arch, "backbone": backbone, "size": size, "ours": f"best({top})", "peer": "smp-torch",
                          "train": ratio(top, "smp-torch", "train_ips"), "infer": ratio(top, "smp-torch", "infer_ips"),
                          "latency": ratio(top, "smp-torch", "latency_ms", invert=True),
-                         "memory": ratio(top, "smp-torch", "peak_rss_mb")})
+                         "memory": ratio(top, "smp-torch", memory)})
     return rows
 
 
@@ -184,6 +193,12 @@ def parse_args(argv=None):
     p.add_argument("--repeat", type=int, default=1, help="rounds over the contenders (alternating)")
     p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto", help="ours and 1.0.1")
     p.add_argument("--smp-channels-last", action="store_true")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="gpu: every contender on the GPU (an error row if a framework sees none); memory ratios "
+                        "then compare the frameworks' peak device allocations")
+    p.add_argument("--mixed-precision", choices=("off", "bf16", "fp16"), default="off",
+                   help="ours/1.0.1: Keras' mixed_bfloat16/mixed_float16 policy; SMP: torch.autocast (+ GradScaler "
+                        "for fp16); the matmul peak is then measured in that dtype")
     p.add_argument("--with-other-frameworks", action="store_true",
                    help="ours/1.0.1: let Keras import the other backends' frameworks (JAX, TensorFlow, torch) and the "
                         "[data] extra (OpenCV, matplotlib) when installed; by default they are hidden, as in a "
@@ -210,10 +225,13 @@ def main(argv=None) -> int:
     peak = None
     matmul = None
     if not args.no_matmul:
-        matmul = run_worker("matmul-", ["--matmul-n", str(args.matmul_n)], args.timeout)
+        matmul = run_worker("matmul-", ["--matmul-n", str(args.matmul_n), "--device", args.device,
+                                        "--mixed-precision", args.mixed_precision], args.timeout, args.device)
         peak = matmul.get("peak_gflops")
-        print(f"float32 matmul peak: {_fmt(peak, '.1f')} GFLOP/s (numpy {_fmt(matmul.get('numpy_gflops'), '.1f')}, "
-              f"torch {_fmt(matmul.get('torch_gflops'), '.1f')})", flush=True)
+        dtype = {"off": "float32", "bf16": "bfloat16", "fp16": "float16"}[args.mixed_precision]
+        print(f"{dtype} matmul peak ({args.device}): {_fmt(peak, '.1f')} GFLOP/s (numpy float32 "
+              f"{_fmt(matmul.get('numpy_gflops'), '.1f')}, torch float32 {_fmt(matmul.get('torch_gflops'), '.1f')})",
+              flush=True)
     results = []
     for arch in args.archs:
         for backbone in args.backbones:
@@ -225,12 +243,13 @@ def main(argv=None) -> int:
                         worker_args = ["--arch", arch, "--backbone", backbone, "--size", str(size),
                                        "--batch", str(args.batch), "--steps", str(args.steps),
                                        "--infer-steps", str(args.infer_steps), "--warmup", str(args.warmup),
-                                       "--jit-compile", args.jit_compile]
+                                       "--jit-compile", args.jit_compile, "--device", args.device,
+                                       "--mixed-precision", args.mixed_precision]
                         if args.smp_channels_last:
                             worker_args.append("--channels-last")
                         if args.with_other_frameworks:
                             worker_args.append("--with-other-frameworks")
-                        record = run_worker(contender, worker_args, args.timeout)
+                        record = run_worker(contender, worker_args, args.timeout, args.device)
                         record.update(contender_id=contender, arch=arch, backbone=backbone, size=size,
                                       batch=args.batch, round=round_)
                         print_row(contender, record, peak)

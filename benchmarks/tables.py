@@ -54,6 +54,9 @@ def ratio_table(payload: dict) -> str:
     return "\n".join(lines)
 
 
+_DTYPES = {"off": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
 def header(payload: dict) -> str:
     m = payload.get("machine", {})
     mm = payload.get("matmul") or {}
@@ -63,8 +66,10 @@ def header(payload: dict) -> str:
             f"{m.get('mem_gb')} GB; load average at start {m.get('loadavg_start')}, at end "
             f"{payload.get('loadavg_end')}.\n{versions}.\nbatch {s.get('batch')}, {s.get('steps')} timed training "
             f"steps, {s.get('infer_steps')} timed inference calls, {s.get('warmup')} warm-up call(s), "
-            f"jit_compile={s.get('jit_compile')}, SMP channels_last={s.get('smp_channels_last')}. "
-            f"float32 matmul peak {_fmt(mm.get('peak_gflops'), '.1f')} GFLOP/s (n={mm.get('n')}).\n"
+            f"jit_compile={s.get('jit_compile')}, SMP channels_last={s.get('smp_channels_last')}, device "
+            f"{s.get('device', 'cpu')}, mixed precision {s.get('mixed_precision', 'off')}. "
+            f"{_DTYPES[s.get('mixed_precision', 'off')]} matmul peak {_fmt(mm.get('peak_gflops'), '.1f')} GFLOP/s "
+            f"(n={mm.get('n')}).\n"
             f"Command: `python benchmarks/run.py {' '.join(payload.get('argv', []))}`")
 
 

@@ -6,7 +6,12 @@ peak memory never mix). Prints one line ``BENCH_RESULT {json}``. Contenders:
 - ``ours``: this package on the Keras backend given by KERAS_BACKEND.
 - ``sm101``: segmentation_models 1.0.1 on tf.keras (run with PYTHONPATH=.oracle/sm101, SM_FRAMEWORK=tf.keras).
 - ``smp``: segmentation-models-pytorch from .bench/smp on torch (NCHW).
-- ``matmul``: the float32 matmul peak of this machine (numpy and torch), the roofline for the FLOP fractions.
+- ``matmul``: the matmul peak of this machine (numpy and torch float32; torch in the mixed-precision dtype and
+  on the GPU with ``--device gpu``), the roofline for the FLOP fractions.
+
+``--device gpu`` runs every contender on the GPU (an error, not a silent CPU run, when the framework sees none) and
+records the framework's peak device memory; ``--mixed-precision bf16|fp16`` runs ours and 1.0.1 under Keras'
+``mixed_bfloat16``/``mixed_float16`` policy and SMP under ``torch.autocast`` (with a ``GradScaler`` for fp16).
 """
 from __future__ import annotations
 
@@ -86,7 +91,33 @@ def build_keras(contender: str, arch: str, backbone: str, size: int):
         raise
 
 
-def framework_memory_keras() -> dict:
+KERAS_POLICIES = {"off": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def keras_device(want: str) -> str:
+    """The device Keras computes on ("cpu" or "gpu"); raises when a GPU is wanted and the backend has none."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        found = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+    elif backend == "jax":
+        import jax
+
+        found = "gpu" if jax.devices()[0].platform == "gpu" else "cpu"
+    else:
+        from keras.src.backend.torch.core import get_device
+
+        found = "gpu" if str(get_device()).startswith("cuda") else "cpu"
+    if want == "gpu" and found != "gpu":
+        raise RuntimeError(f"--device gpu: Keras' {backend} backend sees no GPU")
+    return found
+
+
+def framework_memory_keras(device: str = "cpu") -> dict:
     """Allocator statistics the backend reports on this device, where it has any."""
     import keras
 
@@ -95,7 +126,7 @@ def framework_memory_keras() -> dict:
         if backend == "tensorflow":
             import tensorflow as tf
 
-            info = tf.config.experimental.get_memory_info("CPU:0")
+            info = tf.config.experimental.get_memory_info("GPU:0" if device == "gpu" else "CPU:0")
             return {"peak_mb": info["peak"] / 2**20}
         if backend == "jax":
             import jax
@@ -103,9 +134,13 @@ def framework_memory_keras() -> dict:
             stats = jax.devices()[0].memory_stats()
             if stats and "peak_bytes_in_use" in stats:
                 return {"peak_mb": stats["peak_bytes_in_use"] / 2**20}
+        if backend == "torch" and device == "gpu":
+            import torch
+
+            return {"peak_mb": torch.cuda.max_memory_allocated() / 2**20}
     except Exception as err:  # noqa: BLE001 - not available on CPU for some backends
         return {"unavailable": f"{type(err).__name__}: {err}"[:200]}
-    return {"unavailable": f"{backend} reports no allocator statistics on CPU"}
+    return {"unavailable": f"{backend} reports no allocator statistics on {device.upper()}"}
 
 
 def seed_without_tensorflow(seed: int) -> None:
@@ -153,11 +188,15 @@ def run_keras(args) -> dict:
     from benchmarks.flops import keras_model_flops
 
     seed_without_tensorflow(0)
+    device = keras_device(args.device)
+    if KERAS_POLICIES[args.mixed_precision]:
+        keras.mixed_precision.set_global_policy(KERAS_POLICIES[args.mixed_precision])
     t0 = time.perf_counter()
     model = build_keras(args.contender, args.arch, args.backbone, args.size)
     result = {"build_s": time.perf_counter() - t0, "flops_per_image": keras_model_flops(model),
               "params": int(model.count_params()), "backend": keras.backend.backend(),
-              "rss_after_build_mb": peak_rss_mb(), "hidden_frameworks": hidden}
+              "rss_after_build_mb": peak_rss_mb(), "hidden_frameworks": hidden, "device": device,
+              "mixed_precision": args.mixed_precision}
     if keras.backend.backend() == "torch" and args.contender == "ours":
         from segmentation_models import torch_kernels
 
@@ -176,7 +215,7 @@ def run_keras(args) -> dict:
     if "train" in args.phases:
         result["train"] = timed(lambda: model.train_on_batch(x, y), args.warmup, args.steps)
         result["peak_rss_train_mb"] = peak_rss_mb()
-    result["framework_memory"] = framework_memory_keras()
+    result["framework_memory"] = framework_memory_keras(device)
     result["tensorflow_imported"] = sys.modules.get("tensorflow") is not None  # its ~0.5 GB are in the RSS
     result["jax_imported"] = sys.modules.get("jax") is not None
     return result
@@ -198,28 +237,36 @@ def run_smp(args) -> dict:
         smp = import_smp()
     except ImportError as err:
         raise Skip(str(err)) from None
+    if args.device == "gpu" and not torch.cuda.is_available():
+        raise RuntimeError("--device gpu: torch sees no GPU")
+    device = torch.device("cuda" if args.device == "gpu" else "cpu")
+    mixed = TORCH_DTYPES.get(args.mixed_precision)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=getattr(torch, mixed or "bfloat16"), enabled=mixed is not None)
+
     torch.manual_seed(0)
     t0 = time.perf_counter()
     model = getattr(smp, SMP_ARCHITECTURES[args.arch])(encoder_name=SMP_ENCODERS[args.backbone],
                                                        encoder_weights=None, classes=1)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = model.to(device=device, memory_format=memory_format)
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.random((args.batch, 3, args.size, args.size), dtype=np.float32))
-    x = x.contiguous(memory_format=memory_format)
-    y = torch.from_numpy((rng.random((args.batch, 1, args.size, args.size)) > 0.5).astype("float32"))
+    x = x.to(device).contiguous(memory_format=memory_format)
+    y = torch.from_numpy((rng.random((args.batch, 1, args.size, args.size)) > 0.5).astype("float32")).to(device)
     result = {"build_s": time.perf_counter() - t0, "encoder": SMP_ENCODERS[args.backbone],
               "flops_per_image": torch_model_flops(model, x[:1]),
               "params": int(sum(p.numel() for p in model.parameters())), "backend": "torch",
               "torch_threads": torch.get_num_threads(), "channels_last": bool(args.channels_last),
-              "rss_after_build_mb": peak_rss_mb()}
+              "rss_after_build_mb": peak_rss_mb(), "device": args.device, "mixed_precision": args.mixed_precision}
     if "infer" in args.phases:
         model.eval()
         x1 = x[:1].contiguous(memory_format=memory_format)
 
         def infer(batch):
-            with torch.inference_mode():
-                return model(batch).numpy()
+            with torch.inference_mode(), autocast():
+                return model(batch).float().cpu().numpy()
 
         result["infer_b1"] = timed(lambda: infer(x1), args.warmup, args.infer_steps)
         result["infer_batch"] = timed(lambda: infer(x), args.warmup, args.infer_steps)
@@ -228,17 +275,23 @@ def run_smp(args) -> dict:
         model.train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         loss_fn = torch.nn.BCEWithLogitsLoss()
+        scaler = torch.amp.GradScaler(device.type, enabled=args.mixed_precision == "fp16")
 
         def train_step():
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
+            with autocast():
+                loss = loss_fn(model(x), y)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             return loss.item()
 
         result["train"] = timed(train_step, args.warmup, args.steps)
         result["peak_rss_train_mb"] = peak_rss_mb()
-    result["framework_memory"] = {"unavailable": "torch reports no allocator statistics on CPU"}
+    if device.type == "cuda":
+        result["framework_memory"] = {"peak_mb": torch.cuda.max_memory_allocated() / 2**20}
+    else:
+        result["framework_memory"] = {"unavailable": "torch reports no allocator statistics on CPU"}
     return result
 
 
@@ -263,12 +316,24 @@ def run_matmul(args) -> dict:
         return out
     try:
         import torch
-
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        out["torch_gflops"] = best_gflops(lambda: torch.mm(ta, tb))
     except ImportError:
-        pass
-    out["peak_gflops"] = max(v for k, v in out.items() if k.endswith("_gflops"))
+        out["peak_gflops"] = out["numpy_gflops"]
+        return out
+    gpu = getattr(args, "device", "cpu") == "gpu"
+    if gpu and not torch.cuda.is_available():
+        raise RuntimeError("--device gpu: torch sees no GPU")
+    device = "cuda" if gpu else "cpu"
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
+    ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
+    out["torch_gflops"] = best_gflops(lambda: (torch.mm(ta, tb), sync()))
+    mixed = TORCH_DTYPES.get(getattr(args, "mixed_precision", "off"))
+    if mixed:  # the roofline of a mixed-precision run: matmuls in the half dtype
+        ha, hb = ta.to(getattr(torch, mixed)), tb.to(getattr(torch, mixed))
+        out[f"torch_{mixed}_gflops"] = best_gflops(lambda: (torch.mm(ha, hb), sync()))
+        out["peak_gflops"] = out[f"torch_{mixed}_gflops"]
+    else:
+        out["peak_gflops"] = max(out["numpy_gflops"], out["torch_gflops"]) if not gpu else out["torch_gflops"]
+    out["device"] = device
     return out
 
 
@@ -288,6 +353,8 @@ def parse_args(argv=None):
     p.add_argument("--channels-last", action="store_true", help="SMP: channels_last memory format")
     p.add_argument("--with-other-frameworks", action="store_true",
                    help="ours/sm101: let Keras import the other backends' frameworks and OpenCV/matplotlib when installed")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--mixed-precision", choices=("off", "bf16", "fp16"), default="off")
     p.add_argument("--matmul-n", type=int, default=2048)
     p.add_argument("--matmul-repeats", type=int, default=5)
     return p.parse_args(argv)

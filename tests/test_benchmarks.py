@@ -78,6 +78,16 @@ def test_ratio_rows_compare_ours_with_both_peers():
     assert by[("best(ours-jax)", "smp-torch")]["train"] == pytest.approx(2.0)
 
 
+def test_ratio_rows_compare_device_memory_on_gpu_runs():
+    def record(contender, peak_mb):
+        return {"contender_id": contender, "arch": "Unet", "backbone": "resnet34", "size": 256, "batch": 8,
+                "status": "ok", "train": {"median_s": 1.0}, "device": "gpu", "peak_rss_train_mb": 3000,
+                "framework_memory": {"peak_mb": peak_mb}}
+
+    (row, best) = ratio_rows([record("ours-torch", 1200), record("smp-torch", 1500)])
+    assert row["memory"] == pytest.approx(0.8) and best["memory"] == pytest.approx(0.8)
+
+
 def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
     """Run in a new session and kill the whole process group on timeout (run.py starts worker processes)."""
     proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -110,6 +120,28 @@ def test_quick_benchmark_runs_end_to_end_for_ours(tmp_path):
     assert 0.5 * 15.66e9 / 64 < record["flops_per_image"] < 15.66e9 / 64
     tables = _run([sys.executable, str(ROOT / "benchmarks" / "tables.py"), str(out_json)], timeout=120)
     assert tables.returncode == 0 and "| Unet-resnet18 | 32 |" in tables.stdout, tables.stderr
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="once, on the torch pass (no tracing)")
+def test_mixed_precision_and_a_missing_gpu(tmp_path):
+    """--mixed-precision bf16 runs ours under Keras' mixed_bfloat16 policy; --device gpu without a GPU is an
+    error row naming the reason, never a silent CPU measurement."""
+    import torch
+
+    out_json = tmp_path / "bench.json"
+    base = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--size", "32", "--batch", "2",
+            "--steps", "1", "--infer-steps", "1", "--backbones", "resnet18", "--contenders", "ours-torch"]
+    proc = _run(base + ["--mixed-precision", "bf16", "--matmul-n", "64", "--json", str(out_json)], timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    payload = json.loads(out_json.read_text())
+    (record,) = payload["results"]
+    assert record["status"] == "ok" and record["mixed_precision"] == "bf16" and record["device"] == "cpu"
+    assert payload["matmul"]["peak_gflops"] == payload["matmul"]["torch_bfloat16_gflops"] > 0
+    if not torch.cuda.is_available():
+        proc = _run(base + ["--device", "gpu", "--no-matmul", "--json", str(out_json)], timeout=900)
+        (record,) = json.loads(out_json.read_text())["results"]
+        assert proc.returncode == 1 and record["status"] == "error" and "sees no GPU" in record["reason"]
+        assert "sees no GPU" in proc.stdout
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="numpy/albumentations only: checked once, on the TensorFlow pass")
