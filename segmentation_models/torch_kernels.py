@@ -37,7 +37,8 @@ its last consumer: inference then holds only the live activations, and training 
 It also fuses a symmetric ``ZeroPadding2D`` into the convolution or max pooling that is its only consumer
 (1.0.1's ResNets pad before every 3x3 convolution): the kernel pads internally, so the padded copy is
 neither made nor kept for the backward pass (see :func:`_fusable_padding` for the exact conditions). And it
-calls built-in float32 layers through ``layer.call`` directly when ``Layer.__call__`` would change nothing
+calls built-in layers (float32, or mixed precision in a model of the same policy) through ``layer.call``
+directly when ``Layer.__call__`` would change nothing
 (see :func:`_direct_call`): ~0.1 ms of Python per layer, a quarter of a batch-1 forward pass. A ReLU whose
 input is a fresh tensor with no other use (after BatchNormalization, a convolution, Add or Concatenate)
 overwrites it, as ``ReLU(inplace=True)`` does in SMP (see :func:`_fresh_output`).
@@ -58,6 +59,17 @@ logger = logging.getLogger("segmentation_models")
 _ORIGINAL: dict = {}
 # Padding of a skipped ZeroPadding2D that the next convolution/max-pooling kernel applies itself (see _schedule).
 _FUSED = threading.local()
+
+
+def _store_in_torch_order(kernel) -> None:
+    """Store a 4D HWIO kernel parameter in (O, H, W, I) memory order (once), so that torch's OIHW channels-last
+    view of it is free: no copy per call, none kept for the backward pass; gradients take the same layout, and so
+    do mixed-precision casts of it. Shape, values and Keras' variable are unchanged."""
+    import torch
+
+    if kernel.ndim == 4 and not kernel.permute(3, 2, 0, 1).is_contiguous(memory_format=torch.channels_last):
+        with torch.no_grad():
+            kernel.data = kernel.data.permute(3, 0, 1, 2).contiguous().permute(1, 2, 3, 0)
 
 
 def _take_fused_padding() -> tuple[int, int] | None:
@@ -112,17 +124,13 @@ def install() -> bool:
     def torch_weight(kernel):
         """HWIO kernel -> OIHW channels-last weight; cached (per tensor and version) when autograd is off."""
         if isinstance(kernel, torch.nn.Parameter):
-            weight = kernel.permute(3, 2, 0, 1)
-            if not weight.is_contiguous(memory_format=channels_last):
-                # Once per parameter: store the HWIO kernel in (O, H, W, I) memory order, so that torch's
-                # OIHW channels-last view of it is free (no copy per call, none kept for the backward pass;
-                # gradients then take the same layout). Shape, values and Keras' variable are unchanged.
-                with torch.no_grad():
-                    kernel.data = kernel.data.permute(3, 0, 1, 2).contiguous().permute(1, 2, 3, 0)
-                weight = kernel.permute(3, 2, 0, 1)
+            _store_in_torch_order(kernel)
+            return kernel.permute(3, 2, 0, 1)
+        weight = kernel.permute(3, 2, 0, 1)
+        if (torch.is_grad_enabled() and kernel.requires_grad) or weight.is_contiguous(memory_format=channels_last):
+            # a view: the conv keeps the tensor itself, not a copy (a mixed-precision cast of a parameter keeps
+            # its (O, H, W, I) memory order, so its view is already in torch's layout)
             return weight
-        if torch.is_grad_enabled() and kernel.requires_grad:
-            return kernel.permute(3, 2, 0, 1)  # a view: the conv keeps the tensor itself, not a copy
         key = id(kernel)
         entry = weight_cache.get(key)
         if entry is not None and entry[0]() is kernel and entry[1] == kernel._version:
@@ -197,11 +205,13 @@ def install() -> bool:
         x = convert(inputs)
         if x.ndim != 4 or self.axis not in (3, -1):
             return original_bn_call(self, inputs, training=training, mask=mask)
-        if x.dtype in (torch.float16, torch.bfloat16):  # statistics in float32, as Keras does
-            x = x.float()
+        # Half-precision inputs stay half: torch's kernel takes float32 scale/offset with them and accumulates
+        # the statistics in float32 (as Keras, which upcasts the input first: a float32 copy of every BN input
+        # that autograd would then keep for the backward pass).
+        param_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
         x = x.permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels_last): no copy
-        gamma = convert(self.gamma).to(x.dtype) if self.scale else None
-        beta = convert(self.beta).to(x.dtype) if self.center else None
+        gamma = convert(self.gamma).to(param_dtype) if self.scale else None
+        beta = convert(self.beta).to(param_dtype) if self.center else None
         y, batch_mean, inv_std = torch.native_batch_norm(x, gamma, beta, None, None, True, 0.0, self.epsilon)
         with torch.no_grad():
             batch_variance = inv_std.pow(-2).sub_(self.epsilon)  # biased batch variance, as keras.ops.moments
@@ -421,10 +431,26 @@ def _schedule(function) -> list | None:
                         and len(consumers.get(id(source), [])) == 1 and _fresh_output(source)):
                     step[2] = "relu_"
         schedule = [(node, tuple(drop), fusion, _direct_candidate(node)) for node, drop, fusion in steps]
+        _kernels_in_torch_order(steps)
     except AttributeError:  # pragma: no cover - another Keras graph structure
         schedule = None
     _SCHEDULES[function] = schedule
     return schedule
+
+
+def _kernels_in_torch_order(steps) -> None:
+    """Conv2D kernels stored in torch's order before the first call (:func:`_store_in_torch_order`): under mixed
+    precision the convolution only sees a cast copy of the parameter, which then needs no re-layout per call."""
+    import torch
+    from keras import layers
+
+    if "conv" not in _ORIGINAL:
+        return
+    for node, *_ in steps:
+        if type(node.operation) is layers.Conv2D and node.operation.built:
+            kernel = getattr(node.operation.kernel, "_value", None)  # `.value` is a cast copy under autocast
+            if isinstance(kernel, torch.nn.Parameter):
+                _store_in_torch_order(kernel)
 
 
 def _fusable_padding(pad_node, consumer) -> tuple[int, int] | None:
@@ -502,40 +528,55 @@ def _direct_candidate(node) -> bool:
 
 
 def _direct_calls_context():
-    """``(training,)`` from the active Keras call context, or False when calls must go through Keras.
-
-    Direct calls are off under an autocast scope (mixed precision), a distribution, or outside a call
-    context (then Keras' ``__call__`` would resolve things this does not).
+    """``(training, autocast dtype)`` from the active Keras call context and autocast scope (mixed precision:
+    the model's), or False when calls must go through Keras: under a distribution, or outside a call context
+    (then Keras' ``__call__`` would resolve things this does not).
     """
     from keras.src.backend.common import global_state
     from keras.src.backend.common.variables import get_autocast_scope
 
     context = global_state.get_global_attribute("current_call_ctx")
-    if context is None or get_autocast_scope() is not None:
+    if context is None:
         return False
     from keras.src.distribution import distribution_lib
 
     if distribution_lib.distribution() is not None:
         return False
-    return (context.get_value("training"),)
+    scope = get_autocast_scope()
+    return context.get_value("training"), None if scope is None else scope.dtype
 
 
-def _direct_call_allowed(layer, args) -> bool:
-    """The per-call conditions: float32 layer, no quantization/remat/activity loss, plain float32 inputs."""
+_TORCH_DTYPES: dict = {}
+
+
+def _direct_call_allowed(layer, args, autocast_dtype=None) -> bool:
+    """The per-call conditions: no quantization/remat/activity loss; the autocast scope that ``Layer.__call__``
+    would run ``call`` under is the active one (float32 layers, or a mixed-precision layer inside a model of
+    the same policy); plain inputs already in the layer's input dtype (else Keras casts them)."""
     import torch
 
-    if (layer.dtype_policy.name != "float32" or getattr(layer, "quantization_mode", None) is not None
-            or layer._remat_mode or layer.activity_regularizer is not None or not layer.built):
+    if (getattr(layer, "quantization_mode", None) is not None or layer._remat_mode
+            or layer.activity_regularizer is not None or not layer.built):
         return False
+    compute = layer.compute_dtype
+    if autocast_dtype is None:
+        if compute != layer.variable_dtype:
+            return False
+    elif not (layer.autocast and compute == autocast_dtype):
+        return False
+    want = _TORCH_DTYPES.get(layer.input_dtype)
+    if want is None:
+        want = _TORCH_DTYPES.setdefault(layer.input_dtype, getattr(torch, layer.input_dtype, None))
     tensors = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
-    return all(type(x) is torch.Tensor and x.dtype is torch.float32 and getattr(x, "_keras_mask", None) is None
+    return all(type(x) is torch.Tensor and x.dtype is want and getattr(x, "_keras_mask", None) is None
                for x in tensors)
 
 
 def _direct_call(layer, training):
     """``layer.call`` with the training flag Keras would resolve, without ``Layer.__call__``'s bookkeeping.
 
-    For the built-in layers of :func:`_direct_candidate` called eagerly on float32 tensors without masks,
+    For the built-in layers of :func:`_direct_candidate` called eagerly on tensors of their input dtype
+    without masks, under the autocast scope they would get anyway (see :func:`_direct_call_allowed`),
     ``Layer.__call__`` (input conversion, input spec, build, call context, masks, autocast, distribution,
     activity regularizer) changes nothing but costs ~0.1 ms per layer: ~20 ms of a 65 ms batch-1 forward
     of a Unet-resnet34 at 256x256 on 2 cores.
@@ -552,7 +593,7 @@ def _relu_in_place(args, layer, direct, training):
     op on a view makes the backward pass copy the whole base gradient twice, so the ReLU overwrites the base
     and a new view of it is returned.
     """
-    if not direct or training is False or not _direct_call_allowed(layer, args):
+    if not direct or training is False or not _direct_call_allowed(layer, args, training[1]):
         return None
     import torch
 
@@ -587,7 +628,7 @@ def _run_through_graph(function, original, inputs, operation_fn):
         elif fusion == "relu_" and (relu_ := _relu_in_place(args, node.operation, direct, training)):
             outputs = relu_(args[0])  # the input's only use: overwritten (see _fresh_output)
         else:
-            if direct and training is not False and _direct_call_allowed(node.operation, args):
+            if direct and training is not False and _direct_call_allowed(node.operation, args, training[1]):
                 call = _direct_call(node.operation, training[0])
             else:
                 call = operation(node)

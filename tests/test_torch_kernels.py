@@ -99,7 +99,7 @@ def test_layer_forward_and_gradients_match_keras(layer, keras_kernels):
             np.testing.assert_allclose(_np(lay(x)), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16", "mixed_float16"])
 @pytest.mark.parametrize("shape", [(4, 6, 5, 3), (16, 3)])
 def test_batch_norm_training_matches_keras(dtype, shape, keras_kernels):
     import torch
@@ -546,6 +546,44 @@ def test_direct_layer_calls_match_keras(dtype, training, keras_kernels, monkeypa
         assert keras_calls == 3, [layer.name for layer in calls]
     else:  # mixed precision: every layer through Keras' __call__ (autocast)
         assert keras_calls == 1 + (len(model.layers) - 1) + 1, [layer.name for layer in calls]
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_direct_calls_under_a_mixed_precision_model(policy, keras_kernels, monkeypatch):
+    """With a global mixed policy the model's autocast scope is the layers' own: after the first layer (which
+    casts the float32 input) the built-in layers are called directly; results stay Keras'."""
+    import torch
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        keras.utils.set_random_seed(11)
+        model = _relu_graph()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    x = np.random.default_rng(11).standard_normal((2, 9, 8, 4)).astype("float32")
+    start = model.get_weights()
+
+    def run():
+        model.set_weights(start)
+        xt = torch.tensor(x, requires_grad=True)
+        outs = model(xt, training=True)
+        sum(keras.ops.cast(o, "float32").sum() for o in outs).backward()
+        grads = [_np(w.value.grad) for w in model.trainable_weights]
+        for w in model.trainable_weights:
+            w.value.grad = None
+        return [_np(keras.ops.cast(o, "float32").detach()) for o in outs], grads, [w.numpy() for w in model.non_trainable_weights]
+
+    calls = []
+    original = keras.layers.Layer.__call__
+    monkeypatch.setattr(keras.layers.Layer, "__call__", lambda self, *a, **k: calls.append(self.name) or original(self, *a, **k))
+    fast = run()
+    monkeypatch.setattr(keras.layers.Layer, "__call__", original)
+    ref = keras_kernels(run)
+    # the model, and the layers fed the float32 input (Keras casts it to the compute dtype)
+    assert sorted(calls) == sorted([model.name, "on_input", model.layers[1].name]), calls
+    for a, b in zip(fast[0] + fast[1] + fast[2], ref[0] + ref[1] + ref[2]):
+        np.testing.assert_allclose(a, b, rtol=3e-2, atol=3e-2)
 
 
 def test_targets_missing_from_this_keras_are_skipped(monkeypatch):
