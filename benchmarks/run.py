@@ -103,8 +103,8 @@ def _fmt(value, spec=".2f") -> str:
 def print_row(contender: str, record: dict, peak: float | None) -> None:
     if record.get("status") != "ok":
         reason = record.get("reason", "")  # a traceback's last lines say what went wrong
-        print(f"  {contender:<17} {record.get('status', 'error').upper()}: {reason if len(reason) <= 400 else '...' + reason[-400:]}",
-              flush=True)
+        shown = reason if len(reason) <= 400 else "..." + reason[-400:]
+        print(f"  {contender:<17} {record.get('status', 'error').upper()}: {shown}", flush=True)
         return
     s = summarize(record, peak)
     print(f"  {contender:<17} train {_fmt(s['train_ips']):>7} img/s | infer {_fmt(s['infer_ips']):>7} img/s | "

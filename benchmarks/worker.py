@@ -352,7 +352,8 @@ def parse_args(argv=None):
                    help="Keras compile(jit_compile=...) for ours/sm101")
     p.add_argument("--channels-last", action="store_true", help="SMP: channels_last memory format")
     p.add_argument("--with-other-frameworks", action="store_true",
-                   help="ours/sm101: let Keras import the other backends' frameworks and OpenCV/matplotlib when installed")
+                   help="ours/sm101: let Keras import the other backends' frameworks and OpenCV/matplotlib "
+                        "when installed")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--mixed-precision", choices=("off", "bf16", "fp16"), default="off")
     p.add_argument("--matmul-n", type=int, default=2048)

@@ -322,9 +322,9 @@ def install() -> bool:
         self.zero_grad()
         return original_train_step(self, data)
 
-    replacements = {"conv": conv, "train_step": train_step, "moments": moments, "batch_normalization": batch_normalization,
-                    "scatter": scatter, "bn_call": bn_call, "resize_images": resize_images,
-                    "run_through_graph": run_through_graph, "max_pool": max_pool,
+    replacements = {"conv": conv, "train_step": train_step, "moments": moments,
+                    "batch_normalization": batch_normalization, "scatter": scatter, "bn_call": bn_call,
+                    "resize_images": resize_images, "run_through_graph": run_through_graph, "max_pool": max_pool,
                     "transpose_spatial_inputs": spatial_inputs, "adam_update": adam_update}
     for name, (owner, attr) in targets.items():
         setattr(owner, attr, replacements[name])

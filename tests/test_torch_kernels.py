@@ -263,6 +263,19 @@ def test_scatter_and_mean_iou_match_keras(keras_kernels):
     assert fast_iou == pytest.approx(keras_kernels(miou), abs=1e-6)
 
 
+def _forward_backward(model, x, training=True):
+    """Outputs, input gradient and weight gradients (then cleared) of one pass, and the input afterwards."""
+    import torch
+
+    xt = torch.tensor(x, requires_grad=True)
+    outs = model(xt, training=training)
+    sum((o.float() * torch.linspace(-1, 1, o.numel()).reshape(o.shape)).sum() for o in outs).backward()
+    grads = [_np(w.value.grad) for w in model.trainable_weights]
+    for w in model.trainable_weights:
+        w.value.grad = None
+    return [_np(o.detach().float()) for o in outs], _np(xt.grad), grads, _np(xt.detach())
+
+
 def _padded_graph():
     """ZeroPadding2D in every position: fused into the next kernel where that is exact, else kept."""
     inp = keras.Input((13, 12, 3))
@@ -297,13 +310,7 @@ def test_zero_padding_is_fused_into_the_next_kernel(keras_kernels):
     x = np.random.default_rng(5).standard_normal((2, 13, 12, 3)).astype("float32")
 
     def run():
-        xt = torch.tensor(x, requires_grad=True)
-        outs = model(xt, training=True)
-        sum((o * torch.linspace(-1, 1, o.numel()).reshape(o.shape)).sum() for o in outs).backward()
-        grads = [_np(w.value.grad) for w in model.trainable_weights]
-        for w in model.trainable_weights:
-            w.value.grad = None
-        return [_np(o.detach()) for o in outs], _np(xt.grad), grads
+        return _forward_backward(model, x)[:3]
 
     fast, ref = run(), keras_kernels(run)
     for a, b in zip(fast[0], ref[0]):
@@ -351,13 +358,7 @@ def test_relu_overwrites_its_input_only_where_safe(keras_kernels, monkeypatch):
     x = np.random.default_rng(7).standard_normal((2, 9, 8, 4)).astype("float32")
 
     def run(training):
-        xt = torch.tensor(x, requires_grad=True)
-        outs = model(xt, training=training)
-        sum((o * torch.linspace(-1, 1, o.numel()).reshape(o.shape)).sum() for o in outs).backward()
-        grads = [_np(w.value.grad) for w in model.trainable_weights]
-        for w in model.trainable_weights:
-            w.value.grad = None
-        return [_np(o.detach()) for o in outs], _np(xt.grad), grads, _np(xt.detach())
+        return _forward_backward(model, x, training)
 
     for training in (True, False):  # BatchNormalization's fused training kernel (a view) and its inference one
         overwritten.clear()
@@ -552,8 +553,6 @@ def test_direct_layer_calls_match_keras(dtype, training, keras_kernels, monkeypa
 def test_direct_calls_under_a_mixed_precision_model(policy, keras_kernels, monkeypatch):
     """With a global mixed policy the model's autocast scope is the layers' own: after the first layer (which
     casts the float32 input) the built-in layers are called directly; results stay Keras'."""
-    import torch
-
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
@@ -566,17 +565,13 @@ def test_direct_calls_under_a_mixed_precision_model(policy, keras_kernels, monke
 
     def run():
         model.set_weights(start)
-        xt = torch.tensor(x, requires_grad=True)
-        outs = model(xt, training=True)
-        sum(keras.ops.cast(o, "float32").sum() for o in outs).backward()
-        grads = [_np(w.value.grad) for w in model.trainable_weights]
-        for w in model.trainable_weights:
-            w.value.grad = None
-        return [_np(keras.ops.cast(o, "float32").detach()) for o in outs], grads, [w.numpy() for w in model.non_trainable_weights]
+        outs, _, grads, _ = _forward_backward(model, x)
+        return outs, grads, [w.numpy() for w in model.non_trainable_weights]
 
     calls = []
     original = keras.layers.Layer.__call__
-    monkeypatch.setattr(keras.layers.Layer, "__call__", lambda self, *a, **k: calls.append(self.name) or original(self, *a, **k))
+    monkeypatch.setattr(keras.layers.Layer, "__call__",
+                        lambda self, *a, **k: calls.append(self.name) or original(self, *a, **k))
     fast = run()
     monkeypatch.setattr(keras.layers.Layer, "__call__", original)
     ref = keras_kernels(run)
