@@ -521,7 +521,8 @@ def _direct_candidate(node) -> bool:
 
         _DIRECT_CLASSES = (layers.Conv2D, layers.DepthwiseConv2D, layers.BatchNormalization, layers.Activation,
                            layers.ReLU, layers.Add, layers.Multiply, layers.Concatenate, layers.UpSampling2D,
-                           layers.MaxPooling2D, layers.AveragePooling2D, layers.ZeroPadding2D)
+                           layers.MaxPooling2D, layers.AveragePooling2D, layers.ZeroPadding2D,
+                           layers.GlobalAveragePooling2D, layers.Reshape, layers.Dropout)
     kwargs = node.arguments.kwargs  # Keras records mask=None (and training=None) for layers that take them
     return type(node.operation) in _DIRECT_CLASSES and all(
         key in ("mask", "training") and value is None for key, value in kwargs.items())
