@@ -49,6 +49,7 @@ norm, other axes) goes to Keras' own implementation. Set ``SM_TORCH_FAST_OPS=0``
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -326,8 +327,21 @@ def install() -> bool:
                     "batch_normalization": batch_normalization, "scatter": scatter, "bn_call": bn_call,
                     "resize_images": resize_images, "run_through_graph": run_through_graph, "max_pool": max_pool,
                     "transpose_spatial_inputs": spatial_inputs, "adam_update": adam_update}
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+
+    def outside_compile(name):
+        """The replacement in eager runs; Keras' own while torch.compile traces (``jit_compile=True``): the
+        compiler fuses that graph itself, and parameter re-layouts or in-place views do not trace."""
+        fast, original = replacements[name], originals[name]
+
+        @functools.wraps(fast)
+        def run(*args, **kwargs):
+            return original(*args, **kwargs) if compiling() else fast(*args, **kwargs)
+
+        return run
+
     for name, (owner, attr) in targets.items():
-        setattr(owner, attr, replacements[name])
+        setattr(owner, attr, outside_compile(name))
     _ORIGINAL.update(originals)
     logger.debug("segmentation_models: torch fast kernels installed")
     return True
