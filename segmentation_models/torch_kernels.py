@@ -44,7 +44,8 @@ input is a fresh tensor with no other use (after BatchNormalization, a convoluti
 overwrites it, as ``ReLU(inplace=True)`` does in SMP (see :func:`_fresh_output`).
 
 Anything outside those fast paths (channels_first, 1D/3D convolutions, masks, renorm, synchronized batch
-norm, other axes) goes to Keras' own implementation. Set ``SM_TORCH_FAST_OPS=0`` before import, or call
+norm, other axes) goes to Keras' own implementation, and so does everything while ``torch.compile`` traces
+(Keras' ``jit_compile=True``). Set ``SM_TORCH_FAST_OPS=0`` before import, or call
 :func:`uninstall`, to run Keras' kernels unchanged. Other backends are not touched.
 """
 from __future__ import annotations
