@@ -16,6 +16,7 @@ records the framework's peak device memory; ``--mixed-precision bf16|fp16`` runs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -243,7 +244,7 @@ def run_smp(args) -> dict:
     mixed = TORCH_DTYPES.get(args.mixed_precision)
 
     def autocast():
-        return torch.autocast(device.type, dtype=getattr(torch, mixed or "bfloat16"), enabled=mixed is not None)
+        return torch.autocast(device.type, dtype=getattr(torch, mixed)) if mixed else contextlib.nullcontext()
 
     torch.manual_seed(0)
     t0 = time.perf_counter()
