@@ -5,7 +5,42 @@ import keras
 
 from .backbones.factory import freeze_encoder
 
-__all__ = ["set_trainable", "set_regularization", "freeze_model"]
+__all__ = ["set_trainable", "set_regularization", "freeze_model", "set_random_seed"]
+
+
+def set_random_seed(seed: int) -> None:
+    """``keras.utils.set_random_seed`` without importing TensorFlow on the JAX and torch backends.
+
+    Keras' function also seeds TensorFlow whenever it is installed, which imports it (~0.5 GB resident and
+    seconds of start-up for a torch or JAX run that never uses it). This seeds the same generators otherwise:
+    Python's, NumPy's, torch's on torch, and Keras' global seed and seed generator; TensorFlow too when it is
+    the backend or already imported.
+    """
+    import random
+    import sys
+
+    import numpy as np
+
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if keras.backend.backend() == "tensorflow" or sys.modules.get("tensorflow") is not None:
+        keras.utils.set_random_seed(seed)
+        return
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+        from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+    except ImportError:  # pragma: no cover - another Keras layout
+        keras.utils.set_random_seed(seed)
+        return
+    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.manual_seed(seed)
 
 
 def freeze_model(model: keras.Model, **kwargs) -> None:

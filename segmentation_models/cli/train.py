@@ -292,7 +292,9 @@ def input_statistics(loader, batches: int = 4) -> tuple[np.ndarray, np.ndarray]:
 def set_determinism(seed: int, deterministic: bool) -> None:
     import keras
 
-    keras.utils.set_random_seed(seed)
+    from ..utils import set_random_seed
+
+    set_random_seed(seed)
     if not deterministic:
         return
     backend = keras.backend.backend()
