@@ -562,9 +562,6 @@ def _direct_calls_context():
     return context.get_value("training"), None if scope is None else scope.dtype
 
 
-_TORCH_DTYPES: dict = {}
-
-
 def _direct_call_allowed(layer, args, autocast_dtype=None) -> bool:
     """The per-call conditions: no quantization/remat/activity loss; the autocast scope that ``Layer.__call__``
     would run ``call`` under is the active one (float32 layers, or a mixed-precision layer inside a model of
@@ -580,9 +577,7 @@ def _direct_call_allowed(layer, args, autocast_dtype=None) -> bool:
             return False
     elif not (layer.autocast and compute == autocast_dtype):
         return False
-    want = _TORCH_DTYPES.get(layer.input_dtype)
-    if want is None:
-        want = _TORCH_DTYPES.setdefault(layer.input_dtype, getattr(torch, layer.input_dtype, None))
+    want = getattr(torch, layer.input_dtype, None)
     tensors = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
     return all(type(x) is torch.Tensor and x.dtype is want and getattr(x, "_keras_mask", None) is None
                for x in tensors)
@@ -603,7 +598,8 @@ def _direct_call(layer, training):
 
 
 def _relu_in_place(args, layer, direct, training):
-    """How a ReLU step marked ``"relu_"`` by :func:`_schedule` overwrites its input in this call, or None.
+    """The output of a ReLU step marked ``"relu_"`` by :func:`_schedule`, its input overwritten; None when this
+    call must run the layer instead.
 
     The fast kernels return channels-last views (``base.permute(0, 2, 3, 1)``). Under autograd an in-place
     op on a view makes the backward pass copy the whole base gradient twice, so the ReLU overwrites the base
@@ -616,10 +612,11 @@ def _relu_in_place(args, layer, direct, training):
     x = args[0]
     base = x._base
     if base is None or not (x.requires_grad and torch.is_grad_enabled()):
-        return torch.relu_
-    if (base.ndim == 4 and x.storage_offset() == base.storage_offset() and x.shape == base.permute(0, 2, 3, 1).shape
-            and x.stride() == base.permute(0, 2, 3, 1).stride()):
-        return lambda x: torch.relu_(x._base).permute(0, 2, 3, 1)
+        return torch.relu_(x)
+    if base.ndim == 4 and x.storage_offset() == base.storage_offset():
+        view = base.permute(0, 2, 3, 1)
+        if x.shape == view.shape and x.stride() == view.stride():
+            return torch.relu_(base).permute(0, 2, 3, 1)
     return None
 
 
@@ -641,8 +638,8 @@ def _run_through_graph(function, original, inputs, operation_fn):
         args, kwargs = node.arguments.fill_in(tensor_dict)
         if fusion == "skip":  # the consumer pads inside its kernel: pass the unpadded tensor on
             outputs = args[0]
-        elif fusion == "relu_" and (relu_ := _relu_in_place(args, node.operation, direct, training)):
-            outputs = relu_(args[0])  # the input's only use: overwritten (see _fresh_output)
+        elif fusion == "relu_" and (overwritten := _relu_in_place(args, node.operation, direct, training)) is not None:
+            outputs = overwritten  # the input's only use (see _fresh_output)
         else:
             if direct and training is not False and _direct_call_allowed(node.operation, args, training[1]):
                 call = _direct_call(node.operation, training[0])

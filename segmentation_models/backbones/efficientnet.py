@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import keras
 from keras import layers
 
-from .registry import BackboneSpec, register_backbone
+from .registry import BackboneSpec, register_backbone, validate_output_stride
 
 CONV_INIT = keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="normal")
 
@@ -118,8 +118,7 @@ def build_efficientnet(
     convolutions, as for the ResNets: the block that had the stride keeps the previous dilation, the
     blocks after it get twice that. Layers and weights are unchanged, so pretrained files still load.
     """
-    if output_stride not in (8, 16, 32):
-        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+    validate_output_stride(output_stride)
     x = layers.Conv2D(round_filters(32, width_coefficient, depth_divisor), 3, strides=2, padding="same",
                       use_bias=False, kernel_initializer=CONV_INIT, name="stem_conv")(input_tensor)
     x = layers.BatchNormalization(axis=-1, name="stem_bn")(x)

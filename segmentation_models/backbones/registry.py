@@ -13,6 +13,7 @@ __all__ = [
     "get_backbone_spec",
     "available_backbones",
     "suggest_names",
+    "validate_output_stride",
 ]
 
 
@@ -82,6 +83,13 @@ def register_backbone(spec: BackboneSpec) -> BackboneSpec:
         raise ValueError(f"{spec.name}: features and channels disagree on strides {sorted(missing)}")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def validate_output_stride(output_stride: int) -> int:
+    """A dilatable backbone's ``output_stride``: 32 (plain), or 16/8 (the last strides become dilations)."""
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+    return output_stride
 
 
 def suggest_names(name: str, choices: Sequence[str], n: int = 5) -> list[str]:
