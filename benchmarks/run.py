@@ -26,7 +26,10 @@ WORKER = ROOT / "benchmarks" / "worker.py"
 ORACLE_DIR = ROOT / ".oracle" / "sm101"
 RESULT_PREFIX = "BENCH_RESULT "
 
-CONTENDERS = ("ours-tensorflow", "ours-jax", "ours-torch", "sm101-tensorflow", "smp-torch")
+CONTENDERS = ("ours-tensorflow", "ours-jax", "ours-torch", "sm101-tensorflow", "smp-torch", "smp-torch-retain")
+# smp-torch-retain: SMP with glibc keeping freed memory, as this package sets it on the torch backend
+# (segmentation_models/allocator.py): the same allocator on both sides, so the kernels alone are compared.
+SMP_PEERS = ("smp-torch", "smp-torch-retain")
 ARCHS = ("Unet", "FPN", "FPN-smp", "DeepLabV3Plus")  # FPN-smp: our FPN with pyramid_style="smp"
 BACKBONES = ("resnet34", "efficientnetb0")
 SIZES = (256, 512)
@@ -38,7 +41,8 @@ def contender_env(contender: str, device: str = "cpu") -> dict:
     env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
-    kind, _, backend = contender.partition("-")
+    kind, _, rest = contender.partition("-")
+    backend = rest.partition("-")[0]
     if kind == "sm101":
         env.update(PYTHONPATH=str(ORACLE_DIR), SM_FRAMEWORK="tf.keras", KERAS_BACKEND="tensorflow")
     else:
@@ -129,27 +133,32 @@ def ratio_rows(results: list[dict]) -> list[dict]:
                 return None
             return by[b][key] / by[a][key] if invert else by[a][key] / by[b][key]
 
-        for ours, peer in (("ours-tensorflow", "sm101-tensorflow"), ("ours-tensorflow", "smp-torch"),
-                           ("ours-jax", "smp-torch"), ("ours-torch", "smp-torch")):
+        pairs = [("ours-tensorflow", "sm101-tensorflow"), ("ours-tensorflow", "smp-torch"), ("ours-jax", "smp-torch"),
+                 ("ours-torch", "smp-torch"), ("ours-torch", "smp-torch-retain")]
+        for ours, peer in pairs:
             values = {"train": ratio(ours, peer, "train_ips"), "infer": ratio(ours, peer, "infer_ips"),
                       "latency": ratio(ours, peer, "latency_ms", invert=True),
                       "memory": ratio(ours, peer, memory)}
             if any(v is not None for v in values.values()):
                 rows.append({"arch": arch, "backbone": backbone, "size": size, "ours": ours, "peer": peer, **values})
         best = [o for o in ("ours-jax", "ours-torch") if o in by and by[o]["train_ips"]]
-        if best and "smp-torch" in by:
-            top = max(best, key=lambda o: by[o]["train_ips"])
-            rows.append({"arch": arch, "backbone": backbone, "size": size, "ours": f"best({top})", "peer": "smp-torch",
-                         "train": ratio(top, "smp-torch", "train_ips"), "infer": ratio(top, "smp-torch", "infer_ips"),
-                         "latency": ratio(top, "smp-torch", "latency_ms", invert=True),
-                         "memory": ratio(top, "smp-torch", memory)})
+        for peer in SMP_PEERS:
+            if best and peer in by:
+                top = max(best, key=lambda o: by[o]["train_ips"])
+                rows.append({"arch": arch, "backbone": backbone, "size": size, "ours": f"best({top})", "peer": peer,
+                             "train": ratio(top, peer, "train_ips"), "infer": ratio(top, peer, "infer_ips"),
+                             "latency": ratio(top, peer, "latency_ms", invert=True),
+                             "memory": ratio(top, peer, memory)})
     return rows
+
+
+PEER_NAMES = {"sm101-tensorflow": "1.0.1", "smp-torch": "SMP", "smp-torch-retain": "SMP-retain"}
 
 
 def print_ratios(rows: list[dict]) -> None:
     print("\nRatios (>1 means ours is faster; memory: ours/peer peak RSS, <1 means ours uses less):")
     for r in rows:
-        peer = "1.0.1" if r["peer"].startswith("sm101") else "SMP"
+        peer = PEER_NAMES.get(r["peer"], r["peer"])
         print(f"  RATIO {r['arch']}-{r['backbone']}@{r['size']}  {r['ours']}/{peer}: train {_fmt(r['train'])}x  "
               f"infer {_fmt(r['infer'])}x  b1-latency {_fmt(r['latency'])}x  memory {_fmt(r['memory'])}x", flush=True)
 
@@ -247,6 +256,8 @@ def main(argv=None) -> int:
                                        "--mixed-precision", args.mixed_precision]
                         if args.smp_channels_last:
                             worker_args.append("--channels-last")
+                        if contender.endswith("-retain"):
+                            worker_args.append("--retain-freed-memory")
                         if args.with_other_frameworks:
                             worker_args.append("--with-other-frameworks")
                         record = run_worker(contender, worker_args, args.timeout, args.device)

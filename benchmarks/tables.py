@@ -12,10 +12,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.run import _fmt, merge_rounds, ratio_rows, summarize  # noqa: E402
+from benchmarks.run import PEER_NAMES, _fmt, merge_rounds, ratio_rows, summarize  # noqa: E402
 
 CONTENDER_LABELS = {"ours-tensorflow": "ours (TensorFlow)", "ours-jax": "ours (JAX)", "ours-torch": "ours (torch)",
-                    "sm101-tensorflow": "segmentation_models 1.0.1 (TF)", "smp-torch": "SMP 0.6 (torch)"}
+                    "sm101-tensorflow": "segmentation_models 1.0.1 (TF)", "smp-torch": "SMP 0.6 (torch)",
+                    "smp-torch-retain": "SMP 0.6 (torch, freed memory retained as ours)"}
 
 
 def speed_table(payload: dict) -> str:
@@ -48,7 +49,7 @@ def ratio_table(payload: dict) -> str:
     lines = ["| model | size | ours / peer | train | infer (batch) | batch-1 latency | peak RSS (ours/peer) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        peer = "1.0.1" if r["peer"].startswith("sm101") else "SMP"
+        peer = PEER_NAMES.get(r["peer"], r["peer"])
         lines.append(f"| {r['arch']}-{r['backbone']} | {r['size']} | {r['ours']} / {peer} | {_fmt(r['train'])}x | "
                      f"{_fmt(r['infer'])}x | {_fmt(r['latency'])}x | {_fmt(r['memory'])}x |")
     return "\n".join(lines)

@@ -51,19 +51,34 @@ def peak_rss_mb() -> float:
 
 
 def timed(fn, warmup: int, steps: int) -> dict:
-    """Call ``fn`` (which must block until its result is ready) warmup+steps times; per-call seconds."""
+    """Call ``fn`` (which must block until its result is ready) warmup+steps times; per-call seconds, and the
+    page faults and system CPU seconds per timed call (the kernel's share: memory handed out again each step)."""
     first = []
     for _ in range(warmup):
         t0 = time.perf_counter()
         fn()
         first.append(time.perf_counter() - t0)
     times = []
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(steps):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+    after = resource.getrusage(resource.RUSAGE_SELF)
     return {"median_s": statistics.median(times), "min_s": min(times), "mean_s": statistics.fmean(times),
-            "warmup_s": first, "steps": steps}
+            "warmup_s": first, "steps": steps, "page_faults_per_call": (after.ru_minflt - usage.ru_minflt) / steps,
+            "system_s_per_call": (after.ru_stime - usage.ru_stime) / steps}
+
+
+def retain_freed_memory() -> bool:
+    """segmentation_models.allocator.retain_freed_memory() in a process that must not import the package (SMP's):
+    the module is loaded from its file (it needs only the standard library)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sm_allocator", ROOT / "segmentation_models" / "allocator.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.retain_freed_memory(True)
 
 
 # --------------------------------------------------------------------------------------------- Keras
@@ -199,9 +214,10 @@ def run_keras(args) -> dict:
               "rss_after_build_mb": peak_rss_mb(), "hidden_frameworks": hidden, "device": device,
               "mixed_precision": args.mixed_precision}
     if keras.backend.backend() == "torch" and args.contender == "ours":
-        from segmentation_models import torch_kernels
+        from segmentation_models import allocator, torch_kernels
 
         result["torch_fast_kernels"] = torch_kernels.installed()
+        result["retains_freed_memory"] = allocator.retaining_freed_memory()
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, args.size, args.size, 3), dtype=np.float32)
     y = (rng.random((args.batch, args.size, args.size, 1)) > 0.5).astype("float32")
@@ -246,6 +262,7 @@ def run_smp(args) -> dict:
     def autocast():
         return torch.autocast(device.type, dtype=getattr(torch, mixed)) if mixed else contextlib.nullcontext()
 
+    retained = args.retain_freed_memory and retain_freed_memory()
     torch.manual_seed(0)
     t0 = time.perf_counter()
     model = getattr(smp, SMP_ARCHITECTURES[args.arch])(encoder_name=SMP_ENCODERS[args.backbone],
@@ -260,7 +277,8 @@ def run_smp(args) -> dict:
               "flops_per_image": torch_model_flops(model, x[:1]),
               "params": int(sum(p.numel() for p in model.parameters())), "backend": "torch",
               "torch_threads": torch.get_num_threads(), "channels_last": bool(args.channels_last),
-              "rss_after_build_mb": peak_rss_mb(), "device": args.device, "mixed_precision": args.mixed_precision}
+              "rss_after_build_mb": peak_rss_mb(), "device": args.device, "mixed_precision": args.mixed_precision,
+              "retains_freed_memory": bool(retained)}
     if "infer" in args.phases:
         model.eval()
         x1 = x[:1].contiguous(memory_format=memory_format)
@@ -352,6 +370,8 @@ def parse_args(argv=None):
     p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto",
                    help="Keras compile(jit_compile=...) for ours/sm101")
     p.add_argument("--channels-last", action="store_true", help="SMP: channels_last memory format")
+    p.add_argument("--retain-freed-memory", action="store_true",
+                   help="SMP: glibc keeps freed memory, as segmentation_models sets it on the torch backend")
     p.add_argument("--with-other-frameworks", action="store_true",
                    help="ours/sm101: let Keras import the other backends' frameworks and OpenCV/matplotlib "
                         "when installed")

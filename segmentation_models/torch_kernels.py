@@ -16,7 +16,8 @@ This module replaces these, all with the same mathematics:
 - ``moments``: one ``torch.var_mean`` pass (also more accurate than E[x^2] - E[x]^2);
 - ``batch_normalization``: one ``addcmul`` pass over x (x * scale' + shift');
 - ``keras.layers.UpSampling2D`` with nearest interpolation (4D channels-last): one
-  ``torch.nn.functional.interpolate`` kernel instead of two ``repeat`` copies;
+  ``torch.nn.functional.interpolate`` kernel instead of two ``repeat`` copies, and a backward pass of views
+  and adds in NHWC (torch's transposes the gradient to NCHW first);
 - ``keras.layers.BatchNormalization`` in training mode on 4D channels-last inputs: one fused
   ``torch.native_batch_norm`` forward and backward; the moving statistics get the same update as in
   Keras (biased batch variance, ``momentum``), in place outside stateless calls;
@@ -292,10 +293,7 @@ def install() -> bool:
         x = convert(x)
         if interpolation != "nearest" or data_format != "channels_last" or x.ndim != 4:
             return original_resize(self, x, height_factor, width_factor, data_format, interpolation)
-        y = torch.nn.functional.interpolate(
-            x.permute(0, 3, 1, 2), scale_factor=(float(height_factor), float(width_factor)), mode="nearest"
-        )  # integer factors: the same values as Keras' two `repeat`s
-        return y.permute(0, 2, 3, 1)
+        return _nearest_upsampling().apply(x, int(height_factor), int(width_factor))
 
     original_run = originals.get("run_through_graph")
 
@@ -682,6 +680,45 @@ def _chunks(sizes: list[int], limit: int) -> list[list[int]]:
     if current:
         groups.append(current)
     return groups
+
+
+@functools.lru_cache(maxsize=None)
+def _nearest_upsampling():
+    """Nearest upsampling of an NHWC tensor by integer factors, as a ``torch.autograd.Function``.
+
+    Forward: torch's ``interpolate`` on the channels-last view (the same values as Keras' two ``repeat``s).
+    Backward: the sum of the ``fh * fw`` gradient positions of each input pixel, as views and adds in NHWC.
+    torch's own backward first copies the gradient to contiguous NCHW, which for a Unet decoder's upsampling
+    (its gradient is a channel slice of the Concatenate's) is a full transpose: 73 ms against 3 ms for a
+    (8, 64, 64, 64) input on 2 cores.
+    """
+    import torch
+
+    class NearestUpsampling(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, fh, fw):
+            ctx.factors = (fh, fw)
+            y = torch.nn.functional.interpolate(x.permute(0, 3, 1, 2), scale_factor=(float(fh), float(fw)),
+                                                mode="nearest")
+            return y.permute(0, 2, 3, 1)
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx, grad):
+            fh, fw = ctx.factors
+            b, h, w, c = grad.shape
+            g = grad.reshape(b, h // fh, fh, w // fw, fw, c)  # a view, also of a channel slice
+            rows = g[:, :, 0]
+            for i in range(1, fh):
+                rows = rows + g[:, :, i]
+            out = rows[:, :, :, 0]
+            for j in range(1, fw):
+                out = out + rows[:, :, :, j]
+            if fh == fw == 1:
+                out = out.clone()
+            return out, None, None
+
+    return NearestUpsampling
 
 
 def _pair(value) -> tuple[int, int]:

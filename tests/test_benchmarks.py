@@ -78,6 +78,28 @@ def test_ratio_rows_compare_ours_with_both_peers():
     assert by[("best(ours-jax)", "smp-torch")]["train"] == pytest.approx(2.0)
 
 
+def test_ratio_rows_also_compare_with_smp_on_the_same_allocator_settings():
+    def record(contender, train_s, rss):
+        return {"contender_id": contender, "arch": "Unet", "backbone": "resnet34", "size": 256, "batch": 8,
+                "status": "ok", "train": {"median_s": train_s}, "peak_rss_train_mb": rss}
+
+    rows = ratio_rows([record("ours-torch", 2.0, 1000), record("smp-torch", 3.0, 1000),
+                       record("smp-torch-retain", 2.5, 1250)])
+    by = {(r["ours"], r["peer"]): r for r in rows}
+    assert by[("ours-torch", "smp-torch")]["train"] == pytest.approx(1.5)
+    assert by[("ours-torch", "smp-torch-retain")]["train"] == pytest.approx(1.25)
+    assert by[("best(ours-torch)", "smp-torch-retain")]["memory"] == pytest.approx(0.8)
+
+
+def test_smp_worker_retains_freed_memory_without_importing_the_package():
+    code = ("import sys; sys.path.insert(0, '.'); from benchmarks import worker; ok = worker.retain_freed_memory(); "
+            "print(ok, 'segmentation_models' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, check=True)
+    from segmentation_models import allocator
+
+    assert out.stdout.split()[-3:] == [str(allocator._glibc() is not None), "False", "False"]
+
+
 def test_ratio_rows_compare_device_memory_on_gpu_runs():
     def record(contender, peak_mb):
         return {"contender_id": contender, "arch": "Unet", "backbone": "resnet34", "size": 256, "batch": 8,

@@ -99,6 +99,33 @@ def test_layer_forward_and_gradients_match_keras(layer, keras_kernels):
             np.testing.assert_allclose(_np(lay(x)), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_upsampling_gradient_through_a_concatenate_matches_keras(dtype, keras_kernels):
+    """A Unet decoder's upsampling gets a channel slice of the Concatenate's gradient (not contiguous): the
+    fast backward (views and adds in NHWC) gives Keras' gradient, for equal and unequal factors."""
+    import torch
+
+    inputs = keras.Input((5, 4, 3), dtype=dtype)
+    skip = keras.Input((10, 12, 2), dtype=dtype)
+    up = keras.layers.UpSampling2D((2, 3), dtype=dtype)(inputs)
+    out = keras.layers.Concatenate(dtype=dtype)([skip, up, up])
+    model = keras.Model([inputs, skip], out)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 4, 3)).astype("float32")
+    s = rng.standard_normal((2, 10, 12, 2)).astype("float32")
+
+    def run():
+        xt = torch.tensor(x, dtype=getattr(torch, dtype), requires_grad=True)
+        y = model([xt, torch.tensor(s, dtype=getattr(torch, dtype))])
+        (y.float() * torch.arange(y.numel()).reshape(y.shape).cos()).sum().backward()
+        return _np(y.detach().float()), _np(xt.grad.float())
+
+    fast, ref = run(), keras_kernels(run)
+    np.testing.assert_array_equal(fast[0], ref[0])
+    tol = 1e-5 if dtype == "float32" else 2e-2
+    np.testing.assert_allclose(fast[1], ref[1], rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16", "mixed_float16"])
 @pytest.mark.parametrize("shape", [(4, 6, 5, 3), (16, 3)])
 def test_batch_norm_training_matches_keras(dtype, shape, keras_kernels):
