@@ -164,6 +164,35 @@ def test_batch_norm_training_matches_keras(dtype, shape, keras_kernels):
     np.testing.assert_allclose(_np(inference), expected, rtol=tol, atol=tol)
 
 
+def test_batch_norm_inference_cache_follows_the_variables():
+    """In inference the (scale, shift) factors are cached per variable version: every kind of update shows.
+    (Checked against the formula: reinstalling the kernels for a Keras reference would empty the cache.)"""
+    import torch
+
+    x = np.random.default_rng(4).standard_normal((2, 5, 4, 3)).astype("float32")
+    inputs = keras.Input((5, 4, 3))
+    model = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    bn = model.layers[-1]
+
+    def check():
+        with torch.no_grad():
+            fast = _np(model.predict_on_batch(x))
+        gamma, beta, mean, variance = bn.get_weights()
+        expected = gamma * (x - mean) / np.sqrt(variance + bn.epsilon) + beta
+        np.testing.assert_allclose(fast, expected, rtol=1e-5, atol=1e-5)
+
+    check()
+    check()  # from the cache
+    for i, w in enumerate(bn.weights):  # gamma, beta, moving mean, moving variance: in-place assign
+        w.assign(np.full((3,), 0.5 + i, "float32"))
+        check()
+    model.fit(x, x, epochs=1, batch_size=2, verbose=0)  # an optimizer step and moving-statistics updates
+    check()
+    model.set_weights([np.full((3,), v, "float32") for v in (2.0, -1.0, 0.25, 4.0)])
+    check()
+
+
 def test_model_train_steps_match_keras(keras_kernels):
     keras.utils.set_random_seed(0)
     model = sm.Unet("resnet18", input_shape=(64, 64, 3), classes=3, activation="softmax", encoder_weights=None,
