@@ -43,7 +43,10 @@ calls built-in layers (float32, or mixed precision in a model of the same policy
 directly when ``Layer.__call__`` would change nothing
 (see :func:`_direct_call`): ~0.1 ms of Python per layer, a quarter of a batch-1 forward pass. A ReLU whose
 input is a fresh tensor with no other use (after BatchNormalization, a convolution, Add or Concatenate)
-overwrites it, as ``ReLU(inplace=True)`` does in SMP (see :func:`_fresh_output`).
+overwrites it, as ``ReLU(inplace=True)`` does in SMP (see :func:`_fresh_output`). In float32 inference (autograd
+off, not training), a Conv2D/DepthwiseConv2D without activation whose only consumer is a BatchNormalization runs
+as one convolution with the BN folded into its kernel and bias, cached per variable version (see
+:func:`_conv_bn_pairs`): one pass over the activation less, the same result to float32 rounding.
 
 Anything outside those fast paths (channels_first, 1D/3D convolutions, masks, renorm, synchronized batch
 norm, other axes) goes to Keras' own implementation, and so does everything while ``torch.compile`` traces
@@ -61,6 +64,7 @@ import weakref
 logger = logging.getLogger("segmentation_models")
 
 _ORIGINAL: dict = {}
+_KERNELS: dict = {}  # the installed kernels the graph executor calls itself ("convolve")
 # Padding of a skipped ZeroPadding2D that the next convolution/max-pooling kernel applies itself (see _schedule).
 _FUSED = threading.local()
 
@@ -152,15 +156,22 @@ def install() -> bool:
         (rows, cols) = rows_cols
         return torch.nn.functional.pad(x, (0, 0, cols, cols, rows, rows))
 
-    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    def convolve(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1, bias=None):
+        """Keras' ``conv`` on the zero-copy channels-last view; ``bias`` (per output channel): added by the
+        convolution kernel itself (the folded BatchNormalization shift, see :func:`_fold_conv_bn`)."""
         inputs = convert(inputs)
         kernel = convert(kernel)
         fast = inputs.ndim == 4 and standardize_data_format(data_format) == "channels_last"
         fused = _take_fused_padding()
         if fused is not None and not (fast and padding == "valid"):  # pragma: no cover - never fused so
             inputs, fused = zero_pad(inputs, fused), None
+
+        def keras_conv(inputs):
+            y = original_conv(inputs, kernel, strides, padding, data_format, dilation_rate)
+            return y if bias is None else y + bias
+
         if not fast:
-            return original_conv(inputs, kernel, strides, padding, data_format, dilation_rate)
+            return keras_conv(inputs)
         strides = _pair(strides)
         dilation_rate = _pair(dilation_rate)
         x = inputs.permute(0, 3, 1, 2)  # NCHW view of NHWC memory = channels_last: no copy
@@ -169,13 +180,16 @@ def install() -> bool:
         weight = torch_weight(kernel)
         groups = x.shape[1] // weight.shape[1]
         if x.shape[1] != groups * weight.shape[1]:  # Keras raises its own error (shapes as the layer saw them)
-            inputs = inputs if fused is None else zero_pad(inputs, fused)
-            return original_conv(inputs, kernel, strides, padding, data_format, dilation_rate)
+            return keras_conv(inputs if fused is None else zero_pad(inputs, fused))
         pad = 0 if fused is None else fused
         if padding == "same":
             x, pad = apply_same_padding(x, weight.shape[2:], strides, "channels_first", "conv", dilation_rate)
-        y = torch.nn.functional.conv2d(x, weight, stride=strides, padding=pad, dilation=dilation_rate, groups=groups)
+        y = torch.nn.functional.conv2d(x, weight, bias=bias, stride=strides, padding=pad, dilation=dilation_rate,
+                                       groups=groups)
         return y.permute(0, 2, 3, 1)
+
+    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+        return convolve(inputs, kernel, strides, padding, data_format, dilation_rate)
 
     def moments(x, axes, keepdims=False, synchronized=False):
         if synchronized:
@@ -361,6 +375,7 @@ def install() -> bool:
     for name, (owner, attr) in targets.items():
         setattr(owner, attr, outside_compile(name))
     _ORIGINAL.update(originals)
+    _KERNELS["convolve"] = convolve
     logger.debug("segmentation_models: torch fast kernels installed")
     return True
 
@@ -407,6 +422,7 @@ def uninstall() -> None:
         owner, attr = targets[name]
         setattr(owner, attr, original)
     _ORIGINAL.clear()
+    _KERNELS.clear()
 
 
 _SCHEDULES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -416,8 +432,9 @@ def _schedule(function) -> list | None:
     """The nodes a call executes, in Keras' order, each as ``(node, tensor ids to drop after it, fusion)`` (cached).
 
     ``fusion`` is None for a plain step, ``"skip"`` for a ZeroPadding2D whose only consumer pads itself,
-    ``(padding, pad_node)`` for that consumer (see :func:`_fusable_padding`), and ``"relu_"`` for a ReLU
-    that may overwrite its input (see :func:`_fresh_output`). None when the graph is not the
+    ``(padding, pad_node)`` for that consumer (see :func:`_fusable_padding`), ``"relu_"`` for a ReLU
+    that may overwrite its input (see :func:`_fresh_output`), and ``"folded"`` for a BatchNormalization that
+    inference folds into the convolution before it (see :func:`_conv_bn_pairs`). None when the graph is not the
     plain kind this handles (then Keras' own execution runs).
     """
     try:
@@ -462,12 +479,102 @@ def _schedule(function) -> list | None:
                 if (id(source) not in keep and id(source) not in inputs
                         and len(consumers.get(id(source), [])) == 1 and _fresh_output(source)):
                     step[2] = "relu_"
+        _FOLDS[function] = _conv_bn_pairs(steps, keep, consumers)
         schedule = [(node, tuple(drop), fusion, _direct_candidate(node)) for node, drop, fusion in steps]
         _kernels_in_torch_order(steps)
     except AttributeError:  # pragma: no cover - another Keras graph structure
         schedule = None
     _SCHEDULES[function] = schedule
     return schedule
+
+
+_FOLDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # function -> {id(conv node): BN node}
+_FOLD_CACHE: dict = {}  # id(conv layer) -> (weak refs, versions, folded kernel, shift)
+
+
+def _conv_bn_pairs(steps, keep, consumers) -> dict:
+    """Conv2D/DepthwiseConv2D (channels-last, no activation) whose only consumer is a BatchNormalization over
+    the last axis: in inference the executor runs them as one convolution with the BN folded into its kernel
+    and bias (:func:`_fold_conv_bn`) and marks the BN step ``"folded"``. ``{id(conv node): BN node}``."""
+    from keras import layers
+
+    producer = {id(step[0].outputs[0]): step for step in steps if len(step[0].outputs) == 1}
+    pairs = {}
+    for step in steps:
+        bn = step[0]
+        if (type(bn.operation) is not layers.BatchNormalization or step[2] is not None
+                or len(bn.input_tensors) != 1 or bn.operation.axis not in (-1, 3) or getattr(bn.operation, "renorm", False)
+                or not _direct_candidate(bn)):
+            continue
+        source = bn.input_tensors[0]
+        conv_step = producer.get(id(source))
+        if conv_step is None or id(source) in keep or len(consumers.get(id(source), [])) != 1:
+            continue
+        conv = conv_step[0].operation
+        if (type(conv) in (layers.Conv2D, layers.DepthwiseConv2D) and conv.data_format == "channels_last"
+                and len(source.shape) == 4 and getattr(conv.activation, "__name__", None) == "linear"
+                and _direct_candidate(conv_step[0]) and (conv_step[2] is None or isinstance(conv_step[2], tuple))):
+            pairs[id(conv_step[0])] = bn
+            step[2] = "folded"
+    return pairs
+
+
+def _folded_factors(conv, bn):
+    """(kernel, bias) of ``conv`` followed by ``bn`` in inference, cached per version of their variables:
+    kernel * scale and (bias - mean) * scale + beta with scale = gamma / sqrt(moving variance + epsilon); the
+    kernel in torch's layout (its HWIO view), so the convolution uses it without a copy."""
+    import torch
+
+    variables = [conv.kernel, conv.bias if conv.use_bias else None, bn.gamma if bn.scale else None,
+                 bn.beta if bn.center else None, bn.moving_mean, bn.moving_variance]
+    tensors = [None if v is None else v.value for v in variables]
+    if not all(t is None or isinstance(t, torch.nn.Parameter) for t in tensors):
+        return None
+    versions = tuple(None if t is None else t._version for t in tensors)
+    entry = _FOLD_CACHE.get(id(conv))
+    if (entry is not None and entry[1] == versions
+            and all((r is None and t is None) or (r is not None and r() is t) for r, t in zip(entry[0], tensors))):
+        return entry[2], entry[3]
+    kernel, bias, gamma, beta, mean, variance = tensors
+    with torch.no_grad():
+        scale = torch.rsqrt(variance + bn.epsilon)
+        if gamma is not None:
+            scale = scale * gamma
+        shift = -mean * scale if bias is None else (bias - mean) * scale
+        if beta is not None:
+            shift = shift + beta
+        if type(conv).__name__ == "DepthwiseConv2D":  # (H, W, C, M): output channel c * M + m
+            h, w, c, m = kernel.shape
+            folded = (kernel * scale.reshape(c, m)).reshape(h, w, 1, c * m)
+        else:  # (H, W, I, O)
+            folded = kernel * scale
+        folded = folded.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last).permute(2, 3, 1, 0)
+    refs = tuple(None if t is None else weakref.ref(t) for t in tensors)
+    if entry is None:
+        weakref.finalize(conv, _FOLD_CACHE.pop, id(conv), None)
+    _FOLD_CACHE[id(conv)] = (refs, versions, folded, shift)
+    return folded, shift
+
+
+def _fold_conv_bn(conv, bn, args, fusion):
+    """The output of ``bn(conv(x))`` in inference as one convolution (see :func:`_conv_bn_pairs`); None when this
+    call must run the two layers (mixed precision, LoRA, quantization, anything :func:`_direct_call_allowed`
+    refuses)."""
+    convolve = _KERNELS.get("convolve")
+    if (convolve is None or len(args) != 1 or getattr(conv, "lora_enabled", False)
+            or conv.compute_dtype != "float32" or bn.compute_dtype != "float32"
+            or not _direct_call_allowed(conv, args) or not bn.built):
+        return None
+    factors = _folded_factors(conv, bn)
+    if factors is None:
+        return None
+    if isinstance(fusion, tuple):
+        _FUSED.padding = fusion[0]
+    try:
+        return convolve(args[0], factors[0], conv.strides, conv.padding, conv.data_format, conv.dilation_rate,
+                        bias=factors[1])
+    finally:
+        _FUSED.padding = None
 
 
 def _kernels_in_torch_order(steps) -> None:
@@ -639,6 +746,7 @@ def _relu_in_place(args, layer, direct, training):
 
 def _run_through_graph(function, original, inputs, operation_fn):
     """Keras' ``Function._run_through_graph`` (no ``call_fn``), dropping each tensor after its last use."""
+    import torch
     from keras import tree
 
     schedule = _schedule(function)
@@ -651,12 +759,23 @@ def _run_through_graph(function, original, inputs, operation_fn):
         return operation_fn(lookup(node) if lookup is not None else node.operation)
 
     training = _direct_calls_context()
+    folds = _FOLDS.get(function)
+    if folds and not (training is not False and not training[0] and training[1] is None
+                      and not torch.is_grad_enabled()):
+        folds = None  # BN folding: inference on float32 only
+    folded = set()
     for node, drop, fusion, direct in schedule:
         args, kwargs = node.arguments.fill_in(tensor_dict)
         if fusion == "skip":  # the consumer pads inside its kernel: pass the unpadded tensor on
             outputs = args[0]
         elif fusion == "relu_" and (overwritten := _relu_in_place(args, node.operation, direct, training)) is not None:
             outputs = overwritten  # the input's only use (see _fresh_output)
+        elif fusion == "folded" and id(node.input_tensors[0]) in folded:
+            outputs = args[0]  # already normalized by the folded convolution
+        elif (folds and id(node) in folds
+              and (result := _fold_conv_bn(node.operation, folds[id(node)].operation, args, fusion)) is not None):
+            outputs = result
+            folded.add(id(node.outputs[0]))
         else:
             if direct and training is not False and _direct_call_allowed(node.operation, args, training[1]):
                 call = _direct_call(node.operation, training[0])

@@ -193,6 +193,50 @@ def test_batch_norm_inference_cache_follows_the_variables():
     check()
 
 
+@pytest.mark.parametrize("conv", [
+    dict(cls="Conv2D", filters=5, kernel_size=3, padding="valid", use_bias=True),  # after a fused ZeroPadding2D
+    dict(cls="Conv2D", filters=6, kernel_size=3, strides=2, padding="same", groups=3, use_bias=False),
+    dict(cls="DepthwiseConv2D", kernel_size=3, depth_multiplier=2, padding="same", use_bias=True),
+])
+@pytest.mark.parametrize("bn", [dict(), dict(scale=False, center=False)])
+def test_inference_folds_batch_norm_into_the_convolution(conv, bn, keras_kernels):
+    """In inference a convolution followed only by a BatchNormalization runs as one convolution with the BN folded
+    into its kernel and bias; the result is Keras' (to float32 rounding) and follows every weight update; training
+    calls are not folded."""
+    import torch
+
+    kwargs = dict(conv)
+    cls = getattr(keras.layers, kwargs.pop("cls"))
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((9, 8, 3))
+    x = keras.layers.ZeroPadding2D(1)(keras.layers.ReLU()(inputs)) if kwargs["padding"] == "valid" else inputs
+    conv_layer = cls(**kwargs)
+    bn_layer = keras.layers.BatchNormalization(**bn)
+    model = keras.Model(inputs, keras.layers.ReLU()(bn_layer(conv_layer(x))))
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(6)
+    channels = bn_layer.moving_mean.shape[0]
+    bn_layer.moving_mean.assign(rng.normal(0, 0.5, channels))
+    bn_layer.moving_variance.assign(rng.uniform(0.2, 3.0, channels))
+    if bn_layer.scale:
+        bn_layer.gamma.assign(rng.uniform(0.5, 2.0, channels))
+        bn_layer.beta.assign(rng.normal(0, 0.5, channels))
+    data = rng.standard_normal((2, 9, 8, 3)).astype("float32")
+
+    def predict():
+        with torch.no_grad():
+            return _np(model.predict_on_batch(data))
+
+    reference = keras_kernels(predict)
+    np.testing.assert_allclose(predict(), reference, rtol=1e-5, atol=1e-5)
+    assert id(conv_layer) in torch_kernels._FOLD_CACHE and len(torch_kernels._FOLDS[model]) == 1
+    model.fit(data, np.zeros((2,) + model.output_shape[1:], "float32"), epochs=1, verbose=0)  # weights change
+    np.testing.assert_allclose(predict(), keras_kernels(predict), rtol=1e-5, atol=1e-5)
+    training = model(data, training=True)  # batch statistics, not folded
+    expected = keras_kernels(lambda: model(data, training=True))
+    np.testing.assert_allclose(_np(training.detach()), _np(expected.detach()), rtol=1e-5, atol=1e-5)
+
+
 def test_model_train_steps_match_keras(keras_kernels):
     keras.utils.set_random_seed(0)
     model = sm.Unet("resnet18", input_shape=(64, 64, 3), classes=3, activation="softmax", encoder_weights=None,
