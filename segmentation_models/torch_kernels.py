@@ -128,6 +128,7 @@ def install() -> bool:
     channels_last = torch.channels_last
 
     weight_cache: dict = {}
+    bn_cache: dict = {}
 
     def torch_weight(kernel):
         """HWIO kernel -> OIHW channels-last weight; cached (per tensor and version) when autograd is off."""
@@ -139,17 +140,8 @@ def install() -> bool:
             # a view: the conv keeps the tensor itself, not a copy (a mixed-precision cast of a parameter keeps
             # its (O, H, W, I) memory order, so its view is already in torch's layout)
             return weight
-        key = id(kernel)
-        entry = weight_cache.get(key)
-        if entry is not None and entry[0]() is kernel and entry[1] == kernel._version:
-            return entry[2]
-        weight = kernel.detach().permute(3, 2, 0, 1).contiguous(memory_format=channels_last)
-        try:
-            ref = weakref.ref(kernel, lambda _, key=key: weight_cache.pop(key, None))
-        except TypeError:  # pragma: no cover - tensors without weak references
-            return weight
-        weight_cache[key] = (ref, kernel._version, weight)
-        return weight
+        return _cached_on_versions(weight_cache, id(kernel), (kernel,),
+                                   lambda: kernel.detach().permute(3, 2, 0, 1).contiguous(memory_format=channels_last))
 
     def zero_pad(x, rows_cols):
         """Zero-pad the two spatial axes of an NHWC tensor (what the skipped ZeroPadding2D would have done)."""
@@ -204,17 +196,6 @@ def install() -> bool:
             mean, variance = mean.clamp(-limit, limit).half(), variance.clamp(-limit, limit).half()
         return mean, variance
 
-    bn_cache: dict = {}
-
-    def bn_factors(mean, variance, scale, offset, epsilon, shape):
-        inv = torch.rsqrt(variance + epsilon)
-        if scale is not None:
-            inv = inv * scale
-        shift = -mean * inv
-        if offset is not None:
-            shift = shift + offset
-        return inv.reshape(shape), shift.reshape(shape)
-
     def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3):
         x = convert(x)
         params = tuple(None if t is None else convert(t) for t in (mean, variance, scale, offset))
@@ -222,18 +203,16 @@ def install() -> bool:
         shape[axis] = params[0].shape[0]
         # Inference on the layer's own variables: x * inv + shift with (inv, shift) cached per variable versions
         # (five small ops and their Python per call otherwise: ~7% of an EfficientNet's batch-1 latency).
+        def factors():
+            inv, shift = _bn_scale_shift(*params, epsilon)
+            return inv.reshape(shape), shift.reshape(shape)
+
         if torch.is_grad_enabled() or not all(p is None or isinstance(p, torch.nn.Parameter) for p in params):
-            inv, shift = bn_factors(*params, epsilon, shape)
-            return torch.addcmul(shift, x, inv)
-        key = (*(id(p) for p in params), epsilon, tuple(shape))
-        versions = tuple(None if p is None else p._version for p in params)
-        entry = bn_cache.get(key)
-        if entry is None or entry[1] != versions or any(r is not None and r() is not p for r, p in zip(entry[0], params)):
-            inv, shift = bn_factors(*params, epsilon, shape)
-            refs = tuple(None if p is None else weakref.ref(p, lambda _, key=key: bn_cache.pop(key, None))
-                         for p in params)
-            entry = bn_cache[key] = (refs, versions, inv, shift)
-        return torch.addcmul(entry[3], x, entry[2])
+            inv, shift = factors()
+        else:
+            inv, shift = _cached_on_versions(bn_cache, (*(id(p) for p in params), epsilon, tuple(shape)), params,
+                                             factors)
+        return torch.addcmul(shift, x, inv)
 
     def bn_call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None or self.renorm or self.synchronized:
@@ -489,7 +468,39 @@ def _schedule(function) -> list | None:
 
 
 _FOLDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # function -> {id(conv node): BN node}
-_FOLD_CACHE: dict = {}  # id(conv layer) -> (weak refs, versions, folded kernel, shift)
+_FOLD_CACHE: dict = {}  # id(conv layer) -> (weak refs, versions, (folded kernel, shift))
+
+
+def _cached_on_versions(cache: dict, key, tensors, compute):
+    """``compute()``, cached under ``key`` while each of ``tensors`` (None entries allowed) is the same object at
+    the same version (torch counts in-place writes: Keras' assign, optimizer steps); an entry goes when the first
+    tensor is collected."""
+    versions = tuple(None if t is None else t._version for t in tensors)
+    entry = cache.get(key)
+    if (entry is not None and entry[1] == versions
+            and all((r is None) if t is None else (r is not None and r() is t) for r, t in zip(entry[0], tensors))):
+        return entry[2]
+    value = compute()
+    try:
+        refs = tuple(None if t is None else weakref.ref(t) for t in tensors)
+        if entry is None:  # once per key: a stale entry is replaced under the same key
+            weakref.finalize(next(t for t in tensors if t is not None), cache.pop, key, None)
+    except TypeError:  # pragma: no cover - tensors without weak references
+        return value
+    cache[key] = (refs, versions, value)
+    return value
+
+
+def _bn_scale_shift(mean, variance, gamma, beta, epsilon):
+    """BatchNormalization as x * scale + shift: scale = gamma / sqrt(variance + epsilon), shift = beta - mean * scale
+    (gamma/beta None: the layer has no scale/center)."""
+    import torch
+
+    scale = torch.rsqrt(variance + epsilon)
+    if gamma is not None:
+        scale = scale * gamma
+    shift = -mean * scale
+    return scale, (shift if beta is None else shift + beta)
 
 
 def _conv_bn_pairs(steps, keep, consumers) -> dict:
@@ -530,30 +541,21 @@ def _folded_factors(conv, bn):
     tensors = [None if v is None else v.value for v in variables]
     if not all(t is None or isinstance(t, torch.nn.Parameter) for t in tensors):
         return None
-    versions = tuple(None if t is None else t._version for t in tensors)
-    entry = _FOLD_CACHE.get(id(conv))
-    if (entry is not None and entry[1] == versions
-            and all((r is None and t is None) or (r is not None and r() is t) for r, t in zip(entry[0], tensors))):
-        return entry[2], entry[3]
-    kernel, bias, gamma, beta, mean, variance = tensors
-    with torch.no_grad():
-        scale = torch.rsqrt(variance + bn.epsilon)
-        if gamma is not None:
-            scale = scale * gamma
-        shift = -mean * scale if bias is None else (bias - mean) * scale
-        if beta is not None:
-            shift = shift + beta
-        if type(conv).__name__ == "DepthwiseConv2D":  # (H, W, C, M): output channel c * M + m
-            h, w, c, m = kernel.shape
-            folded = (kernel * scale.reshape(c, m)).reshape(h, w, 1, c * m)
-        else:  # (H, W, I, O)
-            folded = kernel * scale
-        folded = folded.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last).permute(2, 3, 1, 0)
-    refs = tuple(None if t is None else weakref.ref(t) for t in tensors)
-    if entry is None:
-        weakref.finalize(conv, _FOLD_CACHE.pop, id(conv), None)
-    _FOLD_CACHE[id(conv)] = (refs, versions, folded, shift)
-    return folded, shift
+    def fold():
+        kernel, bias, gamma, beta, mean, variance = tensors
+        with torch.no_grad():
+            scale, shift = _bn_scale_shift(mean, variance, gamma, beta, bn.epsilon)
+            if bias is not None:
+                shift = shift + bias * scale
+            if type(conv).__name__ == "DepthwiseConv2D":  # (H, W, C, M): output channel c * M + m
+                h, w, c, m = kernel.shape
+                folded = (kernel * scale.reshape(c, m)).reshape(h, w, 1, c * m)
+            else:  # (H, W, I, O)
+                folded = kernel * scale
+            folded = folded.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last).permute(2, 3, 1, 0)
+        return folded, shift
+
+    return _cached_on_versions(_FOLD_CACHE, id(conv), tensors, fold)
 
 
 def _fold_conv_bn(conv, bn, args, fusion):
