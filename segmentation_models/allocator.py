@@ -9,9 +9,9 @@ TensorFlow, JAX and torch on CUDA avoid this with their own caching allocators.
 :func:`retain_freed_memory` sets glibc to serve all allocations from its heap (``M_MMAP_MAX=0``; it still falls
 back to ``mmap`` if the heap cannot grow) and to return memory only when more than 1 GiB at the top of the heap is
 free (``M_TRIM_THRESHOLD``): after the first step no page faults, 8-16% faster training steps, and the process
-keeps its peak heap size (peak RSS +5-20%, free blocks between live tensors; measured in docs/benchmarks.md). It is applied when
-segmentation_models is imported on the torch backend on Linux with glibc, unless ``SM_TORCH_RETAIN_MEMORY`` is
-0/false/no/off. :func:`release_freed_memory` hands the free memory back (``malloc_trim``), e.g. after training.
+keeps its peak heap size (peak RSS +5-20%, free blocks between live tensors; measured in docs/benchmarks.md).
+It is applied when segmentation_models is imported on the torch backend on Linux with glibc, unless
+``SM_TORCH_RETAIN_MEMORY`` is 0/false/no/off. :func:`release_freed_memory` hands the free memory back (``malloc_trim``), e.g. after training.
 """
 from __future__ import annotations
 

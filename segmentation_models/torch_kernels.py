@@ -513,9 +513,9 @@ def _conv_bn_pairs(steps, keep, consumers) -> dict:
     pairs = {}
     for step in steps:
         bn = step[0]
-        if (type(bn.operation) is not layers.BatchNormalization or step[2] is not None
-                or len(bn.input_tensors) != 1 or bn.operation.axis not in (-1, 3) or getattr(bn.operation, "renorm", False)
-                or not _direct_candidate(bn)):
+        layer = bn.operation
+        if (type(layer) is not layers.BatchNormalization or step[2] is not None or len(bn.input_tensors) != 1
+                or layer.axis not in (-1, 3) or getattr(layer, "renorm", False) or not _direct_candidate(bn)):
             continue
         source = bn.input_tensors[0]
         conv_step = producer.get(id(source))
