@@ -142,9 +142,9 @@ def ratio_rows(results: list[dict]) -> list[dict]:
             if any(v is not None for v in values.values()):
                 rows.append({"arch": arch, "backbone": backbone, "size": size, "ours": ours, "peer": peer, **values})
         best = [o for o in ("ours-jax", "ours-torch") if o in by and by[o]["train_ips"]]
+        top = max(best, key=lambda o: by[o]["train_ips"]) if best else None
         for peer in SMP_PEERS:
-            if best and peer in by:
-                top = max(best, key=lambda o: by[o]["train_ips"])
+            if top and peer in by:
                 rows.append({"arch": arch, "backbone": backbone, "size": size, "ours": f"best({top})", "peer": peer,
                              "train": ratio(top, peer, "train_ips"), "infer": ratio(top, peer, "infer_ips"),
                              "latency": ratio(top, peer, "latency_ms", invert=True),

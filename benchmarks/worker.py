@@ -159,26 +159,6 @@ def framework_memory_keras(device: str = "cpu") -> dict:
     return {"unavailable": f"{backend} reports no allocator statistics on {device.upper()}"}
 
 
-def seed_without_tensorflow(seed: int) -> None:
-    """Seed Python, NumPy and the backend. `keras.utils.set_random_seed` also imports TensorFlow when it is
-    installed, whatever the backend: ~0.5 GB of resident memory that a JAX or torch user without TensorFlow never
-    pays, and that SMP's measurement does not carry either."""
-    import random
-
-    import keras
-    import numpy as np
-
-    if keras.backend.backend() == "tensorflow":
-        keras.utils.set_random_seed(seed)
-        return
-    random.seed(seed)
-    np.random.seed(seed)
-    if keras.backend.backend() == "torch":
-        import torch
-
-        torch.manual_seed(seed)
-
-
 OTHER_FRAMEWORKS = {"tensorflow": ("jax", "jaxlib", "torch"), "jax": ("tensorflow", "torch"),
                     "torch": ("tensorflow", "jax", "jaxlib")}
 # The `[data]` extra (albumentations' OpenCV, matplotlib): Keras imports both when installed (its
@@ -203,7 +183,12 @@ def run_keras(args) -> dict:
 
     from benchmarks.flops import keras_model_flops
 
-    seed_without_tensorflow(0)
+    if args.contender == "ours":  # the package's seeding: no TensorFlow import on JAX/torch (~0.5 GB resident)
+        from segmentation_models.utils import set_random_seed
+
+        set_random_seed(0)
+    else:  # 1.0.1 runs on TensorFlow only
+        keras.utils.set_random_seed(0)
     device = keras_device(args.device)
     if KERAS_POLICIES[args.mixed_precision]:
         keras.mixed_precision.set_global_policy(KERAS_POLICIES[args.mixed_precision])

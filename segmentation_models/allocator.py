@@ -74,13 +74,18 @@ def release_freed_memory() -> bool:
     return bool(libc is not None and libc.malloc_trim(0))
 
 
+def switched_on(name: str, default: str = "1") -> bool:
+    """An on/off environment variable: off for 0/false/no/off or empty."""
+    return str(os.environ.get(name, default)).strip().lower() not in {"0", "false", "no", "off", ""}
+
+
 def retain_from_env() -> bool:
     """At import: retain freed memory on the torch backend unless ``SM_TORCH_RETAIN_MEMORY`` is 0/false/no/off."""
     import keras
 
     if keras.backend.backend() != "torch":
         return False
-    if str(os.environ.get("SM_TORCH_RETAIN_MEMORY", "1")).strip().lower() in {"0", "false", "no", "off", ""}:
+    if not switched_on("SM_TORCH_RETAIN_MEMORY"):
         return False
     applied = retain_freed_memory(True)
     if not applied:

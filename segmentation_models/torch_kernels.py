@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import weakref
 
@@ -85,10 +84,6 @@ def _take_fused_padding() -> tuple[int, int] | None:
     padding = getattr(_FUSED, "padding", None)
     _FUSED.padding = None
     return padding
-
-
-def _truthy(value: str | None) -> bool:
-    return str(value).strip().lower() not in {"0", "false", "no", "off", ""}
 
 
 def installed() -> bool:
@@ -867,6 +862,8 @@ def _pair(value) -> tuple[int, int]:
 
 def install_from_env() -> bool:
     """Install unless ``SM_TORCH_FAST_OPS`` is set to 0/false/no/off."""
-    if not _truthy(os.environ.get("SM_TORCH_FAST_OPS", "1")):
+    from .allocator import switched_on
+
+    if not switched_on("SM_TORCH_FAST_OPS"):
         return False
     return install()
