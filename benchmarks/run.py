@@ -265,18 +265,24 @@ def main(argv=None) -> int:
                                       batch=args.batch, round=round_)
                         print_row(contender, record, peak)
                         results.append(record)
-    merged = merge_rounds(results)
-    rows = ratio_rows(merged)
+                if args.json_out:  # after every configuration: a grid cut short keeps what it measured
+                    write_json(args, started, info, matmul, results, finished=False)
+    rows = ratio_rows(merge_rounds(results))
     print_ratios(rows)
     if args.json_out:
-        payload = {"started_utc": started.isoformat(timespec="seconds"), "argv": sys.argv[1:], "machine": info,
-                   "matmul": matmul, "settings": {k: v for k, v in vars(args).items() if k != "json_out"},
-                   "results": results, "ratios": rows,
-                   "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                   "loadavg_end": os.getloadavg()}
-        Path(args.json_out).write_text(json.dumps(payload, indent=1))
+        write_json(args, started, info, matmul, results, finished=True)
         print(f"\nwrote {args.json_out}")
     return 0 if all(r.get("status") != "error" for r in results) else 1
+
+
+def write_json(args, started, info: dict, matmul: dict | None, results: list[dict], finished: bool) -> None:
+    """The run so far as JSON (``finished_utc`` is null until the last configuration is measured)."""
+    payload = {"started_utc": started.isoformat(timespec="seconds"), "argv": sys.argv[1:], "machine": info,
+               "matmul": matmul, "settings": {k: v for k, v in vars(args).items() if k != "json_out"},
+               "results": results, "ratios": ratio_rows(merge_rounds(results)),
+               "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds") if finished else None,
+               "loadavg_end": os.getloadavg()}
+    Path(args.json_out).write_text(json.dumps(payload, indent=1))
 
 
 def merge_rounds(results: list[dict]) -> list[dict]:

@@ -63,7 +63,8 @@ def header(payload: dict) -> str:
     mm = payload.get("matmul") or {}
     versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())
     s = payload.get("settings", {})
-    return (f"Run {payload.get('started_utc')} to {payload.get('finished_utc')}; {m.get('cpu')} x{m.get('cpus')}, "
+    finished = payload.get("finished_utc") or "(cut short)"
+    return (f"Run {payload.get('started_utc')} to {finished}; {m.get('cpu')} x{m.get('cpus')}, "
             f"{m.get('mem_gb')} GB; load average at start {m.get('loadavg_start')}, at end "
             f"{payload.get('loadavg_end')}.\n{versions}.\nbatch {s.get('batch')}, {s.get('steps')} timed training "
             f"steps, {s.get('infer_steps')} timed inference calls, {s.get('warmup')} warm-up call(s), "

@@ -133,7 +133,9 @@ def test_quick_benchmark_runs_end_to_end_for_ours(tmp_path):
                  "--no-matmul", "--json", str(out_json)], timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"ours-{BACKEND}" in proc.stdout and "train" in proc.stdout
-    (record,) = json.loads(out_json.read_text())["results"]
+    payload = json.loads(out_json.read_text())  # rewritten after every configuration, finished at the end
+    assert payload["finished_utc"] and payload["ratios"] == []
+    (record,) = payload["results"]
     assert record["status"] == "ok", record
     assert (record["arch"], record["backbone"], record["size"]) == ("Unet", "resnet18", 32)
     assert record["train"]["median_s"] > 0 and record["infer_b1"]["median_s"] > 0
