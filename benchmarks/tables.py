@@ -1,6 +1,7 @@
 """Turn `benchmarks/run.py --json OUT` results into the markdown tables of docs/benchmarks.md.
 
     python benchmarks/tables.py results.json > tables.md
+    python benchmarks/tables.py part1.json part2.json     # one grid measured in several runs: one set of tables
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def speed_table(payload: dict) -> str:
             reason = r.get("reason", "").splitlines()[0][:120].replace("|", "/") if r.get("reason") else ""
             lines.append(f"| {model} | {r['size']} | {label} | {r.get('status')}: {reason} | | | | | | |")
             continue
-        s = summarize(r, peak)
+        s = summarize(r, r.get("matmul_peak_gflops", peak))
         frac = (f"{_fmt(s['train_peak_frac'] and 100 * s['train_peak_frac'], '.0f')} / "
                 f"{_fmt(s['infer_peak_frac'] and 100 * s['infer_peak_frac'], '.0f')}")
         lines.append(f"| {model} | {r['size']} | {label} | {_fmt(s['train_ips'])} | {_fmt(s['infer_ips'])} | "
@@ -77,12 +78,26 @@ def header(payload: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("json_file")
+    p.add_argument("json_files", nargs="+", help="one run's JSON, or the parts of a grid run in several runs")
     args = p.parse_args(argv)
-    payload = json.loads(Path(args.json_file).read_text())
-    print(header(payload) + "\n\n### Speed and memory\n\n" + speed_table(payload) + "\n\n### Ratios\n\n"
+    payloads = [json.loads(Path(f).read_text()) for f in args.json_files]
+    headers = "\n\n".join(header(payload) for payload in payloads)
+    payload = combine(payloads)
+    print(headers + "\n\n### Speed and memory\n\n" + speed_table(payload) + "\n\n### Ratios\n\n"
           + ratio_table(payload))
     return 0
+
+
+def combine(payloads: list[dict]) -> dict:
+    """One payload from several runs' payloads: their results together, each record keeping its own run's matmul
+    peak (``matmul_peak_gflops``) for the FLOP fractions."""
+    if len(payloads) == 1:
+        return payloads[0]
+    results = []
+    for payload in payloads:
+        peak = (payload.get("matmul") or {}).get("peak_gflops")
+        results += [dict(record, matmul_peak_gflops=peak) for record in payload["results"]]
+    return dict(payloads[0], results=results)
 
 
 if __name__ == "__main__":
