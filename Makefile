@@ -11,7 +11,7 @@ ORACLE_STAMP := $(ORACLE)/.installed
 # nothing under pytest 9: xdist 3.8 tags the node ids through an attribute pytest 9 no longer reads.)
 # One OpenMP thread per worker: two workers on two cores each spinning two torch threads made the torch pass
 # 3x slower (test_unet + test_smp_architectures: 151 s -> 53 s); TF and JAX timings do not change.
-PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=10
 export TF_CPP_MIN_LOG_LEVEL := 3
 
 .PHONY: install demo test test-tensorflow test-jax test-torch test-min-keras clean
