@@ -99,24 +99,24 @@ def test_tables_combine_a_grid_measured_in_several_runs(tmp_path, capsys):
                 "status": "ok", "train": {"median_s": train_s}, "infer_batch": {"median_s": 1.0},
                 "infer_b1": {"median_s": 0.1}, "peak_rss_train_mb": 1000, "flops_per_image": 1e11}
 
-    parts = [(100.0, "resnet34", [record("ours-torch", "resnet34", 4.0), record("smp-torch", "resnet34", 8.0)]),
-             (200.0, "efficientnetb0", [record("ours-torch", "efficientnetb0", 2.0),
-                                        record("smp-torch", "efficientnetb0", 3.0)])]
+    parts = [(100.0, [record("ours-torch", "resnet34", 4.0), record("smp-torch", "resnet34", 8.0)]),
+             (200.0, [record("ours-torch", "efficientnetb0", 2.0), record("smp-torch", "efficientnetb0", 3.0)])]
     files = []
-    for peak, _, results in parts:
+    for peak, results in parts:
         files.append(tmp_path / f"{peak:.0f}.json")
         files[-1].write_text(json.dumps({"matmul": {"peak_gflops": peak}, "results": results, "finished_utc": None}))
     assert tables.main([str(f) for f in files]) == 0
     out = capsys.readouterr().out
     assert out.count("(cut short)") == 2  # one header per run
-    assert "| Unet-resnet34 | 512 | ours / SMP | 2.00x |" in out.replace("ours-torch", "ours")
-    assert "| Unet-efficientnetb0 | 512 | ours / SMP | 1.50x |" in out.replace("ours-torch", "ours")
+    assert "| Unet-resnet34 | 512 | ours-torch / SMP | 2.00x |" in out
+    assert "| Unet-efficientnetb0 | 512 | ours-torch / SMP | 1.50x |" in out
     # each record's FLOP fraction against its own run's matmul peak (x3 for forward and backward):
     # training 2 img/s x 300 GFLOP of 100 GFLOP/s, 4 img/s x 300 GFLOP of 200 GFLOP/s: 600% both;
     # inference 8 img/s x 100 GFLOP: 800% of 100, 400% of 200
     for backbone, ips, fractions in (("resnet34", "2.00", "600 / 800"), ("efficientnetb0", "4.00", "600 / 400")):
         (line,) = [line for line in out.splitlines() if line.startswith(f"| Unet-{backbone} | 512 | ours (torch) |")]
         assert f"| {ips} |" in line and line.endswith(f"| {fractions} |"), line
+
 
 def test_smp_worker_retains_freed_memory_without_importing_the_package():
     code = ("import sys; sys.path.insert(0, '.'); from benchmarks import worker; ok = worker.retain_freed_memory(); "
