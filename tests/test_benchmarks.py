@@ -214,6 +214,22 @@ def test_loader_benchmark_profiles_the_cli_loader(tmp_path):
     assert record["cached_samples"] == 64  # the whole generated set fits in the default cache
 
 
+def test_loader_benchmark_verdict_and_paired_round_ratios():
+    # Best of each side for the PASS line; each round's back-to-back ratio and their median beside it; the
+    # process' own warm-up (--settle) runs before the rounds by default.
+    from benchmarks.loader import TARGET, parse_args, summarize_rounds
+
+    rates = {"memory": [2.5, 3.0, 2.8, 2.0], "loader": [2.5, 2.7, 2.9, 1.9]}
+    cpu = {"memory": [6.0, 5.0, 5.2, 7.0], "loader": [6.1, 5.5, 5.0, 7.2]}
+    out = summarize_rounds(rates, cpu)
+    assert (out["best_in_memory"], out["best_loader"]) == (3.0, 2.9)
+    assert out["ratio"] == pytest.approx(2.9 / 3.0) and out["passed"] == (2.9 / 3.0 >= TARGET)
+    assert out["cpu_ratio"] == pytest.approx(5.0 / 5.0)
+    assert out["paired_ratios"] == pytest.approx([1.0, 0.9, 2.9 / 2.8, 0.95])
+    assert out["median_paired_ratio"] == pytest.approx((0.95 + 1.0) / 2)
+    assert (parse_args([]).settle, parse_args(["--quick"]).settle, parse_args(["--settle", "0"]).settle) == (12, 2, 0)
+
+
 # --------------------------------------------------------------------------------- accuracy side by side (CamVid)
 requires_smp = pytest.mark.skipif(not (SMP_DIR / "segmentation_models_pytorch").exists(),
                                   reason=f"SMP is not installed in {SMP_DIR} (see docs/benchmarks.md)")
