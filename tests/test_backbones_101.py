@@ -270,3 +270,17 @@ def test_senet_resnext_and_efficientnet_dilate_to_output_stride(output_stride):
                     "block6a_dwconv": (1, 2), "block6b_dwconv": (1, 4), "block7a_dwconv": (1, 4)}}[output_stride]
     assert {name: depthwise[name] for name in expected} == expected and depthwise["block3a_dwconv"] == (2, 1)
     assert all(get_backbone_spec(n).can_dilate for n in FAMILIES["efficientnet"])
+
+
+@pytest.mark.parametrize("name", pick(["mobilenet", "mobilenetv2", "densenet121"], ["mobilenetv2"]))
+def test_keras_applications_backbones_take_one_tensor_without_a_structure_warning(name):
+    # keras.applications built on an input_tensor have a one-element list as inputs; Keras then warned "The
+    # structure of `inputs` doesn't match the expected structure" at every call of the model with an array.
+    import warnings
+
+    model = sm.Unet(name, input_shape=(64, 64, 3), encoder_weights=None)
+    assert isinstance(model.input, keras.KerasTensor)
+    assert isinstance(sm.Backbones.get_backbone(name, input_shape=(64, 64, 3), weights=None).input, keras.KerasTensor)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*structure of `inputs`")
+        model(np.zeros((1, 64, 64, 3), "float32"))

@@ -68,7 +68,12 @@ class BackboneSpec:
         """Build the backbone on ``input_tensor`` and return it as a functional model."""
         merged = dict(self.builder_options)
         merged.update(options)
-        return self.builder(input_tensor, **merged)
+        model = self.builder(input_tensor, **merged)
+        if isinstance(model.input, (list, tuple)) and len(model.input) == 1:
+            # keras.applications given an input_tensor make its inputs a one-element list, and Keras then warns
+            # ("The structure of `inputs` doesn't match") at every call with a plain array: one tensor in, as the rest
+            model = keras.Model(model.input[0], model.output, name=model.name)
+        return model
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
