@@ -343,17 +343,15 @@ def main(argv=None) -> int:
                   f"(load {load_average()})", flush=True)
 
     record.update(summarize_rounds(rates, cpu), load_after=load_average())
-    best_memory, best_loader, ratio, cpu_ratio = (record[k] for k in ("best_in_memory", "best_loader", "ratio",
-                                                                      "cpu_ratio"))
     workers = f"{args.workers} {'processes' if args.multiprocessing else 'threads'}"
-    print(f"(a) in-memory batches: {best_memory:.2f} img/s (best of {args.rounds})")
-    print(f"(b) loader ({workers}): {best_loader:.2f} img/s")
+    print(f"(a) in-memory batches: {record['best_in_memory']:.2f} img/s (best of {args.rounds})")
+    print(f"(b) loader ({workers}): {record['best_loader']:.2f} img/s")
     if not args.multiprocessing:
         print(f"process CPU per step, least of {args.rounds}: (a) {min(cpu['memory']):.2f} s, (b) {min(cpu['loader']):.2f} s;"
-              f" (a)/(b) = {cpu_ratio:.3f} (the ratio to expect where compute keeps every core busy)")
+              f" (a)/(b) = {record['cpu_ratio']:.3f} (the ratio to expect where compute keeps every core busy)")
     print("ratio (b)/(a) of each round: " + ", ".join(f"{r:.3f}" for r in record["paired_ratios"])
           + f"; median {record['median_paired_ratio']:.3f}")
-    print(f"ratio (b)/(a) = {ratio:.3f}  {'PASS' if ratio >= TARGET else 'FAIL'} (target >= {TARGET}); "
+    print(f"ratio (b)/(a) = {record['ratio']:.3f}  {'PASS' if record['passed'] else 'FAIL'} (target >= {TARGET}); "
           f"load average {record['load_after']}")
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=1))
