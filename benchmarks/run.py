@@ -8,6 +8,12 @@ contenders alternate within each configuration so that a change of machine load 
     python benchmarks/tables.py results.json          # markdown tables for docs/benchmarks.md
 
 Architectures/backbones that a contender lacks are skipped with the reason printed.
+
+``--interleave`` runs a configuration's contenders in processes that live side by side and take turns call by
+call (one computing at a time, the order reversed every turn): each timed call of one contender is next to the
+same call of the others, so drift of the machine's speed hits both sides of a ratio, and the ratios also come
+paired (the median over calls of the per-call time ratios). All contenders of a configuration are resident at
+once: at 512x512 that is 4-11 GB each.
 """
 from __future__ import annotations
 
@@ -16,8 +22,12 @@ import datetime as _dt
 import json
 import os
 import platform
+import queue
+import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "benchmarks" / "worker.py"
 ORACLE_DIR = ROOT / ".oracle" / "sm101"
 RESULT_PREFIX = "BENCH_RESULT "
+GATE_PREFIX = "BENCH_GATE "
+# between turns: a process that has just finished a call may still have threads spinning (OpenMP, Eigen) for
+# a few milliseconds before they sleep; the next contender starts after them
+TURN_PAUSE_S = 0.05
 
 CONTENDERS = ("ours-tensorflow", "ours-jax", "ours-torch", "sm101-tensorflow", "smp-torch", "smp-torch-retain")
 # smp-torch-retain: SMP with glibc keeping freed memory, as this package sets it on the torch backend
@@ -70,6 +84,96 @@ def run_worker(contender: str, worker_args: list[str], timeout: float, device: s
             return record
     tail = (proc.stdout[-1500:] + "\n" + proc.stderr[-3000:]).strip()
     return {"status": "error", "reason": f"exit code {proc.returncode}: {tail}", "process_wall_s": wall}
+
+
+class GatedWorker:
+    """A worker process started with ``--gated``: it computes only between a GO line and its next gate."""
+
+    def __init__(self, contender: str, worker_args: list[str], device: str):
+        kind = contender.partition("-")[0]
+        self.contender = contender
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), "--contender", kind, "--gated", *worker_args],
+                                     cwd=str(ROOT), env=contender_env(contender, device), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1)
+        self.lines: queue.Queue = queue.Queue()
+        self.tail: list[str] = []
+        self.record: dict | None = None
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for_gate(self, timeout: float) -> str | None:
+        """Until the worker waits at its next gate (its label), or has ended (None, its record kept)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.proc.kill()
+                self.record = {"status": "error", "reason": f"timed out after {timeout:.0f} s"}
+                return None
+            if line is None:
+                self.proc.wait()
+                if self.record is None:
+                    self.stderr.seek(0)
+                    tail = ("\n".join(self.tail[-20:]) + "\n" + self.stderr.read()[-3000:]).strip()
+                    self.record = {"status": "error", "reason": f"exit code {self.proc.returncode}: {tail}"}
+                return None
+            if line.startswith(GATE_PREFIX):
+                return line[len(GATE_PREFIX):]
+            if line.startswith(RESULT_PREFIX):
+                self.record = json.loads(line[len(RESULT_PREFIX):])
+            else:
+                self.tail.append(line)
+
+    def go(self) -> None:
+        self.proc.stdin.write("GO\n")
+        self.proc.stdin.flush()
+
+
+def run_interleaved(worker_args: dict[str, list[str]], timeout: float, device: str = "cpu") -> dict[str, dict]:
+    """Run the contenders' workers side by side, one call at a time in turns (each turn's order reversed from
+    the last); their records, each with ``interleaved: True``."""
+    t0 = time.perf_counter()
+    workers = [GatedWorker(contender, wargs, device) for contender, wargs in worker_args.items()]
+    waiting = [w for w in workers if w.wait_for_gate(timeout) is not None]  # all started, none computing yet
+    turn = 0
+    try:
+        while waiting:
+            order = waiting if turn % 2 == 0 else list(reversed(waiting))
+            for worker in order:
+                worker.go()
+                if worker.wait_for_gate(timeout) is None:
+                    waiting.remove(worker)
+                time.sleep(TURN_PAUSE_S)
+            turn += 1
+    finally:
+        for worker in workers:
+            if worker.proc.poll() is None:
+                worker.proc.kill()
+    wall = time.perf_counter() - t0
+    return {w.contender: dict(w.record or {"status": "error", "reason": "no record"}, interleaved=True,
+                              process_wall_s=wall) for w in workers}
+
+
+def paired_ratios(results: list[dict], ours: str, peer: str, config: tuple, phase: str) -> list[float]:
+    """Per-call peer time / ours time (>1: ours faster) of each interleaved round of a configuration, pooled over
+    the rounds: call i of one contender next to call i of the other."""
+    rounds: dict[int, dict] = {}
+    for r in results:
+        if (r.get("arch"), r.get("backbone"), r.get("size")) == config and r.get("interleaved") \
+                and r.get("status") == "ok":
+            rounds.setdefault(r.get("round", 0), {})[r["contender_id"]] = r
+    ratios = []
+    for by in rounds.values():
+        if ours in by and peer in by:
+            a, b = (by[ours].get(phase) or {}).get("times_s"), (by[peer].get(phase) or {}).get("times_s")
+            ratios += [tb / ta for ta, tb in zip(a or [], b or [])]
+    return ratios
 
 
 def images_per_s(record: dict, key: str) -> float | None:
@@ -118,8 +222,13 @@ def print_row(contender: str, record: dict, peak: float | None) -> None:
           f"{_fmt(s['infer_peak_frac'])}", flush=True)
 
 
-def ratio_rows(results: list[dict]) -> list[dict]:
-    """ours/1.0.1 (TensorFlow) and ours/SMP (best of JAX/torch, and each backend) per configuration."""
+PAIRED_PHASES = {"train": "train", "infer": "infer_batch", "latency": "infer_b1"}
+
+
+def ratio_rows(results: list[dict], raw: list[dict] | None = None) -> list[dict]:
+    """ours/1.0.1 (TensorFlow) and ours/SMP (best of JAX/torch, and each backend) per configuration, from the
+    records of :func:`merge_rounds`; with the unmerged records of interleaved rounds (``raw``) also the paired
+    ratios (``train_paired``, ...: medians of the per-call time ratios) and their number of calls."""
     rows = []
     configs = sorted({(r["arch"], r["backbone"], r["size"]) for r in results})
     for arch, backbone, size in configs:
@@ -133,12 +242,20 @@ def ratio_rows(results: list[dict]) -> list[dict]:
                 return None
             return by[b][key] / by[a][key] if invert else by[a][key] / by[b][key]
 
+        def compare(ours, peer):
+            values = {"train": ratio(ours, peer, "train_ips"), "infer": ratio(ours, peer, "infer_ips"),
+                      "latency": ratio(ours, peer, "latency_ms", invert=True), "memory": ratio(ours, peer, memory)}
+            for key, phase in PAIRED_PHASES.items():
+                calls = paired_ratios(raw or [], ours, peer, (arch, backbone, size), phase)
+                if calls:
+                    values[f"{key}_paired"] = statistics.median(calls)
+                    values[f"{key}_pairs"] = len(calls)
+            return values
+
         pairs = [("ours-tensorflow", "sm101-tensorflow"), ("ours-tensorflow", "smp-torch"), ("ours-jax", "smp-torch"),
                  ("ours-torch", "smp-torch"), ("ours-torch", "smp-torch-retain")]
         for ours, peer in pairs:
-            values = {"train": ratio(ours, peer, "train_ips"), "infer": ratio(ours, peer, "infer_ips"),
-                      "latency": ratio(ours, peer, "latency_ms", invert=True),
-                      "memory": ratio(ours, peer, memory)}
+            values = compare(ours, peer)
             if any(v is not None for v in values.values()):
                 rows.append({"arch": arch, "backbone": backbone, "size": size, "ours": ours, "peer": peer, **values})
         best = [o for o in ("ours-jax", "ours-torch") if o in by and by[o]["train_ips"]]
@@ -146,9 +263,7 @@ def ratio_rows(results: list[dict]) -> list[dict]:
         for peer in SMP_PEERS:
             if top and peer in by:
                 rows.append({"arch": arch, "backbone": backbone, "size": size, "ours": f"best({top})", "peer": peer,
-                             "train": ratio(top, peer, "train_ips"), "infer": ratio(top, peer, "infer_ips"),
-                             "latency": ratio(top, peer, "latency_ms", invert=True),
-                             "memory": ratio(top, peer, memory)})
+                             **compare(top, peer)})
     return rows
 
 
@@ -159,8 +274,13 @@ def print_ratios(rows: list[dict]) -> None:
     print("\nRatios (>1 means ours is faster; memory: ours/peer peak RSS, <1 means ours uses less):")
     for r in rows:
         peer = PEER_NAMES.get(r["peer"], r["peer"])
+        paired = ""
+        if any(f"{key}_paired" in r for key in PAIRED_PHASES):
+            paired = "  | paired medians: " + "  ".join(
+                f"{key} {_fmt(r.get(f'{key}_paired'))}x (n={r.get(f'{key}_pairs', 0)})" for key in PAIRED_PHASES)
         print(f"  RATIO {r['arch']}-{r['backbone']}@{r['size']}  {r['ours']}/{peer}: train {_fmt(r['train'])}x  "
-              f"infer {_fmt(r['infer'])}x  b1-latency {_fmt(r['latency'])}x  memory {_fmt(r['memory'])}x", flush=True)
+              f"infer {_fmt(r['infer'])}x  b1-latency {_fmt(r['latency'])}x  memory {_fmt(r['memory'])}x{paired}",
+              flush=True)
 
 
 def machine_info() -> dict:
@@ -200,6 +320,9 @@ def parse_args(argv=None):
     p.add_argument("--infer-steps", type=int, default=None, help="timed inference calls (default 10; --quick 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed first calls (tracing/compilation)")
     p.add_argument("--repeat", type=int, default=1, help="rounds over the contenders (alternating)")
+    p.add_argument("--interleave", action="store_true",
+                   help="each round: the contenders' processes side by side, taking turns call by call (paired "
+                        "ratios; all of a configuration's contenders resident at once)")
     p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto", help="ours and 1.0.1")
     p.add_argument("--smp-channels-last", action="store_true")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
@@ -248,26 +371,20 @@ def main(argv=None) -> int:
                 print(f"\n{arch}-{backbone} {size}x{size} batch {args.batch}", flush=True)
                 for round_ in range(args.repeat):
                     order = args.contenders if round_ % 2 == 0 else list(reversed(args.contenders))
-                    for contender in order:
-                        worker_args = ["--arch", arch, "--backbone", backbone, "--size", str(size),
-                                       "--batch", str(args.batch), "--steps", str(args.steps),
-                                       "--infer-steps", str(args.infer_steps), "--warmup", str(args.warmup),
-                                       "--jit-compile", args.jit_compile, "--device", args.device,
-                                       "--mixed-precision", args.mixed_precision]
-                        if args.smp_channels_last:
-                            worker_args.append("--channels-last")
-                        if contender.endswith("-retain"):
-                            worker_args.append("--retain-freed-memory")
-                        if args.with_other_frameworks:
-                            worker_args.append("--with-other-frameworks")
-                        record = run_worker(contender, worker_args, args.timeout, args.device)
+                    worker_args = {c: contender_args(args, c, arch, backbone, size) for c in order}
+                    if args.interleave:
+                        records = run_interleaved(worker_args, args.timeout, args.device)
+                        measured = ((c, records[c]) for c in order)
+                    else:  # one after the other, each printed when measured
+                        measured = ((c, run_worker(c, worker_args[c], args.timeout, args.device)) for c in order)
+                    for contender, record in measured:
                         record.update(contender_id=contender, arch=arch, backbone=backbone, size=size,
                                       batch=args.batch, round=round_)
                         print_row(contender, record, peak)
                         results.append(record)
                 if args.json_out:  # after every configuration: a grid cut short keeps what it measured
                     write_json(args, started, info, matmul, results, finished=False)
-    rows = ratio_rows(merge_rounds(results))
+    rows = ratio_rows(merge_rounds(results), results)
     print_ratios(rows)
     if args.json_out:
         write_json(args, started, info, matmul, results, finished=True)
@@ -275,11 +392,26 @@ def main(argv=None) -> int:
     return 0 if all(r.get("status") != "error" for r in results) else 1
 
 
+def contender_args(args, contender: str, arch: str, backbone: str, size: int) -> list[str]:
+    """The worker's command-line arguments for one contender and configuration."""
+    worker_args = ["--arch", arch, "--backbone", backbone, "--size", str(size), "--batch", str(args.batch),
+                   "--steps", str(args.steps), "--infer-steps", str(args.infer_steps), "--warmup", str(args.warmup),
+                   "--jit-compile", args.jit_compile, "--device", args.device, "--mixed-precision",
+                   args.mixed_precision]
+    if args.smp_channels_last:
+        worker_args.append("--channels-last")
+    if contender.endswith("-retain"):
+        worker_args.append("--retain-freed-memory")
+    if args.with_other_frameworks:
+        worker_args.append("--with-other-frameworks")
+    return worker_args
+
+
 def write_json(args, started, info: dict, matmul: dict | None, results: list[dict], finished: bool) -> None:
     """The run so far as JSON (``finished_utc`` is null until the last configuration is measured)."""
     payload = {"started_utc": started.isoformat(timespec="seconds"), "argv": sys.argv[1:], "machine": info,
                "matmul": matmul, "settings": {k: v for k, v in vars(args).items() if k != "json_out"},
-               "results": results, "ratios": ratio_rows(merge_rounds(results)),
+               "results": results, "ratios": ratio_rows(merge_rounds(results), results),
                "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds") if finished else None,
                "loadavg_end": os.getloadavg()}
     Path(args.json_out).write_text(json.dumps(payload, indent=1))

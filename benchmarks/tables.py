@@ -13,7 +13,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.run import PEER_NAMES, _fmt, merge_rounds, ratio_rows, summarize  # noqa: E402
+from benchmarks.run import PAIRED_PHASES, PEER_NAMES, _fmt, merge_rounds, ratio_rows, summarize  # noqa: E402
 
 CONTENDER_LABELS = {"ours-tensorflow": "ours (TensorFlow)", "ours-jax": "ours (JAX)", "ours-torch": "ours (torch)",
                     "sm101-tensorflow": "segmentation_models 1.0.1 (TF)", "smp-torch": "SMP 0.6 (torch)",
@@ -46,13 +46,23 @@ def speed_table(payload: dict) -> str:
 
 
 def ratio_table(payload: dict) -> str:
-    rows = ratio_rows(merge_rounds(payload["results"]))
-    lines = ["| model | size | ours / peer | train | infer (batch) | batch-1 latency | peak RSS (ours/peer) |",
-             "|---|---|---|---|---|---|---|"]
+    """Ratios of the best rounds; for interleaved runs also the paired ratios (median of per-call time ratios)."""
+    rows = ratio_rows(merge_rounds(payload["results"]), payload["results"])
+    paired = any(f"{key}_paired" in r for r in rows for key in PAIRED_PHASES)
+    head = "| model | size | ours / peer | train | infer (batch) | batch-1 latency | peak RSS (ours/peer) |"
+    rule = "|---|---|---|---|---|---|---|"
+    if paired:
+        head += " train, paired | infer, paired | batch-1, paired | calls paired (train/infer/b1) |"
+        rule += "---|---|---|---|"
+    lines = [head, rule]
     for r in rows:
         peer = PEER_NAMES.get(r["peer"], r["peer"])
-        lines.append(f"| {r['arch']}-{r['backbone']} | {r['size']} | {r['ours']} / {peer} | {_fmt(r['train'])}x | "
-                     f"{_fmt(r['infer'])}x | {_fmt(r['latency'])}x | {_fmt(r['memory'])}x |")
+        line = (f"| {r['arch']}-{r['backbone']} | {r['size']} | {r['ours']} / {peer} | {_fmt(r['train'])}x | "
+                f"{_fmt(r['infer'])}x | {_fmt(r['latency'])}x | {_fmt(r['memory'])}x |")
+        if paired:
+            line += "".join(f" {_fmt(r.get(f'{key}_paired'))}x |" for key in PAIRED_PHASES)
+            line += " " + "/".join(str(r.get(f"{key}_pairs", 0)) for key in PAIRED_PHASES) + " |"
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -12,6 +12,10 @@ peak memory never mix). Prints one line ``BENCH_RESULT {json}``. Contenders:
 ``--device gpu`` runs every contender on the GPU (an error, not a silent CPU run, when the framework sees none) and
 records the framework's peak device memory; ``--mixed-precision bf16|fp16`` runs ours and 1.0.1 under Keras'
 ``mixed_bfloat16``/``mixed_float16`` policy and SMP under ``torch.autocast`` (with a ``GradScaler`` for fp16).
+
+``--gated`` (``run.py --interleave``): the worker waits for a ``GO`` line on stdin before its build and before each
+warm-up and timed call, announcing each wait with a ``BENCH_GATE`` line, so that the driver can run several
+contenders' processes call by call in turns, one computing at a time.
 """
 from __future__ import annotations
 
@@ -28,6 +32,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "BENCH_RESULT "
+GATE_PREFIX = "BENCH_GATE "
+GATED = {"on": False}
+
+
+def gate(label: str) -> None:
+    """With ``--gated``: announce the next call and wait for the driver's turn (a line on stdin); else nothing."""
+    if not GATED["on"]:
+        return
+    print(GATE_PREFIX + label, flush=True)
+    if not sys.stdin.readline():  # the driver is gone
+        sys.exit(3)
 
 # 1.0.1 has no DeepLabV3+; SMP's encoder names for our backbones. SMP's own 'resnet34' encoder subclasses
 # torchvision's ResNet (not installable here), so timm's identical ResNet-34 ('tu-resnet34') is used.
@@ -50,24 +65,31 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def timed(fn, warmup: int, steps: int) -> dict:
+def timed(fn, warmup: int, steps: int, label: str = "call") -> dict:
     """Call ``fn`` (which must block until its result is ready) warmup+steps times; per-call seconds, and the
-    page faults and system CPU seconds per timed call (the kernel's share: memory handed out again each step)."""
+    page faults and system CPU seconds per timed call (the kernel's share: memory handed out again each step).
+    Each call waits for its turn first (:func:`gate`) when the worker is gated."""
     first = []
-    for _ in range(warmup):
+    for i in range(warmup):
+        gate(f"{label} warmup {i}")
         t0 = time.perf_counter()
         fn()
         first.append(time.perf_counter() - t0)
-    times = []
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    for _ in range(steps):
+    times, starts = [], []
+    faults = system = 0.0
+    for i in range(steps):
+        gate(f"{label} {i}")
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        starts.append(time.time())  # wall clock: comparable across the processes of an interleaved round
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    after = resource.getrusage(resource.RUSAGE_SELF)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        faults += after.ru_minflt - usage.ru_minflt
+        system += after.ru_stime - usage.ru_stime
     return {"median_s": statistics.median(times), "min_s": min(times), "mean_s": statistics.fmean(times),
-            "warmup_s": first, "steps": steps, "page_faults_per_call": (after.ru_minflt - usage.ru_minflt) / steps,
-            "system_s_per_call": (after.ru_stime - usage.ru_stime) / steps}
+            "times_s": times, "starts_unix_s": starts, "warmup_s": first, "steps": steps, "page_faults_per_call": faults / steps,
+            "system_s_per_call": system / steps}
 
 
 def retain_freed_memory() -> bool:
@@ -211,11 +233,11 @@ def run_keras(args) -> dict:
     result["jit_compile"] = args.jit_compile
     if "infer" in args.phases:
         x1 = x[:1]
-        result["infer_b1"] = timed(lambda: model.predict_on_batch(x1), args.warmup, args.infer_steps)
-        result["infer_batch"] = timed(lambda: model.predict_on_batch(x), args.warmup, args.infer_steps)
+        result["infer_b1"] = timed(lambda: model.predict_on_batch(x1), args.warmup, args.infer_steps, "infer_b1")
+        result["infer_batch"] = timed(lambda: model.predict_on_batch(x), args.warmup, args.infer_steps, "infer_batch")
         result["peak_rss_infer_mb"] = peak_rss_mb()
     if "train" in args.phases:
-        result["train"] = timed(lambda: model.train_on_batch(x, y), args.warmup, args.steps)
+        result["train"] = timed(lambda: model.train_on_batch(x, y), args.warmup, args.steps, "train")
         result["peak_rss_train_mb"] = peak_rss_mb()
     result["framework_memory"] = framework_memory_keras(device)
     result["tensorflow_imported"] = sys.modules.get("tensorflow") is not None  # its ~0.5 GB are in the RSS
@@ -272,8 +294,8 @@ def run_smp(args) -> dict:
             with torch.inference_mode(), autocast():
                 return model(batch).float().cpu().numpy()
 
-        result["infer_b1"] = timed(lambda: infer(x1), args.warmup, args.infer_steps)
-        result["infer_batch"] = timed(lambda: infer(x), args.warmup, args.infer_steps)
+        result["infer_b1"] = timed(lambda: infer(x1), args.warmup, args.infer_steps, "infer_b1")
+        result["infer_batch"] = timed(lambda: infer(x), args.warmup, args.infer_steps, "infer_batch")
         result["peak_rss_infer_mb"] = peak_rss_mb()
     if "train" in args.phases:
         model.train()
@@ -290,7 +312,7 @@ def run_smp(args) -> dict:
             scaler.update()
             return loss.item()
 
-        result["train"] = timed(train_step, args.warmup, args.steps)
+        result["train"] = timed(train_step, args.warmup, args.steps, "train")
         result["peak_rss_train_mb"] = peak_rss_mb()
     if device.type == "cuda":
         result["framework_memory"] = {"peak_mb": torch.cuda.max_memory_allocated() / 2**20}
@@ -362,6 +384,8 @@ def parse_args(argv=None):
                         "when installed")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--mixed-precision", choices=("off", "bf16", "fp16"), default="off")
+    p.add_argument("--gated", action="store_true",
+                   help="wait for a GO line on stdin before the build and each call (run.py --interleave)")
     p.add_argument("--matmul-n", type=int, default=2048)
     p.add_argument("--matmul-repeats", type=int, default=5)
     return p.parse_args(argv)
@@ -369,6 +393,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    GATED["on"] = args.gated and args.contender != "matmul"
+    gate("build")  # before the frameworks' imports: they take seconds of CPU too
     if str(ROOT) not in sys.path:
         sys.path.append(str(ROOT))  # for `benchmarks.*`; 1.0.1 comes first on PYTHONPATH when it is measured
     record = {"contender": args.contender, "arch": args.arch, "backbone": args.backbone, "size": args.size,

@@ -300,3 +300,64 @@ def test_accuracy_smp_side_trains_and_scores_like_evaluate(tmp_path):
     assert 0 <= record["test_mean_iou"] <= 1 and record["test_pixels"] < 2 * 360 * 480  # void left out
     table = accuracy.markdown_table([record]).splitlines()
     assert table[0].startswith("| contender | model | epochs | steps |") and "| Unet-tu-resnet18 | 1 | 2 |" in table[2]
+
+
+def _interleaved_record(contender: str, train_times: list[float], round_: int = 0) -> dict:
+    return {"contender_id": contender, "arch": "Unet", "backbone": "resnet34", "size": 256, "batch": 8,
+            "status": "ok", "interleaved": True, "round": round_, "peak_rss_train_mb": 1000.0,
+            "train": {"median_s": sorted(train_times)[len(train_times) // 2], "times_s": train_times}}
+
+
+def test_paired_ratios_pool_the_per_call_ratios_of_interleaved_rounds():
+    from benchmarks.run import merge_rounds
+
+    # round 0: the machine slows down 2x mid-round, on both sides; round 1: ours 1.5x faster throughout
+    raw = [_interleaved_record("ours-torch", [1.0, 1.0, 2.0, 2.0]), _interleaved_record("smp-torch", [1.3, 1.3, 2.6, 2.6]),
+           _interleaved_record("ours-torch", [1.0, 1.0], 1), _interleaved_record("smp-torch", [1.5, 1.5], 1)]
+    (row, _best) = ratio_rows(merge_rounds(raw), raw)
+    assert (row["ours"], row["peer"]) == ("ours-torch", "smp-torch")
+    assert row["train_pairs"] == 6 and row["train_paired"] == pytest.approx(1.3)  # median of 1.3 x4, 1.5 x2
+    assert row["train"] == pytest.approx(1.5)  # best rounds (medians): ours 1.0 s, SMP 1.5 s, both round 1
+    assert "infer_paired" not in row  # no inference calls recorded
+    assert "train_paired" not in ratio_rows(merge_rounds(raw))[0]  # without the unmerged records: no pairing
+
+
+FAKE_GATED_WORKER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from benchmarks import worker
+worker.GATED["on"] = True
+name = sys.argv[sys.argv.index("--contender") + 1]
+worker.gate("build")
+def busy():
+    t = time.perf_counter()
+    while time.perf_counter() - t < 0.05:
+        pass
+record = {{"contender": name, "status": "ok", "train": worker.timed(busy, 1, 4, "train")}}
+print(worker.RESULT_PREFIX + __import__("json").dumps(record), flush=True)
+"""
+
+
+def test_interleaved_workers_compute_one_at_a_time_in_turns(tmp_path, monkeypatch):
+    """run.py --interleave: the contenders' processes take turns call by call, never computing together."""
+    from benchmarks import run
+
+    script = tmp_path / "fake_worker.py"
+    script.write_text(FAKE_GATED_WORKER.format(root=str(ROOT)))
+    monkeypatch.setattr(run, "WORKER", script)
+    records = run.run_interleaved({"ours-torch": [], "smp-torch": [], "smp-torch-retain": []}, timeout=60)
+    windows = []
+    for contender, record in records.items():
+        assert record["status"] == "ok" and record["interleaved"], record
+        train = record["train"]
+        assert len(train["times_s"]) == len(train["starts_unix_s"]) == 4
+        windows += [(start, start + t, contender, i)
+                    for i, (start, t) in enumerate(zip(train["starts_unix_s"], train["times_s"]))]
+    windows.sort()
+    for (_, end, *_), (start, *_) in zip(windows, windows[1:]):
+        assert end <= start + 1e-3, windows  # one call at a time
+    order = [(contender, i) for *_, contender, i in windows]
+    forward, backward = ["ours-torch", "smp-torch", "smp-torch-retain"], ["smp-torch-retain", "smp-torch", "ours-torch"]
+    # turns: build, warm-up, then call i of every contender, the order reversed each turn
+    expected = [(c, i) for i in range(4) for c in (forward if (i + 2) % 2 == 0 else backward)]
+    assert order == expected
