@@ -7,6 +7,7 @@ machine load hits both sides; it prints median(A)/median(B) time ratios (>1: B i
     KERAS_BACKEND=jax        python benchmarks/ab.py bn-fold      # BatchNormalization folded into convs
     KERAS_BACKEND=torch      python benchmarks/ab.py torch-layout # time share of NHWC<->NCHW copies
     KERAS_BACKEND=torch      python benchmarks/ab.py torch-kernels # Keras' kernels vs the package's fast ones
+    KERAS_BACKEND=torch      python benchmarks/ab.py torch-recompute # BN outputs kept vs recomputed in backward
     python benchmarks/ab.py upsampling                            # UpSampling2D nearest vs bilinear
 
 Options: --backbone resnet34 --size 128 --batch 4 --steps 6.
@@ -234,6 +235,44 @@ def exp_torch_kernels(args):
         {"keras": with_kernels(train, False), "fast": with_kernels(train, True)}, args.steps), "keras")
 
 
+def exp_torch_recompute(args):
+    """torch backend: training steps with BatchNormalization outputs (and their activations) kept for the backward
+    pass (``SM_TORCH_RECOMPUTE=0``) vs saved as recipes and recomputed there (the default), alternating step by
+    step in one process; also the bytes autograd keeps at the end of each forward pass. (Peak RSS needs separate
+    processes: ``SM_TORCH_RECOMPUTE=0 python benchmarks/run.py ...`` against the default.)"""
+    import os
+
+    import keras
+    import torch
+
+    from segmentation_models import torch_kernels
+
+    assert keras.backend.backend() == "torch", "run with KERAS_BACKEND=torch"
+    x, y = _data(args)
+    model = _model(args)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="binary_crossentropy")
+
+    def kept_mb(recompute: bool) -> float:
+        """MB that autograd keeps from one training forward pass, parameters excluded."""
+        forward = lambda: model(torch.as_tensor(x), training=True)  # noqa: E731
+        params = sum(v.value.numel() * v.value.element_size() for v in model.trainable_variables)
+        return (torch_kernels.bytes_kept_for_backward(forward, recompute) - params) / 2**20
+
+    def step(flag):
+        def call():
+            os.environ["SM_TORCH_RECOMPUTE"] = flag
+            return model.train_on_batch(x, y)
+        return call
+
+    try:
+        print(f"activations kept for the backward pass: {kept_mb(False):.0f} MB with BN outputs kept, "
+              f"{kept_mb(True):.0f} MB with them recomputed (parameters excluded)", flush=True)
+        report("torch train step (BN outputs)", alternate({"kept": step("0"), "recomputed": step("1")}, args.steps),
+               "kept")
+    finally:
+        os.environ.pop("SM_TORCH_RECOMPUTE", None)
+
+
 def exp_upsampling(args):
     """UpSampling2D nearest vs bilinear at a decoder shape, next to the 3x3 conv that follows it."""
     import keras
@@ -255,7 +294,8 @@ def exp_upsampling(args):
 
 
 EXPERIMENTS = {"tf-jit": exp_tf_jit, "bn-fold": exp_bn_fold, "torch-layout": exp_torch_layout,
-               "torch-kernels": exp_torch_kernels, "upsampling": exp_upsampling}
+               "torch-kernels": exp_torch_kernels, "torch-recompute": exp_torch_recompute,
+               "upsampling": exp_upsampling}
 
 
 def main(argv=None) -> int:

@@ -725,3 +725,91 @@ def test_targets_missing_from_this_keras_are_skipped(monkeypatch):
         monkeypatch.undo()
         torch_kernels.install()
     assert "max_pool" in torch_kernels._ORIGINAL
+
+
+def _recompute_graph():
+    """BatchNormalization outputs, activations, upsamplings and concatenations of them in every position the
+    recompute scope meets."""
+    layers = keras.layers
+    inp = keras.Input((10, 9, 4))
+    x = layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same", use_bias=False)(inp))
+    x = layers.Activation("swish")(x)  # saves its input (a recipe) and its output (a recipe of swish)
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = layers.ReLU()(layers.BatchNormalization()(x))  # in place: its result, at the next version, is a recipe
+    y = layers.Conv2D(8, 1)(x)
+    z = layers.Conv2D(8, 3, padding="same")(x)  # two consumers of the ReLU output
+    shared = layers.BatchNormalization(center=False, scale=False)(layers.Add()([y, z]))
+    a = layers.Activation("relu6")(shared)  # its input has another consumer: a new tensor, both recipes
+    b = layers.Activation("sigmoid")(shared)
+    c = layers.Activation("tanh")(layers.BatchNormalization()(layers.Multiply()([a, b])))  # not recomputed
+    up = layers.UpSampling2D(2)(c)  # of a tensor without recipe: the recipe keeps that (a quarter of the size)
+    bilinear = layers.UpSampling2D(2, interpolation="bilinear")(a)
+    cat = layers.Concatenate()([bilinear, layers.UpSampling2D(2)(x), up])  # of recipes: a recipe
+    d = layers.Conv2D(4, 3, padding="same")(cat)
+    out_bn = layers.BatchNormalization()(layers.Conv2D(3, 1)(d))
+    return keras.Model(inp, [layers.ReLU()(out_bn), out_bn])  # a BN output that is also a model output
+
+
+@pytest.mark.parametrize("build, kept_at_most", [
+    (_recompute_graph, 0.5),  # measured 0.40
+    (_relu_graph, 0.9),  # 0.83: most of its ReLUs follow convolutions, Add or Concatenate
+    (lambda: sm.Unet("resnet18", input_shape=(64, 64, 3), classes=1, encoder_weights=None), 0.5),  # 0.38
+    (lambda: sm.FPN("efficientnetb0", input_shape=(64, 64, 3), classes=2, encoder_weights=None), 0.5),  # 0.42
+], ids=["graph", "relu_graph", "unet_resnet18", "fpn_efficientnetb0"])
+def test_training_recomputes_batch_norm_outputs_with_the_same_gradients(build, kept_at_most, monkeypatch):
+    """BN outputs (relu/swish/relu6/sigmoid of them, upsampled, concatenated) are saved as recipes: the same
+    outputs and gradients as when autograd keeps them, and fewer bytes kept for the backward pass."""
+    import torch
+
+    keras.utils.set_random_seed(5)
+    model = build()
+    shape = (2, *model.input_shape[1:])
+    x = np.random.default_rng(5).standard_normal(shape).astype("float32")
+    state = [v.value.detach().clone() for v in model.non_trainable_variables]
+
+    def run(flag):
+        monkeypatch.setenv("SM_TORCH_RECOMPUTE", flag)
+        for v, s in zip(model.non_trainable_variables, state):  # the same moving statistics and dropout seeds
+            v.value.data.copy_(s)
+        outs, x_grad, grads, _ = _forward_backward(model, x)
+        return outs + [x_grad] + grads + [_np(v.value) for v in model.non_trainable_variables]
+
+    recomputed, kept = run("1"), run("0")
+    for a, b in zip(recomputed, kept):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    forward = lambda: model(torch.tensor(x), training=True)  # noqa: E731
+    with_recipes = torch_kernels.bytes_kept_for_backward(forward)
+    without = torch_kernels.bytes_kept_for_backward(forward, recompute=False)
+    params = sum(w.value.numel() * w.value.element_size() for w in model.trainable_weights)
+    assert with_recipes - params < kept_at_most * (without - params), (with_recipes, without, params)
+
+
+def test_recompute_stays_out_of_callers_hooks_inference_and_mixed_precision(monkeypatch):
+    import torch
+
+    model = sm.Unet("resnet18", input_shape=(64, 64, 3), classes=1, encoder_weights=None)
+    x = torch.rand(2, 64, 64, 3)
+    scopes = []
+    scope = torch_kernels._recompute_scope
+    monkeypatch.setattr(torch_kernels, "_recompute_scope", lambda training: scopes.append(scope(training)))
+    model(x, training=True)
+    assert scopes[-1] is not None  # the outermost training pass opens it
+    seen = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: seen.append(t) or t, lambda t: t):
+        model(x, training=True)  # the caller's hooks see every tensor (e.g. save_on_cpu): none opened
+    assert scopes[-1] is None and len(seen) > 50
+    with torch.no_grad():
+        model(x, training=True)
+    model(x, training=False)
+    monkeypatch.setenv("SM_TORCH_RECOMPUTE", "0")
+    model(x, training=True)
+    assert scopes[-3:] == [None, None, None]
+    monkeypatch.delenv("SM_TORCH_RECOMPUTE")
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = sm.Unet("resnet18", input_shape=(64, 64, 3), classes=1, encoder_weights=None)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    mixed(x, training=True)
+    assert scopes[-1] is None  # autocast: the BN outputs are bfloat16, not recomputed
+    assert getattr(torch_kernels._RECOMPUTE, "registry", None) is None
