@@ -53,7 +53,10 @@ autograd would keep but that are a few elementwise passes away from what it keep
 and recomputed in the backward pass (see :class:`_Recipe`): BatchNormalization outputs, relu/swish/relu6/sigmoid
 of them, UpSampling2D and Concatenate of those. Autograd then keeps 56-60% fewer activation bytes in a
 Unet-resnet34/efficientnetb0 at 256x256, batch 8 (748 -> 298 MB, 1343 -> 585 MB), and the training peak drops to
-SMP's level or below; the recomputation costs 4-7% of a step. ``SM_TORCH_RECOMPUTE=0`` (read per call) keeps them.
+SMP's level or below; the recomputation costs 4-7% of a step. Opt-in: ``SM_TORCH_RECOMPUTE=1`` (read per call).
+Not the default yet: a DeepLabV3 with an auxiliary classification head stops training (non-finite loss after
+the first step, ``tests/test_smp_architectures.py::test_aux_head_returns_mask_and_labels_and_trains_with_two_losses``
+with it on), cause not found.
 
 Anything outside those fast paths (channels_first, 1D/3D convolutions, masks, renorm, synchronized batch
 norm, other axes) goes to Keras' own implementation, and so does everything while ``torch.compile`` traces
@@ -922,13 +925,13 @@ def _step_recipe(op, args, outputs):
 def _recompute_scope(training):
     """A saved_tensors_hooks context that saves registered tensors as recipes (see :class:`_Recipe`), for the
     outermost training forward pass with autograd on, outside any mixed-precision autocast and any saved-tensor
-    hooks of the caller's; None otherwise, and with ``SM_TORCH_RECOMPUTE=0`` (read per call)."""
+    hooks of the caller's, when ``SM_TORCH_RECOMPUTE=1`` (opt-in, read per call); None otherwise."""
     import torch
 
     from .allocator import switched_on
 
     if (training is False or not training[0] or training[1] is not None or not torch.is_grad_enabled()
-            or getattr(_RECOMPUTE, "registry", None) is not None or not switched_on("SM_TORCH_RECOMPUTE")):
+            or getattr(_RECOMPUTE, "registry", None) is not None or not switched_on("SM_TORCH_RECOMPUTE", default="0")):
         return None
     autograd = torch._C._autograd
     try:  # hooks of the caller's (torch.autograd.graph.save_on_cpu, checkpointing) are left to work alone
