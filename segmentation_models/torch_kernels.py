@@ -862,15 +862,15 @@ def _register_recipe(tensor, recipe, version: int | None = None) -> None:
     entry[1][tensor._version if version is None else version] = recipe
 
 
-def _registered_recipe(tensor, version: int | None = None):
-    """The recipe of ``tensor`` at its current version (or ``version``), else None."""
+def _registered_recipe(tensor):
+    """The recipe of ``tensor`` at its current version, else None."""
     registry = getattr(_RECOMPUTE, "registry", None)
     if not registry:
         return None
     entry = registry.get(tensor.untyped_storage().data_ptr())
     if entry is None or entry[0]() is None:
         return None
-    recipe = entry[1].get(tensor._version if version is None else version)
+    recipe = entry[1].get(tensor._version)
     return recipe if recipe is not None and tensor.dtype == recipe.dtype and tensor.device == recipe.device else None
 
 
