@@ -237,7 +237,7 @@ def exp_torch_kernels(args):
 
 def exp_torch_recompute(args):
     """torch backend: training steps with BatchNormalization outputs (and their activations) kept for the backward
-    pass (``SM_TORCH_RECOMPUTE=0``, the default) vs saved as recipes and recomputed there (``=1``), alternating step by
+    pass (``SM_TORCH_RECOMPUTE=0``) vs saved as recipes and recomputed there (``=1``, the default), alternating step by
     step in one process; also the bytes autograd keeps at the end of each forward pass. (Peak RSS needs separate
     processes: ``SM_TORCH_RECOMPUTE=0 python benchmarks/run.py ...`` against the default.)"""
     import os

@@ -53,10 +53,9 @@ autograd would keep but that are a few elementwise passes away from what it keep
 and recomputed in the backward pass (see :class:`_Recipe`): BatchNormalization outputs, relu/swish/relu6/sigmoid
 of them, UpSampling2D and Concatenate of those. Autograd then keeps 56-60% fewer activation bytes in a
 Unet-resnet34/efficientnetb0 at 256x256, batch 8 (748 -> 298 MB, 1343 -> 585 MB), and the training peak drops to
-SMP's level or below; the recomputation costs 4-7% of a step. Opt-in: ``SM_TORCH_RECOMPUTE=1`` (read per call).
-Not the default yet: a DeepLabV3 with an auxiliary classification head stops training (non-finite loss after
-the first step, ``tests/test_smp_architectures.py::test_aux_head_returns_mask_and_labels_and_trains_with_two_losses``
-with it on), cause not found.
+SMP's level or below; the recomputation costs 4-7% of a step. On by default; ``SM_TORCH_RECOMPUTE=0`` (read
+per call) keeps them. A recomputed tensor may differ in the last bit, so layers whose gradient compares saved
+values (a max reduction) keep what they save (see :func:`_takes_recipes`).
 
 Anything outside those fast paths (channels_first, 1D/3D convolutions, masks, renorm, synchronized batch
 norm, other axes) goes to Keras' own implementation, and so does everything while ``torch.compile`` traces
@@ -772,7 +771,8 @@ class _Recipe:
     lowers the peak of a training step. A recipe's tensor is computed once, when the first saved view of it is
     unpacked, and shared by the others until the last is released (a recipe inside another one is computed
     again rather than kept that long); float32 rounding may differ from the forward pass in the last bit (fused
-    multiply-add), nothing else.
+    multiply-add), nothing else, so only layers whose gradient is continuous in what they save get recipes
+    (:func:`_takes_recipes`).
     """
 
     __slots__ = ("function", "args", "in_place", "shape", "stride", "dtype", "device", "value", "__weakref__")
@@ -842,6 +842,57 @@ def _recompute_activations() -> dict:
             activations.silu: (functional.silu, functools.partial(functional.silu, inplace=True)),
             activations.relu6: (functional.relu6, functools.partial(functional.relu6, inplace=True)),
             activations.sigmoid: (torch.sigmoid, torch.sigmoid_)}
+
+
+_RECIPE_SAFE_CLASSES: tuple = ()
+
+
+def _takes_recipes(op) -> bool:
+    """Whether ``op``'s backward pass may use recomputed versions of the tensors it saves.
+
+    A recomputed tensor can differ from the forward pass's in the last bit (see :class:`_Recipe`). That is
+    harmless for a gradient that depends on the saved values continuously (convolutions, products,
+    normalizations, activations, resizes, average pools), but not for one that compares them with a saved
+    result: a max reduction (GlobalMaxPooling2D, GridPooling2D(pooling="max"), a user's ``ops.max``) routes
+    its gradient to the inputs equal to the saved maximum, and with none equal it divides by zero (NaN
+    weights after one step). So only Keras layers known to be continuous, nested functional models (their
+    layers are checked one by one) and this package's layers that declare ``takes_recipes`` qualify; every
+    other layer runs with the tensors it saves kept as they are (see _run_through_graph).
+    """
+    global _RECIPE_SAFE_CLASSES
+    from keras import layers
+
+    if not _RECIPE_SAFE_CLASSES:
+        from keras.src.models.functional import Functional
+
+        _RECIPE_SAFE_CLASSES = (
+            layers.Conv1D, layers.Conv2D, layers.Conv3D, layers.DepthwiseConv2D, layers.SeparableConv2D,
+            layers.Conv2DTranspose, layers.Dense, layers.EinsumDense, layers.BatchNormalization,
+            layers.LayerNormalization, layers.GroupNormalization, layers.ReLU, layers.Softmax, layers.Add,
+            layers.Subtract, layers.Multiply, layers.Average, layers.Concatenate, layers.UpSampling2D,
+            layers.MaxPooling2D, layers.AveragePooling2D, layers.GlobalAveragePooling2D, layers.ZeroPadding2D,
+            layers.Cropping2D, layers.Reshape, layers.Permute, layers.Flatten, layers.Dropout,
+            layers.SpatialDropout2D, layers.Identity, layers.Resizing, Functional)  # MaxPooling2D: by indices
+    kind = type(op)
+    if kind is layers.Activation:  # the built-in activations; a function of the user's may reduce
+        return getattr(op.activation, "__module__", "").startswith("keras.")
+    return kind in _RECIPE_SAFE_CLASSES or getattr(op, "takes_recipes", False) is True
+
+
+def _keep_saved(tensor):
+    """saved_tensors_hooks pack/unpack that keeps a tensor as it is (above the recompute scope's hooks)."""
+    return tensor
+
+
+def _keeping_saved(call):
+    """``call`` with the tensors that autograd saves during it kept as they are (not as recipes)."""
+    import torch
+
+    def keeping(*args, **kwargs):
+        with torch.autograd.graph.saved_tensors_hooks(_keep_saved, _keep_saved):
+            return call(*args, **kwargs)
+
+    return keeping
 
 
 def _register_recipe(tensor, recipe, version: int | None = None) -> None:
@@ -925,13 +976,13 @@ def _step_recipe(op, args, outputs):
 def _recompute_scope(training):
     """A saved_tensors_hooks context that saves registered tensors as recipes (see :class:`_Recipe`), for the
     outermost training forward pass with autograd on, outside any mixed-precision autocast and any saved-tensor
-    hooks of the caller's, when ``SM_TORCH_RECOMPUTE=1`` (opt-in, read per call); None otherwise."""
+    hooks of the caller's, unless ``SM_TORCH_RECOMPUTE=0`` (read per call); None otherwise."""
     import torch
 
     from .allocator import switched_on
 
     if (training is False or not training[0] or training[1] is not None or not torch.is_grad_enabled()
-            or getattr(_RECOMPUTE, "registry", None) is not None or not switched_on("SM_TORCH_RECOMPUTE", default="0")):
+            or getattr(_RECOMPUTE, "registry", None) is not None or not switched_on("SM_TORCH_RECOMPUTE", default="1")):
         return None
     autograd = torch._C._autograd
     try:  # hooks of the caller's (torch.autograd.graph.save_on_cpu, checkpointing) are left to work alone
@@ -984,7 +1035,10 @@ def _run_through_graph(function, original, inputs, operation_fn):
 
     schedule = _schedule(function)
     if schedule is None:
-        return original(function, inputs, operation_fn=operation_fn)
+        if getattr(_RECOMPUTE, "registry", None) is None:
+            return original(function, inputs, operation_fn=operation_fn)
+        with torch.autograd.graph.saved_tensors_hooks(_keep_saved, _keep_saved):  # its layers are not checked
+            return original(function, inputs, operation_fn=operation_fn)
     tensor_dict = {id(x): y for x, y in zip(function.inputs, tree.flatten(inputs))}
     lookup = getattr(function, "_get_operation_for_node", None)
 
@@ -1025,6 +1079,8 @@ def _run_through_graph(function, original, inputs, operation_fn):
                     call = _direct_call(node.operation, training[0])
                 else:
                     call = operation(node)
+                if recording and not _takes_recipes(node.operation):
+                    call = _keeping_saved(call)
                 if not isinstance(fusion, tuple):
                     outputs = call(*args, **kwargs)
                 else:

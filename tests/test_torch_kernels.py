@@ -784,10 +784,62 @@ def test_training_recomputes_batch_norm_outputs_with_the_same_gradients(build, k
     assert with_recipes - params < kept_at_most * (without - params), (with_recipes, without, params)
 
 
+class _ChannelPeak(keras.layers.Layer):
+    """A user's layer: the maximum over height and width (a gradient that compares inputs with the maximum)."""
+
+    def call(self, x):
+        return keras.ops.max(x, axis=(1, 2))
+
+
+def _max_reduction_graph():
+    """BN(-ReLU) outputs, which would be recipes, into max reductions: GlobalMaxPooling2D, GridPooling2D(max) and
+    a user's layer; the same tensors also into layers that take recipes."""
+    from segmentation_models.blocks import GridPooling2D
+
+    layers = keras.layers
+    # trained-like scales and offsets: with gamma 1 and beta 0 the recomputation happens to be bit-exact
+    bn = lambda: layers.BatchNormalization(gamma_initializer=keras.initializers.RandomUniform(0.5, 1.5),  # noqa: E731
+                                           beta_initializer=keras.initializers.RandomNormal())
+    inp = keras.Input((16, 16, 8))
+    x = layers.ReLU()(bn()(layers.Conv2D(64, 3, padding="same", use_bias=False)(inp)))
+    y = bn()(layers.Conv2D(64, 3, padding="same", use_bias=False)(x))
+    grid = layers.Flatten()(GridPooling2D(2, pooling="max")(y))
+    avg = layers.Flatten()(GridPooling2D(2)(y))
+    peaks = layers.Concatenate()([layers.GlobalMaxPooling2D()(x), _ChannelPeak()(y), grid, avg])
+    return keras.Model(inp, [layers.Dense(3)(peaks), layers.Conv2D(2, 1)(x)])
+
+
+def test_max_reductions_keep_their_inputs_instead_of_recipes(monkeypatch):
+    """A recomputed tensor may differ in the last bit, and a max reduction's gradient goes to the inputs equal to
+    its saved maximum (none: 0/0). Layers not known to take recipes keep what they save: the same gradients with
+    recompute on as off (before: NaN weights after one step of a DeepLabV3 with a max-pooling aux head)."""
+    from segmentation_models.blocks import GridPooling2D
+
+    assert not torch_kernels._takes_recipes(keras.layers.GlobalMaxPooling2D())
+    assert not torch_kernels._takes_recipes(GridPooling2D(2, pooling="max")) and not torch_kernels._takes_recipes(
+        _ChannelPeak())
+    assert torch_kernels._takes_recipes(GridPooling2D(2)) and torch_kernels._takes_recipes(keras.layers.Conv2D(2, 1))
+    assert not torch_kernels._takes_recipes(keras.layers.Activation(lambda t: t - keras.ops.max(t)))
+    keras.utils.set_random_seed(3)
+    model = _max_reduction_graph()
+    x = np.random.default_rng(3).standard_normal((2, 16, 16, 8)).astype("float32")
+    state = [v.value.detach().clone() for v in model.non_trainable_variables]
+    results = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("SM_TORCH_RECOMPUTE", flag)
+        for v, s in zip(model.non_trainable_variables, state):
+            v.value.data.copy_(s)
+        outs, x_grad, grads, _ = _forward_backward(model, x)
+        results.append(outs + [x_grad] + grads)
+    for a, b in zip(*results):
+        assert np.isfinite(a).all()
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_recompute_stays_out_of_callers_hooks_inference_and_mixed_precision(monkeypatch):
     import torch
 
-    monkeypatch.setenv("SM_TORCH_RECOMPUTE", "1")  # opt-in
+    monkeypatch.delenv("SM_TORCH_RECOMPUTE", raising=False)  # on by default
     model = sm.Unet("resnet18", input_shape=(64, 64, 3), classes=1, encoder_weights=None)
     x = torch.rand(2, 64, 64, 3)
     scopes = []

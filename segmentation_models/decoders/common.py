@@ -43,6 +43,8 @@ class PadToMultiple(keras.layers.Layer):
     guarantees it.
     """
 
+    takes_recipes = True  # its backward pass may use recomputed inputs (torch_kernels._takes_recipes)
+
     def __init__(self, multiple: int, mode: str = "reflect", **kwargs):
         super().__init__(autocast=False, **kwargs)
         if mode not in ("reflect", "constant"):
@@ -69,6 +71,8 @@ class PadToMultiple(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="segmentation_models")
 class CropToInput(keras.layers.Layer):
     """Crop ``[output, image]``'s output back to the image's height and width (undoes `PadToMultiple`)."""
+
+    takes_recipes = True  # its backward pass may use recomputed inputs (torch_kernels._takes_recipes)
 
     def __init__(self, multiple: int, **kwargs):
         super().__init__(autocast=False, **kwargs)
