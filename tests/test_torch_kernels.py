@@ -836,6 +836,37 @@ def test_max_reductions_keep_their_inputs_instead_of_recipes(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_double_backward_through_recipes_gives_the_same_second_order_gradients(monkeypatch):
+    """A gradient penalty (``create_graph=True``): autograd re-attaches each unpacked recipe value to the saved
+    tensor's place in the graph, so second-order gradients through recomputed BN outputs and swish match."""
+    import torch
+
+    keras.utils.set_random_seed(1)
+    layers = keras.layers
+    inp = keras.Input((8, 8, 3))
+    x = layers.Activation("swish")(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(inp)))
+    out = layers.Conv2D(2, 1)(layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(x))))
+    model = keras.Model(inp, out)
+    data = torch.tensor(np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype("float32"))
+    unpacked, unpack = [], torch_kernels._unpack_saved
+    monkeypatch.setattr(torch_kernels, "_unpack_saved", lambda p: unpacked.append(type(p) is tuple) or unpack(p))
+    state = [v.value.detach().clone() for v in model.non_trainable_variables]
+    results = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("SM_TORCH_RECOMPUTE", flag)
+        for v, s in zip(model.non_trainable_variables, state):
+            v.value.data.copy_(s)
+        xt = data.clone().requires_grad_(True)
+        y = model(xt, training=True)
+        (g,) = torch.autograd.grad((y * y).sum(), xt, create_graph=True)
+        penalty = (g ** 2).sum()
+        results.append([_np(t) for t in torch.autograd.grad(penalty, [w.value for w in model.trainable_weights])])
+        if flag == "1":
+            assert sum(unpacked) >= 4  # recipes were unpacked, also in the second backward pass
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_recompute_stays_out_of_callers_hooks_inference_and_mixed_precision(monkeypatch):
     import torch
 
