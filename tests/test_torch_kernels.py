@@ -727,6 +727,18 @@ def test_targets_missing_from_this_keras_are_skipped(monkeypatch):
     assert "max_pool" in torch_kernels._ORIGINAL
 
 
+def _with_and_without_recompute(model, monkeypatch, step):
+    """``step()`` with SM_TORCH_RECOMPUTE=1, then =0, from the same moving statistics (and dropout seeds)."""
+    state = [v.value.detach().clone() for v in model.non_trainable_variables]
+    results = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("SM_TORCH_RECOMPUTE", flag)
+        for v, saved in zip(model.non_trainable_variables, state):
+            v.value.data.copy_(saved)
+        results.append(step())
+    return results
+
+
 def _recompute_graph():
     """BatchNormalization outputs, activations, upsamplings and concatenations of them in every position the
     recompute scope meets."""
@@ -765,16 +777,12 @@ def test_training_recomputes_batch_norm_outputs_with_the_same_gradients(build, k
     model = build()
     shape = (2, *model.input_shape[1:])
     x = np.random.default_rng(5).standard_normal(shape).astype("float32")
-    state = [v.value.detach().clone() for v in model.non_trainable_variables]
 
-    def run(flag):
-        monkeypatch.setenv("SM_TORCH_RECOMPUTE", flag)
-        for v, s in zip(model.non_trainable_variables, state):  # the same moving statistics and dropout seeds
-            v.value.data.copy_(s)
+    def run():
         outs, x_grad, grads, _ = _forward_backward(model, x)
         return outs + [x_grad] + grads + [_np(v.value) for v in model.non_trainable_variables]
 
-    recomputed, kept = run("1"), run("0")
+    recomputed, kept = _with_and_without_recompute(model, monkeypatch, run)
     for a, b in zip(recomputed, kept):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     forward = lambda: model(torch.tensor(x), training=True)  # noqa: E731
@@ -823,15 +831,12 @@ def test_max_reductions_keep_their_inputs_instead_of_recipes(monkeypatch):
     keras.utils.set_random_seed(3)
     model = _max_reduction_graph()
     x = np.random.default_rng(3).standard_normal((2, 16, 16, 8)).astype("float32")
-    state = [v.value.detach().clone() for v in model.non_trainable_variables]
-    results = []
-    for flag in ("1", "0"):
-        monkeypatch.setenv("SM_TORCH_RECOMPUTE", flag)
-        for v, s in zip(model.non_trainable_variables, state):
-            v.value.data.copy_(s)
+
+    def run():
         outs, x_grad, grads, _ = _forward_backward(model, x)
-        results.append(outs + [x_grad] + grads)
-    for a, b in zip(*results):
+        return outs + [x_grad] + grads
+
+    for a, b in zip(*_with_and_without_recompute(model, monkeypatch, run)):
         assert np.isfinite(a).all()
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -850,19 +855,15 @@ def test_double_backward_through_recipes_gives_the_same_second_order_gradients(m
     data = torch.tensor(np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype("float32"))
     unpacked, unpack = [], torch_kernels._unpack_saved
     monkeypatch.setattr(torch_kernels, "_unpack_saved", lambda p: unpacked.append(type(p) is tuple) or unpack(p))
-    state = [v.value.detach().clone() for v in model.non_trainable_variables]
-    results = []
-    for flag in ("1", "0"):
-        monkeypatch.setenv("SM_TORCH_RECOMPUTE", flag)
-        for v, s in zip(model.non_trainable_variables, state):
-            v.value.data.copy_(s)
+
+    def penalty_gradients():
         xt = data.clone().requires_grad_(True)
         y = model(xt, training=True)
         (g,) = torch.autograd.grad((y * y).sum(), xt, create_graph=True)
-        penalty = (g ** 2).sum()
-        results.append([_np(t) for t in torch.autograd.grad(penalty, [w.value for w in model.trainable_weights])])
-        if flag == "1":
-            assert sum(unpacked) >= 4  # recipes were unpacked, also in the second backward pass
+        return [_np(t) for t in torch.autograd.grad((g ** 2).sum(), [w.value for w in model.trainable_weights])]
+
+    results = _with_and_without_recompute(model, monkeypatch, penalty_gradients)
+    assert sum(unpacked) >= 4  # recipes were unpacked (with recompute on)
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
