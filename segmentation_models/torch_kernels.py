@@ -1035,10 +1035,8 @@ def _run_through_graph(function, original, inputs, operation_fn):
 
     schedule = _schedule(function)
     if schedule is None:
-        if getattr(_RECOMPUTE, "registry", None) is None:
-            return original(function, inputs, operation_fn=operation_fn)
-        with torch.autograd.graph.saved_tensors_hooks(_keep_saved, _keep_saved):  # its layers are not checked
-            return original(function, inputs, operation_fn=operation_fn)
+        recording = getattr(_RECOMPUTE, "registry", None) is not None  # Keras' executor: its layers go unchecked
+        return (_keeping_saved(original) if recording else original)(function, inputs, operation_fn=operation_fn)
     tensor_dict = {id(x): y for x, y in zip(function.inputs, tree.flatten(inputs))}
     lookup = getattr(function, "_get_operation_for_node", None)
 
