@@ -64,7 +64,10 @@ def test_deeplabv3plus_on_a_dilated_efficientnet(tmp_path, reload_checker):
     # 2026-12-02: 0.765, 0.775, 0.766); over 6 steps the fall is 0.01-0.02 for seeds 0-4 against ~0.005 of noise
     model = check_model(lambda: _build("DeepLabV3Plus", "efficientnetb0"), SHAPE, 1, tmp_path, reload_checker,
                         label="DeepLabV3Plus-efficientnetb0", train=BACKEND != "jax", steps=6)
-    assert model.get_layer("top_activation").output.shape[1:] == (4, 4, 1280)
+    # SMP's taps: ASPP on the last block's output (320 channels), not on 1.0.1's 1280-channel top_activation
+    assert model.get_layer("block7a_project_bn").output.shape[1:] == (4, 4, 320)
+    assert "top_conv" not in [layer.name for layer in model.layers]
+    assert model.get_layer("decoder_highres_conv").input.shape[1:] == (16, 16, 24)  # block2b_add
     assert model.get_layer("block6b_dwconv").dilation_rate == (2, 2)
 
 
@@ -180,6 +183,56 @@ def test_bad_arguments_raise_clear_errors(build, message):
 
 def _trainable_params(model, prefixes):
     return sum(int(np.prod(w.shape)) for l in model.layers if l.name.startswith(prefixes) for w in l.trainable_weights)
+
+
+def _tapped_backbone_layers(model, backbone: str) -> set:
+    """Names of the backbone layers whose outputs feed a layer outside the backbone (the decoder's taps)."""
+    inside = {layer.name for layer in get_backbone_spec(backbone).build(keras.Input(SHAPE)).layers}
+    tapped = set()
+    for layer in model.layers:
+        if layer.name in inside:
+            continue
+        for node in layer._inbound_nodes[:1]:
+            tapped |= {t._keras_history.operation.name for t in node.input_tensors} & inside
+    return tapped
+
+
+@pytest.mark.skipif(not pick([1], []), reason="build-only layout check, backend independent: TensorFlow only")
+@pytest.mark.parametrize("backbone", ["efficientnetb0", "mobilenetv2"])
+def test_smp_architectures_tap_the_backbone_where_smp_does(backbone):
+    """SMP's architectures take SMP's encoder features (each stage's output); 1.0.1's keep 1.0.1's skips."""
+    spec = get_backbone_spec(backbone)
+    smp_taps, taps_101 = set(spec.smp_features.values()), set(spec.features.values())
+    builds = {arch: (lambda arch=arch: _build(arch, backbone)) for arch in SMALL}
+    builds["FPN-smp"] = lambda: sm.FPN(backbone, input_shape=SHAPE, encoder_weights=None, pyramid_style="smp")
+    builds["SegFormer"] = lambda: sm.SegFormer(backbone, input_shape=SHAPE, encoder_weights=None)
+    for arch, build in builds.items():
+        if arch in DILATED and not spec.can_dilate:
+            continue
+        tapped = _tapped_backbone_layers(build(), backbone)
+        assert spec.smp_features[32] in tapped and tapped <= smp_taps, (arch, tapped)
+    full = {"UnetPlusPlus", "MAnet", "UPerNet"}  # these use all five strides
+    for arch in full:
+        assert _tapped_backbone_layers(builds[arch](), backbone) == smp_taps, arch
+    for build in (lambda: sm.Unet(backbone, input_shape=SHAPE, encoder_weights=None),
+                  lambda: sm.FPN(backbone, input_shape=SHAPE, encoder_weights=None)):
+        assert _tapped_backbone_layers(build(), backbone) == taps_101
+
+
+def test_feature_layouts_are_validated():
+    from segmentation_models.backbones.factory import build_encoder
+    from segmentation_models.backbones.registry import BackboneSpec, register_backbone
+
+    with pytest.raises(ValueError, match="feature_layout must be one of"):
+        build_encoder("resnet18", input_shape=SHAPE, encoder_weights=None, feature_layout="pytorch")
+    spec = get_backbone_spec("resnet18")
+    assert spec.feature_layers("smp") is spec.features  # no SMP-specific taps: the same
+    bad = dict(name="resnet18_bad_layout", family="test", builder=spec.builder, features=spec.features,
+               channels=spec.channels, default_skips=spec.default_skips)
+    with pytest.raises(ValueError, match="go together"):
+        register_backbone(BackboneSpec(**bad, smp_features=dict(spec.features)))
+    with pytest.raises(ValueError, match="must have the strides of features"):
+        register_backbone(BackboneSpec(**bad, smp_features={32: "relu1"}, smp_channels={32: 512}))
 
 
 @pytest.mark.skipif(not pick([1], []), reason="build-only size check, backend independent: TensorFlow only")

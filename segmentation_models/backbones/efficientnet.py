@@ -158,6 +158,19 @@ EFFICIENTNET_FEATURES = {2: "block2a_expand_activation", 4: "block3a_expand_acti
                          8: "block4a_expand_activation", 16: "block6a_expand_activation", 32: "top_activation"}
 
 
+def _efficientnet_smp_taps(width: float, depth: float) -> tuple[dict[int, str], dict[int, int]]:
+    """SMP's taps: the stem, then the output of the stages that end at strides 4, 8, 16 and 32 (blocks 2, 3, 5
+    and 7; SMP's efficientnet-b0 alone takes block 5a's instead of 5c's, same channels)."""
+    features, channels = {2: "stem_activation"}, {2: round_filters(32, width)}
+    for stride, stage in ((4, 1), (8, 2), (16, 4), (32, 6)):
+        args = DEFAULT_BLOCKS_ARGS[stage]
+        repeats = round_repeats(args.num_repeat, depth)
+        last = f"block{stage + 1}{string.ascii_lowercase[repeats - 1]}_"
+        features[stride] = last + ("add" if repeats > 1 else "project_bn")
+        channels[stride] = round_filters(args.output_filters, width)
+    return features, channels
+
+
 def _efficientnet_builder(width: float, depth: float, name: str):
     def builder(input_tensor, output_stride: int = 32, **_):
         return build_efficientnet(input_tensor, width, depth, name=name, output_stride=output_stride)
@@ -186,5 +199,7 @@ for _name, (_width, _depth, _resolution, _dropout) in EFFICIENTNET_PARAMS.items(
             first_conv="stem_conv",
             can_dilate=True,
             description=f"EfficientNet-B{_name[-1]} (efficientnet 1.0.0 layout, {_resolution}px ImageNet)",
+            smp_features=_efficientnet_smp_taps(_width, _depth)[0],
+            smp_channels=_efficientnet_smp_taps(_width, _depth)[1],
         )
     )

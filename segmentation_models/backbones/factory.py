@@ -18,7 +18,7 @@ from ..weights import (
 )
 from ..weights.converters import convert_checkpoint, is_safetensors_file
 from ..weights.loading import WeightsMismatchError, assign_weights
-from .registry import BackboneSpec, get_backbone_spec
+from .registry import BackboneSpec, check_feature_layout, get_backbone_spec
 
 logger = logging.getLogger("segmentation_models")
 
@@ -36,6 +36,13 @@ class Encoder:
     # and the multiple it is padded to (see `decoders.common.start`).
     image: keras.KerasTensor | None = None
     pad_multiple: int = 1
+    # Where decoders tap the backbone: '1.0.1' (its skips) or 'smp' (SMP's taps, see BackboneSpec.smp_features).
+    layout: str = "1.0.1"
+
+    @property
+    def features(self):
+        """``{stride: layer name}`` of this encoder's feature maps (the largest stride is its output)."""
+        return self.spec.feature_layers(self.layout)
 
     @property
     def input(self):
@@ -44,12 +51,12 @@ class Encoder:
 
     @property
     def output(self):
-        """The backbone's last feature map, as a tensor of the model's graph."""
-        if self.image is None:
+        """The deepest feature map (the backbone's last, unless the layout taps earlier), in the model's graph."""
+        if self.image is None and self.features[self.spec.output_stride] == self.spec.features[self.spec.output_stride]:
             return self.model.output
         # A backbone built on a padded tensor is a model with a cloned input whose `output` is a copy
         # outside the model's graph; the layer's own output is in it.
-        return self.layer_output(self.spec.features[self.spec.output_stride])
+        return self.layer_output(self.features[self.spec.output_stride])
 
     def layer_output(self, ref: str | int):
         """Output of a backbone layer given by name or index, with a helpful error."""
@@ -66,14 +73,17 @@ class Encoder:
 
     def feature(self, stride: int):
         """The feature map at ``stride`` (2, 4, 8, 16, 32)."""
-        if stride not in self.spec.features:
-            raise ValueError(f"backbone {self.spec.name!r} has no feature map at stride {stride}; it has {sorted(self.spec.features)}")
-        return self.layer_output(self.spec.features[stride])
+        if stride not in self.features:
+            raise ValueError(f"backbone {self.spec.name!r} has no feature map at stride {stride}; it has {sorted(self.features)}")
+        return self.layer_output(self.features[stride])
 
     def skips(self, encoder_features, n: int) -> list:
-        """Skip tensors, deepest first: 1.0.1's defaults or the user's names/indices."""
-        if encoder_features == "default":
-            refs: Sequence = list(self.spec.default_skips)[:n]
+        """Skip tensors, deepest first: the layout's defaults (1.0.1's skips, or SMP's taps below the output
+        stride) or the user's names/indices."""
+        if encoder_features == "default" and self.features is not self.spec.features:
+            refs: Sequence = [self.features[s] for s in sorted(self.features, reverse=True)[1:]][:n]
+        elif encoder_features == "default":
+            refs = list(self.spec.default_skips)[:n]
         elif isinstance(encoder_features, (list, tuple)):
             refs = list(encoder_features)
         else:
@@ -158,9 +168,14 @@ def build_encoder(
     input_shape=(None, None, 3),
     encoder_weights="imagenet",
     input_tensor=None,
+    feature_layout: str = "1.0.1",
     **kwargs,
 ) -> Encoder:
-    """Build backbone ``backbone_name`` (validated), load its weights and return an `Encoder`."""
+    """Build backbone ``backbone_name`` (validated), load its weights and return an `Encoder`.
+
+    ``feature_layout``: where decoders tap it, '1.0.1' (its skips) or 'smp' (SMP's, see `BackboneSpec.smp_features`).
+    """
+    check_feature_layout(feature_layout)
     spec = get_backbone_spec(backbone_name)
     options = _check_kwargs(kwargs)
     if options.get("output_stride", 32) != 32 and not spec.can_dilate:
@@ -170,7 +185,7 @@ def build_encoder(
     model = spec.build(inputs, **options)
     if encoder_weights is not None:
         load_encoder_weights(model, spec, encoder_weights)
-    return Encoder(model, spec)
+    return Encoder(model, spec, layout=feature_layout)
 
 
 def freeze_encoder(model: keras.Model) -> None:

@@ -46,6 +46,10 @@ register_backbone(
                   16: "block_13_expand_relu", 32: "out_relu"},
         channels={2: 96, 4: 144, 8: 192, 16: 576, 32: 1280},
         default_skips=("block_13_expand_relu", "block_6_expand_relu", "block_3_expand_relu", "block_1_expand_relu"),
+        # SMP (torchvision's MobileNetV2) taps the output of the last block at each stride
+        smp_features={2: "expanded_conv_project_BN", 4: "block_2_add", 8: "block_5_add", 16: "block_12_add",
+                      32: "out_relu"},
+        smp_channels={2: 16, 4: 24, 8: 32, 16: 96, 32: 1280},
         preprocessing="tf",
         first_conv="Conv1",
         description="MobileNetV2, alpha 1.0 (keras.applications layout)",

@@ -14,6 +14,8 @@ __all__ = [
     "available_backbones",
     "suggest_names",
     "validate_output_stride",
+    "check_feature_layout",
+    "FEATURE_LAYOUTS",
 ]
 
 
@@ -42,6 +44,10 @@ class BackboneSpec:
             image-classifiers/1.0.1 files) or ``"by_order"`` (keras.applications files, whose stored
             names differ from Keras 3's: matched by position as keras.applications itself does).
         notes: family remarks for the docs (missing strides, input padding, preprocessing inside).
+        smp_features: ``{stride: layer name}`` where segmentation_models.pytorch taps the backbone elsewhere
+            than 1.0.1 (EfficientNet, MobileNetV2: SMP takes each stage's output, 1.0.1 the next block's
+            expansion); the SMP architectures use these (``feature_layout="smp"``). None: same as ``features``.
+        smp_channels: ``{stride: channels}`` of ``smp_features``.
     """
 
     name: str
@@ -59,10 +65,22 @@ class BackboneSpec:
     builder_options: Mapping[str, object] = field(default_factory=dict)
     weights_layout: str = "by_name"
     notes: str = ""
+    smp_features: Mapping[int, str] | None = None
+    smp_channels: Mapping[int, int] | None = None
 
     @property
     def output_stride(self) -> int:
         return max(self.features)
+
+    def feature_layers(self, layout: str = "1.0.1") -> Mapping[int, str]:
+        """``{stride: layer name}`` of the ``layout``: '1.0.1' (Unet, FPN, Linknet, PSPNet) or 'smp'."""
+        check_feature_layout(layout)
+        return self.smp_features if layout == "smp" and self.smp_features else self.features
+
+    def feature_channels(self, layout: str = "1.0.1") -> Mapping[int, int]:
+        """``{stride: channels}`` of the ``layout``'s feature maps."""
+        check_feature_layout(layout)
+        return self.smp_channels if layout == "smp" and self.smp_channels else self.channels
 
     def build(self, input_tensor, **options) -> keras.Model:
         """Build the backbone on ``input_tensor`` and return it as a functional model."""
@@ -86,8 +104,21 @@ def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     missing = set(spec.features) ^ set(spec.channels)
     if missing:
         raise ValueError(f"{spec.name}: features and channels disagree on strides {sorted(missing)}")
+    if (spec.smp_features is None) != (spec.smp_channels is None):
+        raise ValueError(f"{spec.name}: smp_features and smp_channels go together")
+    if spec.smp_features is not None and not set(spec.smp_features) == set(spec.smp_channels) == set(spec.features):
+        raise ValueError(f"{spec.name}: smp_features and smp_channels must have the strides of features")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+FEATURE_LAYOUTS = ("1.0.1", "smp")
+
+
+def check_feature_layout(layout: str) -> str:
+    if layout not in FEATURE_LAYOUTS:
+        raise ValueError(f"feature_layout must be one of {list(FEATURE_LAYOUTS)}, got {layout!r}")
+    return layout
 
 
 def validate_output_stride(output_stride: int) -> int:

@@ -33,7 +33,11 @@ Every backbone is a name for `backbone_name` (`sm.Unet("convnext_tiny", ...)`); 
 - **Parameters**: of the encoder alone (no decoder), for 3 input channels.
 - **Features**: the encoder's feature maps as `stride: channels`; decoders take their skips from them.
   A family without a map at some stride (ConvNeXt has none at stride 2, its stem has stride 4) is
-  served by every decoder: it upsamples without a skip there.
+  served by every decoder: it upsamples without a skip there. Where segmentation_models.pytorch taps
+  the backbone elsewhere than 1.0.1 (EfficientNet, MobileNetV2: SMP takes each stage's last block, 1.0.1
+  the next block's expansion, and EfficientNet's head convolution as its output), the architectures
+  that come from SMP (Unet++, MAnet, PAN, DeepLabV3/V3+, UPerNet, SegFormer, `FPN(pyramid_style="smp")`)
+  use SMP's taps, given after "SMP:"; Unet, FPN, Linknet and PSPNet keep 1.0.1's.
 - **Weights**: registered pretrained files (`encoder_weights=`); each has a recorded URL and hash
   (`segmentation-models weights list`).
 - **Preprocessing**: what `sm.get_preprocessing(name)` does to images in 0..255. Families that
@@ -95,6 +99,8 @@ def backbones_markdown(parameters: Mapping[str, int] | None = None) -> str:
         if name not in parameters:
             parameters[name] = count_parameters(name)
         features = ", ".join(f"{s}: {spec.channels[s]}" for s in STRIDES if s in spec.channels)
+        if spec.smp_channels:
+            features += "; SMP: " + ", ".join(f"{s}: {spec.smp_channels[s]}" for s in STRIDES if s in spec.smp_channels)
         lines.append(
             f"| `{name}` | {spec.family} | {_millions(parameters[name])} ({parameters[name]:,}) | {features} "
             f"| {_weights(name)} | {PREPROCESSING_TEXT.get(spec.preprocessing, spec.preprocessing)} "

@@ -104,10 +104,13 @@ def min_input_size(backbone_min: int, size_multiple: int) -> int:
     return max(backbone_min, size_multiple // 2 + 1) if size_multiple > 1 else backbone_min
 
 
-def start(backbone_name, input_shape, classes, activation, encoder_weights, size_multiple=32, **kwargs) -> Encoder:
+def start(backbone_name, input_shape, classes, activation, encoder_weights, size_multiple=32,
+          feature_layout: str = "1.0.1", **kwargs) -> Encoder:
     """Validate the common arguments, make the input (padded to ``size_multiple`` when needed), build the encoder.
 
-    ``size_multiple`` is what the decoder needs the backbone's input to divide by (32 for five x2 stages).
+    ``size_multiple`` is what the decoder needs the backbone's input to divide by (32 for five x2 stages);
+    ``feature_layout`` where the decoder taps the backbone: '1.0.1' (1.0.1's architectures) or 'smp'
+    (segmentation_models.pytorch's taps, for the architectures that come from it).
     """
     check_classes(classes)
     check_activation(activation)
@@ -115,9 +118,11 @@ def start(backbone_name, input_shape, classes, activation, encoder_weights, size
     image = make_input(input_shape, kwargs.pop("input_tensor", None), spec,
                        min_size=min_input_size(spec.min_input_size, size_multiple))
     if not needs_padding(image.shape[1:], size_multiple):
-        return build_encoder(backbone_name, encoder_weights=encoder_weights, input_tensor=image, **kwargs)
+        return build_encoder(backbone_name, encoder_weights=encoder_weights, input_tensor=image,
+                             feature_layout=feature_layout, **kwargs)
     padded = PadToMultiple(size_multiple, name=PAD_LAYER_NAME)(image)
-    encoder = build_encoder(backbone_name, encoder_weights=encoder_weights, input_tensor=padded, **kwargs)
+    encoder = build_encoder(backbone_name, encoder_weights=encoder_weights, input_tensor=padded,
+                            feature_layout=feature_layout, **kwargs)
     return dataclasses.replace(encoder, image=image, pad_multiple=size_multiple)
 
 
@@ -229,7 +234,7 @@ def aux_head(x, aux_params: dict | None):
 
 def pyramid_features(encoder: Encoder, encoder_depth: int) -> list:
     """Encoder feature maps at strides 2, 4, ..., 2**encoder_depth (None where the backbone has none)."""
-    return [encoder.feature(2**i) if 2**i in encoder.spec.features else None for i in range(1, encoder_depth + 1)]
+    return [encoder.feature(2**i) if 2**i in encoder.features else None for i in range(1, encoder_depth + 1)]
 
 
 def require_strides(spec: BackboneSpec, strides, architecture: str) -> None:

@@ -77,7 +77,7 @@ def DeepLabV3(
     upsampling = _check_upsampling(upsampling, stride, "DeepLabV3")
     aux_params = check_aux_params(aux_params)
     encoder = start(backbone_name, input_shape, classes, activation, encoder_weights,
-                    output_stride=encoder_output_stride, **kwargs)
+                    output_stride=encoder_output_stride, feature_layout="smp", **kwargs)
 
     deepest = encoder.feature(2**encoder_depth)
     x = aspp(deepest, decoder_channels, rates, decoder_aspp_separable, decoder_aspp_dropout, name="decoder_aspp")
@@ -134,7 +134,7 @@ def DeepLabV3Plus(
     aux_params = check_aux_params(aux_params)
     require_strides(spec, (4,), "DeepLabV3Plus")
     encoder = start(backbone_name, input_shape, classes, activation, encoder_weights,
-                    output_stride=encoder_output_stride, **kwargs)
+                    output_stride=encoder_output_stride, feature_layout="smp", **kwargs)
 
     deepest = encoder.feature(2**encoder_depth)
     x = aspp(deepest, decoder_channels, rates, decoder_aspp_separable, decoder_aspp_dropout, name="decoder_aspp")

@@ -80,7 +80,8 @@ def FPN(
             (segmentation_models.pytorch's FPN: pyramid on the encoder output and the first three features,
             strides 32..4, per level one 3x3 conv-bn-relu per x2 bilinear upsampling to stride 4, merged
             there, a 1x1 head and x4 bilinear upsampling: 14 GFLOP; BatchNormalization where SMP has
-            GroupNorm). Use ``pyramid_aggregation='sum'`` and ``pyramid_dropout=0.2`` for SMP's defaults.
+            GroupNorm; SMP's encoder taps, which differ from 1.0.1's on EfficientNet and MobileNetV2).
+            Use ``pyramid_aggregation='sum'`` and ``pyramid_dropout=0.2`` for SMP's defaults.
         **kwargs: ``input_tensor`` (build on a Keras tensor); 1.0.1's backend/layers/models/utils are ignored.
 
     Returns:
@@ -92,7 +93,8 @@ def FPN(
         raise ValueError(f"pyramid_block_filters must be >= 2 (the segmentation branches get half), got {pyramid_block_filters}")
     check_dropout("pyramid_dropout", pyramid_dropout)
     check_choice("pyramid_style", pyramid_style, PYRAMID_STYLES)
-    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, **kwargs)
+    layout = "smp" if pyramid_style == "smp" else "1.0.1"
+    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, feature_layout=layout, **kwargs)
     skips = encoder.skips(encoder_features, n=4)
     if len(skips) != 4:
         raise ValueError(f"FPN needs 4 encoder_features (strides 16, 8, 4, 2, deepest first), got {len(skips)}: {encoder_features!r}")

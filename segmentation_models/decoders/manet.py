@@ -46,7 +46,7 @@ def MAnet(
     channels = check_decoder_channels(decoder_channels, encoder_depth, DEFAULT_DECODER_CHANNELS)
     check_positive_int("decoder_pab_channels", decoder_pab_channels)
     aux_params = check_aux_params(aux_params)
-    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, **kwargs)
+    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, feature_layout="smp", **kwargs)
 
     features = pyramid_features(encoder, encoder_depth)[::-1]  # deepest first
     head, skips = features[0], features[1:]

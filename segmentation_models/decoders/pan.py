@@ -46,7 +46,7 @@ def PAN(
     aux_params = check_aux_params(aux_params)
     require_strides(spec, (4, 8, 16, 32), "PAN")
     encoder = start(backbone_name, input_shape, classes, activation, encoder_weights,
-                    output_stride=encoder_output_stride, **kwargs)
+                    output_stride=encoder_output_stride, feature_layout="smp", **kwargs)
 
     deepest = encoder.feature(32)
     x = feature_pyramid_attention(deepest, decoder_channels, name="decoder_fpa")

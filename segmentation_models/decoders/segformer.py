@@ -67,12 +67,12 @@ def SegFormer(
         A `keras.Model` mapping images (B, H, W, C) to masks (B, H, W, classes).
     """
     channels = _check_channels(decoder_segmentation_channels)
-    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, **kwargs)
-    strides = [s for s in DECODER_STRIDES if s in encoder.spec.features]
+    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, feature_layout="smp", **kwargs)
+    strides = [s for s in DECODER_STRIDES if s in encoder.features]
     if 4 not in strides or len(strides) < 2:
         raise ValueError(
             f"SegFormer needs encoder features at stride 4 and deeper; backbone {encoder.spec.name!r} has strides "
-            f"{sorted(encoder.spec.features)}"
+            f"{sorted(encoder.features)}"
         )
     projected = []
     for stride in strides:

@@ -53,7 +53,7 @@ def UnetPlusPlus(
     check_attention_type(decoder_attention_type)
     aux_params = check_aux_params(aux_params)
     require_strides(spec, [2**i for i in range(1, encoder_depth + 1)], "UnetPlusPlus")
-    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, **kwargs)
+    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, feature_layout="smp", **kwargs)
 
     features = pyramid_features(encoder, encoder_depth)[::-1]  # deepest first
     skip_channels = [f.shape[-1] for f in features[1:]]

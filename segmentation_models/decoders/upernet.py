@@ -48,7 +48,7 @@ def UPerNet(
                          f"the input size), got {upsampling!r}")
     aux_params = check_aux_params(aux_params)
     require_strides(spec, (4,), "UPerNet")
-    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, **kwargs)
+    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, feature_layout="smp", **kwargs)
 
     features = pyramid_features(encoder, encoder_depth)[::-1]  # deepest first, strides 2**depth .. 2
     x = pyramid_pooling(features[0], decoder_channels, use_batchnorm=decoder_use_batchnorm, name="decoder_psp")
