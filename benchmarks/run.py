@@ -44,7 +44,8 @@ CONTENDERS = ("ours-tensorflow", "ours-jax", "ours-torch", "sm101-tensorflow", "
 # smp-torch-retain: SMP with glibc keeping freed memory, as this package sets it on the torch backend
 # (segmentation_models/allocator.py): the same allocator on both sides, so the kernels alone are compared.
 SMP_PEERS = ("smp-torch", "smp-torch-retain")
-ARCHS = ("Unet", "FPN", "FPN-smp", "DeepLabV3Plus")  # FPN-smp: our FPN with pyramid_style="smp"
+# FPN-smp: our FPN with pyramid_style="smp"; Unet-smp: our Unet with feature_layout="smp" (see worker.OUR_VARIANTS)
+ARCHS = ("Unet", "Unet-smp", "FPN", "FPN-smp", "DeepLabV3Plus")
 BACKBONES = ("resnet34", "efficientnetb0")
 SIZES = (256, 512)
 

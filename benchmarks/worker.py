@@ -47,11 +47,13 @@ def gate(label: str) -> None:
 # 1.0.1 has no DeepLabV3+; SMP's encoder names for our backbones. SMP's own 'resnet34' encoder subclasses
 # torchvision's ResNet (not installable here), so timm's identical ResNet-34 ('tu-resnet34') is used.
 SM101_ARCHITECTURES = ("Unet", "FPN", "Linknet", "PSPNet")
-SMP_ARCHITECTURES = {"Unet": "Unet", "FPN": "FPN", "FPN-smp": "FPN", "DeepLabV3Plus": "DeepLabV3Plus",
+SMP_ARCHITECTURES = {"Unet": "Unet", "Unet-smp": "Unet", "FPN": "FPN", "FPN-smp": "FPN", "DeepLabV3Plus": "DeepLabV3Plus",
                      "Linknet": "Linknet", "PSPNet": "PSPNet"}
 # Benchmark names for our architectures built with other arguments: "FPN-smp" is our FPN with SMP's pyramid
-# (merged at stride 4, sum, dropout 0.2: the same model as SMP's FPN, 13.7 GFLOP per 256x256 image on resnet34).
-OUR_VARIANTS = {"FPN-smp": ("FPN", {"pyramid_style": "smp", "pyramid_aggregation": "sum", "pyramid_dropout": 0.2})}
+# (merged at stride 4, sum, dropout 0.2: the same model as SMP's FPN, 13.7 GFLOP per 256x256 image on resnet34);
+# "Unet-smp" our Unet on SMP's encoder taps (the same model as SMP's Unet where 1.0.1 taps elsewhere: EfficientNet).
+OUR_VARIANTS = {"FPN-smp": ("FPN", {"pyramid_style": "smp", "pyramid_aggregation": "sum", "pyramid_dropout": 0.2}),
+                "Unet-smp": ("Unet", {"feature_layout": "smp"})}
 SMP_ENCODERS = {"resnet18": "tu-resnet18", "resnet34": "tu-resnet34", "resnet50": "tu-resnet50",
                 "efficientnetb0": "efficientnet-b0", "efficientnetb1": "efficientnet-b1"}
 

@@ -217,6 +217,9 @@ def test_smp_architectures_tap_the_backbone_where_smp_does(backbone):
     for build in (lambda: sm.Unet(backbone, input_shape=SHAPE, encoder_weights=None),
                   lambda: sm.FPN(backbone, input_shape=SHAPE, encoder_weights=None)):
         assert _tapped_backbone_layers(build(), backbone) == taps_101
+    for build in (lambda: sm.Unet(backbone, input_shape=SHAPE, encoder_weights=None, feature_layout="smp"),
+                  lambda: sm.Linknet(backbone, input_shape=SHAPE, encoder_weights=None, feature_layout="smp")):
+        assert _tapped_backbone_layers(build(), backbone) == smp_taps
 
 
 def test_feature_layouts_are_validated():

@@ -62,6 +62,8 @@ def Linknet(
     decoder_block_type: str = "upsampling",
     decoder_filters=(None, None, None, None, 16),
     decoder_use_batchnorm: bool = True,
+    *,
+    feature_layout: str = "1.0.1",
     **kwargs,
 ):
     """Linknet: an encoder, then five x2 decoder blocks whose outputs are added to the encoder's skips
@@ -81,6 +83,10 @@ def Linknet(
         decoder_filters: output channels of the five blocks; blocks with a skip connection take its channels
             (give None), the others need an integer.
         decoder_use_batchnorm: batch normalisation in the decoder.
+        feature_layout: where the decoder taps the encoder: '1.0.1' (1.0.1's skips) or 'smp'
+            (segmentation_models.pytorch's, each stage's output; they differ on EfficientNet and MobileNetV2,
+            see docs/backbones.md: 'smp' on efficientnetb0 is SMP's model, 5.9 GFLOP per 256x256 image for
+            the Unet against 9.4).
         **kwargs: ``input_tensor`` (build on a Keras tensor); 1.0.1's backend/layers/models/utils are ignored.
 
     Returns:
@@ -92,7 +98,8 @@ def Linknet(
     else:
         expected_skips = 4 if encoder_features == "default" else N_DECODER_BLOCKS  # a bad value fails below
     _check_decoder_filters(decoder_filters, min(expected_skips, N_DECODER_BLOCKS))
-    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, **kwargs)
+    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights,
+                    feature_layout=feature_layout, **kwargs)
     skips = encoder.skips(encoder_features, n=4)
     filters = _check_decoder_filters(decoder_filters, min(len(skips), N_DECODER_BLOCKS))  # the backbone's skips
 

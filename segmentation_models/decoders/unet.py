@@ -43,6 +43,8 @@ def Unet(
     decoder_attention_type: str | None = None,
     encoder_depth: int = 5,
     aux_params: dict | None = None,
+    *,
+    feature_layout: str = "1.0.1",
     **kwargs,
 ):
     """Unet: an encoder, then five x2 decoder blocks fed with the encoder's skip connections.
@@ -67,6 +69,10 @@ def Unet(
         aux_params: optional auxiliary classification head on the deepest encoder feature, a dict with
             ``classes`` and optionally ``pooling`` ('avg'/'max'), ``dropout``, ``activation``;
             the model then returns ``(mask, labels)``.
+        feature_layout: where the decoder taps the encoder: '1.0.1' (1.0.1's skips) or 'smp'
+            (segmentation_models.pytorch's, each stage's output; they differ on EfficientNet and MobileNetV2,
+            see docs/backbones.md: 'smp' on efficientnetb0 is SMP's model, 5.9 GFLOP per 256x256 image for
+            the Unet against 9.4).
         **kwargs: ``input_tensor`` (build on a Keras tensor); 1.0.1's backend/layers/models/utils are ignored.
 
     Returns:
@@ -89,7 +95,8 @@ def Unet(
             decoder_filters = check_decoder_channels(decoder_filters, encoder_depth, (256, 128, 64, 32, 16))
         except ValueError as err:
             raise ValueError(str(err).replace("decoder_channels", "decoder_filters")) from None
-    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, **kwargs)
+    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights,
+                    feature_layout=feature_layout, **kwargs)
     skips = encoder.skips(encoder_features, n=4)
     block = _upsampling_block if decoder_block_type == "upsampling" else _transpose_block
 
