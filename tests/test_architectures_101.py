@@ -54,13 +54,14 @@ def test_architecture(backbone, arch, kwargs, tmp_path, reload_checker):
                     psp_pooling_type="avg", psp_use_batchnorm=True, psp_dropout=None)),
 ])
 def test_signature_is_101s(arch, defaults):
-    """1.0.1's parameters in 1.0.1's order and defaults; additions only keyword-only (FPN's pyramid_style)."""
+    """1.0.1's parameters in 1.0.1's order and defaults; additions only keyword-only (FPN's pyramid_style,
+    Linknet's feature_layout)."""
     params = inspect.signature(getattr(sm, arch)).parameters
     positional = {n: p for n, p in params.items() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD}
     assert list(positional) == list(defaults)
     assert {n: p.default for n, p in positional.items()} == defaults
     extra = {n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    assert extra == ({"pyramid_style": "1.0.1"} if arch == "FPN" else {})
+    assert extra == {"FPN": {"pyramid_style": "1.0.1"}, "Linknet": {"feature_layout": "1.0.1"}}.get(arch, {})
 
 
 def test_layer_names_and_sizes():

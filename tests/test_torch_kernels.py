@@ -898,3 +898,56 @@ def test_recompute_stays_out_of_callers_hooks_inference_and_mixed_precision(monk
     mixed(x, training=True)
     assert scopes[-1] is None  # autocast: the BN outputs are bfloat16, not recomputed
     assert getattr(torch_kernels._RECOMPUTE, "registry", None) is None
+
+
+def _float64_unet_gradients(x, split_on: bool, monkeypatch):
+    """Output and gradients of one float64 training forward of a Unet-resnet18 (bn_data's beta randomised)."""
+    if not split_on:
+        monkeypatch.setattr(torch_kernels, "_center_split", lambda inputs: None)
+    keras.config.set_floatx("float64")
+    try:
+        keras.utils.set_random_seed(0)
+        model = sm.Unet("resnet18", input_shape=(64, 64, 3), classes=1, encoder_weights=None)
+    finally:
+        keras.config.set_floatx("float32")
+    model.get_layer("bn_data").beta.assign(np.array([0.3, -0.5, 1.2]))
+    out = model(x, training=True)
+    (out ** 2).mean().backward()
+    monkeypatch.undo()
+    return _np(out.detach()), {v.path: _np(v.value.grad) for v in model.trainable_variables}
+
+
+def test_input_batch_norm_splits_the_first_convolution_with_the_same_gradients(monkeypatch):
+    """1.0.1's ResNets normalise the image with BatchNormalization(scale=False) ('bn_data'): the first convolution
+    takes conv(x_hat) + conv(beta) instead of conv(x_hat + beta), so its backward pass computes no input
+    gradient over the batch. Same output and gradients (float64: to rounding; float32 rounding makes an untrained
+    network's gradients move by ~1% either way, as a 1e-6 change of the input does)."""
+    import torch
+
+    x = torch.from_numpy(np.random.default_rng(0).random((2, 64, 64, 3)) * 5)
+    used = []
+    split = torch_kernels._center_split
+    monkeypatch.setattr(torch_kernels, "_center_split", lambda inputs: used.append(split(inputs)) or used[-1])
+    out, grads = _float64_unet_gradients(x, True, monkeypatch)
+    assert sum(u is not None for u in used) == 1  # bn_data -> (fused zero padding) -> conv0, only there
+    ref_out, ref_grads = _float64_unet_gradients(x, False, monkeypatch)
+    np.testing.assert_allclose(out, ref_out, rtol=0, atol=1e-12)
+    assert grads.keys() == ref_grads.keys() and np.abs(grads["bn_data/beta"]).max() > 1e-4
+    for name, ref in ref_grads.items():
+        assert np.abs(grads[name] - ref).max() <= 1e-10 * (np.abs(ref).max() + 1e-12), name
+
+
+def test_input_batch_norm_split_only_for_an_unchanged_output_with_autograd():
+    import torch
+
+    bn = keras.layers.BatchNormalization(scale=False)
+    x = torch.rand(2, 8, 8, 3)
+    y = bn(x, training=True)
+    assert torch_kernels._center_split(y) is not None
+    with torch.no_grad():
+        assert torch_kernels._center_split(y) is None  # nothing to save a gradient for
+    y.add_(1.0)  # changed in place (an in-place ReLU, say): no longer x_hat + beta
+    assert torch_kernels._center_split(y) is None
+    assert torch_kernels._center_split(bn(x.requires_grad_(), training=True)) is None  # x needs its gradient
+    scaled = keras.layers.BatchNormalization()
+    assert torch_kernels._center_split(scaled(torch.rand(2, 8, 8, 3), training=True)) is None
