@@ -187,6 +187,7 @@ def _efficientnet_channels(width: float) -> dict[int, int]:
 
 
 for _name, (_width, _depth, _resolution, _dropout) in EFFICIENTNET_PARAMS.items():
+    _smp_features, _smp_channels = _efficientnet_smp_taps(_width, _depth)
     register_backbone(
         BackboneSpec(
             name=_name,
@@ -199,7 +200,7 @@ for _name, (_width, _depth, _resolution, _dropout) in EFFICIENTNET_PARAMS.items(
             first_conv="stem_conv",
             can_dilate=True,
             description=f"EfficientNet-B{_name[-1]} (efficientnet 1.0.0 layout, {_resolution}px ImageNet)",
-            smp_features=_efficientnet_smp_taps(_width, _depth)[0],
-            smp_channels=_efficientnet_smp_taps(_width, _depth)[1],
+            smp_features=_smp_features,
+            smp_channels=_smp_channels,
         )
     )
