@@ -249,7 +249,13 @@ def install() -> bool:
         x = x.permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels_last): no copy
         gamma = convert(self.gamma).to(param_dtype) if self.scale else None
         beta = convert(self.beta).to(param_dtype) if self.center else None
-        y, batch_mean, inv_std = torch.native_batch_norm(x, gamma, beta, None, None, True, 0.0, self.epsilon)
+        center_only = gamma is None and beta is not None and beta.requires_grad and not x.requires_grad
+        if center_only and beta.dtype == x.dtype:  # x_hat kept apart for the next convolution (_mark_center_split)
+            x_hat, batch_mean, inv_std = torch.native_batch_norm(x, None, None, None, None, True, 0.0, self.epsilon)
+            y = x_hat + beta.reshape(1, -1, 1, 1)
+        else:
+            x_hat = None
+            y, batch_mean, inv_std = torch.native_batch_norm(x, gamma, beta, None, None, True, 0.0, self.epsilon)
         with torch.no_grad():
             batch_variance = inv_std.pow(-2).sub_(self.epsilon)  # biased batch variance, as keras.ops.moments
             m = self.momentum
@@ -260,8 +266,8 @@ def install() -> bool:
                 self.moving_mean.value.lerp_(batch_mean.to(self.moving_mean.value.dtype), 1.0 - m)
                 self.moving_variance.value.lerp_(batch_variance.to(self.moving_variance.value.dtype), 1.0 - m)
         y = keras.ops.cast(y.permute(0, 2, 3, 1), self.compute_dtype)
-        if beta is not None and gamma is None and not x.requires_grad and beta.requires_grad and y.dtype == beta.dtype:
-            _mark_center_split(y, x, batch_mean, inv_std, beta)
+        if x_hat is not None and y.dtype == beta.dtype:
+            _mark_center_split(y, x_hat, beta)
         if y.dtype == torch.float32 and getattr(_RECOMPUTE, "registry", None) is not None:
             _register_recipe(y, _Recipe(_batch_norm_output, (convert(inputs), batch_mean, inv_std, gamma, beta), y))
         return y
@@ -822,18 +828,15 @@ class _Recipe:
         return value
 
 
-def _mark_center_split(y, x, mean, inv_std, beta) -> None:
-    """Note on ``y`` = BatchNormalization(scale=False) of ``x`` (NCHW view, no gradient) that it is ``x_hat + beta``.
+def _mark_center_split(y, x_hat, beta) -> None:
+    """Note on ``y`` = BatchNormalization(scale=False) of an input with no gradient that it is ``x_hat + beta``
+    (``x_hat``: the normalised input, an NCHW view of channels-last memory).
 
     1.0.1's ResNets normalise the image with such a layer (``bn_data``), so the first convolution's backward pass
     computes a full input gradient (batch x 3 x H x W through a 7x7 kernel: ~80 ms of a 256x256 batch of 8 on 2
     cores) only for beta's three values. The convolution, being linear, can take ``conv(x_hat) + conv(beta)``
     instead (see ``convolve``): the same output and gradients, with the input gradient of one beta-filled image.
     """
-    import torch
-
-    with torch.no_grad():
-        x_hat = (x - mean.reshape(1, -1, 1, 1)) * inv_std.reshape(1, -1, 1, 1)
     y._sm_center_split = (x_hat.permute(0, 2, 3, 1), beta, y._version)
 
 
