@@ -48,7 +48,8 @@ def gate(label: str) -> None:
 # torchvision's ResNet (not installable here), so timm's identical ResNet-34 ('tu-resnet34') is used.
 SM101_ARCHITECTURES = ("Unet", "FPN", "Linknet", "PSPNet")
 SMP_ARCHITECTURES = {"Unet": "Unet", "Unet-smp": "Unet", "FPN": "FPN", "FPN-smp": "FPN", "DeepLabV3Plus": "DeepLabV3Plus",
-                     "Linknet": "Linknet", "PSPNet": "PSPNet"}
+                     "Linknet": "Linknet", "PSPNet": "PSPNet", "UnetPlusPlus": "UnetPlusPlus", "MAnet": "MAnet",
+                     "PAN": "PAN", "DeepLabV3": "DeepLabV3", "UPerNet": "UPerNet", "SegFormer": "Segformer"}
 # Benchmark names for our architectures built with other arguments: "FPN-smp" is our FPN with SMP's pyramid
 # (merged at stride 4, sum, dropout 0.2: the same model as SMP's FPN, 13.7 GFLOP per 256x256 image on resnet34);
 # "Unet-smp" our Unet on SMP's encoder taps (the same model as SMP's Unet where 1.0.1 taps elsewhere: EfficientNet).

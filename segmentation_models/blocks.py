@@ -271,19 +271,19 @@ def aspp(x, filters: int, atrous_rates=(12, 24, 36), separable: bool = False, dr
 
 
 def pyramid_pooling(x, filters: int, bins=(1, 2, 3, 6), use_batchnorm: bool = True, name: str = "psp"):
-    """Pyramid pooling (PSPNet/UPerNet) with adaptive pooling, so any feature size works.
+    """UPerNet's pyramid pooling module (as segmentation_models_pytorch 0.6), at any feature size.
 
-    Each bin: adaptive average pooling to ``bin x bin``, 1x1 conv to C/len(bins), bilinear resize back;
-    the input and the bins are concatenated and projected to ``filters`` by a 1x1 conv-bn-relu.
+    Each bin: adaptive average pooling to ``bin x bin``, 1x1 conv-bn-relu to ``filters``, bilinear resize back;
+    the input and the bins are concatenated and fused by a 3x3 conv-bn-relu to ``filters`` (always with batch
+    normalisation, as SMP's).
     """
-    channels = x.shape[-1]
     branches = [x]
     for size in bins:
         y = AdaptiveAveragePooling(size, name=f"{name}_pool{size}")(x)
-        y = conv_bn_act(y, channels // len(bins), 1, name=f"{name}_bin{size}", use_batchnorm=use_batchnorm)
+        y = conv_bn_act(y, filters, 1, name=f"{name}_bin{size}", use_batchnorm=use_batchnorm)
         branches.append(ResizeToReference(name=f"{name}_bin{size}_resize")([y, x]))
     y = layers.Concatenate(axis=-1, name=f"{name}_concat")(branches)
-    return conv_bn_act(y, filters, 1, name=f"{name}_out")
+    return conv_bn_act(y, filters, 3, name=f"{name}_out")
 
 
 @keras.saving.register_keras_serializable(package="segmentation_models")

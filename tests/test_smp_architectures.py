@@ -211,9 +211,11 @@ def test_smp_architectures_tap_the_backbone_where_smp_does(backbone):
             continue
         tapped = _tapped_backbone_layers(build(), backbone)
         assert spec.smp_features[32] in tapped and tapped <= smp_taps, (arch, tapped)
-    full = {"UnetPlusPlus", "MAnet", "UPerNet"}  # these use all five strides
+    full = {"UnetPlusPlus", "MAnet"}  # these use all five strides
     for arch in full:
         assert _tapped_backbone_layers(builds[arch](), backbone) == smp_taps, arch
+    above_stride2 = {layer for stride, layer in spec.smp_features.items() if stride >= 4}
+    assert _tapped_backbone_layers(builds["UPerNet"](), backbone) == above_stride2  # SMP 0.6: strides 4 .. 32
     for build in (lambda: sm.Unet(backbone, input_shape=SHAPE, encoder_weights=None),
                   lambda: sm.FPN(backbone, input_shape=SHAPE, encoder_weights=None)):
         assert _tapped_backbone_layers(build(), backbone) == taps_101

@@ -1,4 +1,6 @@
-"""UPerNet (Xiao et al. 2018): pyramid pooling on the deepest map, an FPN, all levels fused at stride 4."""
+"""UPerNet (Xiao et al. 2018) as segmentation_models_pytorch 0.6 builds it: the encoder maps at strides 4 ..
+2**encoder_depth layer-normalised, pyramid pooling on the deepest, a top-down FPN with a 3x3 conv per level, all
+levels fused at stride 4."""
 from __future__ import annotations
 
 from keras import layers
@@ -24,17 +26,18 @@ def UPerNet(
     aux_params: dict | None = None,
     **kwargs,
 ):
-    """UPerNet: PPM on the deepest map, top-down FPN over strides 2**encoder_depth/2 .. 2, fused at stride 4.
+    """UPerNet: PPM on the deepest map, top-down FPN over strides 2**encoder_depth/2 .. 4, fused at stride 4.
 
     Args:
         backbone_name, input_shape, classes, activation, weights, encoder_weights, encoder_freeze:
             as `Unet`.
-        encoder_depth: 3, 4 or 5: encoder maps at strides 2 .. 2**encoder_depth are used.
+        encoder_depth: 3, 4 or 5: encoder maps at strides 4 .. 2**encoder_depth are used.
         decoder_channels: channels of the pyramid and of the fused features.
-        decoder_use_batchnorm: batch normalisation in the pooling bins, lateral and fusion convolutions.
+        decoder_use_batchnorm: batch normalisation in the pooling bins, the lateral, level and fusion convolutions
+            (the pooling module's own fusion convolution always has it, as SMP's).
         upsampling: final bilinear upsampling from the decoder's stride 4 (must be 4).
-        aux_params: optional auxiliary classification head (dict: classes, pooling, dropout, activation);
-            the model then returns ``(mask, labels)``.
+        aux_params: optional auxiliary classification head (dict: classes, pooling, dropout, activation) on the
+            deepest encoder map; the model then returns ``(mask, labels)``.
         **kwargs: ``input_tensor`` (build on a Keras tensor).
 
     Returns:
@@ -49,24 +52,34 @@ def UPerNet(
     aux_params = check_aux_params(aux_params)
     require_strides(spec, (4,), "UPerNet")
     encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, feature_layout="smp", **kwargs)
+    bn = decoder_use_batchnorm
 
-    features = pyramid_features(encoder, encoder_depth)[::-1]  # deepest first, strides 2**depth .. 2
-    x = pyramid_pooling(features[0], decoder_channels, use_batchnorm=decoder_use_batchnorm, name="decoder_psp")
-    levels = {2**encoder_depth: x}
-    for i, skip in enumerate(features[1:]):
-        stride = 2 ** (encoder_depth - 1 - i)
+    deepest = encoder.feature(2**encoder_depth)
+    levels = {}  # stride -> encoder map, layer-normalised over channels (SMP's LayerNorm2d, eps 1e-6)
+    for stride, feature in zip(range(2, encoder_depth + 1), pyramid_features(encoder, encoder_depth)[1:]):
+        if feature is not None:
+            levels[2**stride] = layers.LayerNormalization(epsilon=1e-6, name=f"decoder_norm_stride{2**stride}")(feature)
+    x = pyramid_pooling(levels[2**encoder_depth], decoder_channels, use_batchnorm=bn, name="decoder_psp")
+    pyramid = {2**encoder_depth: x}
+    for stride in (2**i for i in range(encoder_depth - 1, 1, -1)):  # top-down: lateral 1x1 + upsampled state
         name = f"decoder_fpn_stride{stride}"
-        if skip is None:  # the backbone has no map here: upsample only
+        if stride in levels:
+            lateral = conv_bn_act(levels[stride], decoder_channels, 1, name=f"{name}_lateral", use_batchnorm=bn)
+            x = layers.Add(name=f"{name}_add")([ResizeToMatch(name=f"{name}_resize")([x, lateral]), lateral])
+        else:  # the backbone has no map here: upsample only
             x = layers.UpSampling2D(size=2, interpolation="bilinear", name=f"{name}_upsampling")(x)
-        else:
-            lateral = conv_bn_act(skip, decoder_channels, 1, name=f"{name}_lateral", use_batchnorm=decoder_use_batchnorm)
-            x = layers.Add(name=f"{name}_add")([ResizeToMatch(name=f"{name}_resize")([x, skip]), lateral])
-        levels[stride] = x
-    reference = levels[4]
-    fused = [level if stride == 4 else ResizeToMatch(name=f"decoder_fuse_resize{stride}")([level, reference])
-             for stride, level in levels.items()]
+        pyramid[stride] = x
+    reference = pyramid[4]
+    fused = []
+    for stride in sorted(pyramid):  # stride 4 first, the pooling module's output last (as SMP concatenates)
+        level = pyramid[stride]
+        if stride != 2**encoder_depth:
+            level = conv_bn_act(level, decoder_channels, 3, name=f"decoder_fpn_stride{stride}_conv", use_batchnorm=bn)
+        if stride != 4:
+            level = ResizeToMatch(name=f"decoder_fuse_resize{stride}")([level, reference])
+        fused.append(level)
     x = layers.Concatenate(axis=-1, name="decoder_fuse_concat")(fused)
-    x = conv_bn_act(x, decoder_channels, 3, name="decoder_fuse", use_batchnorm=decoder_use_batchnorm)
+    x = conv_bn_act(x, decoder_channels, 3, name="decoder_fuse", use_batchnorm=bn)
     outputs = segmentation_head(x, classes, activation, kernel_size=1, upsampling=upsampling)
-    labels = aux_head(features[0], aux_params)
+    labels = aux_head(deepest, aux_params)
     return finish(encoder, outputs, f"upernet_{spec.name}", weights, encoder_freeze, aux_output=labels)
