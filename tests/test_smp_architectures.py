@@ -242,7 +242,7 @@ def test_feature_layouts_are_validated():
 
 @pytest.mark.skipif(not pick([1], []), reason="build-only size check, backend independent: TensorFlow only")
 def test_default_decoder_sizes_match_smp():
-    """With their defaults on resnet34 (512 channels at stride 32, 64 at stride 4), the DeepLab decoders
+    """With their defaults on resnet34 (512 channels at stride 32, 64 at stride 4), the DeepLab and UPerNet decoders
     have the trainable parameter counts of segmentation_models_pytorch's (PyTorch counts BN as 2*C)."""
     bn = lambda c: 2 * c  # noqa: E731
     aspp_plain = 512 * 256 + bn(256) + 3 * (9 * 512 * 256 + bn(256)) + 512 * 256 + bn(256) + 5 * 256 * 256 + bn(256)
@@ -258,6 +258,16 @@ def test_default_decoder_sizes_match_smp():
     assert _trainable_params(v3, "decoder_") == smp_deeplabv3 == 4_722_176
     assert _trainable_params(v3p, "decoder_") == smp_deeplabv3plus == 1_152_528
     assert _trainable_params(v3, "final_conv") == _trainable_params(v3p, "final_conv") == head
+    # UPerNet as SMP 0.6 builds it: LayerNorm per level, PSP (bins to 256, 3x3 fusion), laterals, 3x3 per level,
+    # 3x3 fusion of four levels; 8,314,752 + SMP's head = 8,315,266 = SMP's UPerNet('tu-resnet34', classes=2) decoder
+    d = 256
+    smp_upernet = (2 * (64 + 128 + 256 + 512)  # LayerNorm on strides 4..32
+                   + 4 * (512 * d + bn(d)) + 9 * (512 + 4 * d) * d + bn(d)  # pyramid pooling
+                   + sum(c * d + bn(d) for c in (256, 128, 64))  # lateral 1x1s
+                   + 3 * (9 * d * d + bn(d))  # a 3x3 per FPN level
+                   + 9 * 4 * d * d + bn(d))  # fusion
+    upernet = sm.UPerNet("resnet34", encoder_weights=None)
+    assert _trainable_params(upernet, "decoder_") == smp_upernet == 8_314_752
 
 
 @pytest.mark.parametrize("arch", pick(list(SMALL), ["MAnet", "PAN", "DeepLabV3Plus"]))
