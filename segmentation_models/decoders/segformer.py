@@ -3,7 +3,7 @@
 Decoder (as segmentation_models_pytorch's ``Segformer``): every encoder feature map at stride 2..32
 that the backbone has is projected to ``decoder_segmentation_channels`` by a per-pixel linear layer
 (1x1 convolution with bias), brought to stride 4 (bilinear upsampling; a stride-2 map is
-downsampled bilinearly by 2, the mean of each 2x2 block), concatenated deepest first, fused by a
+average-pooled, which equals bilinear downsampling by 2), concatenated deepest first, fused by a
 1x1 convolution + batch norm + ReLU, classified by a 1x1 convolution and upsampled x4 (bilinear) to
 the input size. Works with any backbone: MiT (strides 4-32) as in the paper, or CNNs (strides 2-32).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from keras import layers
 
-from ..blocks import ResizeByFactor, ResizeToMatch, conv_bn_act, segmentation_head_by_factor
+from ..blocks import ResizeByFactor, conv_bn_act, segmentation_head_by_factor
 from .common import finish, start
 
 __all__ = ["SegFormer"]
@@ -29,12 +29,11 @@ def _check_channels(decoder_segmentation_channels) -> int:
     return decoder_segmentation_channels
 
 
-def _to_stride4(x, stride: int, name: str, reference):
+def _to_stride4(x, stride: int, name: str):
     if stride > 4:  # bilinear, half-pixel (= torch's align_corners=False); works with unknown sizes
         return ResizeByFactor(stride // 4, name=f"{name}_upsampling")(x)
-    if stride == 2:  # bilinear by 1/2 = the mean of each 2x2 block, as SMP; unlike average pooling, its gradient
-        # needs no copy of the 256-channel stride-2 map (torch's avg_pool2d keeps its input for the backward pass)
-        return ResizeToMatch(name=f"{name}_downsampling")([x, reference])
+    if stride == 2:
+        return layers.AveragePooling2D(pool_size=2, name=f"{name}_downsampling")(x)
     return x
 
 
@@ -79,7 +78,7 @@ def SegFormer(
     for stride in strides:
         name = f"decoder_stride{stride}"
         x = layers.Conv2D(channels, 1, use_bias=True, name=f"{name}_linear")(encoder.feature(stride))
-        projected.append(_to_stride4(x, stride, name, reference=projected[-1] if stride == 2 else None))
+        projected.append(_to_stride4(x, stride, name))
     x = layers.Concatenate(axis=-1, name="decoder_concat")(projected)
     x = conv_bn_act(x, channels, 1, name="decoder_fuse")
     # x4 to the (padded) image size, then `finish` crops to the input size
