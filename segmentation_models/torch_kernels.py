@@ -286,6 +286,18 @@ def install() -> bool:
         y = torch.nn.functional.max_pool2d(x, kernel_size=pool_size, stride=strides, padding=fused)
         return y.permute(0, 2, 3, 1)
 
+    original_average_pool = originals.get("average_pool")
+
+    def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
+        # Non-overlapping 2D average pooling (stride = pool size, no padding: SegFormer's stride-2 map, a pyramid
+        # pooling bin): torch's avg_pool2d keeps its whole input for the backward pass, which needs its shape only.
+        x = convert(inputs)
+        pool_size = _pair(pool_size)
+        if (x.ndim != 4 or padding != "valid" or (strides is not None and _pair(strides) != pool_size)
+                or standardize_data_format(data_format) != "channels_last" or not x.requires_grad):
+            return original_average_pool(inputs, pool_size, strides, padding, data_format)
+        return _block_average_pool().apply(x, *pool_size)
+
     original_transpose = originals.get("transpose_spatial_inputs")
 
     def spatial_inputs(inputs):
@@ -370,6 +382,7 @@ def install() -> bool:
     replacements = {"conv": conv, "train_step": train_step, "moments": moments,
                     "batch_normalization": batch_normalization, "scatter": scatter, "bn_call": bn_call,
                     "resize_images": resize_images, "run_through_graph": run_through_graph, "max_pool": max_pool,
+                    "average_pool": average_pool,
                     "transpose_spatial_inputs": spatial_inputs, "adam_update": adam_update}
     compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
@@ -398,6 +411,7 @@ _TARGET_PATHS = {
     "moments": ("keras.src.backend.torch.nn", None, "moments"),
     "batch_normalization": ("keras.src.backend.torch.nn", None, "batch_normalization"),
     "max_pool": ("keras.src.backend.torch.nn", None, "max_pool"),
+    "average_pool": ("keras.src.backend.torch.nn", None, "average_pool"),
     "transpose_spatial_inputs": ("keras.src.backend.torch.nn", None, "_transpose_spatial_inputs"),
     "scatter": ("keras.src.backend.torch.core", None, "scatter"),
     "bn_call": ("keras.src.layers.normalization.batch_normalization", "BatchNormalization", "call"),
@@ -1213,6 +1227,37 @@ def _nearest_upsampling():
             return out, None, None
 
     return NearestUpsampling
+
+
+@functools.lru_cache(maxsize=None)
+def _block_average_pool():
+    """Non-overlapping average pooling of an NHWC tensor (stride = pool size, no padding), as a
+    ``torch.autograd.Function`` that keeps only the input's shape for the backward pass (torch's avg_pool2d
+    keeps the input itself: SegFormer's 256-channel stride-2 map, 134 MB at 256x256, batch 8).
+
+    Forward: torch's ``avg_pool2d`` on the channels-last view. Backward: each output gradient / (fh * fw) spread
+    over its block (zeros on the rows and columns that pooling drops when a size is not divisible).
+    """
+    import torch
+
+    class BlockAveragePool(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, fh, fw):
+            ctx.factors, ctx.size = (fh, fw), tuple(x.shape[1:3])
+            y = torch.nn.functional.avg_pool2d(x.permute(0, 3, 1, 2), kernel_size=(fh, fw), stride=(fh, fw))
+            return y.permute(0, 2, 3, 1)
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx, grad):
+            (fh, fw), (h, w) = ctx.factors, ctx.size
+            b, oh, ow, c = grad.shape
+            g = (grad / (fh * fw))[:, :, None, :, None, :].expand(b, oh, fh, ow, fw, c).reshape(b, oh * fh, ow * fw, c)
+            if (oh * fh, ow * fw) != (h, w):
+                g = torch.nn.functional.pad(g, (0, 0, 0, w - ow * fw, 0, h - oh * fh))
+            return g, None, None
+
+    return BlockAveragePool
 
 
 def _pair(value) -> tuple[int, int]:
