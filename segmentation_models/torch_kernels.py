@@ -24,6 +24,8 @@ This module replaces these, all with the same mathematics:
   Keras (biased batch variance, ``momentum``), in place outside stateless calls;
 - pooling (``max_pool``, ``average_pool``, adaptive pooling) and ``conv_transpose``: Keras copies the
   input to contiguous NCHW first; here it gets the same zero-copy channels-last view as ``conv``;
+  non-overlapping average pooling (stride = pool size, no padding) in training keeps only its input's shape
+  for the backward pass, not the input (:func:`_block_average_pool`);
 - Keras' torch ``Adam``/``AdamW`` step: in place and in chunks, instead of four parameter-sized
   temporaries per step (~400 MB for a Unet-resnet34, which the allocator then keeps);
 - ``scatter`` (``keras.ops.scatter``, which Keras' confusion matrix and so ``MeanIoU``/``OneHotMeanIoU``

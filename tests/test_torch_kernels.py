@@ -99,6 +99,24 @@ def test_layer_forward_and_gradients_match_keras(layer, keras_kernels):
             np.testing.assert_allclose(_np(lay(x)), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_block_average_pooling_keeps_no_copy_of_its_input():
+    """AveragePooling2D with stride = pool size (SegFormer's stride-2 map) saves nothing input-sized for the
+    backward pass (torch's avg_pool2d keeps its input), and its gradient is Keras' (odd sizes: zeros on the
+    rows and columns pooling drops)."""
+    import torch
+
+    x = torch.tensor(np.random.default_rng(0).standard_normal((2, 9, 8, 5)).astype("float32"), requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
+        y = keras.layers.AveragePooling2D(2)(x)
+    assert tuple(y.shape) == (2, 4, 4, 5) and not [s for s in saved if np.prod(s) >= x.numel()], saved
+    weights = torch.arange(y.numel(), dtype=y.dtype).reshape(y.shape).cos()
+    (y * weights).sum().backward()
+    expected = np.zeros((2, 9, 8, 5), "float32")
+    expected[:, :8] = np.repeat(np.repeat(weights.numpy() / 4, 2, axis=1), 2, axis=2)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_upsampling_gradient_through_a_concatenate_matches_keras(dtype, keras_kernels):
     """A Unet decoder's upsampling gets a channel slice of the Concatenate's gradient (not contiguous): the
