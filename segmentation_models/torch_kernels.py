@@ -291,8 +291,8 @@ def install() -> bool:
     original_average_pool = originals.get("average_pool")
 
     def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
-        # Non-overlapping 2D average pooling (stride = pool size, no padding: SegFormer's stride-2 map, a pyramid
-        # pooling bin): torch's avg_pool2d keeps its whole input for the backward pass, which needs its shape only.
+        # Non-overlapping 2D average pooling (stride = pool size, no padding: SegFormer's stride-2 map): torch's
+        # avg_pool2d keeps its whole input for the backward pass, which needs its shape only.
         x = convert(inputs)
         pool_size = _pair(pool_size)
         if (x.ndim != 4 or padding != "valid" or (strides is not None and _pair(strides) != pool_size)
