@@ -317,6 +317,30 @@ def test_graph_execution_matches_keras(index, keras_kernels):
     assert keras.tree.flatten(fast)[0].shape == keras.tree.flatten(ref)[0].shape
 
 
+def test_argument_fillers_give_what_keras_fill_in_gives():
+    """Every node of the library's models (and of the mixed graphs above) gets the same arguments from its
+    precomputed filler as from Keras' ``SymbolicArguments.fill_in``: the same objects in the same containers."""
+    models = [m for m, _ in _graphs()] + [
+        sm.PAN("resnet18", input_shape=(64, 64, 3), classes=2, encoder_weights=None),
+        sm.Unet("efficientnetb0", input_shape=(64, 64, 3), classes=2, encoder_weights=None),
+        sm.DeepLabV3Plus("resnet18", input_shape=(64, 64, 3), classes=2, encoder_weights=None)]
+    fast_paths = 0
+    for model in models:
+        schedule = torch_kernels._schedule(model)
+        if schedule is None:  # Keras' own execution: no fillers
+            continue
+        for (node, *_), fill in zip(schedule, torch_kernels._fillers(model, schedule)):
+            values = {id(x): object() for x in node.arguments.keras_tensors}
+            (args, kwargs), (want_args, want_kwargs) = fill(values), node.arguments.fill_in(values)
+            assert type(args) is type(want_args) and len(args) == len(want_args), node.operation.name
+            for a, b in zip(args, want_args):
+                assert type(a) is type(b), node.operation.name
+                assert all(x is y for x, y in zip(a, b)) and len(a) == len(b) if type(a) in (list, tuple) else a is b
+            assert kwargs == want_kwargs, node.operation.name
+            fast_paths += fill != node.arguments.fill_in
+    assert fast_paths > 20  # the nodes with recorded keyword arguments (mask=None, training=None) and lists
+
+
 @keras.saving.register_keras_serializable(package="test_torch_kernels")
 class _Probe(keras.layers.Layer):
     """Identity that records whether the tensors in ``_Probe.watch`` are still alive when it runs."""
@@ -665,6 +689,28 @@ def test_direct_layer_calls_match_keras(dtype, training, keras_kernels, monkeypa
         assert keras_calls == 3, [layer.name for layer in calls]
     else:  # mixed precision: every layer through Keras' __call__ (autocast)
         assert keras_calls == 1 + (len(model.layers) - 1) + 1, [layer.name for layer in calls]
+
+
+def test_the_packages_stateless_layers_are_called_directly(keras_kernels, monkeypatch):
+    """Resizes, grid/adaptive pooling and the pad/crop pair skip Layer.__call__ as the built-in layers do (only
+    the model itself goes through it); outputs stay those of Keras' own execution."""
+    keras.utils.set_random_seed(3)
+    models = [sm.PAN("resnet18", input_shape=(64, 64, 3), classes=2, encoder_weights=None),
+              sm.PSPNet("resnet18", input_shape=(96, 96, 3), classes=2, encoder_weights=None),
+              sm.Unet("resnet18", input_shape=(None, None, 3), classes=2, encoder_weights=None)]
+    names = {"ResizeToMatch", "GridPooling2D", "PadToMultiple", "CropToInput"}
+    assert names <= {type(layer).__name__ for m in models for layer in m.layers}
+    x = np.random.default_rng(3).random((2, 96, 96, 3)).astype("float32")
+    for model in models:
+        batch = x[:, :model.input_shape[1] or 70, :model.input_shape[2] or 70]  # Unet: 70x70, padded to 96
+        calls = []
+        original = keras.layers.Layer.__call__
+        monkeypatch.setattr(keras.layers.Layer, "__call__",
+                            lambda self, *a, **k: calls.append(self) or original(self, *a, **k))
+        fast = _np(model(batch, training=False))
+        monkeypatch.undo()
+        assert [layer.name for layer in calls] == [model.name]
+        np.testing.assert_allclose(fast, keras_kernels(lambda: _np(model(batch, training=False))), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
