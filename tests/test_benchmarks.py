@@ -361,3 +361,17 @@ def test_interleaved_workers_compute_one_at_a_time_in_turns(tmp_path, monkeypatc
     # turns: build, warm-up, then call i of every contender, the order reversed each turn
     expected = [(c, i) for i in range(4) for c in (forward if (i + 2) % 2 == 0 else backward)]
     assert order == expected
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="benchmarks/op_times.py times torch operators")
+def test_operator_times_cover_the_step(capsys):
+    from benchmarks import op_times
+
+    assert op_times.main(["ours", "Unet", "resnet18", "--phase", "train", "--size", "64", "--batch", "2",
+                          "--warmup", "1", "--steps", "1", "--top", "40"]) == 0
+    out = capsys.readouterr().out
+    head = out.splitlines()[0]
+    step = float(head.split(": ")[1].split(" s per step")[0])
+    operators = float(head.split("operators ")[1].split(" s")[0])
+    assert 0 < operators < 3 * step  # the operators' own time is of the order of the step's
+    assert "convolution_backward" in out and "native_batch_norm" in out
