@@ -45,9 +45,10 @@ its last consumer: inference then holds only the live activations, and training 
 It also fuses a symmetric ``ZeroPadding2D`` into the convolution or max pooling that is its only consumer
 (1.0.1's ResNets pad before every 3x3 convolution): the kernel pads internally, so the padded copy is
 neither made nor kept for the backward pass (see :func:`_fusable_padding` for the exact conditions). And it
-calls built-in layers (float32, or mixed precision in a model of the same policy) through ``layer.call``
-directly when ``Layer.__call__`` would change nothing
-(see :func:`_direct_call`): ~0.1 ms of Python per layer, a quarter of a batch-1 forward pass. A ReLU whose
+calls built-in layers and this package's stateless ones (float32, or mixed precision in a model of the same
+policy) through ``layer.call`` directly when ``Layer.__call__`` would change nothing (see :func:`_direct_call`):
+~0.1 ms of Python per layer, a quarter of a batch-1 forward pass; each node's arguments are gathered by a
+precomputed filler instead of Keras' tree mapping (see :func:`_argument_filler`). A ReLU whose
 input is a fresh tensor with no other use (after BatchNormalization, a convolution, Add or Concatenate)
 overwrites it, as ``ReLU(inplace=True)`` does in SMP (see :func:`_fresh_output`). In float32 inference (autograd
 off, not training), a Conv2D/DepthwiseConv2D without activation whose only consumer is a BatchNormalization runs
