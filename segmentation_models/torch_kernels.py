@@ -510,6 +510,7 @@ def _schedule(function) -> list | None:
                     step[2] = "relu_"
         _FOLDS[function] = _conv_bn_pairs(steps, keep, consumers)
         schedule = [(node, tuple(drop), fusion, _direct_candidate(node)) for node, drop, fusion in steps]
+        _FILLERS[function] = [_argument_filler(node.arguments) for node, _, _ in steps]
         _kernels_in_torch_order(steps)
     except AttributeError:  # pragma: no cover - another Keras graph structure
         schedule = None
@@ -560,13 +561,6 @@ def _argument_filler(arguments):
 
     return fill
 
-
-def _fillers(function, schedule) -> list:
-    """The argument filler of every step of ``schedule`` (cached per function)."""
-    fillers = _FILLERS.get(function)
-    if fillers is None or len(fillers) != len(schedule):
-        fillers = _FILLERS[function] = [_argument_filler(node.arguments) for node, *_ in schedule]
-    return fillers
 
 
 _FOLD_CACHE: dict = {}  # id(conv layer) -> (weak refs, versions, (folded kernel, shift))
@@ -1167,7 +1161,7 @@ def _run_through_graph(function, original, inputs, operation_fn):
         return operation_fn(lookup(node) if lookup is not None else node.operation)
 
     training = _direct_calls_context()
-    fillers = _fillers(function, schedule)
+    fillers = _FILLERS[function]  # made with the schedule
     folds = _FOLDS.get(function)
     if folds and not (training is not False and not training[0] and training[1] is None
                       and not torch.is_grad_enabled()):

@@ -329,7 +329,7 @@ def test_argument_fillers_give_what_keras_fill_in_gives():
         schedule = torch_kernels._schedule(model)
         if schedule is None:  # Keras' own execution: no fillers
             continue
-        for (node, *_), fill in zip(schedule, torch_kernels._fillers(model, schedule)):
+        for (node, *_), fill in zip(schedule, torch_kernels._FILLERS[model]):
             values = {id(x): object() for x in node.arguments.keras_tensors}
             (args, kwargs), (want_args, want_kwargs) = fill(values), node.arguments.fill_in(values)
             assert type(args) is type(want_args) and len(args) == len(want_args), node.operation.name
