@@ -335,7 +335,10 @@ def test_argument_fillers_give_what_keras_fill_in_gives():
             assert type(args) is type(want_args) and len(args) == len(want_args), node.operation.name
             for a, b in zip(args, want_args):
                 assert type(a) is type(b), node.operation.name
-                assert all(x is y for x, y in zip(a, b)) and len(a) == len(b) if type(a) in (list, tuple) else a is b
+                if type(a) in (list, tuple):
+                    assert len(a) == len(b) and all(x is y for x, y in zip(a, b)), node.operation.name
+                else:
+                    assert a is b, node.operation.name
             assert kwargs == want_kwargs, node.operation.name
             fast_paths += fill != node.arguments.fill_in
     assert fast_paths > 20  # the nodes with recorded keyword arguments (mask=None, training=None) and lists
