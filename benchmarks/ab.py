@@ -8,6 +8,7 @@ machine load hits both sides; it prints median(A)/median(B) time ratios (>1: B i
     KERAS_BACKEND=torch      python benchmarks/ab.py torch-layout # time share of NHWC<->NCHW copies
     KERAS_BACKEND=torch      python benchmarks/ab.py torch-kernels # Keras' kernels vs the package's fast ones
     KERAS_BACKEND=torch      python benchmarks/ab.py torch-recompute # BN outputs kept vs recomputed in backward
+    KERAS_BACKEND=tensorflow python benchmarks/ab.py tf-kernels   # Keras' BatchNormalization vs the fused one
     python benchmarks/ab.py upsampling                            # UpSampling2D nearest vs bilinear
 
 Options: --backbone resnet34 --size 128 --batch 4 --steps 6.
@@ -235,6 +236,38 @@ def exp_torch_kernels(args):
         {"keras": with_kernels(train, False), "fast": with_kernels(train, True)}, args.steps), "keras")
 
 
+def exp_tf_kernels(args):
+    """TensorFlow: Keras' own BatchNormalization vs the package's fused one (segmentation_models/tf_kernels.py).
+
+    Two copies of the same model, each traced (predict, batch-1 predict, train step) under its setting, so the
+    compiled functions keep it; then alternating call by call.
+    """
+    import keras
+    import numpy as np
+
+    from segmentation_models import tf_kernels
+
+    assert keras.backend.backend() == "tensorflow", "run with KERAS_BACKEND=tensorflow"
+    x, y = _data(args)
+    models = {}
+    for name, fused in (("keras", False), ("fused", True)):
+        tf_kernels.install() if fused else tf_kernels.uninstall()
+        keras.utils.set_random_seed(0)
+        model = _model(args)
+        model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="binary_crossentropy")
+        model.predict_on_batch(x), model.predict_on_batch(x[:1]), model.train_on_batch(x, y)  # traced here
+        models[name] = model
+    tf_kernels.install()
+    models["fused"].set_weights(models["keras"].get_weights())
+    a, b = (np.asarray(m.predict_on_batch(x)) for m in models.values())
+    print(f"max |difference| of predictions {float(np.abs(a - b).max()):.2e}", flush=True)
+    calls = (("predict batch", lambda m: m.predict_on_batch(x)), ("predict b1", lambda m: m.predict_on_batch(x[:1])),
+             ("train step", lambda m: m.train_on_batch(x, y)))
+    for name, call in calls:
+        report(f"tf {name} (fused batch norm)", alternate(
+            {k: (lambda m=m: call(m)) for k, m in models.items()}, args.steps), "keras")
+
+
 def exp_torch_recompute(args):
     """torch backend: training steps with BatchNormalization outputs (and their activations) kept for the backward
     pass (``SM_TORCH_RECOMPUTE=0``) vs saved as recipes and recomputed there (``=1``, the default), alternating step by
@@ -294,7 +327,7 @@ def exp_upsampling(args):
 
 
 EXPERIMENTS = {"tf-jit": exp_tf_jit, "bn-fold": exp_bn_fold, "torch-layout": exp_torch_layout,
-               "torch-kernels": exp_torch_kernels, "torch-recompute": exp_torch_recompute,
+               "torch-kernels": exp_torch_kernels, "tf-kernels": exp_tf_kernels, "torch-recompute": exp_torch_recompute,
                "upsampling": exp_upsampling}
 
 

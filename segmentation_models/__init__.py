@@ -45,6 +45,10 @@ from . import torch_kernels as _torch_kernels  # noqa: E402
 
 _torch_kernels.install_from_env()  # torch backend only: Keras' kernels without their copies
 
+from . import tf_kernels as _tf_kernels  # noqa: E402
+
+_tf_kernels.install_from_env()  # TensorFlow backend only: fused batch normalisation, as Keras 2 had
+
 from . import allocator as _allocator  # noqa: E402
 
 _allocator.retain_from_env()  # torch backend on glibc only: no page faults for every step's tensors

