@@ -1018,3 +1018,50 @@ def test_input_batch_norm_split_only_for_an_unchanged_output_with_autograd():
     assert torch_kernels._center_split(bn(x.requires_grad_(), training=True)) is None  # x needs its gradient
     scaled = keras.layers.BatchNormalization()
     assert torch_kernels._center_split(scaled(torch.rand(2, 8, 8, 3), training=True)) is None
+
+
+@pytest.mark.parametrize("scale", [True, False])  # False: 1.0.1's bn_data (center only, the split path)
+@pytest.mark.parametrize("channels", [3, 4, 8])  # 2-7 channels without input gradient: statistics from an NCHW copy
+def test_batch_norm_of_an_image_matches_keras(channels, scale, keras_kernels):
+    import torch
+
+    x = torch.from_numpy((np.random.default_rng(3).random((4, 16, 12, channels)) * 255).astype("float32"))
+    bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=2e-5, scale=scale)
+    bn.build(x.shape)
+    initial = [w.numpy() + 0.5 for w in bn.weights]
+
+    def run():
+        for w, v in zip(bn.weights, initial):
+            w.assign(v)
+        y = bn(x, training=True)
+        (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+        grads = [_np(w.value.grad) for w in bn.trainable_weights]
+        for w in bn.trainable_weights:
+            w.value.grad = None
+        return _np(y.detach()), grads, [w.numpy() for w in bn.non_trainable_weights]
+
+    fast, ref = run(), keras_kernels(run)
+    np.testing.assert_allclose(fast[0], ref[0], rtol=1e-4, atol=1e-4)
+    for g, h in zip(fast[1], ref[1]):
+        np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-3)
+    for m, n in zip(fast[2], ref[2]):
+        np.testing.assert_allclose(m, n, rtol=1e-5)
+
+
+def test_small_channel_batch_norm_takes_the_copy_only_without_input_gradient(monkeypatch):
+    """The NCHW-copy statistics serve inputs that need no gradient; an input that does keeps torch's kernel."""
+    import torch
+
+    x = torch.rand(2, 8, 8, 3).permute(0, 3, 1, 2)  # NCHW view of NHWC memory
+    gamma, beta = torch.rand(3, requires_grad=True), torch.rand(3, requires_grad=True)
+    y, mean, inv_std = torch_kernels._training_batch_norm(x, gamma, beta, 1e-3)
+    ref = torch.native_batch_norm(x, gamma, beta, None, None, True, 0.0, 1e-3)
+    for a, b in zip((y, mean, inv_std), ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    calls = []
+    native = torch.native_batch_norm
+    monkeypatch.setattr(torch, "native_batch_norm", lambda t, *a: calls.append(t.is_contiguous()) or native(t, *a))
+    torch_kernels._training_batch_norm(x, gamma, beta, 1e-3)
+    torch_kernels._training_batch_norm(x.detach().requires_grad_(), gamma, beta, 1e-3)
+    assert calls == [True, False]  # the contiguous copy, then the channels-last input itself
