@@ -687,7 +687,7 @@ def _fusable_padding(pad_node, consumer) -> tuple[int, int] | None:
     classes, which run one convolution), or a 'valid' ``MaxPooling2D`` whose input is a ReLU output (>= 0, so
     torch's -inf padding gives the same maximum) with padding at most half the pool size.
     """
-    from keras import activations, layers
+    from keras import layers
 
     pad = pad_node.operation
     op = consumer.operation

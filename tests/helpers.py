@@ -1,7 +1,6 @@
 """One helper that runs the same checks for every model, plus writers of published weight formats."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -242,3 +241,35 @@ def randomize_weights(model: keras.Model, seed: int = 0) -> None:
             continue
         else:
             v.assign(rng.normal(0, 0.1, shape).astype("float32"))
+
+
+def with_keras_kernels(kernels) -> Callable:
+    """A runner of ``fn()`` with Keras' own kernels (``kernels``: the package's torch_kernels or tf_kernels module,
+    uninstalled for the call and installed again after it)."""
+    def run(fn):
+        kernels.uninstall()
+        try:
+            return fn()
+        finally:
+            kernels.install()
+    return run
+
+
+def check_stateless_batch_norm_statistics(keras_kernels: Callable) -> None:
+    """A training ``stateless_call`` returns the moving statistics Keras' own kernels give, and leaves the model's
+    variables unchanged."""
+    x = (np.random.default_rng(8).standard_normal((4, 5, 5, 3)) * 2 + 1).astype("float32")
+    model = keras.Sequential([keras.Input((5, 5, 3)), keras.layers.BatchNormalization(momentum=0.5)])
+
+    def run():
+        _, non_trainable = model.stateless_call(model.trainable_variables, model.non_trainable_variables, x,
+                                                training=True)
+        returned = [keras.ops.convert_to_numpy(v) for v in non_trainable]
+        return returned, [v.numpy() for v in model.non_trainable_variables]
+
+    fast, ref = run(), keras_kernels(run)
+    for a, b in zip(fast[0], ref[0]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(fast[0][0], 0.0)  # the returned moving mean moved ...
+    for v, w in zip(fast[1], ref[1]):
+        np.testing.assert_array_equal(v, w)  # ... and the model's own variables did not

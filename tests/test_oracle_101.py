@@ -1,5 +1,4 @@
 """Equivalence with segmentation_models 1.0.1 (run as an oracle in a subprocess)."""
-import json
 
 import numpy as np
 import pytest

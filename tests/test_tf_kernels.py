@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import BACKEND
+from helpers import check_stateless_batch_norm_statistics, with_keras_kernels
 
 pytestmark = pytest.mark.skipif(BACKEND != "tensorflow", reason="the fused kernels replace a TensorFlow-backend path")
 
@@ -19,14 +20,8 @@ from segmentation_models import tf_kernels  # noqa: E402
 
 @pytest.fixture
 def keras_kernels():
-    """Run a block with Keras' own BatchNormalization, then put the fused one back."""
-    def run(fn):
-        tf_kernels.uninstall()
-        try:
-            return fn()
-        finally:
-            tf_kernels.install()
-    return run
+    """Run a block with Keras' own kernels, then put the fast ones back."""
+    return with_keras_kernels(tf_kernels)
 
 
 def _fused_ops_in(fn, *args) -> set:
@@ -138,20 +133,7 @@ def test_other_batch_norms_keep_keras_own_path(case, keras_kernels):
 
 
 def test_batch_norm_moving_statistics_in_stateless_calls(keras_kernels):
-    x = (np.random.default_rng(8).standard_normal((4, 5, 5, 3)) * 2 + 1).astype("float32")
-    model = keras.Sequential([keras.Input((5, 5, 3)), keras.layers.BatchNormalization(momentum=0.5)])
-
-    def run():
-        _, non_trainable = model.stateless_call(model.trainable_variables, model.non_trainable_variables, x,
-                                                training=True)
-        return [np.asarray(v) for v in non_trainable], [v.numpy() for v in model.non_trainable_variables]
-
-    fast, ref = run(), keras_kernels(run)
-    for a, b in zip(fast[0], ref[0]):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(fast[0][0], 0.0)  # the returned moving mean moved ...
-    for v, w in zip(fast[1], ref[1]):
-        np.testing.assert_array_equal(v, w)  # ... and the model's own variables did not
+    check_stateless_batch_norm_statistics(keras_kernels)
 
 
 def _unet(dtype: str = "float32"):
