@@ -18,7 +18,7 @@ Measured on a 2-core CPU (Intel Xeon, TensorFlow 2.21), Unet at 256x256, batch 8
 
 Everything else goes to Keras' own implementation: masks, renorm, synchronized batch normalisation, a symbolic
 ``training`` flag, inputs that are not 4D with the channels last, float64, an epsilon below 1.001e-5 (cuDNN's
-minimum; 1.0.1's SE-ResNets use 1e-5), and functions compiled by XLA (see :func:`_in_xla_compilation`). Saved
+minimum; 1.0.1's SE-ResNets use 1e-5), and functions compiled by XLA (see :func:`_xla_compilation_check`). Saved
 models are plain Keras models: nothing here is serialized. Set ``SM_TF_FAST_OPS=0`` before import, or call
 :func:`uninstall`, to run Keras' kernels unchanged. Other backends are not touched. This is backend code beside
 Keras', like ``torch_kernels``: model, loss and metric code stays ``keras.ops`` only.
@@ -26,6 +26,8 @@ Keras', like ``torch_kernels``: model, loss and metric code stays ``keras.ops`` 
 from __future__ import annotations
 
 import logging
+
+import keras
 
 from ._patching import resolve_targets, restore
 
@@ -47,29 +49,27 @@ def installed() -> bool:
     return bool(_ORIGINAL)
 
 
-def _in_xla_compilation() -> bool:
-    """True while TensorFlow traces a function for XLA (Keras' ``jit_compile=True``, the default on GPU).
+def _xla_compilation_check():
+    """A function telling whether TensorFlow traces for XLA right now (Keras' ``jit_compile=True``, the default on GPU).
 
     XLA lowers FusedBatchNormV3 to its own batch normalisation, whose variance is E[x^2] - E[x]^2 (measured: twice
     Keras' rounding error on the updates), while it fuses Keras' separate ops by itself: there the fused kernel
-    gains nothing, so Keras' path stays.
+    gains nothing, so Keras' path stays. Resolved once, at install: the check runs on every batch-norm call.
     """
     try:
         from tensorflow.python.framework import ops as tf_ops
         from tensorflow.python.ops import control_flow_util
     except ImportError:  # pragma: no cover - depends on the TensorFlow version
-        return False
-    return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
+        return lambda: False
+    return lambda: bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
 
 
-def _fusable(layer, inputs, training, mask) -> bool:
+def _fusable(layer, inputs, training, mask, in_xla_compilation) -> bool:
     """Whether this call can take FusedBatchNormV3 with Keras' exact semantics."""
-    import keras
-
     return (mask is None and not layer.renorm and not getattr(layer, "synchronized", False)
             and isinstance(training, (bool, type(None))) and len(inputs.shape) == 4 and layer.axis in (3, -1)
             and layer.epsilon >= MIN_EPSILON and keras.backend.standardize_dtype(inputs.dtype) in _FUSED_DTYPES
-            and not _in_xla_compilation())
+            and not in_xla_compilation())
 
 
 def install() -> bool:
@@ -77,8 +77,6 @@ def install() -> bool:
 
     A no-op on other backends, when already installed, or when this Keras version lacks what is patched.
     """
-    import keras
-
     if keras.backend.backend() != "tensorflow" or installed():
         return installed()
     targets = resolve_targets(_TARGET_PATHS)
@@ -89,9 +87,10 @@ def install() -> bool:
 
     original_bn_call = getattr(*targets["bn_call"])
     empty = tf.constant([], tf.float32)
+    in_xla_compilation = _xla_compilation_check()
 
     def bn_call(self, inputs, training=None, mask=None):
-        if not _fusable(self, inputs, training, mask):
+        if not _fusable(self, inputs, training, mask, in_xla_compilation):
             return original_bn_call(self, inputs, training=training, mask=mask)
         x = ops.cast(inputs, "float32")
         channels = x.shape[-1]
