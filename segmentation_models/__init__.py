@@ -53,7 +53,7 @@ from . import allocator as _allocator  # noqa: E402
 
 _allocator.retain_from_env()  # torch backend on glibc only: no page faults for every step's tensors
 
-_LAZY_SUBMODULES = ("data", "cli")
+_LAZY_SUBMODULES = ("data", "cli", "export")
 
 
 def __getattr__(name: str):
@@ -61,6 +61,10 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
+    if name == "export_model":  # imported on first use: `python -m segmentation_models.export` runs it fresh
+        from .export import export_model
+
+        return export_model
     if name in _compat.MOVED:
         raise AttributeError(
             f"segmentation_models has no attribute {name!r} (1.0.1 exposed the Keras submodules; Keras 3 does "

@@ -56,7 +56,7 @@ def segmentation_head(x, classes: int, activation, *, kernel_size: int = 3, name
     activation (float32 under mixed precision)."""
     x = layers.Conv2D(classes, kernel_size, padding="same", use_bias=True, kernel_initializer="glorot_uniform", name=name)(x)
     if upsampling > 1:
-        x = layers.UpSampling2D(upsampling, interpolation="bilinear", name=upsampling_name)(x)
+        x = ResizeByFactor(upsampling, name=upsampling_name)(x)
     act = activation if activation is not None else "linear"
     return layers.Activation(act, name=_act_name(act), dtype="float32")(x)
 
@@ -69,6 +69,36 @@ def _bilinear_matrix(out_size, in_size, dtype):
     position = ops.clip(position, 0.0, ops.cast(in_size, "float32") - 1.0)
     source = ops.cast(ops.arange(in_size), "float32")
     return ops.cast(ops.relu(1.0 - ops.abs(position[:, None] - source[None, :])), dtype)
+
+
+def resize_images(x, size, interpolation: str = "bilinear"):
+    """Resize channels-last ``x`` (B, H, W, C) to ``size`` = (height, width), half-pixel as ``ops.image.resize``.
+
+    Known (integer) sizes go to ``ops.image.resize``. Sizes that are symbolic, as in TensorFlow graphs traced
+    with unknown height and width (``predict`` or ``fit`` on a second image size, exports with dynamic sizes),
+    are resized by gathering rows, then columns, and blending them: ``ops.image.resize`` needs known sizes there.
+    """
+    height, width = size
+    if isinstance(height, int) and isinstance(width, int):
+        return ops.image.resize(x, (height, width), interpolation=interpolation)
+    if interpolation not in ("bilinear", "nearest"):
+        raise ValueError(f"sizes unknown until run time are resized bilinear or nearest, not {interpolation!r}")
+    return _resize_axis(_resize_axis(x, height, 1, interpolation), width, 2, interpolation)
+
+
+def _resize_axis(x, out_size, axis: int, interpolation: str):
+    in_size = ops.shape(x)[axis]
+    scale = ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
+    last = ops.cast(in_size, "int32") - 1
+    centers = (ops.cast(ops.arange(out_size), "float32") + 0.5) * scale
+    if interpolation == "nearest":
+        return ops.take(x, ops.minimum(ops.cast(ops.floor(centers), "int32"), last), axis=axis)
+    position = ops.clip(centers - 0.5, 0.0, ops.cast(last, "float32"))
+    lower = ops.floor(position)
+    weight = ops.cast(ops.reshape(position - lower, (-1, 1) if axis == 2 else (-1, 1, 1)), x.dtype)
+    lower = ops.cast(lower, "int32")
+    low, high = ops.take(x, lower, axis=axis), ops.take(x, ops.minimum(lower + 1, last), axis=axis)
+    return low + (high - low) * weight
 
 
 @keras.saving.register_keras_serializable(package="segmentation_models")
@@ -195,7 +225,7 @@ class ResizeToMatch(layers.Layer):
         static = tuple(x.shape[1:3])
         if None not in static and static == tuple(reference.shape[1:3]):
             return x
-        return ops.image.resize(x, ops.shape(reference)[1:3], interpolation=self.interpolation)
+        return resize_images(x, ops.shape(reference)[1:3], interpolation=self.interpolation)
 
     def compute_output_shape(self, input_shape):
         x_shape, reference_shape = input_shape
@@ -441,15 +471,7 @@ class ResizeByFactor(layers.Layer):
         if self.factor == 1:
             return x
         shape = ops.shape(x)
-        h, w = shape[1], shape[2]
-        if isinstance(h, int) and isinstance(w, int):
-            return ops.image.resize(x, (h * self.factor, w * self.factor), interpolation=self.interpolation)
-        if self.interpolation != "bilinear":
-            raise ValueError(f"unknown sizes are resized bilinearly only, not with {self.interpolation!r}")
-        # sizes unknown while tracing (TensorFlow graphs): the same bilinear resize as interpolation matrices
-        rows = _bilinear_matrix(h * self.factor, h, x.dtype)
-        cols = _bilinear_matrix(w * self.factor, w, x.dtype)
-        return ops.einsum("Hh,bhwc,Ww->bHWc", rows, x, cols)
+        return resize_images(x, (shape[1] * self.factor, shape[2] * self.factor), self.interpolation)
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+import keras
 import numpy as np
 
-__all__ = ["PREPROCESSING_MODES", "preprocess_input", "get_preprocessing"]
+__all__ = ["PREPROCESSING_MODES", "preprocess_input", "get_preprocessing", "ImagePreprocessing"]
 
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
@@ -78,3 +79,28 @@ def get_preprocessing(name: str) -> Callable:
     preprocessing.__doc__ = f"{name} preprocessing ({mode!r} mode); images in 0..255, channels last."
     preprocessing.mode = mode  # type: ignore[attr-defined]
     return preprocessing
+
+
+
+@keras.saving.register_keras_serializable(package="segmentation_models")
+class ImagePreprocessing(keras.layers.Layer):
+    """A backbone's preprocessing as a layer: images with values 0..255 in, the backbone's input out.
+
+    Puts the preprocessing inside a model (``export_model(..., preprocessing=mode)`` uses it), so that a
+    serving runtime feeds raw pixels. Same arithmetic as :func:`preprocess_input`.
+    """
+
+    def __init__(self, mode: str = "identity", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in PREPROCESSING_MODES:
+            raise ValueError(f"unknown preprocessing mode {mode!r}; choose one of {PREPROCESSING_MODES}")
+        self.mode = mode
+
+    def call(self, x):
+        return x if self.mode == "identity" else _preprocess_tensor(x, self.mode)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}

@@ -1074,9 +1074,12 @@ def _unpack_saved(packed):
 def _step_recipe(op, args, outputs):
     """The recipe of a step's float32 output, when it is a recomputable function of recipes (see
     :class:`_Recipe`): an activation (:func:`_recompute_activations`) or a Concatenate of registered tensors,
-    an UpSampling2D of a registered tensor or of any other (then kept: a quarter of the output at size 2)."""
+    an upsampling (UpSampling2D, ResizeByFactor) of a registered tensor or of any other (then kept: a quarter
+    of the output at factor 2)."""
     import torch
     from keras import layers
+
+    from .blocks import ResizeByFactor
 
     if not args or type(outputs) is not torch.Tensor or outputs.dtype != torch.float32 or not all(
             type(a) is torch.Tensor for a in (args[0] if type(op) is layers.Concatenate else args)):
@@ -1089,7 +1092,7 @@ def _step_recipe(op, args, outputs):
         return None
     if len(args) != 1:
         return None
-    if kind is layers.UpSampling2D:
+    if kind is layers.UpSampling2D or kind is ResizeByFactor:
         return _Recipe(op.call, (_registered_recipe(args[0]) or args[0],), outputs)
     functions = (_RECOMPUTE.activations.get(op.activation) if kind is layers.Activation
                  else _RECOMPUTE.activations[_RECOMPUTE.relu] if _is_plain_relu(op) else None)

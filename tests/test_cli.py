@@ -111,6 +111,38 @@ def test_evaluate_and_predict(trained_run, shapes, tmp_path, capsys):
     assert over.shape == (64, 64, 3) and over.dtype == np.uint8
 
 
+@heavy
+def test_export_a_run_folder_to_onnx_with_its_preprocessing(trained_run, shapes, tmp_path, capsys):
+    """The exported graph takes 0..255 pixels and gives what `predict` computes; the run's classes travel with
+    it; a bare .keras file needs --backbone for its preprocessing."""
+    onnx = pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    from segmentation_models.cli import common
+    from segmentation_models.preprocessing import get_preprocessing
+
+    out = tmp_path / "run.onnx"
+    assert main(["export", str(trained_run), "--with-preprocessing", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"exported {out}" in printed and "checked on a random 2x80x112x3 batch" in printed
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["classes"]) == ["background", "disc", "square"] and meta["backbone"] == "resnet18"
+    assert meta["architecture"] == "unet" and meta["source"] == "best.keras"
+
+    image = _png(shapes / "images" / "shape_0001.png")
+    model = common.load_model(trained_run / "best.keras")
+    expected = common.predict_probabilities(model, [image], get_preprocessing("resnet18"))[0]
+    session = onnxruntime.InferenceSession(str(out))
+    got = session.run(None, {"image": image[None].astype("float32")})[0][0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+    bare = tmp_path / "bare" / "model.keras"
+    bare.parent.mkdir()
+    bare.write_bytes((trained_run / "best.keras").read_bytes())
+    assert main(["export", str(bare), "--with-preprocessing"]) == 1
+    assert "give --backbone NAME" in capsys.readouterr().err
+
+
 def test_existing_run_folder_is_never_overwritten(trained_run, shapes, capsys):
     before = {p.name: p.read_bytes() for p in trained_run.iterdir() if p.is_file()}
     assert main(_train_args(shapes, trained_run)) == 1

@@ -110,9 +110,27 @@ SMALL_DECODERS = {
 @pytest.mark.skipif(not ON_TF, reason="the padding layers are checked on every backend by the Unet/FPN/Linknet/PSPNet tests")
 @pytest.mark.parametrize("arch", sorted(sm.available_architectures()))
 def test_every_architecture_returns_the_input_size(arch):
-    """Every registered architecture (through decoders/common.py) gives a mask of the input's size."""
+    """Every registered architecture (through decoders/common.py) gives a mask of the input's size, eagerly and
+    in a traced graph: `predict` on a second size retraces with unknown height and width (where
+    ``ops.image.resize`` and bilinear UpSampling2D fail: FPN, PSPNet, DeepLabV3(+), UPerNet and PAN did)."""
     model = sm.create_model(arch, backbone_name="resnet18", input_shape=(None, None, 3), encoder_weights=None,
                             classes=2, **SMALL_DECODERS.get(arch, {}))
-    for h, w in [(65, 97), (97, 65)]:
-        out = keras.ops.convert_to_numpy(model(np.zeros((1, h, w, 3), "float32"), training=False))
+    rng = np.random.default_rng(0)
+    for h, w in [(65, 97), (97, 65), (64, 96)]:
+        x = rng.random((1, h, w, 3)).astype("float32")
+        out = keras.ops.convert_to_numpy(model(x, training=False))
         assert out.shape == (1, h, w, 2), (arch, out.shape)
+        np.testing.assert_allclose(model.predict(x, verbose=0), out, atol=1e-4, err_msg=arch)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_resizing_to_sizes_unknown_until_run_time_equals_ops_image_resize(interpolation):
+    """blocks.resize_images' path for symbolic sizes (gathered rows and columns) is ops.image.resize's."""
+    from segmentation_models.blocks import resize_images
+
+    x = np.random.default_rng(1).random((2, 7, 10, 3)).astype("float32")
+    for size in [(14, 20), (28, 40), (7, 10), (3, 4), (11, 23)]:
+        expected = keras.ops.convert_to_numpy(keras.ops.image.resize(x, size, interpolation=interpolation))
+        symbolic = tuple(keras.ops.convert_to_tensor(v, "int32") for v in size)  # not Python ints: gathered
+        got = keras.ops.convert_to_numpy(resize_images(keras.ops.convert_to_tensor(x), symbolic, interpolation))
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=str(size))

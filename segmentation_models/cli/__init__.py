@@ -12,9 +12,9 @@ from typing import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from . import backbones_cmd, demo, evaluate, info, predict, train, weights_cmd  # noqa: E402
+from . import backbones_cmd, demo, evaluate, export_cmd, info, predict, train, weights_cmd  # noqa: E402
 
-COMMANDS = [train, evaluate, predict, info, backbones_cmd, weights_cmd, demo]
+COMMANDS = [train, evaluate, predict, export_cmd, info, backbones_cmd, weights_cmd, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="segmentation-models",
-        description="Segmentation models for Keras 3: train, evaluate, predict, manage pretrained weights.",
+        description="Segmentation models for Keras 3: train, evaluate, predict, export, manage pretrained weights.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from keras import layers
 
 from ..backbones.registry import get_backbone_spec
-from ..blocks import aspp, conv_bn_act, segmentation_head
+from ..blocks import ResizeByFactor, aspp, conv_bn_act, segmentation_head
 from .common import (aux_head, check_aux_params, check_encoder_depth, check_output_stride, check_positive_int,
                      finish, require_strides, start)
 
@@ -140,7 +140,7 @@ def DeepLabV3Plus(
     x = aspp(deepest, decoder_channels, rates, decoder_aspp_separable, decoder_aspp_dropout, name="decoder_aspp")
     x = conv_bn_act(x, decoder_channels, 3, name="decoder_aspp_conv", separable=True)
     factor = min(2**encoder_depth, encoder_output_stride) // 4
-    x = layers.UpSampling2D(size=factor, interpolation="bilinear", name="decoder_upsampling")(x)
+    x = ResizeByFactor(factor, name="decoder_upsampling")(x)
     highres = conv_bn_act(encoder.feature(4), HIGHRES_CHANNELS, 1, name="decoder_highres")
     x = layers.Concatenate(axis=-1, name="decoder_concat")([x, highres])
     x = conv_bn_act(x, decoder_channels, 3, name="decoder_fuse", separable=True)

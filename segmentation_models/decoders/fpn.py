@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from keras import layers
 
-from ..blocks import conv_bn_act, segmentation_head
+from ..blocks import ResizeByFactor, conv_bn_act, segmentation_head
 from ..validation import check_choice, check_dropout, check_positive_int
 from .common import finish, start
 
@@ -112,7 +112,7 @@ def FPN(
     branches = branches[::-1]  # s2, s3, s4, s5 as in 1.0.1
     x = _aggregate(branches, pyramid_aggregation, pyramid_dropout)
     x = conv_bn_act(x, segmentation_filters, 3, name="final_stage", use_batchnorm=pyramid_use_batchnorm)
-    x = layers.UpSampling2D(2, interpolation="bilinear", name="final_upsampling")(x)
+    x = ResizeByFactor(2, name="final_upsampling")(x)
     outputs = segmentation_head(x, classes, activation, name="head_conv")
     return finish(encoder, outputs, f"fpn_{encoder.spec.name}", weights, encoder_freeze)
 
@@ -132,7 +132,7 @@ def _smp_pyramid(x, skips, classes: int, activation, filters: int, segmentation_
             level = conv_bn_act(level, segmentation_filters, 3, name=f"segm_stage{stage}_{i}",
                                 use_batchnorm=use_batchnorm)
             if i < upsamplings:
-                level = layers.UpSampling2D(2, interpolation="bilinear", name=f"segm_stage{stage}_{i}_upsampling")(level)
+                level = ResizeByFactor(2, name=f"segm_stage{stage}_{i}_upsampling")(level)
         branches.append(level)
     x = _aggregate(branches, aggregation, dropout)
     return segmentation_head(x, classes, activation, kernel_size=1, name="head_conv", upsampling=4)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from keras import layers
 
 from ..backbones.registry import get_backbone_spec
-from ..blocks import ResizeToMatch, conv_bn_act, pyramid_pooling, segmentation_head
+from ..blocks import ResizeByFactor, ResizeToMatch, conv_bn_act, pyramid_pooling, segmentation_head
 from .common import (aux_head, check_aux_params, check_encoder_depth, check_positive_int, finish,
                      pyramid_features, require_strides, start)
 
@@ -67,7 +67,7 @@ def UPerNet(
             lateral = conv_bn_act(levels[stride], decoder_channels, 1, name=f"{name}_lateral", use_batchnorm=bn)
             x = layers.Add(name=f"{name}_add")([ResizeToMatch(name=f"{name}_resize")([x, lateral]), lateral])
         else:  # the backbone has no map here: upsample only
-            x = layers.UpSampling2D(size=2, interpolation="bilinear", name=f"{name}_upsampling")(x)
+            x = ResizeByFactor(2, name=f"{name}_upsampling")(x)
         pyramid[stride] = x
     reference = pyramid[4]
     fused = []

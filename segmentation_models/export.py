@@ -1,0 +1,363 @@
+"""Export a model for serving: ONNX (onnxruntime, TensorRT, OpenVINO, ...) or a TensorFlow SavedModel.
+
+The conversion always runs on the TensorFlow backend when TensorFlow is installed: in this process on that
+backend, otherwise in a subprocess on the same ``.keras`` file (the weights are the same on every backend).
+TensorFlow's converter (tf2onnx) keeps the batch, height and width dynamic; Keras' torch and JAX ONNX
+exporters need fixed sizes or fail on some layers, so they are only the fallback without TensorFlow.
+
+Every export is checked before it is reported: the exported file is run (onnxruntime, or TensorFlow for a
+SavedModel) on a random batch and compared with the Keras model.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["EXPORT_FORMATS", "ExportError", "ExportResult", "export_model"]
+
+EXPORT_FORMATS = ("onnx", "savedmodel")
+INPUT_NAME = "image"
+# The size a dynamic-size export is checked at: not a multiple of 32, so the model's padding and cropping run.
+CHECK_SIZE = (80, 112)
+CHECK_BATCH = 2
+TOLERANCE = (1e-4, 1e-3)  # atol, rtol (times the largest output magnitude)
+
+
+class ExportError(ValueError):
+    """The model could not be exported, or the exported file does not compute what the model computes."""
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_model` wrote and measured."""
+
+    path: str
+    format: str
+    input_name: str
+    input_shape: list  # (batch, height, width, channels); None where dynamic
+    output_name: str
+    converter: str
+    seconds: float
+    max_abs_diff: float | None = None
+    checked_shape: list | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def export_model(
+    model: Any,
+    path: str | os.PathLike,
+    format: str = "onnx",
+    *,
+    input_size: Sequence[int] | None = None,
+    batch_size: int | None = None,
+    preprocessing: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    opset: int | None = None,
+    check: bool = True,
+) -> ExportResult:
+    """Export ``model`` (a ``keras.Model`` or a ``.keras`` file) to ``path`` in ``format`` (``onnx`` or
+    ``savedmodel``) and check that the exported file computes what the model computes.
+
+    Args:
+        input_size: ``(height, width)`` to fix; default: the model's own (dynamic where the model's is None).
+        batch_size: a fixed batch size; default dynamic.
+        preprocessing: a preprocessing mode (``get_preprocessing(backbone).mode``) to put inside the exported
+            graph, so that it takes images with values 0..255; default: the model's own input.
+        metadata: string-keyed values stored with the export (ONNX metadata_props; a JSON file in a SavedModel).
+        opset: ONNX opset; default the converter's.
+        check: run the exported file on a random batch and compare with the model (raises ExportError).
+    """
+    import keras
+
+    from .preprocessing import PREPROCESSING_MODES
+
+    if format not in EXPORT_FORMATS:
+        raise ExportError(f"unknown export format {format!r}; choose one of {EXPORT_FORMATS}")
+    if preprocessing is not None and preprocessing not in PREPROCESSING_MODES:
+        raise ExportError(f"unknown preprocessing mode {preprocessing!r}; choose one of {PREPROCESSING_MODES}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ExportError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    if opset is not None and (format != "onnx" or not isinstance(opset, int) or opset < 13):
+        raise ExportError(f"opset applies to ONNX exports and must be an integer >= 13, got {opset!r}")
+    model_file = None
+    if not isinstance(model, keras.Model):
+        model_file = Path(model)
+        if not model_file.is_file():
+            raise ExportError(f"{model_file} does not exist (give a keras.Model or a .keras file)")
+        from .cli.common import load_model
+
+        model = load_model(model_file)
+    shape = _signature_shape(model, input_size, batch_size)
+    out = Path(path)
+    if out.exists() and format == "onnx" and out.is_dir():
+        raise ExportError(f"{out} is a folder; give a file name for the ONNX model (e.g. {out / 'model.onnx'})")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    float32 = _float32(model)  # mixed-precision models are exported, and checked, in float32
+    export = float32 if preprocessing is None else _with_preprocessing(float32, preprocessing)
+    if export is not model:
+        model_file = None  # the file on disk is not what is exported
+    start = time.perf_counter()
+    converter = _convert(export, model_file, out, format, shape, opset)
+    seconds = time.perf_counter() - start
+
+    output_name = _output_name(model)
+    meta = _metadata(model, shape, output_name, preprocessing, metadata)
+    if format == "onnx":
+        _finish_onnx(out, output_name, meta)
+    else:
+        (out / "segmentation_models.json").write_text(json.dumps(meta, indent=2) + "\n")
+    result = ExportResult(str(out), format, INPUT_NAME, list(shape), output_name, converter, round(seconds, 2),
+                          metadata=meta)
+    if check:
+        result.max_abs_diff, result.checked_shape = _check(float32, out, format, shape, preprocessing)
+    return result
+
+
+# ----------------------------------------------------------------------------------------- the model to export
+def _signature_shape(model, input_size, batch_size) -> tuple:
+    """(batch, height, width, channels) of the export's input; None where dynamic."""
+    if len(model.inputs) != 1 or len(model.input_shape) != 4:
+        raise ExportError(f"expected a model with one (batch, height, width, channels) input, got {model.input_shape}")
+    _, height, width, channels = model.input_shape
+    if input_size is not None:
+        if len(input_size) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in input_size):
+            raise ExportError(f"input_size must be (height, width) with positive integers, got {input_size!r}")
+        for name, fixed, asked in (("height", height, input_size[0]), ("width", width, input_size[1])):
+            if fixed is not None and fixed != asked:
+                raise ExportError(
+                    f"the model was built for {height}x{width} inputs and cannot be exported at "
+                    f"{input_size[0]}x{input_size[1]} ({name} {fixed} != {asked}); build it with "
+                    f"input_shape=(None, None, {channels}) and load the weights to export other sizes")
+        height, width = int(input_size[0]), int(input_size[1])
+    return (batch_size, height, width, channels)
+
+
+def _float32(model):
+    """``model`` itself when it computes in float32; else the same model and weights rebuilt in float32
+    (mixed-precision training): exporters and runtimes expect float32 graphs."""
+    import keras
+
+    if all(layer.dtype_policy.name == "float32" for layer in _all_layers(model)):
+        return model
+
+    def to_float32(obj):
+        if isinstance(obj, dict):
+            if obj.get("class_name") == "DTypePolicy" or obj.get("class_name") == "FloatDTypePolicy":
+                return "float32"
+            return {k: to_float32(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [to_float32(v) for v in obj]
+        return obj
+
+    config = to_float32(keras.saving.serialize_keras_object(model))
+    rebuilt = keras.saving.deserialize_keras_object(config)
+    rebuilt.set_weights([np.asarray(keras.ops.convert_to_numpy(w), "float32") for w in model.weights])
+    return rebuilt
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def _with_preprocessing(model, mode: str):
+    import keras
+
+    from .preprocessing import ImagePreprocessing
+
+    image = keras.Input(shape=model.input_shape[1:], name=INPUT_NAME)
+    return keras.Model(image, model(ImagePreprocessing(mode, name="preprocessing")(image)),
+                       name=f"{model.name}_with_preprocessing")
+
+
+def _output_name(model) -> str:
+    """``probabilities`` when the model ends in softmax/sigmoid, else ``logits``."""
+    for layer in reversed(model.layers):
+        activation = getattr(layer, "activation", None)
+        if activation is not None:
+            return "probabilities" if getattr(activation, "__name__", "") in ("softmax", "sigmoid") else "logits"
+    return "logits"
+
+
+def _metadata(model, shape, output_name, preprocessing, extra) -> dict:
+    from ._version import __version__
+
+    meta = {
+        "producer": f"segmentation_models {__version__}",
+        "model": model.name,
+        "input": f"{INPUT_NAME}: float32 (batch, height, width, {shape[3]}), channels last",
+        "input_values": ("0..255 pixels (preprocessing inside)" if preprocessing is not None
+                         else "the model's own input (apply its backbone's preprocessing first)"),
+        "output": f"{output_name}: float32 (batch, height, width, classes), channels last",
+    }
+    if preprocessing is not None:
+        meta["preprocessing"] = preprocessing
+    for key, value in (extra or {}).items():
+        meta[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    return meta
+
+
+# ----------------------------------------------------------------------------------------- conversion
+def _convert(model, model_file: Path | None, out: Path, format: str, shape: tuple, opset: int | None) -> str:
+    """Write the export; returns the converter used."""
+    import keras
+
+    backend = keras.backend.backend()
+    has_tensorflow = _tensorflow_installed()
+    if format == "savedmodel" and not has_tensorflow:
+        raise ExportError("a SavedModel export needs TensorFlow: pip install tensorflow")
+    if backend == "tensorflow":
+        _keras_export(model, out, format, shape, opset)
+        return "tensorflow (tf2onnx)" if format == "onnx" else "tensorflow"
+    if has_tensorflow:
+        with tempfile.TemporaryDirectory(prefix="sm-export-") as tmp:
+            if model_file is None:
+                model_file = Path(tmp) / "model.keras"
+                model.save(model_file)
+            _export_in_tensorflow(model_file, out, format, shape, opset)
+        return f"tensorflow subprocess (tf2onnx), from {backend}" if format == "onnx" else \
+            f"tensorflow subprocess, from {backend}"
+    if None in shape[1:3] and backend == "torch":
+        raise ExportError(
+            "without TensorFlow, ONNX export runs on Keras' torch exporter, which needs a fixed height and width: "
+            "give input_size=(height, width) (--input-size H W), or pip install tensorflow tf2onnx to keep them "
+            "dynamic")
+    try:
+        _keras_export(model, out, format, shape, opset)
+    except ImportError as err:
+        raise ExportError(f"ONNX export on the {backend} backend needs a package that is missing ({err}); "
+                          f"pip install tensorflow tf2onnx (the converter this package uses)") from err
+    return f"keras ({backend})"
+
+
+def _tensorflow_installed() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def _keras_export(model, out: Path, format: str, shape: tuple, opset: int | None) -> None:
+    import keras
+
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    signature = [keras.InputSpec(shape=shape, dtype="float32", name=INPUT_NAME)]
+    with warnings.catch_warnings():
+        # Keras' tf2onnx patch probes np.object (a FutureWarning on NumPy 2); tf2onnx logs every unused node.
+        warnings.filterwarnings("ignore", message=".*np.object.*", category=FutureWarning)
+        logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+        if format == "onnx":
+            model.export(str(out), format="onnx", input_signature=signature, opset_version=opset, verbose=False)
+        else:
+            model.export(str(out), format="tf_saved_model", input_signature=signature, verbose=False)
+
+
+def _export_in_tensorflow(model_file: Path, out: Path, format: str, shape: tuple, opset: int | None) -> None:
+    spec = {"model": str(model_file), "out": str(out), "format": format, "shape": list(shape), "opset": opset}
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-m", "segmentation_models.export", json.dumps(spec)],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise ExportError(f"the TensorFlow conversion of {model_file} failed:\n{tail}")
+
+
+def _main(spec: dict) -> None:
+    """Entry point of the TensorFlow subprocess."""
+    from .cli.common import load_model
+
+    _keras_export(load_model(Path(spec["model"])), Path(spec["out"]), spec["format"], tuple(spec["shape"]),
+                  spec["opset"])
+
+
+def _finish_onnx(out: Path, output_name: str, meta: Mapping[str, str]) -> None:
+    """Name the graph's input and output, name its dynamic dimensions, store the metadata."""
+    import onnx
+
+    proto = onnx.load(str(out))
+    graph = proto.graph
+    _rename(graph, graph.input[0].name, INPUT_NAME)
+    _rename(graph, graph.output[0].name, output_name)
+    fixed = [d.dim_value if d.HasField("dim_value") else None for d in graph.input[0].type.tensor_type.shape.dim]
+    for value in (graph.input[0], graph.output[0]):
+        for dim, name, size in zip(value.type.tensor_type.shape.dim, ("batch", "height", "width"), fixed):
+            if size is not None:  # the output's batch, height and width are the input's
+                dim.dim_value = size
+            elif not dim.HasField("dim_value"):
+                dim.dim_param = name
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=str(value))
+    onnx.save(proto, str(out))
+
+
+def _rename(graph, old: str, new: str) -> None:
+    if old == new:
+        return
+    for value in list(graph.input) + list(graph.output):
+        if value.name == old:
+            value.name = new
+    for node in graph.node:
+        node.input[:] = [new if n == old else n for n in node.input]
+        node.output[:] = [new if n == old else n for n in node.output]
+
+
+# ----------------------------------------------------------------------------------------- check
+def _check(model, out: Path, format: str, shape: tuple, preprocessing: str | None) -> tuple[float, list]:
+    """Run the export and the model on one random batch; returns (max |difference|, shape checked)."""
+    import keras
+
+    from .preprocessing import preprocess_input
+
+    batch = shape[0] or CHECK_BATCH
+    height, width = shape[1] or CHECK_SIZE[0], shape[2] or CHECK_SIZE[1]
+    pixels = np.random.default_rng(0).uniform(0, 255, (batch, height, width, shape[3])).astype("float32")
+    model_input = preprocess_input(pixels, preprocessing) if preprocessing else pixels / 255.0
+    exported_input = pixels if preprocessing else model_input
+    expected = np.asarray(keras.ops.convert_to_numpy(model(model_input.astype("float32"), training=False)), "float32")
+    got = _run_export(out, format, exported_input.astype("float32"))
+    if got.shape != expected.shape:
+        raise ExportError(f"{out} gives outputs of shape {got.shape}, the model {expected.shape}")
+    diff = float(np.max(np.abs(got - expected)))
+    atol, rtol = TOLERANCE
+    limit = atol + rtol * float(np.max(np.abs(expected)))
+    if not np.isfinite(diff) or diff > limit:
+        raise ExportError(f"{out} does not compute what the model computes: max |difference| {diff:.3g} > "
+                          f"{limit:.3g} on a random {list(pixels.shape)} batch")
+    return diff, list(pixels.shape)
+
+
+def _run_export(out: Path, format: str, x: np.ndarray) -> np.ndarray:
+    if format == "onnx":
+        try:
+            import onnxruntime
+        except ImportError as err:
+            raise ExportError("checking an ONNX export needs onnxruntime: pip install onnxruntime "
+                              "(or skip the check)") from err
+        session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        return np.asarray(session.run(None, {INPUT_NAME: x})[0], "float32")
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(out)).signatures["serving_default"]
+    return np.asarray(next(iter(served(**{INPUT_NAME: tf.constant(x)}).values())), "float32")
+
+
+if __name__ == "__main__":
+    _main(json.loads(sys.argv[1]))
