@@ -109,7 +109,7 @@ def export_model(
         raise ExportError(f"{out} is a folder; give a file name for the ONNX model (e.g. {out / 'model.onnx'})")
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    float32 = _float32(model)  # mixed-precision models are exported, and checked, in float32
+    float32 = _float32(_mask_output_only(model))  # mixed-precision models are exported, and checked, in float32
     export = float32 if preprocessing is None else _with_preprocessing(float32, preprocessing)
     if export is not model:
         model_file = None  # the file on disk is not what is exported
@@ -117,7 +117,7 @@ def export_model(
     converter = _convert(export, model_file, out, format, shape, opset)
     seconds = time.perf_counter() - start
 
-    output_name = _output_name(model)
+    output_name = _output_name(float32)
     meta = _metadata(model, shape, output_name, preprocessing, metadata)
     if format == "onnx":
         _finish_onnx(out, output_name, meta)
@@ -147,6 +147,19 @@ def _signature_shape(model, input_size, batch_size) -> tuple:
                     f"input_shape=(None, None, {channels}) and load the weights to export other sizes")
         height, width = int(input_size[0]), int(input_size[1])
     return (batch_size, height, width, channels)
+
+
+def _mask_output_only(model):
+    """``model``, or for a model with an auxiliary classification head (SMP's ``aux_params``) the same model
+    with its mask output only: the auxiliary labels serve training."""
+    import keras
+
+    if len(model.outputs) == 1:
+        return model
+    if len(model.outputs[0].shape) != 4:
+        raise ExportError(f"expected the first output to be the (batch, height, width, classes) mask, got "
+                          f"outputs of shapes {[tuple(o.shape) for o in model.outputs]}")
+    return keras.Model(model.inputs, model.outputs[0], name=model.name)
 
 
 def _float32(model):
