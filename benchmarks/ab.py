@@ -10,6 +10,7 @@ machine load hits both sides; it prints median(A)/median(B) time ratios (>1: B i
     KERAS_BACKEND=torch      python benchmarks/ab.py torch-recompute # BN outputs kept vs recomputed in backward
     KERAS_BACKEND=tensorflow python benchmarks/ab.py tf-kernels   # Keras' BatchNormalization vs the fused one
     python benchmarks/ab.py upsampling                            # UpSampling2D nearest vs bilinear
+    python benchmarks/ab.py onnx                                  # the model vs its ONNX export on onnxruntime
 
 Options: --backbone resnet34 --size 128 --batch 4 --steps 6.
 """
@@ -326,9 +327,34 @@ def exp_upsampling(args):
         {"nearest": run(near), "bilinear": run(bil), "nearest+conv3x3": run(block)}, args.steps * 3), "nearest")
 
 
+def exp_onnx(args):
+    """The model on this backend (predict_on_batch, traced) vs its ONNX export on onnxruntime (CPU provider),
+    batch and batch-1 inference; the export has dynamic batch and size, as `segmentation-models export` writes."""
+    import tempfile
+
+    import keras
+    import numpy as np
+    import onnxruntime
+
+    from segmentation_models import export_model
+
+    x, _ = _data(args)
+    model = _model(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = export_model(model, Path(tmp) / "model.onnx")
+        print(f"exported in {result.seconds:.1f} s with {result.converter}; max |difference| "
+              f"{result.max_abs_diff:.1e}", flush=True)
+        session = onnxruntime.InferenceSession(str(Path(tmp) / "model.onnx"), providers=["CPUExecutionProvider"])
+    model.predict_on_batch(x), model.predict_on_batch(x[:1])  # traced here
+    for name, batch in (("predict batch", x), ("predict b1", x[:1])):
+        report(f"{keras.backend.backend()} {name} vs onnxruntime", alternate(
+            {"keras": lambda b=batch: model.predict_on_batch(b),
+             "onnxruntime": lambda b=batch: session.run(None, {"image": b})}, args.steps), "keras")
+
+
 EXPERIMENTS = {"tf-jit": exp_tf_jit, "bn-fold": exp_bn_fold, "torch-layout": exp_torch_layout,
                "torch-kernels": exp_torch_kernels, "tf-kernels": exp_tf_kernels, "torch-recompute": exp_torch_recompute,
-               "upsampling": exp_upsampling}
+               "upsampling": exp_upsampling, "onnx": exp_onnx}
 
 
 def main(argv=None) -> int:
