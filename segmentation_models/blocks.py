@@ -61,16 +61,7 @@ def segmentation_head(x, classes: int, activation, *, kernel_size: int = 3, name
     return layers.Activation(act, name=_act_name(act), dtype="float32")(x)
 
 
-# ---- pyramid pooling at any input size (PSPNet; usable by other pyramid modules) ------------------------
-def _bilinear_matrix(out_size, in_size, dtype):
-    """(out_size, in_size) weights of half-pixel bilinear resizing (as ``tf.image.resize``/UpSampling2D)."""
-    scale = ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
-    position = (ops.cast(ops.arange(out_size), "float32") + 0.5) * scale - 0.5
-    position = ops.clip(position, 0.0, ops.cast(in_size, "float32") - 1.0)
-    source = ops.cast(ops.arange(in_size), "float32")
-    return ops.cast(ops.relu(1.0 - ops.abs(position[:, None] - source[None, :])), dtype)
-
-
+# ---- resizing to sizes known or unknown until run time, pyramid pooling at any input size (PSPNet) --------
 def resize_images(x, size, interpolation: str = "bilinear"):
     """Resize channels-last ``x`` (B, H, W, C) to ``size`` = (height, width), half-pixel as ``ops.image.resize``.
 
@@ -168,28 +159,6 @@ class AdaptiveAveragePooling(keras.layers.Layer):
         return {**super().get_config(), "output_size": self.output_size}
 
 
-@keras.saving.register_keras_serializable(package="segmentation_models")
-class ResizeToReference(keras.layers.Layer):
-    """Bilinear (half-pixel, as UpSampling2D) resizing of ``[x, reference]``'s x to the reference's height
-    and width, also when they are unknown when the model is built (``ops.image.resize`` needs them known).
-
-    Implemented as two small interpolation matrices; meant for small inputs such as pooled pyramid cells.
-    """
-
-    takes_recipes = True  # its backward pass may use recomputed inputs (torch_kernels._takes_recipes)
-
-    def call(self, inputs):
-        x, reference = inputs
-        shape, target = ops.shape(x), ops.shape(reference)
-        rows = _bilinear_matrix(target[1], shape[1], x.dtype)
-        cols = _bilinear_matrix(target[2], shape[2], x.dtype)
-        return ops.einsum("Hh,bhwc,Ww->bHWc", rows, x, cols)
-
-    def compute_output_shape(self, input_shape):
-        x_shape, reference_shape = input_shape
-        return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
-
-
 def pyramid_pooling_branch(x, bins: int, filters: int, *, name: str, pooling: str = "avg", use_batchnorm: bool = True):
     """PSP branch: pool into ``bins`` x ``bins`` cells, 1x1 conv-bn-relu, resize back to ``x``'s size.
 
@@ -233,6 +202,12 @@ class ResizeToMatch(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "interpolation": self.interpolation}
+
+
+@keras.saving.register_keras_serializable(package="segmentation_models")
+class ResizeToReference(ResizeToMatch):
+    """:class:`ResizeToMatch` (bilinear) under the name of the pyramid pooling cells' resizing (PSPNet and
+    UPerNet's pyramid pooling), which saved models record."""
 
 
 def check_attention_type(attention_type) -> None:
