@@ -113,21 +113,42 @@ def export_model(
     export = float32 if preprocessing is None else _with_preprocessing(float32, preprocessing)
     if export is not model:
         model_file = None  # the file on disk is not what is exported
-    start = time.perf_counter()
-    converter = _convert(export, model_file, out, format, shape, opset)
-    seconds = time.perf_counter() - start
-
-    output_name = _output_name(float32)
-    meta = _metadata(model, shape, output_name, preprocessing, metadata)
-    if format == "onnx":
-        _finish_onnx(out, output_name, meta)
-    else:
-        (out / "segmentation_models.json").write_text(json.dumps(meta, indent=2) + "\n")
-    result = ExportResult(str(out), format, INPUT_NAME, list(shape), output_name, converter, round(seconds, 2),
-                          metadata=meta)
-    if check:
-        result.max_abs_diff, result.checked_shape = _check(float32, out, format, shape, preprocessing)
+    # Written beside the destination and moved there once finished and checked: an existing export is never
+    # replaced by a half-written or failing one; a failing one is kept as <name>.rejected for inspection.
+    work = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    _remove(work)
+    try:
+        start = time.perf_counter()
+        converter = _convert(export, model_file, work, format, shape, opset)
+        seconds = time.perf_counter() - start
+        output_name = _output_name(float32)
+        meta = _metadata(model, shape, output_name, preprocessing, metadata)
+        if format == "onnx":
+            _finish_onnx(work, output_name, meta)
+        else:
+            (work / "segmentation_models.json").write_text(json.dumps(meta, indent=2) + "\n")
+        result = ExportResult(str(out), format, INPUT_NAME, list(shape), output_name, converter, round(seconds, 2),
+                              metadata=meta)
+        if check:
+            try:
+                result.max_abs_diff, result.checked_shape = _check(float32, work, format, shape, preprocessing)
+            except ExportError as err:
+                rejected = out.with_name(out.name + ".rejected")
+                _remove(rejected)
+                work.rename(rejected)
+                raise ExportError(f"{err} (the export is kept as {rejected}; {out} is unchanged)") from None
+        _remove(out)
+        work.rename(out)
+    finally:
+        _remove(work)
     return result
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 # ----------------------------------------------------------------------------------------- the model to export
@@ -269,8 +290,7 @@ def _tensorflow_installed() -> bool:
 def _keras_export(model, out: Path, format: str, shape: tuple, opset: int | None) -> None:
     import keras
 
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    _remove(out)
     signature = [keras.InputSpec(shape=shape, dtype="float32", name=INPUT_NAME)]
     with warnings.catch_warnings():
         # Keras' tf2onnx patch probes np.object (a FutureWarning on NumPy 2); tf2onnx logs every unused node.
@@ -347,12 +367,12 @@ def _check(model, out: Path, format: str, shape: tuple, preprocessing: str | Non
     expected = np.asarray(keras.ops.convert_to_numpy(model(model_input.astype("float32"), training=False)), "float32")
     got = _run_export(out, format, exported_input.astype("float32"))
     if got.shape != expected.shape:
-        raise ExportError(f"{out} gives outputs of shape {got.shape}, the model {expected.shape}")
+        raise ExportError(f"the export gives outputs of shape {got.shape}, the model {expected.shape}")
     diff = float(np.max(np.abs(got - expected)))
     atol, rtol = TOLERANCE
     limit = atol + rtol * float(np.max(np.abs(expected)))
     if not np.isfinite(diff) or diff > limit:
-        raise ExportError(f"{out} does not compute what the model computes: max |difference| {diff:.3g} > "
+        raise ExportError(f"the export does not compute what the model computes: max |difference| {diff:.3g} > "
                           f"{limit:.3g} on a random {list(pixels.shape)} batch")
     return diff, list(pixels.shape)
 

@@ -39,7 +39,7 @@ def _onnx_run(path, x):
 
 @needs_tf2onnx
 @pytest.mark.skipif(BACKEND == "jax", reason="the subprocess route is the same from JAX as from torch")
-def test_onnx_export_keeps_batch_and_size_dynamic_and_matches_the_model(tmp_path):
+def test_onnx_export_keeps_batch_and_size_dynamic_and_matches_the_model(tmp_path, monkeypatch):
     """The TensorFlow route on every backend (a subprocess off TensorFlow): names, dynamic dims, metadata, and
     the same outputs at a size and batch other than the one checked at export."""
     model = _tiny_unet()
@@ -60,6 +60,17 @@ def test_onnx_export_keeps_batch_and_size_dynamic_and_matches_the_model(tmp_path
     x = np.random.default_rng(1).uniform(0, 1, (3, 70, 45, 3)).astype("float32")  # odd size: pad + crop inside
     expected = keras.ops.convert_to_numpy(model(x, training=False))
     np.testing.assert_allclose(_onnx_run(tmp_path / "unet.onnx", x), expected, atol=1e-4)
+
+    # An export that fails its check replaces nothing: it is kept beside as .rejected, the good file stays.
+    import shutil
+
+    good = (tmp_path / "unet.onnx").read_bytes()
+    monkeypatch.setattr(sm_export, "_convert", lambda *a: shutil.copyfile(tmp_path / "unet.onnx", a[2]) and "copy")
+    monkeypatch.setattr(sm_export, "_run_export", lambda path, fmt, x: np.zeros((*x.shape[:3], 3), "float32"))
+    with pytest.raises(ExportError, match="does not compute what the model computes.*kept as .*unet.onnx.rejected"):
+        export_model(model, tmp_path / "unet.onnx")
+    assert (tmp_path / "unet.onnx").read_bytes() == good and (tmp_path / "unet.onnx.rejected").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unet.onnx", "unet.onnx.rejected"]
 
 
 @needs_tf2onnx
