@@ -193,7 +193,7 @@ def _float32(model):
 
     def to_float32(obj):
         if isinstance(obj, dict):
-            if obj.get("class_name") == "DTypePolicy" or obj.get("class_name") == "FloatDTypePolicy":
+            if obj.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
                 return "float32"
             return {k: to_float32(v) for k, v in obj.items()}
         if isinstance(obj, list):
@@ -290,7 +290,6 @@ def _tensorflow_installed() -> bool:
 def _keras_export(model, out: Path, format: str, shape: tuple, opset: int | None) -> None:
     import keras
 
-    _remove(out)
     signature = [keras.InputSpec(shape=shape, dtype="float32", name=INPUT_NAME)]
     with warnings.catch_warnings():
         # Keras' tf2onnx patch probes np.object (a FutureWarning on NumPy 2); tf2onnx logs every unused node.

@@ -34,11 +34,8 @@ def preprocess_input(x, mode: str = "identity"):
         raise ValueError(f"unknown preprocessing mode {mode!r}; choose one of {PREPROCESSING_MODES}")
     if mode == "identity":
         return x
-    if not isinstance(x, np.ndarray) and not np.isscalar(x):
-        try:  # backend tensors: compute with keras.ops
-            return _preprocess_tensor(x, mode)
-        except ImportError:  # pragma: no cover
-            pass
+    if not isinstance(x, np.ndarray) and not np.isscalar(x):  # backend tensors: compute with keras.ops
+        return _preprocess_tensor(x, mode)
     x = np.asarray(x)
     x = x.astype("float32") if not np.issubdtype(x.dtype, np.floating) else x.copy()
     channels = x.shape[-1]
@@ -53,8 +50,7 @@ def preprocess_input(x, mode: str = "identity"):
 
 
 def _preprocess_tensor(x, mode: str):
-    from keras import ops
-
+    ops = keras.ops
     x = ops.cast(x, "float32")
     channels = x.shape[-1]
     if mode == "tf":

@@ -9,7 +9,6 @@ metadata_props; segmentation_models.json in a SavedModel folder).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from . import common
@@ -70,8 +69,7 @@ def export(model_path, format: str = "onnx", output=None, input_size=None, batch
     if config.get("model", {}).get("arch"):
         metadata["architecture"] = config["model"]["arch"]
     if config.get("classes"):
-        metadata["classes"] = json.dumps(config["classes"].get("names"))
-        metadata["class_colors"] = json.dumps(config["classes"].get("colors"))
+        metadata.update(classes=config["classes"].get("names"), class_colors=config["classes"].get("colors"))
     if output is None:
         output = model_file.parent / ("model.onnx" if format == "onnx" else "saved_model")
     return export_model(model_file, output, format, input_size=input_size, batch_size=batch_size,
