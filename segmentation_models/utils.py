@@ -4,8 +4,10 @@ from __future__ import annotations
 import keras
 
 from .backbones.factory import freeze_encoder
+from .batchnorm import BatchNormRecalibration, recalibrate_batchnorm
 
-__all__ = ["set_trainable", "set_regularization", "freeze_model", "set_random_seed"]
+__all__ = ["set_trainable", "set_regularization", "freeze_model", "set_random_seed", "recalibrate_batchnorm",
+           "BatchNormRecalibration"]
 
 
 def set_random_seed(seed: int) -> None:

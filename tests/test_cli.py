@@ -111,6 +111,43 @@ def test_evaluate_and_predict(trained_run, shapes, tmp_path, capsys):
     assert over.shape == (64, 64, 3) and over.dtype == np.uint8
 
 
+def _batch_statistics_miou(run: Path) -> float:
+    """Validation mIoU of a run's best.keras with BatchNormalization on batch statistics (all val images in one
+    batch): what the weights are worth, whatever the stored inference statistics."""
+    from segmentation_models.cli import common
+    from segmentation_models.cli.data_args import open_train_val
+    from segmentation_models.preprocessing import get_preprocessing
+
+    config = json.loads((run / "config.json").read_text())
+    model = common.load_model(run / "best.keras")
+    _, val_set = open_train_val(config["data"], config["train"]["seed"], skip_bad=True)
+    pairs = [val_set.load(i) for i in range(len(val_set))]
+    in_training_mode = lambda x, training=False: model(x, training=True)  # noqa: E731
+    probs = common.predict_probabilities(in_training_mode, [p[0] for p in pairs], get_preprocessing("resnet18"))
+    matrix = sum(common.confusion_matrix(t, p.argmax(-1), val_set.num_classes) for (_, t), p in zip(pairs, probs))
+    return common.scores_from_confusion(matrix, val_set.class_names)["mean_iou"]
+
+
+@heavy
+def test_evaluate_in_inference_mode_matches_batch_statistics(trained_run, tmp_path):
+    """The run's BatchNorm statistics are re-estimated before validation and saving: inference mode is as good
+    as the weights (Keras' moving averages alone lag far behind after a short run)."""
+    assert json.loads((trained_run / "config.json").read_text())["train"]["bn_batches"] == 20
+    assert main(["evaluate", str(trained_run), "--split", "val", "--output", str(tmp_path / "eval"), "--quiet"]) == 0
+    inference = json.loads((tmp_path / "eval" / "results.json").read_text())["mean_iou"]
+    assert abs(inference - _batch_statistics_miou(trained_run)) <= 0.02, inference
+
+
+@heavy
+def test_demo_trains_a_working_model(tmp_path, capsys):
+    """`segmentation-models demo` at its default settings: inference-mode validation mean IoU >= 0.90."""
+    assert main(["demo", "--output", str(tmp_path / "demo")]) == 0
+    results = json.loads((tmp_path / "demo" / "run" / "eval-val" / "results.json").read_text())
+    assert results["mean_iou"] >= 0.90, results["per_class"]
+    assert f"(mean IoU {results['mean_iou']:.3f})" in capsys.readouterr().out
+    assert len(list((tmp_path / "demo" / "predictions").glob("*_mask.png"))) == 4
+
+
 @heavy
 def test_export_a_run_folder_to_onnx_with_its_preprocessing(trained_run, shapes, tmp_path, capsys):
     """The exported graph takes 0..255 pixels and gives what `predict` computes; the run's classes travel with

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         "train": {"epochs": args.epochs, "batch_size": 8, "lr": 2e-3, "schedule": "cosine", "warmup_epochs": 0,
                   "optimizer": "adam", "weight_decay": None, "loss": "categorical_crossentropy",
                   "metrics": ["mean_iou", "accuracy"], "precision": "float32", "crop": None, "scale": 1.0,
-                  "augment": True, "steps_per_epoch": None, "val_steps": None, "workers": 2,
+                  "augment": True, "bn_batches": 20, "steps_per_epoch": None, "val_steps": None, "workers": 2,
                   "multiprocessing": False, "seed": 0, "deterministic": False, "overlays": 4},
     }
     run_dir = root / "run"

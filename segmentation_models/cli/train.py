@@ -22,6 +22,7 @@ from . import common
 from .data_args import add_data_arguments, data_config, open_train_val
 
 CHECKPOINTS = "checkpoints"
+BN_BATCHES = 20  # segmentation_models.batchnorm.DEFAULT_STEPS, without importing Keras to build the parser
 _CKPT = re.compile(r"^epoch_(\d{4,})\.keras$")
 
 
@@ -55,6 +56,9 @@ def add_parser(sub) -> None:
                    help="random training crop, a multiple of 32 (default: whole images padded to 32)")
     t.add_argument("--scale", type=float, default=1.0, help="resize every image by this factor first (e.g. 0.5)")
     t.add_argument("--no-augment", dest="augment", action="store_false", help="no flip/affine/color augmentation")
+    t.add_argument("--bn-batches", type=int, default=None, metavar="N",
+                   help="re-estimate BatchNorm statistics from N batches of training images (no augmentation) "
+                        f"before each validation and save (default {BN_BATCHES}; 0 keeps Keras' moving averages)")
     t.add_argument("--steps-per-epoch", type=int, default=None, help="cap the batches per epoch")
     t.add_argument("--val-steps", type=int, default=None, help="cap the validation batches")
     t.add_argument("--workers", type=int, default=2, help="data loading threads (default 2)")
@@ -102,6 +106,9 @@ def config_from_args(args: argparse.Namespace) -> dict:
             raise ValueError(f"--{name} must be >= 1, got {value}")
     if not args.lr > 0:
         raise ValueError(f"--lr must be positive, got {args.lr}")
+    bn_batches = BN_BATCHES if args.bn_batches is None else args.bn_batches
+    if bn_batches < 0:
+        raise ValueError(f"--bn-batches must be >= 0 (0: no re-estimation), got {bn_batches}")
     return {
         "data": data_config(args),
         "model": {"arch": args.arch, "backbone": args.backbone, "encoder_weights": weights,
@@ -110,7 +117,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
                   "warmup_epochs": args.warmup_epochs, "optimizer": args.optimizer, "weight_decay": args.weight_decay,
                   "loss": args.loss, "metrics": [m.strip() for m in args.metrics.split(",") if m.strip()],
                   "precision": args.precision, "crop": list(args.crop) if args.crop else None, "scale": args.scale,
-                  "augment": args.augment, "steps_per_epoch": args.steps_per_epoch, "val_steps": args.val_steps,
+                  "augment": args.augment, "bn_batches": bn_batches, "steps_per_epoch": args.steps_per_epoch,
+                  "val_steps": args.val_steps,
                   "workers": args.workers, "multiprocessing": args.multiprocessing, "cache_mb": args.cache_mb,
                   "seed": args.seed,
                   "deterministic": args.deterministic, "overlays": args.overlays},
@@ -308,8 +316,10 @@ def set_determinism(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _make_callbacks(out: Path, loader, monitor: str, history: list[dict], verbose: int):
+def _make_callbacks(out: Path, loader, monitor: str, history: list[dict], verbose: int, bn_batches: int = 0):
     import keras
+
+    from ..batchnorm import BatchNormRecalibration
 
     class EpochSync(keras.callbacks.Callback):
         """Keeps the loader's epoch (its seeded order and augmentation) equal to the training epoch."""
@@ -368,7 +378,9 @@ def _make_callbacks(out: Path, loader, monitor: str, history: list[dict], verbos
                 shutil.copyfile(ckpt, tmp)
             os.replace(tmp, out / "last.keras")
 
-    return [EpochSync(), RunRecorder(), keras.callbacks.TerminateOnNaN()]
+    # BatchNorm statistics first: validation and every model file written after it see the re-estimated ones
+    recalibration = [BatchNormRecalibration(loader.inference_batches(bn_batches), bn_batches)] if bn_batches else []
+    return [*recalibration, EpochSync(), RunRecorder(), keras.callbacks.TerminateOnNaN()]
 
 
 # ----------------------------------------------------------------------------------------- train
@@ -435,7 +447,8 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
         if initial_epoch < tcfg["epochs"]:
             model.fit(train_loader, validation_data=val_loader, epochs=tcfg["epochs"], initial_epoch=initial_epoch,
                       shuffle=False, verbose=verbose,
-                      callbacks=_make_callbacks(out, train_loader, monitor, history, verbose))
+                      callbacks=_make_callbacks(out, train_loader, monitor, history, verbose,
+                                                tcfg.get("bn_batches", BN_BATCHES)))
         elapsed = time.time() - started
         if not history:
             raise RuntimeError("training produced no epoch (stopped by NaN loss?)")

@@ -163,6 +163,14 @@ class SegmentationLoader(keras.utils.PyDataset):
         y, weights = one_hot_targets(masks, self.dataset.num_classes)
         return x, y, weights
 
+    def inference_batches(self, batches: int, seed: int = 0) -> "InferenceBatches":
+        """Up to ``batches`` batches of a seeded random choice of this loader's samples as inference sees them:
+        rescaled, padded and preprocessed, with no crop or augmentation (decoded samples come from this loader's
+        cache). What `recalibrate_batchnorm` needs to match inference."""
+        n = len(self.dataset)
+        chosen = np.random.default_rng([self.seed, seed]).permutation(n)[:batches * self.batch_size]
+        return InferenceBatches(self, chosen)
+
     def on_epoch_end(self) -> None:
         if self.training:
             self.epoch += 1
@@ -178,3 +186,21 @@ class SegmentationLoader(keras.utils.PyDataset):
         self.__dict__.update(state)
         self._local = threading.local()
         self._cache_lock = threading.Lock()
+
+
+class InferenceBatches:
+    """Batches ``(x, y, weights)`` of given samples of a loader, without crop or augmentation
+    (`SegmentationLoader.inference_batches`)."""
+
+    def __init__(self, loader: SegmentationLoader, indices: np.ndarray):
+        self.loader = loader
+        self.indices = np.asarray(indices)
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.loader.batch_size)
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} out of range (0..{len(self) - 1})")
+        size = self.loader.batch_size
+        return self.loader.collate([self.loader.decoded_sample(int(j)) for j in self.indices[i * size:(i + 1) * size]])
