@@ -1,6 +1,7 @@
 """Accuracy side by side on CamVid: this package and segmentation-models-pytorch (SMP), one protocol, from scratch.
 
     python benchmarks/accuracy.py --epochs 10 --scale 0.5 --batch-size 8 --output runs/accuracy
+    python benchmarks/accuracy.py --minutes 30 --scale 0.5 --output runs/accuracy-30min   # equal wall-clock
     python benchmarks/accuracy.py --quick --output /tmp/acc        # a few steps on small crops (smoke check)
 
 Both contenders train a Unet (``--backbone``, default resnet34; no pretrained weights) on CamVid's train/ (367
@@ -19,6 +20,12 @@ mean IoU over the 11 classes and per-class IoU, void (11) ignored.
   test scoring (``predict_probabilities`` at the run's scale, ``confusion_matrix``, ``scores_from_confusion``).
   Where our backbone normalises inside the model (ResNets' ``bn_data``, initialised by the CLI from the first 4
   training batches), SMP's input is standardised with the same statistics (``input_statistics``).
+
+Two budgets: equal epochs (``--epochs``, default) or equal wall-clock time (``--minutes M``): each contender first
+trains one whole epoch (with validation) to measure its own speed, then trains from scratch for as many epochs
+as fit in M minutes at that speed (the learning-rate schedule spans them); the table gives the actual
+training seconds of each. The calibration epoch includes start-up costs (graph tracing, first-call
+allocations), so the epoch count errs on the short side for both.
 
 Writes ``<output>/accuracy.json`` and prints a markdown table (docs/benchmarks.md, "Accuracy side by side").
 """
@@ -365,12 +372,56 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def run_contender(args: argparse.Namespace, argv: list[str], contender: str, out: Path) -> dict:
+    return run_ours(args, out) if contender == "ours" else run_smp_subprocess(args, out, argv)
+
+
+def epochs_in_budget(minutes: float, epoch_seconds: float) -> int:
+    """Whole epochs that fit in ``minutes`` at ``epoch_seconds`` each (at least one)."""
+    return max(1, int(minutes * 60 // max(epoch_seconds, 1e-9)))
+
+
+def calibrated(args: argparse.Namespace, argv: list[str], contender: str) -> tuple[argparse.Namespace, list[str], dict]:
+    """Equal wall-clock mode: train ``contender`` for one epoch (with validation, no test scoring needed but done
+    by the same path) to measure its epoch time; the arguments of the budgeted run with the epochs that fit."""
+    probe_args = copy.copy(args)
+    probe_args.epochs, probe_args.overlays, probe_args.eval_limit = 1, 0, 1
+    probe_argv = [*_without_options(argv, ("--epochs", "--minutes", "--overlays", "--eval-limit")),
+                  "--epochs", "1", "--overlays", "0", "--eval-limit", "1"]
+    record = run_contender(probe_args, probe_argv, contender, args.output / "calibration" / contender)
+    epoch_seconds = float(record["seconds_per_epoch"][0])
+    epochs = epochs_in_budget(args.minutes, epoch_seconds)
+    run_args = copy.copy(args)
+    run_args.epochs = epochs
+    run_argv = [*_without_options(argv, ("--epochs", "--minutes")), "--epochs", str(epochs)]
+    return run_args, run_argv, {"epoch_seconds": epoch_seconds, "epochs": epochs, "minutes": args.minutes}
+
+
+def _without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """``argv`` without the options ``names`` and their values (``--name value`` or ``--name=value``)."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+            continue
+        if item in names:
+            skip = True
+            continue
+        if item.split("=", 1)[0] in names:
+            continue
+        out.append(item)
+    return out
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CamVid folder (default ../shared/data/camvid)")
     p.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     p.add_argument("--backbone", default="resnet34", help=f"ours' backbone; SMP encoder by {SMP_ENCODERS}")
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--minutes", type=float, default=None,
+                   help="equal wall-clock mode: each contender trains as many epochs as fit in this many minutes at "
+                        "its own speed (measured on a calibration epoch); replaces --epochs")
     p.add_argument("--scale", type=float, default=0.5, help="resize factor of every image (default 0.5: 240x180)")
     p.add_argument("--crop", default=None, help="random training crop N or HxW (default: whole scaled images)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -394,6 +445,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.quick:  # the quick settings replace the defaults; options given explicitly still win
         p.set_defaults(**QUICK, overlays=0)
         args = p.parse_args(argv)
+    if args.minutes is not None and not args.minutes > 0:
+        raise SystemExit("--minutes must be positive")
     for name in ("epochs", "batch_size", "workers", "torch_threads"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1")
@@ -416,11 +469,14 @@ def main(argv=None) -> int:
                                                if k not in ("smp_worker",)},
               "machine": {"cores": _cores(), "load_average_start": os.getloadavg()}, "results": []}
     for contender in args.contenders:
+        run_args, run_argv = args, argv
+        if args.minutes is not None:
+            run_args, run_argv, calibration = calibrated(args, argv, contender)
+            report.setdefault("calibration", {})[contender] = calibration
+            print(f"{contender}: {calibration['epoch_seconds']:.0f} s per epoch -> {run_args.epochs} epoch(s) in "
+                  f"{args.minutes:g} minutes", flush=True)
         print(f"{contender}: training (log in {args.output / 'logs'})", flush=True)
-        if contender == "ours":
-            record = run_ours(args, args.output / "ours")
-        else:
-            record = run_smp_subprocess(args, args.output / "smp", argv)
+        record = run_contender(run_args, run_argv, contender, args.output / contender)
         print(f"{contender}: test mIoU {record['test_mean_iou']:.4f} after {record['epochs']} epoch(s), "
               f"{record['train_seconds']:.0f} s training", flush=True)
         report["results"].append(record)

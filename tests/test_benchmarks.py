@@ -253,6 +253,34 @@ def test_accuracy_protocol_is_the_cli_configuration(tmp_path):
     assert (evaluate.split, evaluate.limit) == ("test", 4)
 
 
+def test_equal_wall_clock_mode_trains_the_epochs_that_fit(tmp_path, monkeypatch):
+    # Each contender's calibration epoch sets its own epoch count; the budgeted run gets it in args and argv.
+    argv = ["--minutes", "10", "--epochs", "3", "--data", str(tmp_path), "--output", str(tmp_path / "out"),
+            "--overlays=2"]
+    args = accuracy.parse_args(argv)
+    calls = []
+
+    def fake_run(run_args, run_argv, contender, out):
+        calls.append((run_args.epochs, run_argv, contender, out))
+        return {"seconds_per_epoch": [130.0 if contender == "ours" else 200.0]}
+
+    monkeypatch.setattr(accuracy, "run_contender", fake_run)
+    for contender, epochs in (("ours", 4), ("smp", 3)):
+        run_args, run_argv, calibration = accuracy.calibrated(args, argv, contender)
+        assert calibration == {"epoch_seconds": 130.0 if contender == "ours" else 200.0,
+                               "epochs": epochs, "minutes": 10.0}
+        assert run_args.epochs == epochs and accuracy.parse_args(run_argv).epochs == epochs
+        assert "--minutes" not in run_argv and run_argv.count("--epochs") == 1
+        probe_epochs, probe_argv, _, probe_out = calls[-1]
+        assert probe_epochs == 1 and probe_out == args.output / "calibration" / contender
+        probe = accuracy.parse_args(probe_argv)
+        assert (probe.epochs, probe.overlays, probe.eval_limit, probe.minutes) == (1, 0, 1, None)
+    assert args.epochs == 3  # the caller's arguments are left as they were
+    assert accuracy.epochs_in_budget(0.5, 45.0) == 1 and accuracy.epochs_in_budget(30, 119.9) == 15
+    with pytest.raises(SystemExit, match="--minutes"):
+        accuracy.parse_args(["--minutes", "0"])
+
+
 @pytest.mark.skipif(BACKEND != "torch", reason="torch on the torch pass only")
 def test_smp_loss_equals_the_cli_training_loss():
     # What `segmentation-models train` minimises (its compiled loss, fed the loader's targets and pixel weights)

@@ -57,6 +57,22 @@ def write_shapes_dataset(folder: str | Path, n: int, size: int, seed: int = 0) -
     return folder
 
 
+def demo_config(data_dir: Path, backbone: str, epochs: int) -> dict:
+    """The demo's training configuration (that of `segmentation-models train`) for the shapes in ``data_dir``."""
+    return {
+        "data": {"data": str(Path(data_dir).resolve()), "images": None, "masks": None, "val_data": None,
+                 "val_fraction": 0.2, "classes": SHAPE_CLASSES, "mask_mode": "index", "palette": None,
+                 "ignore_index": None, "mask_suffix": ""},
+        "model": {"arch": "unet", "backbone": backbone, "encoder_weights": None, "encoder_freeze": False,
+                  "options": {"decoder_filters": [128, 64, 32, 16, 8]}},
+        "train": {"epochs": epochs, "batch_size": 8, "lr": 2e-3, "schedule": "cosine", "warmup_epochs": 0,
+                  "optimizer": "adam", "weight_decay": None, "loss": "categorical_crossentropy",
+                  "metrics": ["mean_iou", "accuracy"], "precision": "float32", "crop": None, "scale": 1.0,
+                  "augment": True, "bn_batches": 20, "steps_per_epoch": None, "val_steps": None, "workers": 2,
+                  "multiprocessing": False, "seed": 0, "deterministic": False, "overlays": 4},
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     import keras
 
@@ -77,18 +93,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"writing {args.samples} generated images and masks to {root / 'data'}")
     data_dir = write_shapes_dataset(root / "data", args.samples, args.size, seed=0)
     new_dir = write_shapes_dataset(root / "new", 4, args.size, seed=123) / "images"
-    config = {
-        "data": {"data": str(data_dir.resolve()), "images": None, "masks": None, "val_data": None,
-                 "val_fraction": 0.2, "classes": SHAPE_CLASSES, "mask_mode": "index", "palette": None,
-                 "ignore_index": None, "mask_suffix": ""},
-        "model": {"arch": "unet", "backbone": args.backbone, "encoder_weights": None, "encoder_freeze": False,
-                  "options": {"decoder_filters": [128, 64, 32, 16, 8]}},
-        "train": {"epochs": args.epochs, "batch_size": 8, "lr": 2e-3, "schedule": "cosine", "warmup_epochs": 0,
-                  "optimizer": "adam", "weight_decay": None, "loss": "categorical_crossentropy",
-                  "metrics": ["mean_iou", "accuracy"], "precision": "float32", "crop": None, "scale": 1.0,
-                  "augment": True, "bn_batches": 20, "steps_per_epoch": None, "val_steps": None, "workers": 2,
-                  "multiprocessing": False, "seed": 0, "deterministic": False, "overlays": 4},
-    }
+    config = demo_config(data_dir, args.backbone, args.epochs)
     run_dir = root / "run"
     train(config, run_dir)
     results = evaluate(run_dir, split="val", verbose=True)
