@@ -262,6 +262,30 @@ def test_camvid_short_run(tmp_path, capsys):
     assert 0 <= res["mean_iou"] <= 1
 
 
+def test_training_metrics_leave_ignored_pixels_out():
+    # The loader gives weight 0 to void and padding (all-zero one-hot rows): the compiled mean IoU and accuracy
+    # must not count them (as class 0), so that validation agrees with `evaluate`.
+    from segmentation_models.cli import common
+    from segmentation_models.cli.train import compile_for_training
+    from segmentation_models.data import IGNORE, one_hot_targets
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, (2, 8, 8)).astype("uint8")
+    pred = np.where(rng.random((2, 8, 8)) < 0.7, truth, rng.integers(0, 3, (2, 8, 8))).astype("uint8")
+    truth[:, :3] = IGNORE  # void rows: predicted as class 2, which counts against class 0 if they are not ignored
+    pred[:, :3] = 2
+    y, w = one_hot_targets(truth, 3)
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Identity()(inputs))
+    config = {"lr": 1e-3, "schedule": "constant", "optimizer": "adam", "loss": "categorical_crossentropy",
+              "metrics": ["mean_iou", "accuracy"], "epochs": 1}
+    compile_for_training(model, config, 1, 3)
+    scores = model.evaluate(np.eye(3, dtype="float32")[pred], y, sample_weight=w, verbose=0, return_dict=True)
+    expected = common.scores_from_confusion(common.confusion_matrix(truth, pred, 3), ["a", "b", "c"])
+    assert scores["mean_iou"] == pytest.approx(expected["mean_iou"], abs=1e-6)
+    assert scores["accuracy"] == pytest.approx(expected["pixel_accuracy"], abs=1e-6)
+
+
 def test_info_lists_architectures_backbones_and_weights(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out

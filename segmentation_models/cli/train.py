@@ -206,8 +206,8 @@ def _pixel_mean_keras_loss(name: str, loss):
 
 
 def get_metrics(names, num_classes: int) -> list:
-    """Metrics by name. 'mean_iou' and 'accuracy' are Keras metrics that honour the ignored pixels (weight 0);
-    other names come from the package's metrics, then Keras'."""
+    """Metrics by name: 'mean_iou' and 'accuracy' are Keras metrics, other names come from the package's metrics,
+    then Keras'. Compile them as ``weighted_metrics`` so that ignored pixels (weight 0) are left out."""
     import keras
 
     out = []
@@ -264,6 +264,14 @@ def make_optimizer(cfg: dict, steps_per_epoch: int):
     if cfg["optimizer"] == "sgd":
         return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=wd)
     return keras.optimizers.Adam(schedule, weight_decay=wd)
+
+
+def compile_for_training(model, cfg: dict, steps_per_epoch: int, num_classes: int) -> None:
+    """Compile ``model`` with the training config's optimizer, loss and metrics. The metrics are weighted: the
+    loader's pixel weights (0 at void and padding) reach them (Keras passes sample weights only to
+    ``weighted_metrics``; plain ``metrics`` would count those pixels as class 0)."""
+    model.compile(make_optimizer(cfg, steps_per_epoch), loss=get_loss(cfg["loss"]),
+                  weighted_metrics=get_metrics(cfg["metrics"], num_classes))
 
 
 def build_model(model_cfg: dict, num_classes: int):
@@ -439,8 +447,7 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
             model = build_model(mcfg, train_set.num_classes)
             if mcfg["encoder_weights"] is None:
                 init_input_normalization(model, train_loader)
-            model.compile(make_optimizer(tcfg, len(train_loader)), loss=get_loss(tcfg["loss"]),
-                          metrics=get_metrics(tcfg["metrics"], train_set.num_classes))
+            compile_for_training(model, tcfg, len(train_loader), train_set.num_classes)
         monitor = "val_" + _monitor_name(tcfg["metrics"])
         train_loader.epoch = initial_epoch
         started = time.time()
