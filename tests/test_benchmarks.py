@@ -262,7 +262,7 @@ def test_equal_wall_clock_mode_trains_the_epochs_that_fit(tmp_path, monkeypatch)
 
     def fake_run(run_args, run_argv, contender, out):
         calls.append((run_args.epochs, run_argv, contender, out))
-        return {"seconds_per_epoch": [130.0 if contender == "ours" else 200.0]}
+        return {"seconds_per_epoch": [400.0, 130.0 if contender == "ours" else 200.0]}  # the first: start-up
 
     monkeypatch.setattr(accuracy, "run_contender", fake_run)
     for contender, epochs in (("ours", 4), ("smp", 3)):
@@ -272,9 +272,9 @@ def test_equal_wall_clock_mode_trains_the_epochs_that_fit(tmp_path, monkeypatch)
         assert run_args.epochs == epochs and accuracy.parse_args(run_argv).epochs == epochs
         assert "--minutes" not in run_argv and run_argv.count("--epochs") == 1
         probe_epochs, probe_argv, _, probe_out = calls[-1]
-        assert probe_epochs == 1 and probe_out == args.output / "calibration" / contender
+        assert probe_epochs == 2 and probe_out == args.output / "calibration" / contender
         probe = accuracy.parse_args(probe_argv)
-        assert (probe.epochs, probe.overlays, probe.eval_limit, probe.minutes) == (1, 0, 1, None)
+        assert (probe.epochs, probe.overlays, probe.eval_limit, probe.minutes) == (2, 0, 1, None)
     assert args.epochs == 3  # the caller's arguments are left as they were
     assert accuracy.epochs_in_budget(0.5, 45.0) == 1 and accuracy.epochs_in_budget(30, 119.9) == 15
     with pytest.raises(SystemExit, match="--minutes"):
