@@ -87,10 +87,10 @@ def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
 def _probe(model: keras.Model) -> tuple[keras.Model, list[keras.layers.BatchNormalization]]:
     """A model sharing ``model``'s layers whose outputs are the batch statistics of every recalibrated layer's
     input (one output per call of such a layer); cached per model."""
-    cached = _PROBES.get(model)
-    if cached is not None:
-        return cached
     targets = {id(layer) for layer in _recalibrated_layers(model)}
+    cached = _PROBES.get(model)
+    if cached is not None and cached[0] == targets:  # rebuilt when layers were frozen or unfrozen since
+        return cached[1], cached[2]
     stats, owners = [], []
 
     def call_function(layer, *args, **kwargs):
@@ -110,7 +110,7 @@ def _probe(model: keras.Model) -> tuple[keras.Model, list[keras.layers.BatchNorm
 
     traced = _trace(model)
     probe = keras.Model(traced.input, stats, name=f"{model.name}_batchnorm_probe") if stats else None
-    _PROBES[model] = (probe, owners)
+    _PROBES[model] = (targets, probe, owners)
     return probe, owners
 
 
