@@ -132,7 +132,7 @@ def _batch_statistics_miou(run: Path) -> float:
 def test_evaluate_in_inference_mode_matches_batch_statistics(trained_run, tmp_path):
     """The run's BatchNorm statistics are re-estimated before validation and saving: inference mode is as good
     as the weights (Keras' moving averages alone lag far behind after a short run)."""
-    assert json.loads((trained_run / "config.json").read_text())["train"]["bn_batches"] == 20
+    assert json.loads((trained_run / "config.json").read_text())["train"]["bn_batches"] == 10
     assert main(["evaluate", str(trained_run), "--split", "val", "--output", str(tmp_path / "eval"), "--quiet"]) == 0
     inference = json.loads((tmp_path / "eval" / "results.json").read_text())["mean_iou"]
     assert abs(inference - _batch_statistics_miou(trained_run)) <= 0.02, inference

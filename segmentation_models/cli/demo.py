@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .train import BN_BATCHES
+
 MARKER = ".segmentation-models-demo"
 SHAPE_CLASSES = ["background", "disc", "square"]
 
@@ -68,7 +70,7 @@ def demo_config(data_dir: Path, backbone: str, epochs: int) -> dict:
         "train": {"epochs": epochs, "batch_size": 8, "lr": 2e-3, "schedule": "cosine", "warmup_epochs": 0,
                   "optimizer": "adam", "weight_decay": None, "loss": "categorical_crossentropy",
                   "metrics": ["mean_iou", "accuracy"], "precision": "float32", "crop": None, "scale": 1.0,
-                  "augment": True, "bn_batches": 20, "steps_per_epoch": None, "val_steps": None, "workers": 2,
+                  "augment": True, "bn_batches": BN_BATCHES, "steps_per_epoch": None, "val_steps": None, "workers": 2,
                   "multiprocessing": False, "seed": 0, "deterministic": False, "overlays": 4},
     }
 

@@ -22,7 +22,7 @@ from . import common
 from .data_args import add_data_arguments, data_config, open_train_val
 
 CHECKPOINTS = "checkpoints"
-BN_BATCHES = 20  # segmentation_models.batchnorm.DEFAULT_STEPS, without importing Keras to build the parser
+BN_BATCHES = 10  # segmentation_models.batchnorm.DEFAULT_STEPS, without importing Keras to build the parser
 _CKPT = re.compile(r"^epoch_(\d{4,})\.keras$")
 
 
