@@ -15,6 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from . import backbones_cmd, demo, evaluate, export_cmd, info, predict, train, weights_cmd  # noqa: E402
 
 COMMANDS = [train, evaluate, predict, export_cmd, info, backbones_cmd, weights_cmd, demo]
+# Commands that own their process run every model with the fast paths and glibc keeping freed memory (torch).
+ACCELERATED = ("train", "evaluate", "predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.command in ACCELERATED:
+        from .. import accel
+
+        accel.enable(everywhere=True, allocator=True)
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError) as err:
