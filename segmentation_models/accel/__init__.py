@@ -18,6 +18,7 @@ A model loaded from a file was not built by the package: :func:`adopt` it, or ``
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 
@@ -26,7 +27,7 @@ import keras
 from . import _context, _patches
 from ._context import switched_on
 
-__all__ = ["enable", "disable", "status", "adopt", "scope", "disabled", "VERIFIED_KERAS"]
+__all__ = ["enable", "disable", "status", "adopt", "scope", "disabled", "process_wide", "VERIFIED_KERAS"]
 
 # Keras releases (major.minor) the fast paths were verified on: tests/test_torch_kernels.py, tests/test_tf_kernels.py.
 VERIFIED_KERAS = ("3.15",)
@@ -132,6 +133,24 @@ def disable() -> dict:
         retain_freed_memory(False)
         _STATE["allocator"] = False
     return status()
+
+
+@contextlib.contextmanager
+def process_wide():
+    """A context for a program that owns its process (the command line): every model takes the fast paths and
+    glibc keeps freed memory (torch) while it runs; afterwards both are as before (an in-process caller, e.g. a
+    test, gets its process back)."""
+    everywhere, allocator = _context.PROCESS["everywhere"], _STATE["allocator"]
+    enable(everywhere=True, allocator=True)
+    try:
+        yield
+    finally:
+        _context.PROCESS["everywhere"] = everywhere
+        if _STATE["allocator"] and not allocator:
+            from .allocator import retain_freed_memory
+
+            retain_freed_memory(False)
+            _STATE["allocator"] = False
 
 
 def _restore_layouts() -> None:

@@ -240,6 +240,8 @@ def bytes_kept_for_backward(call, recompute: bool = True) -> int:
             os.environ.pop("SM_TORCH_RECOMPUTE")
         else:
             os.environ["SM_TORCH_RECOMPUTE"] = flag
+    return sum(kept.values())
+
 
 def recording() -> bool:
     """Whether a training forward pass is saving recipes on this thread now."""
