@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 import warnings
 
 ORIGINAL: dict = {}  # name -> Keras' own function, while installed
@@ -26,13 +27,10 @@ def resolve(paths: dict) -> tuple[dict, list[str]]:
 
 
 def _compiling():
-    """torch.compile's tracing check (Keras' ``jit_compile=True``): Keras' own code is traced then."""
-    try:
-        import torch
-
-        return getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
-    except ImportError:
-        return lambda: False
+    """torch.compile's tracing check (Keras' ``jit_compile=True``): Keras' own code is traced then. Never imports
+    torch (on TensorFlow it need not be loaded)."""
+    compiler = getattr(sys.modules.get("torch"), "compiler", None)
+    return getattr(compiler, "is_compiling", lambda: False)
 
 
 def scoped(name: str, fast, active):

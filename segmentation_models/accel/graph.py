@@ -140,9 +140,8 @@ def _argument_filler(arguments):
     return fill
 
 
-
-
 _FOLD_CACHE: dict = {}  # id(conv layer) -> (weak refs, versions, (folded kernel, shift))
+
 
 def _conv_bn_pairs(steps, keep, consumers) -> dict:
     """Conv2D/DepthwiseConv2D (channels-last, no activation) whose only consumer is a BatchNormalization over
@@ -256,7 +255,8 @@ def _fusable_padding(pad_node, consumer) -> tuple[int, int] | None:
     if type(op) in (layers.Conv2D, layers.DepthwiseConv2D) and "conv" in _patches.ORIGINAL:
         return top, left
     within_pool = type(op) is layers.MaxPooling2D and top <= op.pool_size[0] // 2 and left <= op.pool_size[1] // 2
-    if within_pool and "max_pool" in _patches.ORIGINAL and _is_plain_relu(pad_node.input_tensors[0]._keras_history.operation):
+    source = pad_node.input_tensors[0]._keras_history.operation
+    if within_pool and "max_pool" in _patches.ORIGINAL and _is_plain_relu(source):
         return top, left
     return None
 
@@ -282,7 +282,8 @@ def _fresh_output(tensor) -> bool:
 
 
 def _direct_candidate(node) -> bool:
-    """Whether ``node`` is a stateless layer (tables.direct_classes) that may skip ``Layer.__call__`` (see _direct_call)."""
+    """Whether ``node`` is a stateless layer (``tables.direct_classes``) that may skip ``Layer.__call__`` (see
+    _direct_call)."""
     kwargs = node.arguments.kwargs  # Keras records mask=None (and training=None) for layers that take them
     return type(node.operation) in direct_classes() and all(
         key in ("mask", "training") and value is None for key, value in kwargs.items())
@@ -361,14 +362,13 @@ def _relu_in_place(args, layer, direct, training):
     return None
 
 
-
 def _run_through_graph(function, original, inputs, operation_fn):
     """Keras' ``Function._run_through_graph`` (no ``call_fn``), dropping each tensor after its last use."""
-
     schedule = _schedule(function)
     if schedule is None:
         recording = recompute.recording()  # Keras' executor: its layers go unchecked
-        return (recompute._keeping_saved(original) if recording else original)(function, inputs, operation_fn=operation_fn)
+        run = recompute._keeping_saved(original) if recording else original
+        return run(function, inputs, operation_fn=operation_fn)
     tensor_dict = {id(x): y for x, y in zip(function.inputs, tree.flatten(inputs))}
     lookup = getattr(function, "_get_operation_for_node", None)
 
@@ -394,7 +394,8 @@ def _run_through_graph(function, original, inputs, operation_fn):
             if recording and fusion == "relu_" and type(args[0]) is torch.Tensor:
                 # relu_ saves its result at the input's next version: what it will be is registered first
                 pending = args[0]._version + 1
-                recompute._register_recipe(args[0], recompute._step_recipe(node.operation, args, args[0]), version=pending)
+                recipe = recompute._step_recipe(node.operation, args, args[0])
+                recompute._register_recipe(args[0], recipe, version=pending)
             if fusion == "skip":  # the consumer pads inside its kernel: pass the unpadded tensor on
                 outputs = args[0]
             elif fusion == "relu_" and (overwritten := _relu_in_place(args, node.operation, direct, training)) is not None:
@@ -441,6 +442,7 @@ def _run_through_graph(function, original, inputs, operation_fn):
     if missing:  # let Keras raise its own error message
         return original(function, inputs, operation_fn=operation_fn)
     return tree.pack_sequence_as(function._outputs_struct, [tensor_dict[id(x)] for x in function.outputs])
+
 
 def run_through_graph(self, inputs, operation_fn=lambda op: op, call_fn=None):
     """Keras' ``Function._run_through_graph``, for the package's models through :func:`_run_through_graph` with the

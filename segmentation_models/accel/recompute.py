@@ -69,7 +69,6 @@ class _Recipe:
         return value
 
 
-
 def _dense_strides(shape, stride) -> bool:
     """Whether a tensor of this shape and stride covers its memory exactly once (any order of the axes)."""
     expected = 1
@@ -98,7 +97,6 @@ def _recompute_activations() -> dict:
             activations.silu: (functional.silu, functools.partial(functional.silu, inplace=True)),
             activations.relu6: (functional.relu6, functools.partial(functional.relu6, inplace=True)),
             activations.sigmoid: (torch.sigmoid, torch.sigmoid_)}
-
 
 
 def _keep_saved(tensor):
@@ -212,7 +210,6 @@ def _recompute_scope(training):
         _RECOMPUTE.activations = _recompute_activations()
         _RECOMPUTE.relu = activations.relu
     return torch.autograd.graph.saved_tensors_hooks(_pack_saved, _unpack_saved)
-
 
 
 def bytes_kept_for_backward(call, recompute: bool = True) -> int:

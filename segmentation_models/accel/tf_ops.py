@@ -7,11 +7,11 @@ on CPU, cuDNN on GPU) does the forward pass in one op and the backward pass in o
 4D batch normalisation, so segmentation_models 1.0.1 trained with it, and lost it with Keras 3.
 
 Inside the package's models (traced while their graph runs: see :func:`run_through_graph`),
-``keras.layers.BatchNormalization.call`` runs a 4D channels-last input through ``FusedBatchNormV3``, with the same mathematics as Keras': the batch's biased
-variance normalises the batch in training and goes into the moving variance (the kernel's own batch variance
-carries Bessel's correction, which is taken out), the moving statistics get Keras' update (``momentum``, through
-the variables' ``assign``, so stateless calls record them too), and inference normalises with the moving
-statistics. Half-precision inputs are upcast to float32 first, as Keras does.
+``keras.layers.BatchNormalization.call`` runs a 4D channels-last input through ``FusedBatchNormV3``, with the same
+mathematics as Keras': the batch's biased variance normalises the batch in training and goes into the moving
+variance (the kernel's own batch variance carries Bessel's correction, which is taken out), the moving statistics
+get Keras' update (``momentum``, through the variables' ``assign``, so stateless calls record them too), and
+inference normalises with the moving statistics. Half-precision inputs are upcast to float32 first, as Keras does.
 
 Measured on a 2-core CPU (Intel Xeon, TensorFlow 2.21), Unet at 256x256, batch 8, interleaved: a training step
 1.15x as fast on resnet34 and 1.23x on efficientnetb0, inference 1.04-1.06x (docs/benchmarks.md).

@@ -53,7 +53,7 @@ from ._patches import original
 
 # Padding of a skipped ZeroPadding2D that the next convolution/max-pooling kernel applies itself (see graph._schedule).
 _FUSED = threading.local()
-_RELAID: "weakref.WeakSet" = weakref.WeakSet()  # kernel parameters stored in torch's order (put back by restore_layouts)
+_RELAID: "weakref.WeakSet" = weakref.WeakSet()  # kernels stored in torch's order (restore_layouts puts them back)
 _WEIGHT_CACHE: dict = {}
 _BN_CACHE: dict = {}
 
@@ -157,7 +157,6 @@ def _training_batch_norm(x, gamma, beta, epsilon: float):
     return y.permute(0, 3, 1, 2), mean, inv_std
 
 
-
 @functools.lru_cache(maxsize=None)
 def _nearest_upsampling():
     """Nearest upsampling of an NHWC tensor by integer factors, as a ``torch.autograd.Function``.
@@ -228,8 +227,6 @@ def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
-
-
 def torch_weight(kernel):
     """HWIO kernel -> OIHW channels-last weight; cached (per tensor and version) when autograd is off."""
     if isinstance(kernel, torch.nn.Parameter):
@@ -243,10 +240,12 @@ def torch_weight(kernel):
     return _cached_on_versions(_WEIGHT_CACHE, id(kernel), (kernel,),
                                lambda: kernel.detach().permute(3, 2, 0, 1).contiguous(memory_format=channels_last))
 
+
 def zero_pad(x, rows_cols):
     """Zero-pad the two spatial axes of an NHWC tensor (what the skipped ZeroPadding2D would have done)."""
     (rows, cols) = rows_cols
     return torch.nn.functional.pad(x, (0, 0, cols, cols, rows, rows))
+
 
 def convolve(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1, bias=None):
     """Keras' ``conv`` on the zero-copy channels-last view; ``bias`` (per output channel): added by the
@@ -296,8 +295,10 @@ def convolve(inputs, kernel, strides=1, padding="valid", data_format=None, dilat
                                    groups=groups)
     return y.permute(0, 2, 3, 1)
 
+
 def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
     return convolve(inputs, kernel, strides, padding, data_format, dilation_rate)
+
 
 def moments(x, axes, keepdims=False, synchronized=False):
     if synchronized:
@@ -311,6 +312,7 @@ def moments(x, axes, keepdims=False, synchronized=False):
         limit = torch.finfo(torch.float16).max
         mean, variance = mean.clamp(-limit, limit).half(), variance.clamp(-limit, limit).half()
     return mean, variance
+
 
 def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3):
     x = convert(x)
@@ -329,6 +331,7 @@ def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilo
         inv, shift = _cached_on_versions(_BN_CACHE, (*(id(p) for p in params), epsilon, tuple(shape)), params,
                                          factors)
     return torch.addcmul(shift, x, inv)
+
 
 def bn_call(self, inputs, training=None, mask=None):
     if not (training and self.trainable) or mask is not None or self.renorm or self.synchronized:
@@ -363,7 +366,8 @@ def bn_call(self, inputs, training=None, mask=None):
     if x_hat is not None and y.dtype == beta.dtype:
         _mark_center_split(y, x_hat, beta)
     if y.dtype == torch.float32 and recompute.recording():
-        recompute._register_recipe(y, recompute._Recipe(_batch_norm_output, (convert(inputs), batch_mean, inv_std, gamma, beta), y))
+        saved = (convert(inputs), batch_mean, inv_std, gamma, beta)
+        recompute._register_recipe(y, recompute._Recipe(_batch_norm_output, saved, y))
     return y
 
 
@@ -404,6 +408,7 @@ def resize_images(self, x, height_factor, width_factor, data_format, interpolati
     if interpolation != "nearest" or data_format != "channels_last" or x.ndim != 4:
         return original("resize_images")(self, x, height_factor, width_factor, data_format, interpolation)
     return _nearest_upsampling().apply(x, int(height_factor), int(width_factor))
+
 
 def scatter(indices, values, shape):
     indices = convert(indices).long()
