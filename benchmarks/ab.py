@@ -201,15 +201,17 @@ def exp_torch_layout(args):
 
 
 def exp_torch_kernels(args):
-    """torch backend: Keras' own kernels vs this package's fast kernels (segmentation_models/torch_kernels.py).
+    """torch backend: Keras' own code vs this package's fast paths (segmentation_models/accel).
 
-    The same model, alternating call by call between Keras' torch-backend conv/batch-norm/upsampling kernels
-    (``torch_kernels.uninstall()``) and the fast ones (installed on import, the default).
+    The same model, alternating call by call between Keras' own (``accel.disabled()``) and the fast paths (the
+    default for the package's models).
     """
+    import contextlib
+
     import keras
     import numpy as np
 
-    from segmentation_models import torch_kernels
+    from segmentation_models import accel
 
     assert keras.backend.backend() == "torch", "run with KERAS_BACKEND=torch"
     x, y = _data(args)
@@ -217,11 +219,8 @@ def exp_torch_kernels(args):
 
     def with_kernels(fn, fast):
         def call():
-            torch_kernels.install() if fast else torch_kernels.uninstall()
-            try:
+            with contextlib.nullcontext() if fast else accel.disabled():
                 return fn()
-            finally:
-                torch_kernels.install()
         return call
 
     for name, fn in (("predict batch", lambda: model.predict_on_batch(x)),
@@ -238,27 +237,28 @@ def exp_torch_kernels(args):
 
 
 def exp_tf_kernels(args):
-    """TensorFlow: Keras' own BatchNormalization vs the package's fused one (segmentation_models/tf_kernels.py).
+    """TensorFlow: Keras' own BatchNormalization vs the package's fused one (segmentation_models/accel/tf_ops.py).
 
     Two copies of the same model, each traced (predict, batch-1 predict, train step) under its setting, so the
     compiled functions keep it; then alternating call by call.
     """
+    import contextlib
+
     import keras
     import numpy as np
 
-    from segmentation_models import tf_kernels
+    from segmentation_models import accel
 
     assert keras.backend.backend() == "tensorflow", "run with KERAS_BACKEND=tensorflow"
     x, y = _data(args)
     models = {}
     for name, fused in (("keras", False), ("fused", True)):
-        tf_kernels.install() if fused else tf_kernels.uninstall()
         keras.utils.set_random_seed(0)
         model = _model(args)
         model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="binary_crossentropy")
-        model.predict_on_batch(x), model.predict_on_batch(x[:1]), model.train_on_batch(x, y)  # traced here
+        with contextlib.nullcontext() if fused else accel.disabled():
+            model.predict_on_batch(x), model.predict_on_batch(x[:1]), model.train_on_batch(x, y)  # traced here
         models[name] = model
-    tf_kernels.install()
     models["fused"].set_weights(models["keras"].get_weights())
     a, b = (np.asarray(m.predict_on_batch(x)) for m in models.values())
     print(f"max |difference| of predictions {float(np.abs(a - b).max()):.2e}", flush=True)
@@ -279,18 +279,18 @@ def exp_torch_recompute(args):
     import keras
     import torch
 
-    from segmentation_models import torch_kernels
+    from segmentation_models.accel import recompute
 
     assert keras.backend.backend() == "torch", "run with KERAS_BACKEND=torch"
     x, y = _data(args)
     model = _model(args)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="binary_crossentropy")
 
-    def kept_mb(recompute: bool) -> float:
+    def kept_mb(recomputed: bool) -> float:
         """MB that autograd keeps from one training forward pass, parameters excluded."""
         forward = lambda: model(torch.as_tensor(x), training=True)  # noqa: E731
         params = sum(v.value.numel() * v.value.element_size() for v in model.trainable_variables)
-        return (torch_kernels.bytes_kept_for_backward(forward, recompute) - params) / 2**20
+        return (recompute.bytes_kept_for_backward(forward, recomputed) - params) / 2**20
 
     def step(flag):
         def call():

@@ -3,7 +3,7 @@
 Every measurement runs in its own subprocess (`benchmarks/worker.py`) on the same machine in one run;
 contenders alternate within each configuration so that a change of machine load hits all of them.
 
-    python benchmarks/run.py --quick                  # Unet-resnet34 256x256, six contenders, ratio rows
+    python benchmarks/run.py --quick                  # Unet-resnet34 256x256, seven contenders, ratio rows
     python benchmarks/run.py --json results.json      # full grid: Unet/FPN/DeepLabV3Plus x resnet34/efficientnetb0 x 256/512
     python benchmarks/tables.py results.json          # markdown tables for docs/benchmarks.md
 
@@ -40,9 +40,11 @@ GATE_PREFIX = "BENCH_GATE "
 # a few milliseconds before they sleep; the next contender starts after them
 TURN_PAUSE_S = 0.05
 
-CONTENDERS = ("ours-tensorflow", "ours-jax", "ours-torch", "sm101-tensorflow", "smp-torch", "smp-torch-retain")
-# smp-torch-retain: SMP with glibc keeping freed memory, as this package sets it on the torch backend
-# (segmentation_models/allocator.py): the same allocator on both sides, so the kernels alone are compared.
+CONTENDERS = ("ours-tensorflow", "ours-jax", "ours-torch", "ours-torch-retain", "sm101-tensorflow", "smp-torch",
+              "smp-torch-retain")
+# -retain: glibc keeping freed memory (segmentation_models/accel/allocator.py). ours-torch-retain is ours as the
+# command line runs it (accel.enable(allocator=True); a Python user's opt-in); smp-torch-retain is SMP on the same
+# allocator setting, so the kernels alone are compared.
 SMP_PEERS = ("smp-torch", "smp-torch-retain")
 # FPN-smp: our FPN with pyramid_style="smp"; Unet-smp: our Unet with feature_layout="smp" (see worker.OUR_VARIANTS)
 ARCHS = ("Unet", "Unet-smp", "FPN", "FPN-smp", "DeepLabV3Plus")
@@ -254,7 +256,7 @@ def ratio_rows(results: list[dict], raw: list[dict] | None = None) -> list[dict]
             return values
 
         pairs = [("ours-tensorflow", "sm101-tensorflow"), ("ours-tensorflow", "smp-torch"), ("ours-jax", "smp-torch"),
-                 ("ours-torch", "smp-torch"), ("ours-torch", "smp-torch-retain")]
+                 ("ours-torch", "smp-torch"), ("ours-torch-retain", "smp-torch"), ("ours-torch-retain", "smp-torch-retain")]
         for ours, peer in pairs:
             values = compare(ours, peer)
             if any(v is not None for v in values.values()):

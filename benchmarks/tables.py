@@ -16,6 +16,7 @@ if __package__ in (None, ""):
 from benchmarks.run import PAIRED_PHASES, PEER_NAMES, _fmt, merge_rounds, ratio_rows, summarize  # noqa: E402
 
 CONTENDER_LABELS = {"ours-tensorflow": "ours (TensorFlow)", "ours-jax": "ours (JAX)", "ours-torch": "ours (torch)",
+                    "ours-torch-retain": "ours (torch, freed memory retained: the command line's setting)",
                     "sm101-tensorflow": "segmentation_models 1.0.1 (TF)", "smp-torch": "SMP 0.6 (torch)",
                     "smp-torch-retain": "SMP 0.6 (torch, freed memory retained as ours)"}
 

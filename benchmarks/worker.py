@@ -96,11 +96,11 @@ def timed(fn, warmup: int, steps: int, label: str = "call") -> dict:
 
 
 def retain_freed_memory() -> bool:
-    """segmentation_models.allocator.retain_freed_memory() in a process that must not import the package (SMP's):
+    """segmentation_models.accel.allocator.retain_freed_memory() in a process that must not import the package (SMP's):
     the module is loaded from its file (it needs only the standard library)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("sm_allocator", ROOT / "segmentation_models" / "allocator.py")
+    spec = importlib.util.spec_from_file_location("sm_allocator", ROOT / "segmentation_models" / "accel" / "allocator.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.retain_freed_memory(True)
@@ -223,11 +223,16 @@ def run_keras(args) -> dict:
               "params": int(model.count_params()), "backend": keras.backend.backend(),
               "rss_after_build_mb": peak_rss_mb(), "hidden_frameworks": hidden, "device": device,
               "mixed_precision": args.mixed_precision}
-    if keras.backend.backend() == "torch" and args.contender == "ours":
-        from segmentation_models import allocator, torch_kernels
+    if args.contender == "ours" and args.retain_freed_memory:  # as the command line runs: glibc keeps freed memory
+        from segmentation_models import accel
 
-        result["torch_fast_kernels"] = torch_kernels.installed()
-        result["retains_freed_memory"] = allocator.retaining_freed_memory()
+        accel.enable(allocator=True)
+    if keras.backend.backend() == "torch" and args.contender == "ours":
+        from segmentation_models import accel
+
+        status = accel.status()
+        result["torch_fast_kernels"] = bool(status["installed"])
+        result["retains_freed_memory"] = status["allocator"]
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, args.size, args.size, 3), dtype=np.float32)
     y = (rng.random((args.batch, args.size, args.size, 1)) > 0.5).astype("float32")

@@ -41,17 +41,9 @@ def get_available_backbone_names() -> list[str]:
 
 _compat._init_from_env()
 
-from . import torch_kernels as _torch_kernels  # noqa: E402
-
-_torch_kernels.install_from_env()  # torch backend only: Keras' kernels without their copies
-
-from . import tf_kernels as _tf_kernels  # noqa: E402
-
-_tf_kernels.install_from_env()  # TensorFlow backend only: fused batch normalisation, as Keras 2 had
-
-from . import allocator as _allocator  # noqa: E402
-
-_allocator.retain_from_env()  # torch backend on glibc only: no page faults for every step's tensors
+# The fast paths install themselves when the package builds its first model and act inside its models only;
+# importing changes nothing in Keras or the process (see segmentation_models/accel).
+from . import accel  # noqa: E402
 
 _LAZY_SUBMODULES = ("data", "cli", "export")
 
@@ -77,6 +69,6 @@ __all__ = [
     "Unet", "SegFormer", "create_model", "available_architectures",
     "FPN", "Linknet", "PSPNet",
     "set_framework", "framework", "get_preprocessing", "get_available_backbone_names", "Backbones",
-    "losses", "metrics", "utils", "backbones", "weights", "__version__",
+    "losses", "metrics", "utils", "backbones", "weights", "accel", "__version__",
 ]
 __all__ += ["UnetPlusPlus", "MAnet", "PAN", "DeepLabV3", "DeepLabV3Plus", "UPerNet"]

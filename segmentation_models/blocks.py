@@ -98,11 +98,6 @@ class GridPooling2D(keras.layers.Layer):
     divisible by ``bins`` (also unknown ones). Equal to ``AveragePooling2D(H // bins)`` / ``MaxPooling2D``
     with stride = pool size, which needs sizes known when the model is built."""
 
-    @property
-    def takes_recipes(self) -> bool:
-        """Average pooling may take recomputed inputs (torch_kernels), a max (compared with them) not."""
-        return self.pooling == "avg"
-
     def __init__(self, bins: int, pooling: str = "avg", **kwargs):
         super().__init__(**kwargs)
         if pooling not in ("avg", "max"):
@@ -139,8 +134,6 @@ def _adaptive_pool_matrix(out_size: int, in_size, dtype):
 class AdaptiveAveragePooling(keras.layers.Layer):
     """Adaptive average pooling of (B, H, W, C) to ``output_size`` x ``output_size`` for any H and W, known
     or not when the model is built, also smaller than ``output_size`` (as PyTorch's adaptive_avg_pool2d)."""
-
-    takes_recipes = True  # its backward pass may use recomputed inputs (torch_kernels._takes_recipes)
 
     def __init__(self, output_size: int, **kwargs):
         super().__init__(**kwargs)
@@ -182,8 +175,6 @@ AUX_POOLINGS = ("avg", "max")
 @keras.saving.register_keras_serializable(package="segmentation_models")
 class ResizeToMatch(layers.Layer):
     """Resize ``inputs[0]`` to the height and width of ``inputs[1]`` (sizes may be unknown until run time)."""
-
-    takes_recipes = True  # its backward pass may use recomputed inputs (torch_kernels._takes_recipes)
 
     def __init__(self, interpolation: str = "bilinear", **kwargs):
         super().__init__(**kwargs)
@@ -299,8 +290,6 @@ class PositionAttention(layers.Layer):
     (HW, C) result is laid out in channels-first order before it returns to NHWC.
     """
 
-    takes_recipes = True  # its backward pass may use recomputed inputs (torch_kernels._takes_recipes)
-
     def call(self, inputs):
         query, key, value = inputs
         shape = ops.shape(value)
@@ -400,8 +389,6 @@ import keras  # noqa: E402
 class StochasticDepth(layers.Layer):
     """Drop a residual branch per sample with probability ``rate`` in training (DropPath); identity otherwise."""
 
-    takes_recipes = True  # its backward pass may use recomputed inputs (torch_kernels._takes_recipes)
-
     def __init__(self, rate: float, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= float(rate) < 1.0:
@@ -432,8 +419,6 @@ class StochasticDepth(layers.Layer):
 class ResizeByFactor(layers.Layer):
     """Resize height and width by an integer ``factor`` (bilinear, half-pixel as UpSampling2D), also when
     they are unknown when the model is built (UpSampling2D's bilinear mode needs them known on TensorFlow)."""
-
-    takes_recipes = True  # its backward pass may use recomputed inputs (torch_kernels._takes_recipes)
 
     def __init__(self, factor: int, interpolation: str = "bilinear", **kwargs):
         super().__init__(**kwargs)

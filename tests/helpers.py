@@ -243,15 +243,14 @@ def randomize_weights(model: keras.Model, seed: int = 0) -> None:
             v.assign(rng.normal(0, 0.1, shape).astype("float32"))
 
 
-def with_keras_kernels(kernels) -> Callable:
-    """A runner of ``fn()`` with Keras' own kernels (``kernels``: the package's torch_kernels or tf_kernels module,
-    uninstalled for the call and installed again after it)."""
+def with_keras_kernels() -> Callable:
+    """A runner of ``fn()`` with Keras' own code (``segmentation_models.accel.disabled()``), the package's models
+    included."""
+    from segmentation_models import accel
+
     def run(fn):
-        kernels.uninstall()
-        try:
+        with accel.disabled():
             return fn()
-        finally:
-            kernels.install()
     return run
 
 

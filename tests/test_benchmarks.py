@@ -122,7 +122,7 @@ def test_smp_worker_retains_freed_memory_without_importing_the_package():
     code = ("import sys; sys.path.insert(0, '.'); from benchmarks import worker; ok = worker.retain_freed_memory(); "
             "print(ok, 'segmentation_models' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, check=True)
-    from segmentation_models import allocator
+    from segmentation_models.accel import allocator
 
     assert out.stdout.split()[-3:] == [str(allocator._glibc() is not None), "False", "False"]
 

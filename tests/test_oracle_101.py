@@ -55,7 +55,7 @@ def test_101_weights_give_same_predictions(oracle_models, backbone, block_type):
         assert np.isfinite(expected).all(), f"1.0.1's {tag} predicted non-finite values: the fixture's weights are off"
         # atol 1e-3: these random ResNet-34 weights give logits of ~1e3, and float32 rounding then moves some
         # softmax outputs by ~4e-4 between 1.0.1 (Keras' own batch norm) and ours on TensorFlow (the fused kernel,
-        # segmentation_models/tf_kernels.py); measured against float64, both are within 5e-3 on the logits.
+        # segmentation_models/accel/tf_ops.py); measured against float64, both are within 5e-3 on the logits.
         np.testing.assert_allclose(got, expected, atol=1e-3, err_msg=f"{tag} via {weights_file}")
 
 

@@ -1,4 +1,6 @@
-"""The TensorFlow-backend fused batch normalisation (segmentation_models/tf_kernels.py) computes what Keras' does."""
+"""The TensorFlow-backend fused batch normalisation (segmentation_models/accel/tf_ops.py) computes what Keras' does.
+Every test runs under ``accel.scope()``, so that layers and models built here take it too; the ``keras_kernels``
+runner gives Keras' own."""
 from __future__ import annotations
 
 import os
@@ -15,13 +17,20 @@ from helpers import check_stateless_batch_norm_statistics, with_keras_kernels
 pytestmark = pytest.mark.skipif(BACKEND != "tensorflow", reason="the fused kernels replace a TensorFlow-backend path")
 
 import segmentation_models as sm  # noqa: E402
-from segmentation_models import tf_kernels  # noqa: E402
+from segmentation_models import accel  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fast_paths():
+    """Every layer and model of these tests takes the fused path (not only the package's)."""
+    with accel.scope():
+        yield
 
 
 @pytest.fixture
 def keras_kernels():
-    """Run a block with Keras' own kernels, then put the fast ones back."""
-    return with_keras_kernels(tf_kernels)
+    """Run a block with Keras' own code."""
+    return with_keras_kernels()
 
 
 def _fused_ops_in(fn, *args) -> set:
@@ -32,18 +41,21 @@ def _fused_ops_in(fn, *args) -> set:
     return {op.type for op in graph.get_operations()}
 
 
-def test_installed_by_default_and_reversible():
+def test_installed_by_the_first_model_and_reversible():
     from keras.src.layers.normalization.batch_normalization import BatchNormalization
 
-    assert tf_kernels.installed()
+    sm.Unet("resnet18", input_shape=(32, 32, 3), classes=1, encoder_weights=None)
+    assert "bn_call" in accel.status()["installed"]
     fused = BatchNormalization.call
-    tf_kernels.uninstall()
-    assert not tf_kernels.installed() and BatchNormalization.call is not fused
-    assert tf_kernels.install() and tf_kernels.installed() and BatchNormalization.call is not fused
+    accel.disable()
+    assert not accel.status()["installed"] and BatchNormalization.call is not fused
+    assert "bn_call" in accel.enable()["installed"] and BatchNormalization.call is not fused
 
 
 def test_env_switch_turns_them_off():
-    code = "import segmentation_models.tf_kernels as t; print(t.installed())"
+    code = ("import segmentation_models as sm; "
+            "sm.Unet('resnet18', input_shape=(32, 32, 3), classes=1, encoder_weights=None); "
+            "print(bool(sm.accel.status()['installed']))")
     env = dict(os.environ, KERAS_BACKEND="tensorflow", SM_TF_FAST_OPS="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split()[-1] == "False"

@@ -1,4 +1,6 @@
-"""The torch-backend fast kernels (segmentation_models/torch_kernels.py) compute what Keras' own kernels do."""
+"""The torch-backend fast paths (segmentation_models/accel: torch_ops, graph, recompute, optimizer) compute what
+Keras' own code does. Every test runs under ``accel.scope()``, so that models built here take them too; the
+``keras_kernels`` runner gives Keras' own."""
 from __future__ import annotations
 
 import os
@@ -15,32 +17,43 @@ from helpers import check_stateless_batch_norm_statistics, with_keras_kernels
 pytestmark = pytest.mark.skipif(BACKEND != "torch", reason="the fast kernels replace torch-backend kernels only")
 
 import segmentation_models as sm  # noqa: E402
-from segmentation_models import torch_kernels  # noqa: E402
+from segmentation_models import accel  # noqa: E402
+from segmentation_models.accel import _patches, graph, recompute, tables, torch_ops  # noqa: E402
+from segmentation_models.accel import optimizer as accel_optimizer  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fast_paths():
+    """Every model of these tests takes the fast paths (not only the package's)."""
+    with accel.scope():
+        yield
 
 
 @pytest.fixture
 def keras_kernels():
-    """Run a block with Keras' own kernels, then put the fast ones back."""
-    return with_keras_kernels(torch_kernels)
+    """Run a block with Keras' own code."""
+    return with_keras_kernels()
 
 
 def _np(t):
     return np.asarray(keras.ops.convert_to_numpy(t))
 
 
-def test_installed_by_default_and_reversible():
+def test_installed_by_the_first_model_and_reversible():
     from keras.src.backend.torch import nn as torch_nn
 
-    assert torch_kernels.installed()
+    sm.Unet("resnet18", input_shape=(32, 32, 3), classes=1, encoder_weights=None)
+    assert "conv" in accel.status()["installed"]
     fast = torch_nn.conv
-    torch_kernels.uninstall()
-    assert not torch_kernels.installed() and torch_nn.conv is not fast
-    assert torch_kernels.install() and torch_kernels.installed()
+    accel.disable()
+    assert not accel.status()["installed"] and torch_nn.conv is not fast
+    assert "conv" in accel.enable()["installed"] and torch_nn.conv is not fast
 
 
 def test_env_switch_turns_them_off():
-    code = ("import segmentation_models.torch_kernels as t, keras.src.backend.torch.nn as n; "
-            "print(t.installed(), n.conv.__module__)")
+    code = ("import segmentation_models as sm, keras.src.backend.torch.nn as n; "
+            "sm.Unet('resnet18', input_shape=(32, 32, 3), classes=1, encoder_weights=None); "
+            "print(bool(sm.accel.status()['installed']), n.conv.__module__)")
     env = dict(os.environ, KERAS_BACKEND="torch", SM_TORCH_FAST_OPS="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split()[-2:] == ["False", "keras.src.backend.torch.nn"]
@@ -242,7 +255,7 @@ def test_inference_folds_batch_norm_into_the_convolution(conv, bn, keras_kernels
 
     reference = keras_kernels(predict)
     np.testing.assert_allclose(predict(), reference, rtol=1e-5, atol=1e-5)
-    assert id(conv_layer) in torch_kernels._FOLD_CACHE and len(torch_kernels._FOLDS[model]) == 1
+    assert id(conv_layer) in graph._FOLD_CACHE and len(graph._FOLDS[model]) == 1
     model.fit(data, np.zeros((2,) + model.output_shape[1:], "float32"), epochs=1, verbose=0)  # weights change
     np.testing.assert_allclose(predict(), keras_kernels(predict), rtol=1e-5, atol=1e-5)
     training = model(data, training=True)  # batch statistics, not folded
@@ -321,10 +334,10 @@ def test_argument_fillers_give_what_keras_fill_in_gives():
         sm.DeepLabV3Plus("resnet18", input_shape=(64, 64, 3), classes=2, encoder_weights=None)]
     fast_paths = 0
     for model in models:
-        schedule = torch_kernels._schedule(model)
+        schedule = graph._schedule(model)
         if schedule is None:  # Keras' own execution: no fillers
             continue
-        for (node, *_), fill in zip(schedule, torch_kernels._FILLERS[model]):
+        for (node, *_), fill in zip(schedule, graph._FILLERS[model]):
             values = {id(x): object() for x in node.arguments.keras_tensors}
             (args, kwargs), (want_args, want_kwargs) = fill(values), node.arguments.fill_in(values)
             assert type(args) is type(want_args) and len(args) == len(want_args), node.operation.name
@@ -445,7 +458,7 @@ def test_zero_padding_is_fused_into_the_next_kernel(keras_kernels):
 
     keras.utils.set_random_seed(5)
     model = _padded_graph()
-    fusions = [f for _, _, f, _ in torch_kernels._schedule(model)]
+    fusions = [f for _, _, f, _ in graph._schedule(model)]
     assert fusions.count("skip") == 3 and sum(isinstance(f, tuple) for f in fusions) == 3
     x = np.random.default_rng(5).standard_normal((2, 13, 12, 3)).astype("float32")
 
@@ -490,7 +503,7 @@ def test_relu_overwrites_its_input_only_where_safe(keras_kernels, monkeypatch):
 
     keras.utils.set_random_seed(7)
     model = _relu_graph()
-    marked = sorted(node.operation.name for node, _, fusion, _ in torch_kernels._schedule(model) if fusion == "relu_")
+    marked = sorted(node.operation.name for node, _, fusion, _ in graph._schedule(model) if fusion == "relu_")
     assert marked == sorted(layer.name for layer in model.layers if layer.name.startswith("inplace_"))
     overwritten = []
     relu_ = torch.relu_
@@ -518,8 +531,8 @@ def test_relu_overwrites_its_input_only_where_safe(keras_kernels, monkeypatch):
 def test_relu_in_place_in_the_library_models():
     """Every ReLU of a 1.0.1-style ResNet Unet follows a BatchNormalization that is its input's only user."""
     model = sm.Unet("resnet18", input_shape=(64, 64, 3), classes=1, encoder_weights=None)
-    schedule = torch_kernels._schedule(model)
-    relus = [fusion for node, _, fusion, _ in schedule if torch_kernels._is_plain_relu(node.operation)]
+    schedule = graph._schedule(model)
+    relus = [fusion for node, _, fusion, _ in schedule if tables.is_plain_relu(node.operation)]
     assert len(relus) > 20 and set(relus) == {"relu_"}
 
 
@@ -556,7 +569,7 @@ def test_resnet_padding_is_fused_and_keeps_less_for_backward(keras_kernels):
     import torch
 
     model = sm.Unet("resnet18", input_shape=(64, 64, 3), classes=1, encoder_weights=None)
-    fusions = [f for _, _, f, _ in torch_kernels._schedule(model)]
+    fusions = [f for _, _, f, _ in graph._schedule(model)]
     pads = [layer for layer in model.layers if isinstance(layer, keras.layers.ZeroPadding2D)]
     assert fusions.count("skip") == len(pads) > 8
 
@@ -585,7 +598,7 @@ def test_resnet_padding_is_fused_and_keeps_less_for_backward(keras_kernels):
 def test_adam_steps_match_keras(optimizer, keras_kernels, monkeypatch):
     import torch
 
-    monkeypatch.setattr(torch_kernels, "_ADAM_CHUNK", 50)  # several chunks, one tensor larger than a chunk
+    monkeypatch.setattr(accel_optimizer, "_ADAM_CHUNK", 50)  # several chunks, one tensor larger than a chunk
     shapes = [(3, 3, 4, 8), (8,), (20, 5), (2,)]
     rng = np.random.default_rng(7)
     start = [rng.standard_normal(s).astype("float32") for s in shapes]
@@ -742,38 +755,41 @@ def test_jit_compile_traces_keras_own_kernels():
         targets = [np.zeros((2,) + tuple(o.shape[1:]), "float32") for o in model.outputs]
         losses[jit] = [float(model.train_on_batch(x, targets)[0]) for _ in range(3)]
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
-    assert torch_kernels.installed()
+    assert "conv" in accel.status()["installed"]
 
 
-def test_targets_missing_from_this_keras_are_skipped(monkeypatch):
-    """A Keras version without one of the replaced functions keeps its own; the others are still installed."""
+def test_targets_missing_from_this_keras_warn_and_are_skipped(monkeypatch):
+    """A Keras version without one of the replaced functions keeps its own, with a warning naming it; the others
+    are still installed."""
     from keras.src.backend.torch import nn as torch_nn
 
-    paths = dict(torch_kernels._TARGET_PATHS)
+    paths = dict(torch_ops.TARGET_PATHS)
     paths["absent"] = ("keras.src.backend.torch.nn", None, "no_such_function")
     paths["absent_module"] = ("keras.src.no_such_module", None, "anything")
     del paths["max_pool"]
-    torch_kernels.uninstall()
-    monkeypatch.setattr(torch_kernels, "_TARGET_PATHS", paths)
+    accel.disable()
+    monkeypatch.setattr(torch_ops, "TARGET_PATHS", paths)
     try:
-        assert torch_kernels.install()
-        assert "absent" not in torch_kernels._ORIGINAL and "max_pool" not in torch_kernels._ORIGINAL
+        with pytest.warns(RuntimeWarning, match="no_such_function") as record:
+            installed = accel.enable()["installed"]
+        assert len([w for w in record if "is not in this Keras" in str(w.message)]) == 2
+        assert "conv" in installed and "absent" not in installed and "max_pool" not in _patches.ORIGINAL
         assert torch_nn.max_pool.__module__ == "keras.src.backend.torch.nn"  # Keras' own
-        assert torch_nn.conv.__module__ == "segmentation_models.torch_kernels"
+        assert torch_nn.conv.__module__ == "segmentation_models.accel.torch_ops"
         inp = keras.Input((8, 8, 3))
         x = keras.layers.MaxPooling2D(3, 2)(keras.layers.ZeroPadding2D(1)(keras.layers.ReLU()(inp)))
         model = keras.Model(inp, x)
-        assert [f for _, _, f, _ in torch_kernels._schedule(model)].count("skip") == 0  # no fused max pooling
+        assert [f for _, _, f, _ in graph._schedule(model)].count("skip") == 0  # no fused max pooling
         data = np.random.default_rng(0).standard_normal((1, 8, 8, 3)).astype("float32")
         padded = np.pad(np.maximum(data, 0), ((0, 0), (1, 1), (1, 1), (0, 0)))
         expected = np.stack([np.stack([padded[0, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max((0, 1)) for j in range(4)])
                              for i in range(4)])[None]
         np.testing.assert_allclose(_np(model(data)), expected, rtol=1e-6)
     finally:
-        torch_kernels.uninstall()
+        accel.disable()
         monkeypatch.undo()
-        torch_kernels.install()
-    assert "max_pool" in torch_kernels._ORIGINAL
+        accel.enable()
+    assert "max_pool" in _patches.ORIGINAL
 
 
 def _with_and_without_recompute(model, monkeypatch, step):
@@ -835,8 +851,8 @@ def test_training_recomputes_batch_norm_outputs_with_the_same_gradients(build, k
     for a, b in zip(recomputed, kept):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     forward = lambda: model(torch.tensor(x), training=True)  # noqa: E731
-    with_recipes = torch_kernels.bytes_kept_for_backward(forward)
-    without = torch_kernels.bytes_kept_for_backward(forward, recompute=False)
+    with_recipes = recompute.bytes_kept_for_backward(forward)
+    without = recompute.bytes_kept_for_backward(forward, recompute=False)
     params = sum(w.value.numel() * w.value.element_size() for w in model.trainable_weights)
     assert with_recipes - params < kept_at_most * (without - params), (with_recipes, without, params)
 
@@ -872,11 +888,11 @@ def test_max_reductions_keep_their_inputs_instead_of_recipes(monkeypatch):
     recompute on as off (before: NaN weights after one step of a DeepLabV3 with a max-pooling aux head)."""
     from segmentation_models.blocks import GridPooling2D
 
-    assert not torch_kernels._takes_recipes(keras.layers.GlobalMaxPooling2D())
-    assert not torch_kernels._takes_recipes(GridPooling2D(2, pooling="max")) and not torch_kernels._takes_recipes(
+    assert not tables.takes_recipes(keras.layers.GlobalMaxPooling2D())
+    assert not tables.takes_recipes(GridPooling2D(2, pooling="max")) and not tables.takes_recipes(
         _ChannelPeak())
-    assert torch_kernels._takes_recipes(GridPooling2D(2)) and torch_kernels._takes_recipes(keras.layers.Conv2D(2, 1))
-    assert not torch_kernels._takes_recipes(keras.layers.Activation(lambda t: t - keras.ops.max(t)))
+    assert tables.takes_recipes(GridPooling2D(2)) and tables.takes_recipes(keras.layers.Conv2D(2, 1))
+    assert not tables.takes_recipes(keras.layers.Activation(lambda t: t - keras.ops.max(t)))
     keras.utils.set_random_seed(3)
     model = _max_reduction_graph()
     x = np.random.default_rng(3).standard_normal((2, 16, 16, 8)).astype("float32")
@@ -902,8 +918,8 @@ def test_double_backward_through_recipes_gives_the_same_second_order_gradients(m
     out = layers.Conv2D(2, 1)(layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(x))))
     model = keras.Model(inp, out)
     data = torch.tensor(np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype("float32"))
-    unpacked, unpack = [], torch_kernels._unpack_saved
-    monkeypatch.setattr(torch_kernels, "_unpack_saved", lambda p: unpacked.append(type(p) is tuple) or unpack(p))
+    unpacked, unpack = [], recompute._unpack_saved
+    monkeypatch.setattr(recompute, "_unpack_saved", lambda p: unpacked.append(type(p) is tuple) or unpack(p))
 
     def penalty_gradients():
         xt = data.clone().requires_grad_(True)
@@ -924,8 +940,8 @@ def test_recompute_stays_out_of_callers_hooks_inference_and_mixed_precision(monk
     model = sm.Unet("resnet18", input_shape=(64, 64, 3), classes=1, encoder_weights=None)
     x = torch.rand(2, 64, 64, 3)
     scopes = []
-    scope = torch_kernels._recompute_scope
-    monkeypatch.setattr(torch_kernels, "_recompute_scope", lambda training: scopes.append(scope(training)))
+    scope = recompute._recompute_scope
+    monkeypatch.setattr(recompute, "_recompute_scope", lambda training: scopes.append(scope(training)))
     model(x, training=True)
     assert scopes[-1] is not None  # the outermost training pass opens it
     seen = []
@@ -946,13 +962,13 @@ def test_recompute_stays_out_of_callers_hooks_inference_and_mixed_precision(monk
         keras.config.set_dtype_policy("float32")
     mixed(x, training=True)
     assert scopes[-1] is None  # autocast: the BN outputs are bfloat16, not recomputed
-    assert getattr(torch_kernels._RECOMPUTE, "registry", None) is None
+    assert getattr(recompute._RECOMPUTE, "registry", None) is None
 
 
 def _float64_unet_gradients(x, split_on: bool, monkeypatch):
     """Output and gradients of one float64 training forward of a Unet-resnet18 (bn_data's beta randomised)."""
     if not split_on:
-        monkeypatch.setattr(torch_kernels, "_center_split", lambda inputs: None)
+        monkeypatch.setattr(torch_ops, "_center_split", lambda inputs: None)
     keras.config.set_floatx("float64")
     try:
         keras.utils.set_random_seed(0)
@@ -975,8 +991,8 @@ def test_input_batch_norm_splits_the_first_convolution_with_the_same_gradients(m
 
     x = torch.from_numpy(np.random.default_rng(0).random((2, 64, 64, 3)) * 5)
     used = []
-    split = torch_kernels._center_split
-    monkeypatch.setattr(torch_kernels, "_center_split", lambda inputs: used.append(split(inputs)) or used[-1])
+    split = torch_ops._center_split
+    monkeypatch.setattr(torch_ops, "_center_split", lambda inputs: used.append(split(inputs)) or used[-1])
     out, grads = _float64_unet_gradients(x, True, monkeypatch)
     assert sum(u is not None for u in used) == 1  # bn_data -> (fused zero padding) -> conv0, only there
     ref_out, ref_grads = _float64_unet_gradients(x, False, monkeypatch)
@@ -992,14 +1008,14 @@ def test_input_batch_norm_split_only_for_an_unchanged_output_with_autograd():
     bn = keras.layers.BatchNormalization(scale=False)
     x = torch.rand(2, 8, 8, 3)
     y = bn(x, training=True)
-    assert torch_kernels._center_split(y) is not None
+    assert torch_ops._center_split(y) is not None
     with torch.no_grad():
-        assert torch_kernels._center_split(y) is None  # nothing to save a gradient for
+        assert torch_ops._center_split(y) is None  # nothing to save a gradient for
     y.add_(1.0)  # changed in place (an in-place ReLU, say): no longer x_hat + beta
-    assert torch_kernels._center_split(y) is None
-    assert torch_kernels._center_split(bn(x.requires_grad_(), training=True)) is None  # x needs its gradient
+    assert torch_ops._center_split(y) is None
+    assert torch_ops._center_split(bn(x.requires_grad_(), training=True)) is None  # x needs its gradient
     scaled = keras.layers.BatchNormalization()
-    assert torch_kernels._center_split(scaled(torch.rand(2, 8, 8, 3), training=True)) is None
+    assert torch_ops._center_split(scaled(torch.rand(2, 8, 8, 3), training=True)) is None
 
 
 @pytest.mark.parametrize("scale", [True, False])  # False: 1.0.1's bn_data (center only, the split path)
@@ -1036,7 +1052,7 @@ def test_small_channel_batch_norm_takes_the_copy_only_without_input_gradient(mon
 
     x = torch.rand(2, 8, 8, 3).permute(0, 3, 1, 2)  # NCHW view of NHWC memory
     gamma, beta = torch.rand(3, requires_grad=True), torch.rand(3, requires_grad=True)
-    y, mean, inv_std = torch_kernels._training_batch_norm(x, gamma, beta, 1e-3)
+    y, mean, inv_std = torch_ops._training_batch_norm(x, gamma, beta, 1e-3)
     ref = torch.native_batch_norm(x, gamma, beta, None, None, True, 0.0, 1e-3)
     for a, b in zip((y, mean, inv_std), ref):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
@@ -1044,6 +1060,6 @@ def test_small_channel_batch_norm_takes_the_copy_only_without_input_gradient(mon
     calls = []
     native = torch.native_batch_norm
     monkeypatch.setattr(torch, "native_batch_norm", lambda t, *a: calls.append(t.is_contiguous()) or native(t, *a))
-    torch_kernels._training_batch_norm(x, gamma, beta, 1e-3)
-    torch_kernels._training_batch_norm(x.detach().requires_grad_(), gamma, beta, 1e-3)
+    torch_ops._training_batch_norm(x, gamma, beta, 1e-3)
+    torch_ops._training_batch_norm(x.detach().requires_grad_(), gamma, beta, 1e-3)
     assert calls == [True, False]  # the contiguous copy, then the channels-last input itself

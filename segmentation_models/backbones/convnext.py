@@ -20,8 +20,6 @@ from .registry import BackboneSpec, register_backbone
 class LayerScale(layers.Layer):
     """Per-channel learnable scale of a ConvNeXt block's residual branch (``x * gamma``)."""
 
-    takes_recipes = True  # its backward pass may use recomputed inputs (torch_kernels._takes_recipes)
-
     def __init__(self, init_values: float, projection_dim: int, **kwargs):
         super().__init__(**kwargs)
         self.init_values = init_values

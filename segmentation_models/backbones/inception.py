@@ -131,8 +131,6 @@ register_backbone(
 class ScaledResidual(layers.Layer):
     """``x + scale * residual`` (Inception-ResNet's residual scaling; a Lambda layer in keras-applications)."""
 
-    takes_recipes = True  # its backward pass may use recomputed inputs (torch_kernels._takes_recipes)
-
     def __init__(self, scale: float, **kwargs):
         super().__init__(**kwargs)
         self.scale = float(scale)

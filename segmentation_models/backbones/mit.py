@@ -67,8 +67,6 @@ class SpatialReductionAttention(layers.Layer):
     around it, so that weights convert one to one from the reference.
     """
 
-    takes_recipes = True  # its backward pass may use recomputed inputs (torch_kernels._takes_recipes)
-
     def __init__(self, num_heads: int, **kwargs):
         super().__init__(**kwargs)
         if int(num_heads) < 1:

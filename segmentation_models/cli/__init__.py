@@ -5,6 +5,7 @@ Each sub-command lives in its own module with ``add_parser(subparsers)`` that se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -15,6 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from . import backbones_cmd, demo, evaluate, export_cmd, info, predict, train, weights_cmd  # noqa: E402
 
 COMMANDS = [train, evaluate, predict, export_cmd, info, backbones_cmd, weights_cmd, demo]
+# Commands that own their process: every model takes the fast paths, glibc keeps freed memory (torch), while they run.
+ACCELERATED = ("train", "evaluate", "predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .. import accel
+
     try:
-        return int(args.func(args) or 0)
+        with accel.process_wide() if args.command in ACCELERATED else contextlib.nullcontext():
+            return int(args.func(args) or 0)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

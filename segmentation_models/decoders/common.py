@@ -13,6 +13,7 @@ import dataclasses
 import keras
 from keras import ops
 
+from .. import accel
 from ..backbones.factory import Encoder, build_encoder, freeze_encoder, make_input
 from ..backbones.registry import BackboneSpec, available_backbones, get_backbone_spec
 from ..blocks import AUX_POOLINGS, classification_head
@@ -43,8 +44,6 @@ class PadToMultiple(keras.layers.Layer):
     guarantees it.
     """
 
-    takes_recipes = True  # its backward pass may use recomputed inputs (torch_kernels._takes_recipes)
-
     def __init__(self, multiple: int, mode: str = "reflect", **kwargs):
         super().__init__(autocast=False, **kwargs)
         if mode not in ("reflect", "constant"):
@@ -71,8 +70,6 @@ class PadToMultiple(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="segmentation_models")
 class CropToInput(keras.layers.Layer):
     """Crop ``[output, image]``'s output back to the image's height and width (undoes `PadToMultiple`)."""
-
-    takes_recipes = True  # its backward pass may use recomputed inputs (torch_kernels._takes_recipes)
 
     def __init__(self, multiple: int, **kwargs):
         super().__init__(autocast=False, **kwargs)
@@ -137,7 +134,7 @@ def finish(encoder: Encoder, outputs, name: str, weights=None, encoder_freeze: b
         outputs = CropToInput(encoder.pad_multiple, name=CROP_LAYER_NAME)([outputs, encoder.input])
     if aux_output is not None:
         outputs = [outputs, aux_output]
-    model = keras.Model(encoder.input, outputs, name=name)
+    model = accel.adopt(keras.Model(encoder.input, outputs, name=name))  # the package's: its fast paths
     if encoder_freeze:
         freeze_encoder(encoder.model)
     if weights is not None:

@@ -10,18 +10,16 @@ TensorFlow, JAX and torch on CUDA avoid this with their own caching allocators.
 back to ``mmap`` if the heap cannot grow) and to return memory only when more than 1 GiB at the top of the heap is
 free (``M_TRIM_THRESHOLD``): after the first step no page faults, 8-16% faster training steps, and the process
 keeps its peak heap size (peak RSS +5-20%, free blocks between live tensors; measured in docs/benchmarks.md).
-It is applied when segmentation_models is imported on the torch backend on Linux with glibc, unless
-``SM_TORCH_RETAIN_MEMORY`` is 0/false/no/off. :func:`release_freed_memory` hands the free memory back (``malloc_trim``), e.g. after training.
+A process-wide setting, so never applied on import: the command line applies it for its own process (torch
+backend, unless ``SM_TORCH_RETAIN_MEMORY`` is 0/false/no/off), Python users opt in with
+``segmentation_models.accel.enable(allocator=True)``. :func:`release_freed_memory` hands the free memory back
+(``malloc_trim``), e.g. after training. Standard library only: benchmarks/worker.py loads it by path for SMP.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
-import os
 import sys
-
-logger = logging.getLogger("segmentation_models")
 
 # mallopt(3) parameters and glibc's documented defaults (restored by retain_freed_memory(False)).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
@@ -72,22 +70,3 @@ def release_freed_memory() -> bool:
     """Return the free memory of glibc's heap to the kernel (``malloc_trim(0)``); True if any was released."""
     libc = _glibc()
     return bool(libc is not None and libc.malloc_trim(0))
-
-
-def switched_on(name: str, default: str = "1") -> bool:
-    """An on/off environment variable: off for 0/false/no/off or empty."""
-    return str(os.environ.get(name, default)).strip().lower() not in {"0", "false", "no", "off", ""}
-
-
-def retain_from_env() -> bool:
-    """At import: retain freed memory on the torch backend unless ``SM_TORCH_RETAIN_MEMORY`` is 0/false/no/off."""
-    import keras
-
-    if keras.backend.backend() != "torch":
-        return False
-    if not switched_on("SM_TORCH_RETAIN_MEMORY"):
-        return False
-    applied = retain_freed_memory(True)
-    if not applied:
-        logger.debug("segmentation_models: freed memory not retained (the C library is not glibc)")
-    return applied
