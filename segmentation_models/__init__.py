@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import logging as _logging
 
+from ._cli_env import quiet_tensorflow as _quiet_tensorflow
+
+_quiet_tensorflow()  # only in the `segmentation-models` command's own process; before keras imports TensorFlow
+
 from ._version import __version__
 from . import compat as _compat
 from .compat import Backbones, framework, set_framework
