@@ -25,7 +25,7 @@ from .decoders import DeepLabV3, DeepLabV3Plus, MAnet, PAN, UnetPlusPlus, UPerNe
 from .decoders import SegFormer
 from .factory import available_architectures, create_model
 from .preprocessing import get_preprocessing
-from . import utils
+from . import inference, utils
 
 _logging.getLogger("segmentation_models").addHandler(_logging.NullHandler())
 
@@ -81,6 +81,6 @@ __all__ = [
     "Unet", "SegFormer", "create_model", "available_architectures",
     "FPN", "Linknet", "PSPNet",
     "set_framework", "framework", "get_preprocessing", "get_available_backbone_names", "Backbones",
-    "losses", "metrics", "utils", "backbones", "weights", "__version__",
+    "losses", "metrics", "utils", "inference", "backbones", "weights", "__version__",
 ]
 __all__ += ["UnetPlusPlus", "MAnet", "PAN", "DeepLabV3", "DeepLabV3Plus", "UPerNet"]
