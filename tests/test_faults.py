@@ -275,8 +275,10 @@ def test_sigint_prints_one_line_naming_resume(shapes, tmp_path):
     env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=str(ROOT))
     args = _train(shapes, out)
     args[args.index("--epochs") + 1] = "100"
-    proc = subprocess.Popen([sys.executable, "-m", "segmentation_models", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT handled as at a terminal, even when the tests run as a background job (which ignores it)
+    proc = subprocess.Popen([sys.executable, "-m", "segmentation_models", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not (out / "checkpoints" / "epoch_0001.keras").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
