@@ -481,11 +481,11 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
                 init_input_normalization(model, train_loader)
             model.compile(make_optimizer(tcfg, len(train_loader)), loss=get_loss(tcfg["loss"]),
                           metrics=get_metrics(tcfg["metrics"], train_set.num_classes))
+        monitor = "val_" + _monitor_name(tcfg["metrics"])
         # every input is checked and the model built: only now is the run folder made (or replaced)
         prepare_run_folder(out, resume, overwrite, _input_paths(config["data"], train_set, val_set))
         if not (out / common.CONFIG_FILE).is_file():
             common.write_json(out / common.CONFIG_FILE, resolved)
-        monitor = "val_" + _monitor_name(tcfg["metrics"])
         train_loader.epoch = initial_epoch
         started = time.time()
         if initial_epoch < tcfg["epochs"]:
