@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import logging as _logging
 
+from ._cli_env import quiet_tensorflow as _quiet_tensorflow
+
+_quiet_tensorflow()  # only in the `segmentation-models` command's own process; before keras imports TensorFlow
+
 from ._version import __version__
 from . import compat as _compat
 from .compat import Backbones, framework, set_framework
@@ -21,7 +25,7 @@ from .decoders import DeepLabV3, DeepLabV3Plus, MAnet, PAN, UnetPlusPlus, UPerNe
 from .decoders import SegFormer
 from .factory import available_architectures, create_model
 from .preprocessing import get_preprocessing
-from . import utils
+from . import inference, utils
 
 _logging.getLogger("segmentation_models").addHandler(_logging.NullHandler())
 
@@ -69,6 +73,6 @@ __all__ = [
     "Unet", "SegFormer", "create_model", "available_architectures",
     "FPN", "Linknet", "PSPNet",
     "set_framework", "framework", "get_preprocessing", "get_available_backbone_names", "Backbones",
-    "losses", "metrics", "utils", "backbones", "weights", "accel", "__version__",
+    "losses", "metrics", "utils", "inference", "backbones", "weights", "accel", "__version__",
 ]
 __all__ += ["UnetPlusPlus", "MAnet", "PAN", "DeepLabV3", "DeepLabV3Plus", "UPerNet"]

@@ -70,6 +70,7 @@ def export_model(
     metadata: Mapping[str, Any] | None = None,
     opset: int | None = None,
     check: bool = True,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export ``model`` (a ``keras.Model`` or a ``.keras`` file) to ``path`` in ``format`` (``onnx`` or
     ``savedmodel``) and check that the exported file computes what the model computes.
@@ -82,6 +83,8 @@ def export_model(
         metadata: string-keyed values stored with the export (ONNX metadata_props; a JSON file in a SavedModel).
         opset: ONNX opset; default the converter's.
         check: run the exported file on a random batch and compare with the model (raises ExportError).
+        overwrite: replace an existing file at ``path`` that is not an export of this package. An earlier export
+            of this package is replaced without it; a folder that is not one is never replaced.
     """
     import keras
 
@@ -107,6 +110,12 @@ def export_model(
     out = Path(path)
     if out.exists() and format == "onnx" and out.is_dir():
         raise ExportError(f"{out} is a folder; give a file name for the ONNX model (e.g. {out / 'model.onnx'})")
+    if format == "savedmodel" and out.is_file():
+        raise ExportError(f"{out} is a file; a SavedModel is a folder: give a folder name (e.g. {out.parent / 'saved_model'})")
+    if out.exists() and not (overwrite and out.is_file()) and not _made_here(out):
+        raise ExportError(f"{out} exists and is not an export of segmentation_models: it is not replaced; choose "
+                          "another output" + (" (or --overwrite / overwrite=True to replace this file)"
+                                              if out.is_file() else ""))
     out.parent.mkdir(parents=True, exist_ok=True)
 
     float32 = _float32(_mask_output_only(model))  # mixed-precision models are exported, and checked, in float32
@@ -127,6 +136,9 @@ def export_model(
             _finish_onnx(work, output_name, meta)
         else:
             (work / "segmentation_models.json").write_text(json.dumps(meta, indent=2) + "\n")
+            from .cli.common import EXPORT_MARKER
+
+            (work / EXPORT_MARKER).write_text("made by segmentation_models export; a new export may replace it\n")
         result = ExportResult(str(out), format, INPUT_NAME, list(shape), output_name, converter, round(seconds, 2),
                               metadata=meta)
         if check:
@@ -134,11 +146,11 @@ def export_model(
                 result.max_abs_diff, result.checked_shape = _check(float32, work, format, shape, preprocessing)
             except ExportError as err:
                 rejected = out.with_name(out.name + ".rejected")
-                _remove(rejected)
-                work.rename(rejected)
+                if rejected.exists() and not _made_here(rejected):
+                    rejected = out.with_name(f"{out.name}.rejected{os.getpid()}")
+                _move_in(work, rejected)
                 raise ExportError(f"{err} (the export is kept as {rejected}; {out} is unchanged)") from None
-        _remove(out)
-        work.rename(out)
+        _move_in(work, out)
     finally:
         _remove(work)
     return result
@@ -149,6 +161,36 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists():
         path.unlink()
+
+
+def _made_here(path: Path) -> bool:
+    """True for an export of this package: a SavedModel folder with its marker (or, from before markers, with
+    segmentation_models.json beside saved_model.pb), or an ONNX file whose producer is this package."""
+    from .cli.common import EXPORT_MARKER
+
+    if path.is_dir():
+        return (path / EXPORT_MARKER).is_file() or (
+            (path / "segmentation_models.json").is_file() and (path / "saved_model.pb").is_file())
+    try:
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not ONNX (or onnx missing): not ours
+        return False
+    return any(p.key == "producer" and p.value.startswith("segmentation_models") for p in proto.metadata_props)
+
+
+def _move_in(work: Path, out: Path) -> None:
+    """Put the finished ``work`` at ``out``: one rename for a file; for a folder the old one is moved aside
+    first and removed once the new one is in place."""
+    if not out.is_dir():
+        os.replace(work, out)
+        return
+    old = out.with_name(f".{out.name}.old{os.getpid()}")
+    _remove(old)
+    out.rename(old)
+    work.rename(out)
+    _remove(old)
 
 
 # ----------------------------------------------------------------------------------------- the model to export

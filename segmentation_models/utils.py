@@ -82,3 +82,28 @@ def set_regularization(model: keras.Model, kernel_regularizer=None, bias_regular
     rebuilt = keras.Model.from_config(model.get_config())
     rebuilt.set_weights(model.get_weights())
     return rebuilt
+
+
+def verify_keras_archive(path) -> None:
+    """Raise ``ValueError`` naming ``path`` unless it is a complete ``.keras`` archive (zip entries intact).
+
+    Keras reports a truncated or foreign file as "File not found" and a damaged entry as a BadZipFile
+    traceback; this says what is wrong before Keras reads it."""
+    import zipfile
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            damaged = archive.testzip()  # reads every entry and checks its CRC
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is corrupt or truncated: not a complete .keras archive ({err}); use an intact "
+                         "copy (a run folder keeps best.keras, last.keras and the last checkpoints)") from None
+    if damaged is not None:
+        raise ValueError(f"{path} is corrupt: its entry {damaged!r} fails its checksum; use an intact copy")
+    if "config.json" not in names:
+        raise ValueError(f"{path} is a zip file but not a Keras model archive (no config.json inside)")
+

@@ -78,7 +78,7 @@ def test_train_writes_a_complete_run_folder(trained_run):
     assert grid.shape[0] > 100 and len(list((out / "val_predictions").glob("*_overlay.png"))) == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 2 and 0 <= summary["best_val_mean_iou"] <= 1
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0002.keras"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0001.keras", "epoch_0002.keras"]
     assert not list(out.glob(".*tmp*"))  # no temporary files left behind
     model = keras.saving.load_model(out / "last.keras")
     assert model.output_shape[-1] == 3 and int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 6

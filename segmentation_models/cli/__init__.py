@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 from typing import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from .._cli_env import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow is imported (when another import of the package has not done it yet)
 
 from . import backbones_cmd, demo, evaluate, export_cmd, info, predict, train, weights_cmd  # noqa: E402
 
@@ -51,3 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback of Keras' internals
+        print(interrupted_message(args), file=sys.stderr)
+        return 130
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    run_folder = getattr(args, "run_folder", None)
+    if args.command == "train" and run_folder is not None:
+        return (f"interrupted: the completed epochs are kept; continue with "
+                f"`segmentation-models train --output {run_folder} --resume`")
+    return f"interrupted: {args.command} stopped; files it wrote are complete, the others were not written"

@@ -6,12 +6,20 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 CONFIG_FILE = "config.json"
+# Marker files: a folder holding one was made by this package, and only such a folder is ever removed or
+# replaced by a command (never a folder of the user's, e.g. the data or a folder given as --output by mistake).
+RUN_MARKER = ".segmentation-models-run"
+EXPORT_MARKER = ".segmentation-models-export"
+PREDICTIONS_MARKER = ".segmentation-models-predictions"
+EVALUATION_MARKER = ".segmentation-models-evaluation"
+DEMO_MARKER = ".segmentation-models-demo"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -67,6 +75,56 @@ def atomic_save_model(model, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def write_marker(folder: Path, marker: str, what: str) -> None:
+    """Mark ``folder`` as made by the package (see `remove_marked_folder`)."""
+    atomic_write_text(Path(folder) / marker, f"made by segmentation-models ({what}); it may replace this folder\n")
+
+
+def is_marked(folder: Path, marker: str) -> bool:
+    return (Path(folder) / marker).is_file()
+
+
+def remove_marked_folder(folder: Path, marker: str, hint: str) -> None:
+    """Remove ``folder`` if the package marked it with ``marker``; refuse (ValueError with ``hint``) otherwise."""
+    import shutil
+
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir() or not is_marked(folder, marker):
+        raise ValueError(f"{folder} exists and was not made by segmentation-models (no {marker} file in it): it is "
+                         f"never removed or replaced; {hint}")
+    shutil.rmtree(folder)
+
+
+def prepare_output_folder(out: Path, marker: str, targets: Sequence[Path], overwrite: bool, what: str) -> None:
+    """Make (and mark) an output folder for ``targets``. Files there are replaced only in a folder the package
+    marked (its own earlier outputs) or with ``overwrite``; otherwise the first existing ones are named."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder: choose another --output")
+    existing = [t for t in targets if Path(t).exists()]
+    if existing and not overwrite and not is_marked(out, marker):
+        shown = ", ".join(str(t) for t in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        raise ValueError(f"{shown} already exist(s) in {out}, which segmentation-models did not make: nothing was "
+                         "written; choose another --output, or --overwrite to replace these files")
+    out.mkdir(parents=True, exist_ok=True)
+    if not is_marked(out, marker):
+        write_marker(out, marker, what)
+
+
+def check_disjoint(out: Path, inputs: Sequence[str | Path | None], what: str) -> None:
+    """Refuse an output folder that is or holds one of the ``inputs`` (e.g. the training data); one inside a data
+    folder (data/runs/x) is fine: the data's own files are never touched there."""
+    out = Path(out).resolve()
+    for item in inputs:
+        if not item:
+            continue
+        src = Path(item).resolve()
+        if out == src or out in src.parents:
+            raise ValueError(f"{what} {out} is or holds the input {src}: choose an --output that holds no input data")
+
+
 def write_csv(path: Path, rows: Sequence[dict]) -> None:
     keys: list[str] = []
     for r in rows:
@@ -97,37 +155,96 @@ def load_run_config(path: str | Path) -> tuple[dict, Path]:
     return json.loads(cfg_path.read_text()), model
 
 
-def load_model(path: Path):
+def load_model(path: Path, compile: bool = False):
+    """A ``.keras`` file, checked first: a truncated or damaged file is reported as such (not "File not found")."""
     import keras
 
     import segmentation_models  # noqa: F401  (registers the package's Keras objects)
+    from ..utils import verify_keras_archive
 
-    return keras.saving.load_model(path, compile=False)
+    verify_keras_archive(path)
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except (zipfile.BadZipFile, EOFError) as err:
+        raise ValueError(f"{path} is corrupt or truncated: {err}; use an intact copy") from None
+
+
+def load_run_model(model_file: Path, config: dict):
+    """`load_model`, then check that the model fits its run: classes, input channels and preprocessing."""
+    model = load_model(model_file)
+    check_model_fits_run(model, config, model_file)
+    return model
+
+
+def check_model_fits_run(model, config: dict, model_file: Path) -> None:
+    """ValueError naming ``model_file`` when it does not predict the run's classes from RGB images, or when the
+    run's recorded preprocessing is not its backbone's."""
+    from ..preprocessing import get_preprocessing
+
+    names = config["classes"]["names"]
+    source = f"the run's {CONFIG_FILE} ({Path(model_file).parent / CONFIG_FILE})"
+    classes = model.outputs[0].shape[-1]
+    if classes != len(names):
+        raise ValueError(f"{model_file} predicts {classes} classes, but {source} declares {len(names)} ({names}): "
+                         "the model is not of this run; give the run folder it was trained in")
+    channels = model.input_shape[-1]
+    if channels != 3:
+        raise ValueError(f"{model_file} takes {channels}-channel images, but the commands read images as RGB "
+                         "(3 channels): use a model trained on 3-channel input")
+    recorded = config.get("preprocessing")
+    mode = getattr(get_preprocessing(config["model"]["backbone"]), "mode", None)
+    if recorded is not None and recorded != mode:
+        raise ValueError(f"{source} records {recorded!r} preprocessing, but its backbone "
+                         f"{config['model']['backbone']!r} uses {mode!r}: the config was edited; restore it")
 
 
 # ----------------------------------------------------------------------------------------- inference
-def predict_probabilities(model, images: list[np.ndarray], preprocessing: Callable | None, scale: float = 1.0) -> list[np.ndarray]:
+def predict_probabilities(model, images: list[np.ndarray], preprocessing: Callable | None, scale: float = 1.0,
+                          max_pixels: int | None = None) -> list[np.ndarray]:
     """Class probabilities (H, W, C) at each image's own size: rescale, pad to a multiple of 32, predict, crop,
-    resize back (bilinear)."""
+    resize back (bilinear). A batch above ``max_pixels`` (default: what fits in memory, see
+    `segmentation_models.inference`) goes image by image, and an image above it by overlapping tiles."""
     import cv2
-    import keras
 
-    from ..data import pad_to_multiple, rescale
+    from ..data import rescale
+    from ..inference import max_whole_pixels, predict_tiled
 
+    limit = max_whole_pixels() if max_pixels is None else max_pixels
     scaled = [rescale(im, None, scale)[0] for im in images]
-    x = pad_to_multiple(scaled, 0).astype("float32")
-    if preprocessing is not None:
-        x = np.asarray(preprocessing(x), dtype="float32")
-    probs = keras.ops.convert_to_numpy(model(x, training=False)).astype("float32")
+    padded = [(-(-s.shape[0] // 32) * 32) * (-(-s.shape[1] // 32) * 32) for s in scaled]
+    if len(scaled) * max(padded) <= limit:
+        probs = _forward(model, scaled, preprocessing)
+    else:
+        probs = []
+        for s, pixels in zip(scaled, padded):
+            if pixels <= limit:
+                probs += _forward(model, [s], preprocessing)
+                continue
+            tile = max(64, min(1024, int(limit ** 0.5) // 32 * 32))
+            print(f"note: a {s.shape[1]}x{s.shape[0]} image needs more memory than one forward pass may take "
+                  f"(about {limit / 1e6:.1f} megapixels): predicting it by overlapping {tile}x{tile} tiles")
+            probs.append(predict_tiled(model, s, tile, tile // 8, preprocessing=preprocessing))
     out = []
-    for im, s, p in zip(images, scaled, probs):
-        p = p[: s.shape[0], : s.shape[1]]
+    for im, p in zip(images, probs):
         if p.shape[:2] != im.shape[:2]:
             p = cv2.resize(p, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
             if p.ndim == 2:
                 p = p[..., None]
         out.append(p)
     return out
+
+
+def _forward(model, images: list[np.ndarray], preprocessing: Callable | None) -> list[np.ndarray]:
+    """One padded batch through the model; probabilities cropped back to each image's size."""
+    import keras
+
+    from ..data import pad_to_multiple
+
+    x = pad_to_multiple(images, 0).astype("float32")
+    if preprocessing is not None:
+        x = np.asarray(preprocessing(x), dtype="float32")
+    probs = keras.ops.convert_to_numpy(model(x, training=False)).astype("float32")
+    return [p[: im.shape[0], : im.shape[1]] for im, p in zip(images, probs)]
 
 
 # ----------------------------------------------------------------------------------------- pictures

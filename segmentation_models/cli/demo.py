@@ -6,14 +6,14 @@ Writes a generated data set (PNG images and masks) to <output>/data, then runs t
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 import numpy as np
 
+from . import common
 from .train import BN_BATCHES
 
-MARKER = ".segmentation-models-demo"
+MARKER = common.DEMO_MARKER
 SHAPE_CLASSES = ["background", "disc", "square"]
 
 
@@ -85,12 +85,9 @@ def run(args: argparse.Namespace) -> int:
     if args.size % 32:
         raise ValueError(f"--size must be a multiple of 32, got {args.size}")
     root = Path(args.output)
-    if root.exists():
-        if not (root / MARKER).is_file():
-            raise ValueError(f"{root} exists and is not a previous demo: choose another --output")
-        shutil.rmtree(root)
+    common.remove_marked_folder(root, MARKER, "choose another --output")
     root.mkdir(parents=True)
-    (root / MARKER).write_text("made by `segmentation-models demo`; replaced by the next demo\n")
+    common.write_marker(root, MARKER, "demo")
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()}")
     print(f"writing {args.samples} generated images and masks to {root / 'data'}")
     data_dir = write_shapes_dataset(root / "data", args.samples, args.size, seed=0)

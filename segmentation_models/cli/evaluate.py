@@ -15,6 +15,8 @@ import numpy as np
 from . import common
 from .data_args import open_source, open_train_val
 
+OUTPUTS = ("results.json", "per_class.csv", "confusion_matrix.png")
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="per-class IoU/F1, mean IoU and a confusion matrix of a trained model",
@@ -29,6 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--workers", type=int, default=2, help="image reading threads")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable or inconsistent pairs with a warning")
+    p.add_argument("--overwrite", action="store_true", help="replace existing results in a folder evaluate did not make")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -36,7 +39,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     evaluate(args.model, data=args.data, images=args.images, masks=args.masks, split=args.split,
              output=args.output, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
-             skip_bad=args.skip_bad, verbose=not args.quiet)
+             skip_bad=args.skip_bad, verbose=not args.quiet, overwrite=args.overwrite)
     return 0
 
 
@@ -64,7 +67,8 @@ def open_eval_set(config: dict, data: str | None, images: str | None, masks: str
 
 def evaluate(model_path: str | Path, data: str | None = None, images: str | None = None, masks: str | None = None,
              split: str | None = None, output: str | Path | None = None, batch_size: int = 4,
-             limit: int | None = None, workers: int = 2, skip_bad: bool = False, verbose: bool = True) -> dict:
+             limit: int | None = None, workers: int = 2, skip_bad: bool = False, verbose: bool = True,
+             overwrite: bool = False) -> dict:
     """Evaluate a run (or .keras file with config.json beside it); returns the results dict."""
     import keras
 
@@ -76,8 +80,8 @@ def evaluate(model_path: str | Path, data: str | None = None, images: str | None
         ds = ds.subset(range(min(limit, len(ds))))
     name = split or ("test" if "camvid" in ds.name and ds.name.endswith("test") else ds.name)
     out = Path(output) if output else model_file.parent / f"eval-{name}"
-    out.mkdir(parents=True, exist_ok=True)
-    model = common.load_model(model_file)
+    model = common.load_run_model(model_file, config)
+    common.prepare_output_folder(out, common.EVALUATION_MARKER, [out / n for n in OUTPUTS], overwrite, "evaluate")
     preprocessing = get_preprocessing(config["model"]["backbone"])
     scale = config["train"].get("scale", 1.0)
     n_classes = ds.num_classes

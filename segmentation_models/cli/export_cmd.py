@@ -32,13 +32,16 @@ def add_parser(sub) -> None:
                                       "folder's config.json")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default the converter's)")
     p.add_argument("--no-check", action="store_true", help="do not run the export against the model")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing file at --output (an earlier export is replaced without it; a folder "
+                        "that is not an export never is)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     result = export(args.model, format=args.format, output=args.output, input_size=args.input_size,
                     batch_size=args.batch_size, with_preprocessing=args.with_preprocessing, backbone=args.backbone,
-                    opset=args.opset, check=not args.no_check)
+                    opset=args.opset, check=not args.no_check, overwrite=args.overwrite)
     shape = "x".join("?" if v is None else str(v) for v in result.input_shape)
     print(f"exported {result.path} ({result.format}, {_size_mb(Path(result.path)):.1f} MB) in {result.seconds:.1f} s "
           f"with {result.converter}")
@@ -52,12 +55,14 @@ def run(args: argparse.Namespace) -> int:
 
 def export(model_path, format: str = "onnx", output=None, input_size=None, batch_size=None,
            with_preprocessing: bool = False, backbone: str | None = None, opset: int | None = None,
-           check: bool = True):
+           check: bool = True, overwrite: bool = False):
     """Export a run folder's model (or a .keras file); returns the :class:`ExportResult`."""
     from ..backbones import get_backbone_spec
     from ..export import export_model
 
     config, model_file = _config_and_model(model_path)
+    if config:
+        common.load_run_model(model_file, config)  # the model must fit the run whose classes go into the export
     backbone = backbone or config.get("model", {}).get("backbone")
     mode = get_backbone_spec(backbone).preprocessing if backbone else None
     if with_preprocessing and mode is None:
@@ -74,7 +79,7 @@ def export(model_path, format: str = "onnx", output=None, input_size=None, batch
         output = model_file.parent / ("model.onnx" if format == "onnx" else "saved_model")
     return export_model(model_file, output, format, input_size=input_size, batch_size=batch_size,
                         preprocessing=mode if with_preprocessing else None, metadata=metadata, opset=opset,
-                        check=check)
+                        check=check, overwrite=overwrite)
 
 
 def _config_and_model(path) -> tuple[dict, Path]:

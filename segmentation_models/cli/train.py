@@ -94,7 +94,10 @@ def _model_args(items) -> dict:
             raise ValueError(f"--model-arg expects KEY=VALUE, got {item!r}")
         try:
             out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as err:
+            if value.strip()[:1] in ('[', '{', '"') or value.strip()[:1].isdigit():  # meant as JSON, not a word
+                raise ValueError(f"--model-arg {item!r}: the value is not valid JSON ({err.msg} at character "
+                                 f"{err.pos}); e.g. decoder_filters=[64,32,16,8,8] (a bare word is a string)") from None
             out[key.strip()] = value
     return out
 
@@ -134,39 +137,87 @@ def run(args: argparse.Namespace) -> int:
         print(f"resuming {out} with its recorded configuration (other options are ignored)")
     else:
         config = config_from_args(args)
+    args.run_folder = out  # named by the hint printed when the run is interrupted
     train(config, out, resume=args.resume, overwrite=args.overwrite, skip_bad=args.skip_bad,
           verbose=0 if args.quiet else 1)
     return 0
 
 
 # ----------------------------------------------------------------------------------------- pieces
-def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    """Create the run folder; refuse to touch an existing one unless resuming or overwriting."""
+def prepare_run_folder(out: Path, resume: bool, overwrite: bool, inputs=()) -> None:
+    """Create (and mark) the run folder, after the inputs were checked. An existing folder is continued
+    (``resume``), or replaced (``overwrite``) only when it is a run folder of this package; a marked run that never
+    completed an epoch (a failed start) is started again. Never a folder that is or holds the data ``inputs``."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a folder")
+    common.check_disjoint(out, inputs, "run folder")
     if resume:
         out.mkdir(parents=True, exist_ok=True)
         for stale in list(out.glob(".*.tmp*")) + list((out / CHECKPOINTS).glob(".*.tmp*")):
             stale.unlink(missing_ok=True)  # temporary files of a run killed while writing
-        return
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
+    elif out.is_dir() and any(out.iterdir()):
+        never_started = common.is_marked(out, common.RUN_MARKER) and not _has_results(out)
+        if not (overwrite or never_started):
             raise ValueError(f"run folder {out} already exists and is not empty: --resume continues it, --overwrite "
                              "replaces it, or choose another --output")
-        shutil.rmtree(out)
+        if never_started and not overwrite:
+            print(f"{out} holds a run that never completed an epoch: starting it again")
+        common.remove_marked_folder(out, common.RUN_MARKER, "choose another --output (or remove it yourself)")
     out.mkdir(parents=True, exist_ok=True)
+    if not common.is_marked(out, common.RUN_MARKER):
+        common.write_marker(out, common.RUN_MARKER, "train")
+
+
+def _has_results(out: Path) -> bool:
+    """True when a run folder holds a model or a completed epoch."""
+    return any((out / n).exists() for n in ("best.keras", "last.keras", "history.json")) or bool(_checkpoints(out))
+
+
+def _checkpoints(out: Path) -> list[tuple[int, Path]]:
+    """(epoch, path) of the epoch checkpoints of a run folder, newest first."""
+    folder = out / CHECKPOINTS
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT.match(p.name))] if folder.is_dir() else []
+    return sorted(found, reverse=True)
 
 
 def latest_checkpoint(out: Path) -> tuple[int, Path | None]:
-    """(completed epochs, checkpoint path) of the newest complete checkpoint in a run folder."""
-    folder = out / CHECKPOINTS
-    best = (0, None)
-    if folder.is_dir():
-        for p in folder.iterdir():
-            match = _CKPT.match(p.name)
-            if match and int(match.group(1)) > best[0]:
-                best = (int(match.group(1)), p)
-    return best
+    """(completed epochs, checkpoint path) of the newest intact checkpoint of a run folder, (0, None) for a run
+    that never completed an epoch. A missing or corrupt newer one is reported; a run whose every checkpoint is
+    lost is an error (it is never restarted silently)."""
+    from ..utils import verify_keras_archive
+
+    found = _checkpoints(out)
+    history = out / "history.json"
+    recorded = len(json.loads(history.read_text())) if history.is_file() else 0
+    newest = max([recorded] + [e for e, _ in found])
+    for epoch, path in found:
+        try:
+            verify_keras_archive(path)
+        except ValueError as err:
+            print(f"warning: not resuming from {path}: {err}")
+            continue
+        if epoch < newest:
+            print(f"the checkpoint of epoch {newest} is missing or corrupt: resuming from the newest intact one, "
+                  f"{path} (epochs {epoch + 1}..{newest} are trained again)")
+        return epoch, path
+    if newest or _has_results(out):
+        raise ValueError(f"--resume: {out / CHECKPOINTS} has no intact checkpoint, although {newest} epoch(s) were "
+                         "completed: the run cannot continue; --overwrite starts it again, or choose another --output")
+    print(f"{out} has no completed epoch: training starts at epoch 1")
+    return 0, None
+
+
+def check_crop(crop, scale: float, dataset) -> None:
+    """A training crop larger than every image would pad each sample to the crop (memory without data)."""
+    if not crop:
+        return
+    sizes = dataset.image_sizes()
+    high = max(round(h * scale) for h, _ in sizes)
+    wide = max(round(w * scale) for _, w in sizes)
+    if crop[0] > high or crop[1] > wide:
+        raise ValueError(f"--crop {crop[0]}x{crop[1]} is larger than every training image (the largest are "
+                         f"{high} pixels high and {wide} wide{f' after --scale {scale}' if scale != 1 else ''}): "
+                         f"choose a crop of at most {high // 32 * 32}x{wide // 32 * 32}, or no --crop")
 
 
 def get_loss(name: str):
@@ -277,10 +328,16 @@ def compile_for_training(model, cfg: dict, steps_per_epoch: int, num_classes: in
 def build_model(model_cfg: dict, num_classes: int):
     from ..factory import create_model
 
-    return create_model(
-        model_cfg["arch"], backbone_name=model_cfg["backbone"], input_shape=(None, None, 3), classes=num_classes,
-        activation="softmax", encoder_weights=model_cfg["encoder_weights"],
-        encoder_freeze=model_cfg.get("encoder_freeze", False), **model_cfg.get("options", {}))
+    options = model_cfg.get("options", {})
+    try:
+        return create_model(
+            model_cfg["arch"], backbone_name=model_cfg["backbone"], input_shape=(None, None, 3), classes=num_classes,
+            activation="softmax", encoder_weights=model_cfg["encoder_weights"],
+            encoder_freeze=model_cfg.get("encoder_freeze", False), **options)
+    except TypeError as err:  # a keyword the builder does not take, or a value of the wrong type
+        given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "none"
+        raise ValueError(f"{err} (--model-arg options given: {given}; `segmentation-models info` and "
+                         "docs/architectures.md list each architecture's arguments)") from None
 
 
 def init_input_normalization(model, loader, batches: int = 4) -> None:
@@ -377,7 +434,7 @@ def _make_callbacks(out: Path, loader, monitor: str, history: list[dict], verbos
             common.atomic_save_model(self.model, ckpt)
             for old in folder.iterdir():
                 match = _CKPT.match(old.name)
-                if match and int(match.group(1)) < epoch + 1:
+                if match and int(match.group(1)) < epoch:  # the previous one stays: --resume falls back to it
                     old.unlink(missing_ok=True)
             tmp = out / f".last.tmp{os.getpid()}.keras"
             try:
@@ -402,7 +459,6 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
 
     out = Path(out)
     tcfg, mcfg = config["train"], config["model"]
-    prepare_run_folder(out, resume, overwrite)
     set_determinism(tcfg["seed"], tcfg.get("deterministic", False))
     keras.config.set_dtype_policy(tcfg.get("precision", "float32"))
     try:
@@ -413,6 +469,7 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
         if val_set.class_names != train_set.class_names:
             raise data.DataError(f"validation classes {val_set.class_names} differ from training classes "
                                  f"{train_set.class_names}")
+        check_crop(tcfg["crop"], tcfg["scale"], train_set)
         from ..preprocessing import get_preprocessing
 
         preprocessing = get_preprocessing(mcfg["backbone"])
@@ -431,15 +488,10 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
         resolved["counts"] = {"train": len(train_set), "val": len(val_set), "steps_per_epoch": len(train_loader)}
         resolved["versions"] = {"segmentation_models": __version__, "keras": keras.__version__,
                                 "backend": keras.backend.backend()}
-        if not (out / common.CONFIG_FILE).is_file():
-            common.write_json(out / common.CONFIG_FILE, resolved)
-
         history: list[dict] = []
         initial_epoch, ckpt = latest_checkpoint(out) if resume else (0, None)
         if ckpt is not None:
-            import segmentation_models  # noqa: F401  (registers the package's Keras objects)
-
-            model = keras.saving.load_model(ckpt, compile=True)
+            model = common.load_model(ckpt, compile=True)
             if (out / "history.json").is_file():
                 history = json.loads((out / "history.json").read_text())[:initial_epoch]
             print(f"resumed from {ckpt} ({initial_epoch} completed epoch(s))")
@@ -449,6 +501,10 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
                 init_input_normalization(model, train_loader)
             compile_for_training(model, tcfg, len(train_loader), train_set.num_classes)
         monitor = "val_" + _monitor_name(tcfg["metrics"])
+        # every input is checked and the model built: only now is the run folder made (or replaced)
+        prepare_run_folder(out, resume, overwrite, _input_paths(config["data"], train_set, val_set))
+        if not (out / common.CONFIG_FILE).is_file():
+            common.write_json(out / common.CONFIG_FILE, resolved)
         train_loader.epoch = initial_epoch
         started = time.time()
         if initial_epoch < tcfg["epochs"]:
@@ -463,6 +519,12 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
     finally:
         keras.config.set_dtype_policy("float32")
     return summary
+
+
+def _input_paths(dcfg: dict, *datasets) -> set:
+    """The data paths of a run (config entries and the folders of every image and mask)."""
+    paths = {dcfg.get(k) for k in ("data", "images", "masks", "val_data", "palette")} - {None}
+    return paths | {p.parent for ds in datasets for pair in ds.pairs for p in pair}
 
 
 def _monitor_name(metrics) -> str:

@@ -17,6 +17,10 @@ def train_augmentation(crop_size: tuple[int, int] | None = None, augment: bool =
     Masks use nearest-neighbour interpolation; pixels shifted in from outside are ignored (``IGNORE``). The color
     jitter, a per-pixel operation, comes after the crop so that it only processes the pixels that are kept.
     """
+    import os
+
+    # albumentations looks for a newer version online at import (a warning offline) unless told not to
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import albumentations as A
 
     steps = []

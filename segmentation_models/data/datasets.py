@@ -81,6 +81,16 @@ class SegmentationDataset:
             )
         return image, mask
 
+    def image_sizes(self) -> list[tuple[int, int]]:
+        """(height, width) of every image, from the file headers (no decoding)."""
+        from PIL import Image
+
+        sizes = []
+        for image_path, _ in self.pairs:
+            with Image.open(image_path) as img:
+                sizes.append((img.height, img.width))
+        return sizes
+
     def subset(self, indices: Sequence[int], name: str | None = None) -> "SegmentationDataset":
         return replace(self, pairs=[self.pairs[i] for i in indices], name=name or self.name)
 

@@ -39,13 +39,21 @@ def _open(path: Path, what: str):
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image as uint8 RGB (H, W, 3); grayscale and 16-bit images are converted."""
+    """An image as uint8 RGB (H, W, 3); grayscale and 16-bit images are converted.
+
+    16-bit (and 32-bit integer) images are scaled by the 16-bit range (65535 -> 255), the same for every image:
+    a raw value means the same brightness in each file. Float images are taken as 0..1 when all values are."""
     path = Path(path)
     img = _open(path, "image")
-    if img.mode in ("I;16", "I;16B", "I", "F"):
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype="float64")
-        hi = arr.max() if arr.size else 1.0
-        arr = (arr / (hi if hi > 0 else 1.0) * 255.0).astype("uint8")
+        if img.mode == "F":
+            top = 1.0 if arr.size and 0.0 <= arr.min() and arr.max() <= 1.0 else 255.0
+        else:
+            if arr.size and arr.max() > 65535:
+                raise DataError(f"image {path} has values above 65535 (32-bit): convert it to 8 or 16 bits per pixel")
+            top = 65535.0
+        arr = np.clip(np.rint(arr / top * 255.0), 0, 255).astype("uint8")
         return np.repeat(arr[..., None], 3, axis=-1)
     return np.asarray(img.convert("RGB"))
 

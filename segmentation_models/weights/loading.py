@@ -148,6 +148,9 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
     if path.suffix == ".keras":
+        from ..utils import verify_keras_archive
+
+        verify_keras_archive(path)
         other = keras.saving.load_model(path, compile=False)
         arrays = {n: [np.asarray(w) for w in l.get_weights()] for n, l in _layers_with_weights(other).items()}
         assign_weights_by_name(model, arrays, source=f"model file {path.name}")
@@ -189,13 +192,15 @@ def _weighted_layers_in_order(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def assign_weights_by_order(
-    model: keras.Model, weights: Mapping[str, Sequence[np.ndarray]], *, source: str = "weights file"
+    model: keras.Model, weights: Mapping[str, Sequence[np.ndarray]], *, source: str = "weights file",
+    adapt: Adapter | None = None,
 ) -> list[str]:
     """Set the weights of ``model``'s weighted layers from ``weights`` taken in file order (Keras 2 semantics).
 
     A grouped ``Conv2D`` (``groups=g``) takes ``g`` consecutive per-group convolutions of the file
     (image-classifiers' ``GroupConv2D``), concatenated along the output channels. Every shape is
-    checked; raises `WeightsMismatchError` at the first layer that does not fit.
+    checked (``adapt(layer, arrays)`` may fit arrays of other shapes, as in `assign_weights_by_name`: the input
+    channels); raises `WeightsMismatchError` at the first layer that does not fit.
     """
     entries = [(name, [np.asarray(a) for a in arrays]) for name, arrays in weights.items()]
     targets = _weighted_layers_in_order(model)
@@ -216,6 +221,10 @@ def assign_weights_by_order(
             got = [tuple(a.shape) for a in arrays]
             name = f"{name}..{entries[i + groups - 1][0]}"
             i += groups - 1
+        if got != expected and adapt is not None:
+            adapted = adapt(layer, arrays)
+            if adapted is not None:
+                arrays, got = adapted, [tuple(a.shape) for a in adapted]
         if got != expected:
             raise WeightsMismatchError(
                 f"The {source} does not fit this model ({model.name}) by position either: its layer #{i} "
@@ -246,7 +255,7 @@ def assign_weights(model: keras.Model, weights: Mapping[str, Sequence[np.ndarray
         if not any(is_auto_generated_name(n) for n in unknown):
             raise
         try:
-            return assign_weights_by_order(model, weights, source=source)
+            return assign_weights_by_order(model, weights, source=source, adapt=adapt)
         except WeightsMismatchError as by_order:
             raise WeightsMismatchError(f"{by_name}\nMatching by position (Keras 2 style) failed too: {by_order}") from None
 
