@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -61,15 +62,33 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def atomic_save_model(model, path: Path) -> None:
+def atomic_save_model(model, path: Path, links: Sequence[Path] = ()) -> None:
     """``model.save`` to a temporary ``.keras`` file beside ``path``, then ``os.replace`` (a crash never leaves a
-    half-written model under the final name)."""
+    half-written model under the final name). ``links`` get the same file first (`atomic_link`: one write for
+    several names)."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
     try:
         model.save(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        for link in links:
+            atomic_link(tmp, link)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_link(source: Path, path: Path) -> None:
+    """``path`` becomes the file ``source`` (a hard link, or a copy where links fail), replaced atomically. Files
+    are only ever replaced whole, never changed in place, so names sharing one file stay independent."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

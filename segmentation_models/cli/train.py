@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -423,25 +421,22 @@ def _make_callbacks(out: Path, loader, monitor: str, history: list[dict], verbos
             except Exception as err:  # a picture must never stop training
                 print(f"warning: training curves not drawn: {err}", file=sys.stderr)
             value = row.get(monitor)
-            if value is not None and (self.best is None or (value < self.best if self.mode == "min" else value > self.best)):
-                self.best = value
-                common.atomic_save_model(self.model, out / "best.keras")
-                if verbose:
-                    print(f"\n{monitor} improved to {value:.4f}: saved best.keras")
+            improved = value is not None and (
+                self.best is None or (value < self.best if self.mode == "min" else value > self.best))
             folder = out / CHECKPOINTS
             folder.mkdir(exist_ok=True)
             ckpt = folder / f"epoch_{epoch + 1:04d}.keras"
-            common.atomic_save_model(self.model, ckpt)
+            # one write: best.keras is the same file (a hard link), in place before the checkpoint commits
+            common.atomic_save_model(self.model, ckpt, links=[out / "best.keras"] if improved else [])
+            if improved:
+                self.best = value
+                if verbose:
+                    print(f"\n{monitor} improved to {value:.4f}: saved best.keras")
             for old in folder.iterdir():
                 match = _CKPT.match(old.name)
                 if match and int(match.group(1)) < epoch:  # the previous one stays: --resume falls back to it
                     old.unlink(missing_ok=True)
-            tmp = out / f".last.tmp{os.getpid()}.keras"
-            try:
-                os.link(ckpt, tmp)  # a hard link: no second copy of the file
-            except OSError:
-                shutil.copyfile(ckpt, tmp)
-            os.replace(tmp, out / "last.keras")
+            common.atomic_link(ckpt, out / "last.keras")
 
     # BatchNorm statistics first: validation and every model file written after it see the re-estimated ones
     recalibration = [BatchNormRecalibration(loader.inference_batches(bn_batches), bn_batches)] if bn_batches else []
