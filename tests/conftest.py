@@ -123,6 +123,7 @@ class _ReloadChecker:
             bad = []
             for model_path, xp, yp, label in json.load(open({str(manifest)!r})):
                 m = keras.saving.load_model(model_path, safe_mode=True)
+                segmentation_models.accel.adopt(m)  # the package's model again, on its kernels as when saved
                 x = np.load(xp)
                 # as tests/helpers.py::forward: JAX compiles the whole model, the others call it eagerly
                 got = m.predict_on_batch(x) if keras.backend.backend() == "jax" else m(x, training=False)

@@ -84,10 +84,13 @@ def test_ratio_rows_also_compare_with_smp_on_the_same_allocator_settings():
                 "status": "ok", "train": {"median_s": train_s}, "peak_rss_train_mb": rss}
 
     rows = ratio_rows([record("ours-torch", 2.0, 1000), record("smp-torch", 3.0, 1000),
-                       record("smp-torch-retain", 2.5, 1250)])
+                       record("ours-torch-retain", 1.8, 1100), record("smp-torch-retain", 2.5, 1250)])
     by = {(r["ours"], r["peer"]): r for r in rows}
     assert by[("ours-torch", "smp-torch")]["train"] == pytest.approx(1.5)
-    assert by[("ours-torch", "smp-torch-retain")]["train"] == pytest.approx(1.25)
+    # ours as the command line runs it (allocator on) against SMP with and without the same setting
+    assert by[("ours-torch-retain", "smp-torch")]["train"] == pytest.approx(3.0 / 1.8)
+    assert by[("ours-torch-retain", "smp-torch-retain")]["train"] == pytest.approx(2.5 / 1.8)
+    assert by[("ours-torch-retain", "smp-torch-retain")]["memory"] == pytest.approx(1100 / 1250)
     assert by[("best(ours-torch)", "smp-torch-retain")]["memory"] == pytest.approx(0.8)
 
 

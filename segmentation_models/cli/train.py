@@ -12,6 +12,7 @@ import json
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -503,10 +504,14 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
         train_loader.epoch = initial_epoch
         started = time.time()
         if initial_epoch < tcfg["epochs"]:
-            model.fit(train_loader, validation_data=val_loader, epochs=tcfg["epochs"], initial_epoch=initial_epoch,
-                      shuffle=False, verbose=verbose,
-                      callbacks=_make_callbacks(out, train_loader, monitor, history, verbose,
-                                                tcfg.get("bn_batches", BN_BATCHES)))
+            with warnings.catch_warnings():
+                # Keras' IoU metrics count in integers and warn about float sample weights; the loader's pixel
+                # weights are 0 or 1, so the cast is exact
+                warnings.filterwarnings("ignore", message="You are passing weight as `float`")
+                model.fit(train_loader, validation_data=val_loader, epochs=tcfg["epochs"],
+                          initial_epoch=initial_epoch, shuffle=False, verbose=verbose,
+                          callbacks=_make_callbacks(out, train_loader, monitor, history, verbose,
+                                                    tcfg.get("bn_batches", BN_BATCHES)))
         elapsed = time.time() - started
         if not history:
             raise RuntimeError("training produced no epoch (stopped by NaN loss?)")
