@@ -14,7 +14,7 @@ ORACLE_STAMP := $(ORACLE)/.installed
 PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=10
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: install demo test test-tensorflow test-jax test-torch test-min-keras clean
+.PHONY: install demo test test-tensorflow test-jax test-torch test-min-keras bench-env clean
 
 install: $(STAMP)
 
@@ -32,6 +32,19 @@ $(ORACLE_STAMP): $(STAMP)
 	    segmentation-models==1.0.1 image-classifiers==1.0.0 efficientnet==1.0.0 keras-applications==1.0.8 \
 	    scikit-image==0.26.0 lazy_loader==0.6 imageio==2.38.1 tifffile==2026.3.3
 	touch $@
+
+# The peers of benchmarks/run.py and benchmarks/accuracy.py: 1.0.1 (the oracle above) and segmentation-models-pytorch
+# 0.6.0 in .bench/smp, put on sys.path by benchmarks/smp_env.py only (torchvision, not installable here, is stubbed
+# there; huggingface_hub 0.26.5 because 1.x needs httpx2).
+SMP_DIR := .bench/smp
+SMP_STAMP := $(SMP_DIR)/.installed
+
+$(SMP_STAMP): $(STAMP)
+	$(PY) -m pip install -q --no-deps --target $(SMP_DIR) \
+	    segmentation-models-pytorch==0.6.0 timm==1.0.31 huggingface_hub==0.26.5 tqdm
+	touch $@
+
+bench-env: $(ORACLE_STAMP) $(SMP_STAMP)
 
 demo: $(STAMP)
 	$(PY) -m segmentation_models demo
@@ -71,4 +84,4 @@ test-min-keras: $(MIN_STAMP)
 	    tests/test_api_compat.py tests/test_unet.py -k "not backbone_block or (resnet18 and upsampling)"
 
 clean:
-	rm -rf $(VENV) $(MIN_VENV) .oracle .cache build *.egg-info
+	rm -rf $(VENV) $(MIN_VENV) .oracle .bench .cache build *.egg-info

@@ -4,7 +4,7 @@ SMP 0.6 and timm 1.0 import a few names from torchvision at module import time (
 MobileNetV2 base classes for SMP's torchvision-based encoders, FrozenBatchNorm2d, transforms). None of them
 is used by the encoders the benchmark builds ('tu-resnet34' is timm's ResNet, 'efficientnet-b0' is SMP's own
 port), so this module installs placeholder modules whose classes raise if they are ever instantiated.
-SMP itself lives in ``.bench/smp`` (``pip install --no-deps --target .bench/smp ...``, see docs/benchmarks.md).
+SMP itself lives in ``.bench/smp``, installed there by ``make bench-env``.
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def install_torchvision_stub() -> bool:
 def import_smp():
     """Return the ``segmentation_models_pytorch`` module from .bench/smp (raises ImportError if absent)."""
     if not (SMP_DIR / "segmentation_models_pytorch").exists():
-        raise ImportError(f"SMP is not installed in {SMP_DIR}; see docs/benchmarks.md for the pip command")
+        raise ImportError(f"SMP is not installed in {SMP_DIR}: run `make bench-env`")
     if str(SMP_DIR) not in sys.path:
         sys.path.insert(0, str(SMP_DIR))
     install_torchvision_stub()

@@ -121,6 +121,8 @@ def build_keras(contender: str, arch: str, backbone: str, size: int):
     else:
         import segmentation_models as sm
 
+        if sm.__version__ != "1.0.1":  # without .oracle/sm101 on PYTHONPATH the import finds this package
+            raise Skip("segmentation_models 1.0.1 is not installed in .oracle/sm101: run `make bench-env`")
         if arch not in SM101_ARCHITECTURES:
             raise Skip(f"segmentation_models 1.0.1 has no {arch}" + (" pyramid" if arch in OUR_VARIANTS else ""))
         builder = getattr(sm, arch)

@@ -235,7 +235,7 @@ def test_loader_benchmark_verdict_and_paired_round_ratios():
 
 # --------------------------------------------------------------------------------- accuracy side by side (CamVid)
 requires_smp = pytest.mark.skipif(not (SMP_DIR / "segmentation_models_pytorch").exists(),
-                                  reason=f"SMP is not installed in {SMP_DIR} (see docs/benchmarks.md)")
+                                  reason=f"SMP is not installed in {SMP_DIR} (`make bench-env`)")
 
 
 def test_accuracy_protocol_is_the_cli_configuration(tmp_path):
