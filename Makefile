@@ -1,4 +1,4 @@
-# Two entry points that work on a fresh machine: `make demo` and `make test`.
+# Two entry points that work on a fresh machine: `make demo` and `make test` (`make lint` is its first step).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,7 +14,7 @@ ORACLE_STAMP := $(ORACLE)/.installed
 PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=10
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: install demo test test-tensorflow test-jax test-torch test-min-keras bench-env clean
+.PHONY: install demo lint test test-tensorflow test-jax test-torch test-min-keras bench-env clean
 
 install: $(STAMP)
 
@@ -49,7 +49,12 @@ bench-env: $(ORACLE_STAMP) $(SMP_STAMP)
 demo: $(STAMP)
 	$(PY) -m segmentation_models demo
 
-test: test-tensorflow test-jax test-torch test-min-keras
+# Style first, so that it fails fast (ruff's settings: pyproject.toml).
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint test-tensorflow test-jax test-torch test-min-keras
 
 test-tensorflow: $(STAMP) $(ORACLE_STAMP)
 	KERAS_BACKEND=tensorflow $(PYTEST) tests
