@@ -347,8 +347,11 @@ def main(argv=None) -> int:
     print(f"(a) in-memory batches: {record['best_in_memory']:.2f} img/s (best of {args.rounds})")
     print(f"(b) loader ({workers}): {record['best_loader']:.2f} img/s")
     if not args.multiprocessing:
-        print(f"process CPU per step, least of {args.rounds}: (a) {min(cpu['memory']):.2f} s, (b) {min(cpu['loader']):.2f} s;"
-              f" (a)/(b) = {record['cpu_ratio']:.3f} (the ratio to expect where compute keeps every core busy)")
+        print(
+            f"process CPU per step, least of {args.rounds}: (a) {min(cpu['memory']):.2f} s, "
+            f"(b) {min(cpu['loader']):.2f} s; (a)/(b) = {record['cpu_ratio']:.3f}"
+            " (the ratio to expect where compute keeps every core busy)"
+        )
     print("ratio (b)/(a) of each round: " + ", ".join(f"{r:.3f}" for r in record["paired_ratios"])
           + f"; median {record['median_paired_ratio']:.3f}")
     print(f"ratio (b)/(a) = {record['ratio']:.3f}  {'PASS' if record['passed'] else 'FAIL'} (target >= {TARGET}); "

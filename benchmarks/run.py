@@ -4,7 +4,7 @@ Every measurement runs in its own subprocess (`benchmarks/worker.py`) on the sam
 contenders alternate within each configuration so that a change of machine load hits all of them.
 
     python benchmarks/run.py --quick                  # Unet-resnet34 256x256, seven contenders, ratio rows
-    python benchmarks/run.py --json results.json      # full grid: Unet/FPN/DeepLabV3Plus x resnet34/efficientnetb0 x 256/512
+    python benchmarks/run.py --json results.json      # full grid: 5 architectures x 2 backbones x 256/512
     python benchmarks/tables.py results.json          # markdown tables for docs/benchmarks.md
 
 Architectures/backbones that a contender lacks are skipped with the reason printed.

@@ -159,7 +159,7 @@ def write_model_as_keras2_h5(model: keras.Model, path: Path) -> Path:
         if layer.weights:
             weights[layer.name] = [keras.ops.convert_to_numpy(v) for v in layer.weights]
             names[layer.name] = keras2_weight_names(layer)
-    extra = [l.name for l in model.layers if not l.weights]
+    extra = [layer.name for layer in model.layers if not layer.weights]
     return write_keras2_h5(path, weights, names, extra)
 
 
@@ -226,7 +226,7 @@ def write_keras_applications_h5(model: keras.Model, path: Path) -> Path:
         if variables:
             weights[layer.name] = [keras.ops.convert_to_numpy(v) for v in variables]
             names[layer.name] = [f"{layer.name}/{v.path.replace('/', '_')}:0" for v in variables]
-    extra = [l.name for l in model.layers if not l.weights]
+    extra = [layer.name for layer in model.layers if not layer.weights]
     return write_keras2_h5(path, weights, names, extra)
 
 

@@ -24,5 +24,5 @@ def test_cli_lists_backbones(capsys):
 
     assert main(["backbones"]) == 0
     out = capsys.readouterr().out
-    line = next(l for l in out.splitlines() if l.startswith("convnext_tiny "))
+    line = next(row for row in out.splitlines() if row.startswith("convnext_tiny "))
     assert line.split()[1] == "convnext" and line.split(None, 2)[2] == "4:96, 8:192, 16:384, 32:768"  # no stride 2

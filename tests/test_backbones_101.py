@@ -97,7 +97,8 @@ def oracle_101(tmp_path_factory):
             for layer in m.layers:
                 if layer.__class__.__name__ == 'BatchNormalization':
                     w = layer.get_weights()
-                    layer.set_weights([rng.uniform(0.5, 1.5, a.shape).astype('float32') if i == len(w) - 1 or (i == 0 and len(w) == 4)
+                    layer.set_weights([rng.uniform(0.5, 1.5, a.shape).astype('float32')
+                                       if i == len(w) - 1 or (i == 0 and len(w) == 4)
                                        else rng.normal(0, 0.1, a.shape).astype('float32') for i, a in enumerate(w)])
             with h5py.File(bb + '.h5', 'w') as f:
                 legacy_h5_format.save_weights_to_hdf5_group(f, m)
@@ -190,8 +191,8 @@ def _published_file(name: str, folder):
     if naming == "auto":
         _write_auto_named_h5(backbone, path)
     elif naming == "slash":
-        weights = {l.name.replace("conv1_", "conv1/"): [keras.ops.convert_to_numpy(v) for v in l.weights]
-                   for l in backbone.layers if l.weights}
+        weights = {layer.name.replace("conv1_", "conv1/"): [keras.ops.convert_to_numpy(v) for v in layer.weights]
+                   for layer in backbone.layers if layer.weights}
         write_keras2_h5(path, weights)
     else:
         write_model_as_keras2_h5(backbone, path)
@@ -239,7 +240,7 @@ def test_densenet_matches_keras_applications_and_101_feature_indices():
             ref.set_weights(ours.get_weights())
             x = np.random.default_rng(0).random((1, 64, 64, 3)).astype("float32")
             np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x)), keras.ops.convert_to_numpy(ref(x)), atol=1e-5)
-            assert [l.name for l in ours.layers if l.weights] == [l.name for l in ref.layers if l.weights]
+            assert [layer.name for layer in ours.layers if layer.weights] == [layer.name for layer in ref.layers if layer.weights]
 
 
 @pytest.mark.skipif(not ON_TF, reason="architecture check, once")
@@ -263,8 +264,8 @@ def test_senet_resnext_and_efficientnet_dilate_to_output_stride(output_stride):
     assert [w.path for w in dilated.weights] == [w.path for w in plain.weights]
     dilated.set_weights(plain.get_weights())
     assert keras.ops.convert_to_numpy(dilated(x)).shape == (1, 64 // output_stride, 64 // output_stride, 1280)
-    depthwise = {l.name: (l.strides[0], l.dilation_rate[0]) for l in dilated.layers
-                 if isinstance(l, keras.layers.DepthwiseConv2D)}
+    depthwise = {layer.name: (layer.strides[0], layer.dilation_rate[0]) for layer in dilated.layers
+                 if isinstance(layer, keras.layers.DepthwiseConv2D)}
     expected = {16: {"block6a_dwconv": (1, 1), "block6b_dwconv": (1, 2), "block7a_dwconv": (1, 2)},
                 8: {"block4a_dwconv": (1, 1), "block4b_dwconv": (1, 2), "block5a_dwconv": (1, 2),
                     "block6a_dwconv": (1, 2), "block6b_dwconv": (1, 4), "block7a_dwconv": (1, 4)}}[output_stride]

@@ -98,7 +98,10 @@ def test_no_dilation_clear_error():
 @pytest.mark.parametrize("name", pick(list(MODERN), REPRESENTATIVES))
 def test_unet_on_modern_backbone(name, tmp_path, reload_checker):
     spec = get_backbone_spec(name)
-    build = lambda: sm.Unet(name, input_shape=(64, 64, 3), classes=2, activation="softmax", encoder_weights=None)
+
+    def build():
+        return sm.Unet(name, input_shape=(64, 64, 3), classes=2, activation="softmax", encoder_weights=None)
+
     if name in BUILD_ONLY:
         model = build()
         assert model.output_shape == (None, 64, 64, 2)
@@ -112,9 +115,9 @@ def test_unet_on_modern_backbone(name, tmp_path, reload_checker):
 
 @pytest.mark.skipif(not ON_TF, reason="layer naming does not depend on the backend; checked once")
 def test_layer_names_do_not_depend_on_session():
-    first = [l.name for l in build_encoder("xception", input_shape=(64, 64, 3), encoder_weights=None).model.layers]
+    first = [layer.name for layer in build_encoder("xception", input_shape=(64, 64, 3), encoder_weights=None).model.layers]
     build_encoder("mobilenetv3small", input_shape=(64, 64, 3), encoder_weights=None)  # bumps Keras' name counters
-    second = [l.name for l in build_encoder("xception", input_shape=(64, 64, 3), encoder_weights=None).model.layers]
+    second = [layer.name for layer in build_encoder("xception", input_shape=(64, 64, 3), encoder_weights=None).model.layers]
     assert first == second
     assert "block2_pool_add" in first and not any(n.startswith(("add", "conv2d", "batch_normalization")) for n in first)
 
@@ -127,10 +130,10 @@ def test_published_keras_applications_file_loads(name, mirror):
     path = _publish(mirror, name, app)
     app.load_weights(path)  # the file is one keras.applications itself loads
     encoder = build_encoder(name, input_shape=(64, 64, 3), encoder_weights="imagenet").model  # what Unet(...) calls
-    ours = [keras.ops.convert_to_numpy(v) for l in encoder.layers for v in
-            list(l.trainable_weights) + list(l.non_trainable_weights)]
-    theirs = [keras.ops.convert_to_numpy(v) for l in app.layers for v in
-              list(l.trainable_weights) + list(l.non_trainable_weights)]
+    ours = [keras.ops.convert_to_numpy(v) for layer in encoder.layers for v in
+            list(layer.trainable_weights) + list(layer.non_trainable_weights)]
+    theirs = [keras.ops.convert_to_numpy(v) for layer in app.layers for v in
+              list(layer.trainable_weights) + list(layer.non_trainable_weights)]
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a, b)

@@ -212,8 +212,10 @@ def test_resume_after_sigkill_matches_uninterrupted_run(shapes, tmp_path):
     common = ["--deterministic", "--epochs", "3", "--batch-size", "2", "--crop", "32", "--steps-per-epoch", "6",
               "--val-steps", "1", "--overlays", "0", "--schedule", "cosine"]
     env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    cmd = lambda out, *extra: [sys.executable, "-m", "segmentation_models", *_train_args(shapes, out),  # noqa: E731
-                               *common, *extra]
+
+    def cmd(out, *extra):
+        return [sys.executable, "-m", "segmentation_models", *_train_args(shapes, out), *common, *extra]
+
     full = subprocess.Popen(cmd(tmp_path / "full"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     killed = subprocess.Popen(cmd(tmp_path / "killed"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     first = tmp_path / "killed" / "checkpoints" / "epoch_0001.keras"

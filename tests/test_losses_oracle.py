@@ -80,7 +80,8 @@ def oracle_values(tmp_path_factory):
         import segmentation_models as sm
         # 1.0.1 calls keras.backend.sum & co, which Keras 3 dropped: give it the legacy tf.keras backend functions
         B = types.SimpleNamespace(**{n: getattr(legacy, n) for n in dir(legacy) if not n.startswith('_')})
-        B.floatx, B.epsilon, B.image_data_format = keras.config.floatx, keras.config.epsilon, keras.config.image_data_format
+        B.floatx, B.epsilon = keras.config.floatx, keras.config.epsilon
+        B.image_data_format = keras.config.image_data_format
         sm.base.KerasObject.set_submodules(backend=B, layers=keras.layers, models=keras.models, utils=keras.utils)
         F = types.SimpleNamespace(**{n: functools.partial(getattr(sm.base.functional, n), backend=B)
                                      for n in dir(sm.base.functional) if callable(getattr(sm.base.functional, n))})

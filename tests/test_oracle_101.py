@@ -28,7 +28,8 @@ def oracle_models(tmp_path_factory):
             m = sm.Unet(bb, input_shape=(64, 64, 3), classes=3, activation='softmax', encoder_weights=None,
                         decoder_block_type=bt)
             for layer in m.layers:
-                if layer.__class__.__name__ == 'BatchNormalization':  # scales and variances positive (bn_data: no gamma)
+                # scales and variances positive (bn_data: no gamma)
+                if layer.__class__.__name__ == 'BatchNormalization':
                     layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype('float32')
                                        if w.name in ('gamma', 'moving_variance')
                                        else rng.normal(0, 0.1, w.shape).astype('float32') for w in layer.weights])

@@ -97,14 +97,14 @@ def test_aux_head_returns_mask_and_labels_and_trains_with_two_losses(tmp_path, r
 
 def test_scse_attention_builds_for_unet_and_unetplusplus():
     plain = sm.Unet("resnet18", input_shape=SHAPE, encoder_weights=None)
-    assert not [l.name for l in plain.layers if "attention" in l.name]  # the 1.0.1 Unet is unchanged
+    assert not [layer.name for layer in plain.layers if "attention" in layer.name]  # the 1.0.1 Unet is unchanged
     unet = sm.Unet("resnet18", input_shape=SHAPE, encoder_weights=None, decoder_attention_type="scse")
-    names = {l.name for l in unet.layers}
+    names = {layer.name for layer in unet.layers}
     assert {"decoder_stage0_attention1_add", "decoder_stage4_attention2_add", "decoder_stage0a_conv"} <= names
     assert "decoder_stage4_attention1_add" not in names  # no skip at full resolution, no attention on it
     assert unet.count_params() > plain.count_params()
     nested = _build("UnetPlusPlus", decoder_attention_type="scse")
-    names = {l.name for l in nested.layers}
+    names = {layer.name for layer in nested.layers}
     assert {"decoder_x_0_0_attention1_add", "decoder_x_1_3_attention2_add", "decoder_x_0_4_attention2_add"} <= names
     x = np.random.default_rng(0).random((1,) + SHAPE).astype("float32")
     for model in (unet, nested):
@@ -120,7 +120,7 @@ def test_encoder_depth_and_aux_head(arch, depth):
     deepest = {3: 128, 4: 256, 5: 512}[depth if arch != "PAN" else 5]  # ResNet-18 channels
     if arch == "Unet":
         model = sm.Unet("resnet18", input_shape=SHAPE, encoder_weights=None, encoder_depth=depth, aux_params=aux)
-        blocks = {l.name[: len("decoder_stageN")] for l in model.layers if l.name.startswith("decoder_stage")}
+        blocks = {layer.name[: len("decoder_stageN")] for layer in model.layers if layer.name.startswith("decoder_stage")}
         assert len(blocks) == depth
     elif arch == "PAN":
         if depth == 4:
@@ -130,7 +130,7 @@ def test_encoder_depth_and_aux_head(arch, depth):
         kwargs = {"decoder_channels": SMALL[arch]["decoder_channels"][:depth]} if arch in ("UnetPlusPlus", "MAnet") else {}
         model = sm.create_model(arch.lower(), **dict(SMALL[arch], backbone_name="resnet18", input_shape=SHAPE,
                                                      encoder_weights=None, encoder_depth=depth, aux_params=aux, **kwargs))
-        assert "relu1" not in {l.name for l in model.layers}  # the deeper encoder stages are not used
+        assert "relu1" not in {layer.name for layer in model.layers}  # the deeper encoder stages are not used
     assert model.get_layer("aux_dense").input.shape[-1] == deepest
     assert [tuple(s) for s in model.output_shape] == [(None, 64, 64, 1), (None, 2)]
     if depth == 3:
@@ -182,7 +182,7 @@ def test_bad_arguments_raise_clear_errors(build, message):
 
 
 def _trainable_params(model, prefixes):
-    return sum(int(np.prod(w.shape)) for l in model.layers if l.name.startswith(prefixes) for w in l.trainable_weights)
+    return sum(int(np.prod(w.shape)) for layer in model.layers if layer.name.startswith(prefixes) for w in layer.trainable_weights)
 
 
 def _tapped_backbone_layers(model, backbone: str) -> set:

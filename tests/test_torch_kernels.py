@@ -871,8 +871,11 @@ def _max_reduction_graph():
 
     layers = keras.layers
     # trained-like scales and offsets: with gamma 1 and beta 0 the recomputation happens to be bit-exact
-    bn = lambda: layers.BatchNormalization(gamma_initializer=keras.initializers.RandomUniform(0.5, 1.5),  # noqa: E731
-                                           beta_initializer=keras.initializers.RandomNormal())
+
+    def bn():
+        return layers.BatchNormalization(gamma_initializer=keras.initializers.RandomUniform(0.5, 1.5),
+                                         beta_initializer=keras.initializers.RandomNormal())
+
     inp = keras.Input((16, 16, 8))
     x = layers.ReLU()(bn()(layers.Conv2D(64, 3, padding="same", use_bias=False)(inp)))
     y = bn()(layers.Conv2D(64, 3, padding="same", use_bias=False)(x))

@@ -54,9 +54,9 @@ def test_encoder_freeze_keeps_batchnorm_trainable():
     bn0 = model.get_layer("bn0")
     assert not conv0.trainable and bn0.trainable
     assert model.get_layer("decoder_stage0a_conv").trainable
-    frozen = sum(1 for l in model.layers if not l.trainable)
+    frozen = sum(1 for layer in model.layers if not layer.trainable)
     assert frozen > 20
-    assert all(l.trainable for l in model.layers if isinstance(l, keras.layers.BatchNormalization))
+    assert all(layer.trainable for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
 
 
 def test_set_trainable_recompiles_and_trains():
@@ -69,7 +69,7 @@ def test_set_trainable_recompiles_and_trains():
     model.fit(x, y, epochs=1, verbose=0)
     before = model.get_layer("conv0").get_weights()[0].copy()
     sm.utils.set_trainable(model)
-    assert all(l.trainable for l in model.layers)
+    assert all(layer.trainable for layer in model.layers)
     history = model.fit(x, y, epochs=1, verbose=0)
     assert "accuracy" in history.history
     assert not np.allclose(model.get_layer("conv0").get_weights()[0], before)
@@ -80,7 +80,7 @@ def test_encoder_features_by_name_and_index():
     names = ["stage4_unit1_relu1", "stage3_unit1_relu1", "stage2_unit1_relu1", "relu0"]
     by_name = sm.Unet("resnet18", input_shape=(64, 64, 3), encoder_weights=None, encoder_features=names)
     assert by_name.count_params() == default.count_params()
-    backbone_layers = [l.name for l in default.layers]
+    backbone_layers = [layer.name for layer in default.layers]
     indices = [backbone_layers.index(n) for n in names]
     by_index = sm.Unet("resnet18", input_shape=(64, 64, 3), encoder_weights=None, encoder_features=indices)
     assert by_index.count_params() == default.count_params()
@@ -88,7 +88,7 @@ def test_encoder_features_by_name_and_index():
 
 def test_unet_layer_names_match_101():
     model = sm.Unet("resnet34", input_shape=(64, 64, 3), encoder_weights=None)
-    names = {l.name for l in model.layers}
+    names = {layer.name for layer in model.layers}
     for expected in ["bn_data", "conv0", "relu0", "stage1_unit1_conv1", "stage4_unit3_bn2", "relu1",
                      "decoder_stage0_upsampling", "decoder_stage0a_conv", "decoder_stage0a_bn",
                      "decoder_stage0a_relu", "decoder_stage4b_conv", "final_conv", "sigmoid"]:

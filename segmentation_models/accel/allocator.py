@@ -34,7 +34,7 @@ def _glibc():
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # glibc only
+        libc.gnu_get_libc_version  # noqa: B018  (glibc only: AttributeError elsewhere)
         libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
         libc.malloc_trim.argtypes = [ctypes.c_size_t]
     except (OSError, AttributeError):

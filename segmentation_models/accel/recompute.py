@@ -214,9 +214,9 @@ def _recompute_scope(training):
 
 def bytes_kept_for_backward(call, recompute: bool = True) -> int:
     """Bytes of the distinct storages that autograd keeps for the backward pass of ``call()`` (a training forward
-    pass through the package's graph executor, ``accel.graph``; parameters included), with BatchNormalization outputs saved as
-    recipes (``recompute``, the default) or kept. A diagnostic (benchmarks/ab.py, the tests); the output is
-    discarded."""
+    pass through the package's graph executor, ``accel.graph``; parameters included), with BatchNormalization
+    outputs saved as recipes (``recompute``, the default) or kept. A diagnostic (benchmarks/ab.py, the tests); the
+    output is discarded."""
     kept, pack = {}, _pack_saved
     flag = os.environ.get("SM_TORCH_RECOMPUTE")
 

@@ -63,7 +63,7 @@ class Encoder:
         try:
             layer = self.model.get_layer(name=ref) if isinstance(ref, str) else self.model.get_layer(index=ref)
         except (ValueError, IndexError):
-            names = [l.name for l in self.model.layers if not l.name.endswith("_pad")]
+            names = [layer.name for layer in self.model.layers if not layer.name.endswith("_pad")]
             raise ValueError(
                 f"encoder_features: {ref!r} is not a layer of backbone {self.spec.name!r} "
                 f"(it has {len(self.model.layers)} layers; e.g. {names[-8:]}). "

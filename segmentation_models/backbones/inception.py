@@ -188,7 +188,8 @@ def inception_resnet_block(x, scale: float, block_type: str, block_idx: int, act
 
 
 def build_inceptionresnetv2(input_tensor, name: str = "inceptionresnetv2", **_) -> keras.Model:
-    """segmentation_models 1.0.1's 'same'-padded Inception-ResNet-v2 without its classifier (ends with ``conv_7b_ac``)."""
+    """segmentation_models 1.0.1's 'same'-padded Inception-ResNet-v2 without its classifier (ends with
+    ``conv_7b_ac``)."""
     n = _Namer("stem")
     x = irv2_conv2d_bn(input_tensor, 32, 3, n(), strides=2)
     x = irv2_conv2d_bn(x, 32, 3, n())

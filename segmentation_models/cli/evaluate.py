@@ -111,7 +111,7 @@ def evaluate(model_path: str | Path, data: str | None = None, images: str | None
                 futures.append(pool.map(load, batches[k + 2]))
             if pairs:
                 probs = common.predict_probabilities(model, [p[0] for p in pairs], preprocessing, scale)
-                for (image, truth), prob in zip(pairs, probs):
+                for (_image, truth), prob in zip(pairs, probs):
                     matrix += common.confusion_matrix(truth, prob.argmax(-1), n_classes)
             done += len(batches[k])
             if bar:

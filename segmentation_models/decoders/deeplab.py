@@ -1,4 +1,5 @@
-"""DeepLabV3 (Chen et al. 2017) and DeepLabV3+ (Chen et al. 2018) on dilated encoders (segmentation_models_pytorch design)."""
+"""DeepLabV3 (Chen et al. 2017) and DeepLabV3+ (Chen et al. 2018) on dilated encoders (as in
+segmentation_models_pytorch)."""
 from __future__ import annotations
 
 from keras import layers

@@ -152,7 +152,7 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
 
         verify_keras_archive(path)
         other = keras.saving.load_model(path, compile=False)
-        arrays = {n: [np.asarray(w) for w in l.get_weights()] for n, l in _layers_with_weights(other).items()}
+        arrays = {n: [np.asarray(w) for w in layer.get_weights()] for n, layer in _layers_with_weights(other).items()}
         assign_weights_by_name(model, arrays, source=f"model file {path.name}")
         return
     if is_keras3_weights_file(path):
@@ -282,7 +282,7 @@ def match_auto_named_layers(model: keras.Model, weights: dict[str, list[np.ndarr
     for layer in missing:
         kind = _snake_case(type(layer).__name__)
         same_kind = [n for n in unexpected if (m := _AUTO_NAME_KIND.match(n)) and m.group("kind") == kind]
-        missing_same_kind = [l for l in missing if type(l) is type(layer)]
+        missing_same_kind = [candidate for candidate in missing if type(candidate) is type(layer)]
         if len(same_kind) != 1 or len(missing_same_kind) != 1:
             continue
         arrays = weights[same_kind[0]]
@@ -327,7 +327,7 @@ def align_weights_by_order(
     leaves: list[keras.layers.Layer] = []
     for layer in model.layers:
         leaves.extend(_leaf_layers_with_weights(layer))
-    needed = sum(len(_legacy_order_weights(l)) for l in leaves)
+    needed = sum(len(_legacy_order_weights(leaf)) for leaf in leaves)
     if len(stream) != needed:
         raise WeightsMismatchError(
             f"The {source} holds {len(stream)} arrays in {len(weights)} layers, but {model.name} needs "
