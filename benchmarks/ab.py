@@ -333,7 +333,6 @@ def exp_onnx(args):
     import tempfile
 
     import keras
-    import numpy as np
     import onnxruntime
 
     from segmentation_models import export_model

@@ -91,8 +91,7 @@ def train_demo(output: Path, momentum: float, epochs: int) -> Path:
     """The demo's data and training configuration, Keras' moving averages only, BatchNormalization ``momentum``."""
     import keras
 
-    from segmentation_models.cli import demo as demo_cli
-    from segmentation_models.cli import train as train_cli
+    from segmentation_models.cli import demo as demo_cli, train as train_cli
 
     data_dir = demo_cli.write_shapes_dataset(output / "data", 192, 64, seed=0)
     config = json.loads(json.dumps(demo_cli.demo_config(data_dir, "resnet18", epochs)))

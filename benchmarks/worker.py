@@ -205,8 +205,8 @@ def hide_other_frameworks(backend: str) -> list[str]:
 
 def run_keras(args) -> dict:
     hidden = [] if args.with_other_frameworks else hide_other_frameworks(os.environ.get("KERAS_BACKEND", "tensorflow"))
-    import numpy as np
     import keras
+    import numpy as np
 
     from benchmarks.flops import keras_model_flops
 

@@ -13,7 +13,8 @@ and every other layer runs in inference mode (no dropout). :class:`BatchNormReca
 from __future__ import annotations
 
 import weakref
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import keras
 import numpy as np
@@ -25,7 +26,7 @@ __all__ = ["recalibrate_batchnorm", "BatchNormRecalibration", "DEFAULT_STEPS"]
 # validation mIoU stops moving at 5-10 batches of 8; each batch costs a forward pass (~1/3 of a training step).
 DEFAULT_STEPS = 10
 
-_PROBES: "weakref.WeakKeyDictionary[keras.Model, tuple]" = weakref.WeakKeyDictionary()
+_PROBES: weakref.WeakKeyDictionary[keras.Model, tuple] = weakref.WeakKeyDictionary()
 
 
 class _BatchStatistics(keras.layers.Layer):

@@ -7,7 +7,7 @@ by `predict_tiled`: overlapping tiles whose class probabilities are blended (uni
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -21,8 +21,7 @@ from __future__ import annotations
 import keras
 
 from ._objects_util import check_common, config_value, copy_object, lookup
-from .base import Loss, MultipliedLoss, SumOfLosses
-from .base import functional as F
+from .base import Loss, MultipliedLoss, SumOfLosses, functional as F
 from .base.functional import SMOOTH
 
 _PACKAGE = "segmentation_models"

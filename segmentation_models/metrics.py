@@ -13,12 +13,10 @@ SMP-style counts and reductions: :func:`get_stats` and :func:`score_from_stats`.
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import ops
 
 from ._objects_util import check_common, config_value, copy_object, lookup
-from .base import Metric
-from .base import functional as F
+from .base import Metric, functional as F
 from .base.functional import SMOOTH, get_stats, score_from_stats
 
 _PACKAGE = "segmentation_models"

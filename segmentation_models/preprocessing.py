@@ -11,7 +11,7 @@ Unlike 1.0.1, the input array is never modified in place. Inputs with other than
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np

@@ -1,7 +1,7 @@
 """Argument checks shared by every public builder: fail early, say what is wrong and how to fix it."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 

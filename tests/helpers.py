@@ -1,8 +1,8 @@
 """One helper that runs the same checks for every model, plus writers of published weight formats."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import h5py
 import keras

@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import BACKEND, ROOT
-
 import segmentation_models as sm  # noqa: E402
 from segmentation_models import accel  # noqa: E402
+
+from conftest import BACKEND, ROOT
 
 # A user's model (no package layer), trained with fit and predicted, its weights set from numpy (not from Keras'
 # seed state, which building a package model first advances). Argument 1: import the package and build one of its

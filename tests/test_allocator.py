@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from conftest import BACKEND
 from segmentation_models.accel import allocator
+
+from conftest import BACKEND
 
 glibc = pytest.mark.skipif(allocator._glibc() is None, reason="needs Linux with glibc (mallopt)")
 

@@ -4,10 +4,10 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import segmentation_models as sm
+
 from conftest import BACKEND, ROOT, run_fresh_python
 
 

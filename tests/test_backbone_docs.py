@@ -1,9 +1,10 @@
 """docs/backbones.md is generated from the registry and must be up to date."""
 import pytest
 
-from conftest import ON_TF, ROOT
 from segmentation_models.backbones import available_backbones
 from segmentation_models.backbones.table import backbones_markdown, count_parameters, parameters_from_markdown
+
+from conftest import ON_TF, ROOT
 
 REGENERATE = "regenerate it with: python -m segmentation_models backbones --markdown docs/backbones.md"
 

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 import segmentation_models as sm
-from conftest import ON_TF, run_oracle
-from helpers import check_model, pick, randomize_batchnorm, write_keras2_h5, write_model_as_keras2_h5
 from segmentation_models import weights as smw
 from segmentation_models.backbones import get_backbone_spec
+
+from conftest import ON_TF, run_oracle
+from helpers import check_model, pick, randomize_batchnorm, write_keras2_h5, write_model_as_keras2_h5
 
 # family -> its backbones; the first one represents the family on JAX/torch and in the weight tests
 FAMILIES = {

@@ -13,8 +13,16 @@ import segmentation_models as sm
 from segmentation_models import weights as smw
 from segmentation_models.backbones import get_backbone_spec
 from segmentation_models.backbones.factory import build_encoder
+
 from conftest import ON_TF, shared_path
-from helpers import EAGER_TRAINING, check_model, pick, randomize_weights, write_keras_applications_h5, write_model_as_keras2_h5
+from helpers import (
+    EAGER_TRAINING,
+    check_model,
+    pick,
+    randomize_weights,
+    write_keras_applications_h5,
+    write_model_as_keras2_h5,
+)
 
 A = keras.applications
 MODERN = {

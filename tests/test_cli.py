@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BACKEND, ON_TF, ROOT, shared_path
 from segmentation_models.cli import main
 from segmentation_models.cli.demo import write_shapes_dataset
+
+from conftest import BACKEND, ON_TF, ROOT, shared_path
 
 TINY = ["--backbone", "resnet18", "--encoder-weights", "none", "--model-arg", "decoder_filters=[16,8,8,8,8]"]
 heavy = pytest.mark.skipif(not ON_TF, reason="heavy CLI runs are checked on the TensorFlow pass only")

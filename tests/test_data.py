@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import shared_path
 from segmentation_models import data
 from segmentation_models.cli.demo import write_shapes_dataset
 from segmentation_models.preprocessing import get_preprocessing
+
+from conftest import shared_path
 
 
 @pytest.fixture(scope="module")

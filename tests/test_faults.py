@@ -19,10 +19,11 @@ import pytest
 from PIL import Image
 
 import segmentation_models as sm
-from conftest import BACKEND, ON_TF, ROOT
 from segmentation_models.cli import common, main
 from segmentation_models.cli.demo import write_shapes_dataset
 from segmentation_models.cli.predict import output_stems
+
+from conftest import BACKEND, ON_TF, ROOT
 
 TINY = ["--backbone", "resnet18", "--encoder-weights", "none", "--model-arg", "decoder_filters=[8,8,8,8,8]"]
 CLASSES = ["--classes", "background,disc,square"]
@@ -336,10 +337,12 @@ def test_albumentations_is_told_not_to_go_online(monkeypatch):
 # ---- channel adaptation of pretrained-format files, one backbone per family -----------------------
 def _pretrained_format_file(name: str, folder: Path) -> Path:
     """A random-valued file of ``name`` in the layout its published weights have."""
-    from helpers import randomize_weights, write_keras_applications_h5, write_model_as_keras2_h5
-    from segmentation_models.backbones import get_backbone_spec
     from test_backbones_101 import _published_file
     from test_backbones_modern import KERAS_APPS
+
+    from segmentation_models.backbones import get_backbone_spec
+
+    from helpers import randomize_weights, write_keras_applications_h5, write_model_as_keras2_h5
 
     spec = get_backbone_spec(name)
     if name in KERAS_APPS:  # keras.applications files, matched by position

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 import segmentation_models as sm
-from conftest import ON_TF
-from helpers import forward
 from segmentation_models.blocks import GridPooling2D, ResizeToReference
 from segmentation_models.decoders.common import CropToInput, PadToMultiple
+
+from conftest import ON_TF
+from helpers import forward
 
 SMALL_UNET = dict(encoder_weights=None, classes=3, activation="softmax", decoder_filters=(32, 16, 16, 8, 8))
 

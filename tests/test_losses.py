@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 import segmentation_models as sm
+from segmentation_models import losses as L
+
 import seg_reference as ref
 from conftest import BACKEND, ON_TF
 from helpers import pick
-from segmentation_models import losses as L
 
 
 @pytest.fixture(autouse=True)
@@ -217,7 +218,6 @@ def _grad(fn, x):
         import jax
 
         return np.asarray(jax.grad(lambda t: fn(t).astype("float32"))(keras.ops.convert_to_tensor(x)), np.float64)
-    import torch
 
     t = keras.ops.convert_to_tensor(x).detach().requires_grad_(True)
     fn(t).backward()

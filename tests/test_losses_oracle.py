@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-import seg_reference as ref
 import segmentation_models as sm
+
+import seg_reference as ref
 from conftest import ON_TF, run_oracle
 
 pytestmark = [pytest.mark.oracle,
@@ -49,7 +50,7 @@ def _cases() -> list[tuple[str, str]]:
             cases += [(kind, f"F.categorical_crossentropy(gt, pr, class_weights={w})"),
                       (kind, f"L.CategoricalCELoss(class_weights={w_idx}, class_indexes={idx})"),
                       (kind, f"L.CategoricalFocalLoss(alpha=0.5, gamma=1.0, class_indexes={idx})"),
-                      (kind, f"F.categorical_focal_loss(gt, pr, gamma=3.0, alpha=0.1)")]
+                      (kind, "F.categorical_focal_loss(gt, pr, gamma=3.0, alpha=0.1)")]
     return cases
 
 

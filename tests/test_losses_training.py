@@ -7,12 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-import seg_reference as ref
 import segmentation_models as sm
-from conftest import BACKEND, ON_TF, run_fresh_python
+from segmentation_models import losses as L, metrics as M
 
-from segmentation_models import losses as L
-from segmentation_models import metrics as M
+import seg_reference as ref
+from conftest import BACKEND, ON_TF, run_fresh_python
 
 
 def _tiny_model(classes: int, activation: str) -> keras.Model:

@@ -6,10 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-import seg_reference as ref
-from helpers import pick
 from segmentation_models import metrics as M
 from segmentation_models.base import functional as F
+
+import seg_reference as ref
+from helpers import pick
 
 
 @pytest.fixture(autouse=True)

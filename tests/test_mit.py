@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 import segmentation_models as sm
-from conftest import ON_TF, ROOT
 from segmentation_models import weights as smw
 from segmentation_models.backbones import get_backbone_spec
 from segmentation_models.backbones.factory import build_encoder, load_encoder_weights
+
+from conftest import ON_TF, ROOT
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import segmentation_models as sm
+
 from conftest import ON_TF, run_oracle
 
 pytestmark = [pytest.mark.oracle, pytest.mark.skipif(not ON_TF, reason="oracle comparisons run once, on the TensorFlow pass")]

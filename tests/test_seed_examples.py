@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import segmentation_models as sm
+
 from conftest import ON_TF, ROOT, SHARED
 from helpers import write_model_as_keras2_h5
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import segmentation_models as sm
+
 from conftest import BACKEND, ON_TF
 from helpers import check_model
 

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 import segmentation_models as sm
+from segmentation_models.backbones.registry import get_backbone_spec
+
 from conftest import BACKEND
 from helpers import check_model, forward, pick
-from segmentation_models.backbones.registry import get_backbone_spec
 
 # small decoders keep the tests cheap; the defaults' sizes are checked in test_default_decoder_sizes_match_smp
 SMALL = {

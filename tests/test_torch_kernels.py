@@ -18,8 +18,14 @@ pytestmark = pytest.mark.skipif(BACKEND != "torch", reason="the fast kernels rep
 
 import segmentation_models as sm  # noqa: E402
 from segmentation_models import accel  # noqa: E402
-from segmentation_models.accel import _patches, graph, recompute, tables, torch_ops  # noqa: E402
-from segmentation_models.accel import optimizer as accel_optimizer  # noqa: E402
+from segmentation_models.accel import (  # noqa: E402
+    _patches,
+    graph,
+    optimizer as accel_optimizer,
+    recompute,
+    tables,
+    torch_ops,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,7 @@
 import pytest
 
 import segmentation_models as sm
+
 from helpers import check_model, pick
 
 FOUNDATION_BACKBONES = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg16", "vgg19"]

@@ -5,12 +5,12 @@ import json
 import threading
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
 import segmentation_models as sm
 from segmentation_models import weights as smw
+
 from helpers import write_model_as_keras2_h5
 
 

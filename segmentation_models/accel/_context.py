@@ -10,7 +10,7 @@ import weakref
 
 _LOCAL = threading.local()  # .mode: True inside a package model or scope(), False inside disabled(), else None
 PROCESS = {"everywhere": False}
-MODELS: "weakref.WeakSet" = weakref.WeakSet()  # the models the package built (or adopted)
+MODELS: weakref.WeakSet = weakref.WeakSet()  # the models the package built (or adopted)
 COUNTERS: collections.Counter = collections.Counter()  # fast-path entries, for status() and the tests
 
 

@@ -32,7 +32,7 @@ from ._patches import original
 from .tables import direct_classes, is_plain_relu as _is_plain_relu, takes_recipes as _takes_recipes
 from .torch_ops import _FUSED, _bn_scale_shift, _cached_on_versions, _take_fused_padding
 
-_SCHEDULES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_SCHEDULES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _schedule(function) -> list | None:
@@ -96,8 +96,8 @@ def _schedule(function) -> list | None:
     return schedule
 
 
-_FOLDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # function -> {id(conv node): BN node}
-_FILLERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # function -> [argument filler per step]
+_FOLDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # function -> {id(conv node): BN node}
+_FILLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # function -> [argument filler per step]
 
 
 def _argument_filler(arguments):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def direct_classes() -> tuple:
     """Stateless layers (no weights of their own state, masks or training argument) whose ``call`` the executor
     may run without ``Layer.__call__`` (see ``graph._direct_call``)."""
@@ -22,7 +22,7 @@ def direct_classes() -> tuple:
             CropToInput)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _recipe_safe() -> dict:
     """{layer class: None (always) or a predicate on the layer}: layers whose backward pass is continuous in the
     tensors they save, so that recomputed ones (equal to the last bit or nearly) give the same gradient."""
@@ -32,8 +32,15 @@ def _recipe_safe() -> dict:
     from ..backbones.convnext import LayerScale
     from ..backbones.inception import ScaledResidual
     from ..backbones.mit import SpatialReductionAttention
-    from ..blocks import (AdaptiveAveragePooling, GridPooling2D, PositionAttention, ResizeByFactor, ResizeToMatch,
-                          ResizeToReference, StochasticDepth)
+    from ..blocks import (
+        AdaptiveAveragePooling,
+        GridPooling2D,
+        PositionAttention,
+        ResizeByFactor,
+        ResizeToMatch,
+        ResizeToReference,
+        StochasticDepth,
+    )
     from ..decoders.common import CropToInput, PadToMultiple
 
     keras_classes = (

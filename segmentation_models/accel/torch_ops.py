@@ -53,7 +53,7 @@ from ._patches import original
 
 # Padding of a skipped ZeroPadding2D that the next convolution/max-pooling kernel applies itself (see graph._schedule).
 _FUSED = threading.local()
-_RELAID: "weakref.WeakSet" = weakref.WeakSet()  # kernels stored in torch's order (restore_layouts puts them back)
+_RELAID: weakref.WeakSet = weakref.WeakSet()  # kernels stored in torch's order (restore_layouts puts them back)
 _WEIGHT_CACHE: dict = {}
 _BN_CACHE: dict = {}
 
@@ -157,7 +157,7 @@ def _training_batch_norm(x, gamma, beta, epsilon: float):
     return y.permute(0, 3, 1, 2), mean, inv_std
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nearest_upsampling():
     """Nearest upsampling of an NHWC tensor by integer factors, as a ``torch.autograd.Function``.
 
@@ -194,7 +194,7 @@ def _nearest_upsampling():
     return NearestUpsampling
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _block_average_pool():
     """Non-overlapping average pooling of an NHWC tensor (stride = pool size, no padding), as a
     ``torch.autograd.Function`` that keeps only the input's shape for the backward pass (torch's avg_pool2d

@@ -16,7 +16,7 @@ inputs with 1, 2, 4, ... channels work (`input_preprocessing`).
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 from keras import layers

@@ -6,7 +6,7 @@ with segmentation_models 1.0.1 load by layer name.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 from keras import layers

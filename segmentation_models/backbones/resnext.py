@@ -8,7 +8,7 @@ those per-group convolutions) load by position with the per-group kernels concat
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import layers

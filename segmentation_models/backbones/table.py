@@ -7,8 +7,8 @@ Regenerate after adding backbones (builds every backbone once to count its param
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .registry import available_backbones, get_backbone_spec
 

@@ -1,7 +1,7 @@
 """VGG-16/19 with the layer names of keras.applications (so its ImageNet ``.h5`` files load)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import layers

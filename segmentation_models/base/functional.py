@@ -29,7 +29,7 @@ Also here: SMP-style :func:`get_stats` (per-image, per-class tp/fp/fn/tn counts)
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import keras
 import numpy as np

@@ -8,7 +8,7 @@ import argparse
 import contextlib
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .._cli_env import quiet_tensorflow
 

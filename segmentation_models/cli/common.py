@@ -8,8 +8,9 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -179,6 +180,7 @@ def load_model(path: Path, compile: bool = False):
     import keras
 
     import segmentation_models  # noqa: F401  (registers the package's Keras objects)
+
     from ..utils import verify_keras_archive
 
     verify_keras_archive(path)

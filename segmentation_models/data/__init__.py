@@ -7,8 +7,15 @@
 """
 from .augment import STRIDE, pad_to_multiple, rescale, train_augmentation
 from .datasets import (
-    CAMVID_CLASSES, CAMVID_COLORS, SegmentationDataset, default_colors, from_camvid, from_folders, from_pairs,
-    is_camvid, load_palette,
+    CAMVID_CLASSES,
+    CAMVID_COLORS,
+    SegmentationDataset,
+    default_colors,
+    from_camvid,
+    from_folders,
+    from_pairs,
+    is_camvid,
+    load_palette,
 )
 from .io import IGNORE, IMAGE_EXTENSIONS, DataError, MaskFormat, list_images, read_image, read_mask
 from .loader import SegmentationLoader, one_hot_targets

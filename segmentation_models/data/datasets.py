@@ -4,9 +4,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -91,10 +91,10 @@ class SegmentationDataset:
                 sizes.append((img.height, img.width))
         return sizes
 
-    def subset(self, indices: Sequence[int], name: str | None = None) -> "SegmentationDataset":
+    def subset(self, indices: Sequence[int], name: str | None = None) -> SegmentationDataset:
         return replace(self, pairs=[self.pairs[i] for i in indices], name=name or self.name)
 
-    def split(self, val_fraction: float = 0.2, seed: int = 0) -> tuple["SegmentationDataset", "SegmentationDataset"]:
+    def split(self, val_fraction: float = 0.2, seed: int = 0) -> tuple[SegmentationDataset, SegmentationDataset]:
         """A seeded random (train, val) split."""
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -105,7 +105,7 @@ class SegmentationDataset:
         return (self.subset(sorted(order[n_val:]), f"{self.name}-train"),
                 self.subset(sorted(order[:n_val]), f"{self.name}-val"))
 
-    def check(self, skip_bad: bool = False, verbose: bool = True) -> "SegmentationDataset":
+    def check(self, skip_bad: bool = False, verbose: bool = True) -> SegmentationDataset:
         """Read every pair; raise a DataError for the first bad one, or skip bad ones with a warning."""
         import keras
 

@@ -1,9 +1,9 @@
 """Reading images and masks, with errors that name the file and say how to fix the problem."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

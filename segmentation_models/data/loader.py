@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -163,7 +163,7 @@ class SegmentationLoader(keras.utils.PyDataset):
         y, weights = one_hot_targets(masks, self.dataset.num_classes)
         return x, y, weights
 
-    def inference_batches(self, batches: int, seed: int = 0) -> "InferenceBatches":
+    def inference_batches(self, batches: int, seed: int = 0) -> InferenceBatches:
         """Up to ``batches`` batches of a seeded random choice of this loader's samples as inference sees them:
         rescaled, padded and preprocessed, with no crop or augmentation (decoded samples come from this loader's
         cache). What `recalibrate_batchnorm` needs to match inference."""

@@ -6,8 +6,16 @@ from keras import layers
 
 from ..backbones.registry import get_backbone_spec
 from ..blocks import ResizeByFactor, aspp, conv_bn_act, segmentation_head
-from .common import (aux_head, check_aux_params, check_encoder_depth, check_output_stride, check_positive_int,
-                     finish, require_strides, start)
+from .common import (
+    aux_head,
+    check_aux_params,
+    check_encoder_depth,
+    check_output_stride,
+    check_positive_int,
+    finish,
+    require_strides,
+    start,
+)
 
 ATROUS_RATES = (12, 24, 36)
 HIGHRES_CHANNELS = 48  # DeepLabV3+'s projection of the stride-4 features, as in the paper

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from ..backbones.registry import get_backbone_spec
 from ..blocks import feature_pyramid_attention, global_attention_upsample, segmentation_head
-from .common import (aux_head, check_aux_params, check_output_stride, check_positive_int, finish,
-                     require_strides, start)
+from .common import aux_head, check_aux_params, check_output_stride, check_positive_int, finish, require_strides, start
 
 
 def PAN(

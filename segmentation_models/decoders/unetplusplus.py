@@ -3,8 +3,16 @@ from __future__ import annotations
 
 from ..backbones.registry import get_backbone_spec
 from ..blocks import check_attention_type, decoder_block, segmentation_head
-from .common import (aux_head, check_aux_params, check_decoder_channels, check_encoder_depth, finish,
-                     pyramid_features, require_strides, start)
+from .common import (
+    aux_head,
+    check_aux_params,
+    check_decoder_channels,
+    check_encoder_depth,
+    finish,
+    pyramid_features,
+    require_strides,
+    start,
+)
 
 DEFAULT_DECODER_CHANNELS = (256, 128, 64, 32, 16)
 

@@ -7,8 +7,16 @@ from keras import layers
 
 from ..backbones.registry import get_backbone_spec
 from ..blocks import ResizeByFactor, ResizeToMatch, conv_bn_act, pyramid_pooling, segmentation_head
-from .common import (aux_head, check_aux_params, check_encoder_depth, check_positive_int, finish,
-                     pyramid_features, require_strides, start)
+from .common import (
+    aux_head,
+    check_aux_params,
+    check_encoder_depth,
+    check_positive_int,
+    finish,
+    pyramid_features,
+    require_strides,
+    start,
+)
 
 
 def UPerNet(

@@ -8,7 +8,7 @@ is in the ``safetensors`` format. Checkpoints are never read with pickle.
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
