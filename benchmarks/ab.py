@@ -43,7 +43,11 @@ def alternate(fns: dict, steps: int, warmup: int = 1) -> dict:
 
 def report(title: str, medians: dict, baseline: str) -> dict:
     base = medians[baseline]
-    out = {"experiment": title, "median_s": medians, "speedup_vs_" + baseline: {k: base / v for k, v in medians.items()}}
+    out = {
+        "experiment": title,
+        "median_s": medians,
+        "speedup_vs_" + baseline: {k: base / v for k, v in medians.items()},
+    }
     print(json.dumps(out), flush=True)
     return out
 

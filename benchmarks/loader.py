@@ -53,7 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=None, help="training crop, a multiple of 32 (default 256; --quick 128)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=None, help="timed steps per round (default 20; --quick 4)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps at the start of each round (default 3; --quick 2)")
+    p.add_argument(
+        "--warmup", type=int, default=None, help="untimed steps at the start of each round (default 3; --quick 2)"
+    )
     p.add_argument("--rounds", type=int, default=None, help="alternating rounds, best kept (default 3; --quick 2)")
     p.add_argument("--settle", type=int, default=None,
                    help="untimed steps on the in-memory batches before the first round: the process' own warm-up "

@@ -189,11 +189,19 @@ def images_per_s(record: dict, key: str) -> float | None:
 
 def summarize(record: dict, peak_gflops: float | None) -> dict:
     """Derived numbers of one record: images/s, latency, memory, fraction of the matmul peak."""
-    row = {"train_ips": images_per_s(record, "train"), "infer_ips": images_per_s(record, "infer_batch"),
-           "latency_ms": record["infer_b1"]["median_s"] * 1e3 if record.get("status") == "ok" and "infer_b1" in record else None,
-           "peak_rss_mb": record.get("peak_rss_train_mb", record.get("peak_rss_mb")),
-           "infer_rss_mb": record.get("peak_rss_infer_mb"), "gflop": None, "train_peak_frac": None,
-           "infer_peak_frac": None, "device_peak_mb": None}
+    row = {
+        "train_ips": images_per_s(record, "train"),
+        "infer_ips": images_per_s(record, "infer_batch"),
+        "latency_ms": record["infer_b1"]["median_s"] * 1e3
+        if record.get("status") == "ok" and "infer_b1" in record
+        else None,
+        "peak_rss_mb": record.get("peak_rss_train_mb", record.get("peak_rss_mb")),
+        "infer_rss_mb": record.get("peak_rss_infer_mb"),
+        "gflop": None,
+        "train_peak_frac": None,
+        "infer_peak_frac": None,
+        "device_peak_mb": None,
+    }
     if record.get("device") == "gpu":  # the memory that counts there: the framework's peak device allocation
         row["device_peak_mb"] = (record.get("framework_memory") or {}).get("peak_mb")
     flops = record.get("flops_per_image")
@@ -255,8 +263,14 @@ def ratio_rows(results: list[dict], raw: list[dict] | None = None) -> list[dict]
                     values[f"{key}_pairs"] = len(calls)
             return values
 
-        pairs = [("ours-tensorflow", "sm101-tensorflow"), ("ours-tensorflow", "smp-torch"), ("ours-jax", "smp-torch"),
-                 ("ours-torch", "smp-torch"), ("ours-torch-retain", "smp-torch"), ("ours-torch-retain", "smp-torch-retain")]
+        pairs = [
+            ("ours-tensorflow", "sm101-tensorflow"),
+            ("ours-tensorflow", "smp-torch"),
+            ("ours-jax", "smp-torch"),
+            ("ours-torch", "smp-torch"),
+            ("ours-torch-retain", "smp-torch"),
+            ("ours-torch-retain", "smp-torch-retain"),
+        ]
         for ours, peer in pairs:
             values = compare(ours, peer)
             if any(v is not None for v in values.values()):

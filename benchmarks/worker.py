@@ -47,9 +47,21 @@ def gate(label: str) -> None:
 # 1.0.1 has no DeepLabV3+; SMP's encoder names for our backbones. SMP's own 'resnet34' encoder subclasses
 # torchvision's ResNet (not installable here), so timm's identical ResNet-34 ('tu-resnet34') is used.
 SM101_ARCHITECTURES = ("Unet", "FPN", "Linknet", "PSPNet")
-SMP_ARCHITECTURES = {"Unet": "Unet", "Unet-smp": "Unet", "FPN": "FPN", "FPN-smp": "FPN", "DeepLabV3Plus": "DeepLabV3Plus",
-                     "Linknet": "Linknet", "PSPNet": "PSPNet", "UnetPlusPlus": "UnetPlusPlus", "MAnet": "MAnet",
-                     "PAN": "PAN", "DeepLabV3": "DeepLabV3", "UPerNet": "UPerNet", "SegFormer": "Segformer"}
+SMP_ARCHITECTURES = {
+    "Unet": "Unet",
+    "Unet-smp": "Unet",
+    "FPN": "FPN",
+    "FPN-smp": "FPN",
+    "DeepLabV3Plus": "DeepLabV3Plus",
+    "Linknet": "Linknet",
+    "PSPNet": "PSPNet",
+    "UnetPlusPlus": "UnetPlusPlus",
+    "MAnet": "MAnet",
+    "PAN": "PAN",
+    "DeepLabV3": "DeepLabV3",
+    "UPerNet": "UPerNet",
+    "SegFormer": "Segformer",
+}
 # Benchmark names for our architectures built with other arguments: "FPN-smp" is our FPN with SMP's pyramid
 # (merged at stride 4, sum, dropout 0.2: the same model as SMP's FPN, 13.7 GFLOP per 256x256 image on resnet34);
 # "Unet-smp" our Unet on SMP's encoder taps (the same model as SMP's Unet where 1.0.1 taps elsewhere: EfficientNet).
@@ -90,9 +102,17 @@ def timed(fn, warmup: int, steps: int, label: str = "call") -> dict:
         after = resource.getrusage(resource.RUSAGE_SELF)
         faults += after.ru_minflt - usage.ru_minflt
         system += after.ru_stime - usage.ru_stime
-    return {"median_s": statistics.median(times), "min_s": min(times), "mean_s": statistics.fmean(times),
-            "times_s": times, "starts_unix_s": starts, "warmup_s": first, "steps": steps, "page_faults_per_call": faults / steps,
-            "system_s_per_call": system / steps}
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "mean_s": statistics.fmean(times),
+        "times_s": times,
+        "starts_unix_s": starts,
+        "warmup_s": first,
+        "steps": steps,
+        "page_faults_per_call": faults / steps,
+        "system_s_per_call": system / steps,
+    }
 
 
 def retain_freed_memory() -> bool:
@@ -100,7 +120,9 @@ def retain_freed_memory() -> bool:
     the module is loaded from its file (it needs only the standard library)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("sm_allocator", ROOT / "segmentation_models" / "accel" / "allocator.py")
+    spec = importlib.util.spec_from_file_location(
+        "sm_allocator", ROOT / "segmentation_models" / "accel" / "allocator.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.retain_freed_memory(True)

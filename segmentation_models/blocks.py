@@ -54,7 +54,9 @@ def segmentation_head(x, classes: int, activation, *, kernel_size: int = 3, name
                       upsampling: int = 1, upsampling_name: str = "final_upsampling"):
     """The final convolution to ``classes`` channels, an optional bilinear x``upsampling`` and the output
     activation (float32 under mixed precision)."""
-    x = layers.Conv2D(classes, kernel_size, padding="same", use_bias=True, kernel_initializer="glorot_uniform", name=name)(x)
+    x = layers.Conv2D(
+        classes, kernel_size, padding="same", use_bias=True, kernel_initializer="glorot_uniform", name=name
+    )(x)
     if upsampling > 1:
         x = ResizeByFactor(upsampling, name=upsampling_name)(x)
     act = activation if activation is not None else "linear"
@@ -445,7 +447,9 @@ def segmentation_head_by_factor(x, classes: int, activation, upsampling: int, *,
                                 name: str = "final_conv"):
     """Convolution to ``classes`` channels, bilinear x``upsampling`` (any size, also unknown ones), output
     activation (float32 under mixed precision)."""
-    x = layers.Conv2D(classes, kernel_size, padding="same", use_bias=True, kernel_initializer="glorot_uniform", name=name)(x)
+    x = layers.Conv2D(
+        classes, kernel_size, padding="same", use_bias=True, kernel_initializer="glorot_uniform", name=name
+    )(x)
     x = ResizeByFactor(upsampling, name="final_upsampling")(x)
     act = activation if activation is not None else "linear"
     return layers.Activation(act, name=_act_name(act), dtype="float32")(x)

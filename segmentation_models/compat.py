@@ -26,7 +26,9 @@ def set_framework(name: str) -> None:
     _framework = _FRAMEWORK_ALIASES[key]
     import keras
 
-    logger.info("segmentation_models: framework %r -> Keras %s, backend %s", name, keras.__version__, keras.backend.backend())
+    logger.info(
+        "segmentation_models: framework %r -> Keras %s, backend %s", name, keras.__version__, keras.backend.backend()
+    )
 
 
 def framework() -> str:

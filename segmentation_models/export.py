@@ -112,7 +112,9 @@ def export_model(
     if out.exists() and format == "onnx" and out.is_dir():
         raise ExportError(f"{out} is a folder; give a file name for the ONNX model (e.g. {out / 'model.onnx'})")
     if format == "savedmodel" and out.is_file():
-        raise ExportError(f"{out} is a file; a SavedModel is a folder: give a folder name (e.g. {out.parent / 'saved_model'})")
+        raise ExportError(
+            f"{out} is a file; a SavedModel is a folder: give a folder name (e.g. {out.parent / 'saved_model'})"
+        )
     if out.exists() and not (overwrite and out.is_file()) and not _made_here(out):
         raise ExportError(f"{out} exists and is not an export of segmentation_models: it is not replaced; choose "
                           "another output" + (" (or --overwrite / overwrite=True to replace this file)"

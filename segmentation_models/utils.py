@@ -61,7 +61,9 @@ def set_trainable(model: keras.Model, recompile: bool = True, **kwargs) -> None:
     if not recompile:
         return
     if not getattr(model, "compiled", False) or model.optimizer is None:
-        raise ValueError("set_trainable(recompile=True) needs a compiled model; compile it first or pass recompile=False")
+        raise ValueError(
+            "set_trainable(recompile=True) needs a compiled model; compile it first or pass recompile=False"
+        )
     # Keras keeps the original compile arguments (loss objects, metric objects, ...) in _compile_config.
     stored = getattr(model, "_compile_config", None)
     compile_args = dict(getattr(stored, "config", {}) or {})

@@ -5,7 +5,14 @@ from collections.abc import Sequence
 
 import keras
 
-__all__ = ["check_classes", "check_activation", "check_input_shape", "check_choice", "check_positive_int", "check_dropout"]
+__all__ = [
+    "check_classes",
+    "check_activation",
+    "check_input_shape",
+    "check_choice",
+    "check_positive_int",
+    "check_dropout",
+]
 
 
 def check_classes(classes) -> int:

@@ -145,7 +145,11 @@ def write_keras2_h5(path: Path, layer_weights: Mapping[str, Sequence[np.ndarray]
         for name in names:
             g = f.create_group(name)
             arrays = layer_weights.get(name, [])
-            wnames = list(weight_names[name]) if weight_names and name in weight_names else [f"{name}/w{i}:0" for i in range(len(arrays))]
+            wnames = (
+                list(weight_names[name])
+                if weight_names and name in weight_names
+                else [f"{name}/w{i}:0" for i in range(len(arrays))]
+            )
             g.attrs["weight_names"] = np.array([w.encode() for w in wnames])
             for wn, arr in zip(wnames, arrays):
                 g.create_dataset(wn, data=np.asarray(arr))
@@ -200,7 +204,9 @@ def check_architecture(
     falling loss, exact save/reload, fresh-process reload), then the mask has the input's size for each
     of ``odd_sizes`` (heights/widths that are not multiples of 32), in one model built once.
     """
-    label = f"{getattr(builder, '__name__', 'model')}-{backbone}-" + "-".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
+    label = f"{getattr(builder, '__name__', 'model')}-{backbone}-" + "-".join(
+        f"{k}={v}" for k, v in sorted(kwargs.items())
+    )
     model = check_model(
         lambda: builder(backbone, input_shape=(None, None, 3), classes=classes, activation=activation,
                         encoder_weights=None, **kwargs),

@@ -31,12 +31,14 @@ def test_retain_and_restore():
 def test_opt_in_on_torch_only_and_switchable():
     """Not on import (nor when the package builds a model); enable(allocator=True) and the command line turn it on
     for the torch backend unless SM_TORCH_RETAIN_MEMORY=0; the command line gives the setting back when it returns."""
-    code = ("import segmentation_models as sm; from segmentation_models.accel import allocator as a\n"
-            "sm.Unet('resnet18', input_shape=(32, 32, 3), classes=1, encoder_weights=None)\n"
-            "imported = a.retaining_freed_memory(); sm.accel.enable(allocator=True); enabled = a.retaining_freed_memory()\n"
-            "sm.accel.disable()\n"
-            "with sm.accel.process_wide():\n    cli = a.retaining_freed_memory()\n"
-            "print(imported, enabled, cli, a.retaining_freed_memory())")
+    code = (
+        "import segmentation_models as sm; from segmentation_models.accel import allocator as a\n"
+        "sm.Unet('resnet18', input_shape=(32, 32, 3), classes=1, encoder_weights=None)\n"
+        "imported = a.retaining_freed_memory(); sm.accel.enable(allocator=True); enabled = a.retaining_freed_memory()\n"
+        "sm.accel.disable()\n"
+        "with sm.accel.process_wide():\n    cli = a.retaining_freed_memory()\n"
+        "print(imported, enabled, cli, a.retaining_freed_memory())"
+    )
 
     def retained(**env):
         out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True,

@@ -20,7 +20,12 @@ def test_version_and_names():
         "stage4_unit1_relu1", "stage3_unit1_relu1", "stage2_unit1_relu1", "relu0")
     assert sm.Backbones.get_feature_layers("vgg16") == (
         "block5_conv3", "block4_conv3", "block3_conv3", "block2_conv2", "block1_conv2")
-    assert sm.Backbones.get_backbone("resnet18", input_shape=(64, 64, 3), weights=None).output_shape == (None, 2, 2, 512)
+    assert sm.Backbones.get_backbone("resnet18", input_shape=(64, 64, 3), weights=None).output_shape == (
+        None,
+        2,
+        2,
+        512,
+    )
 
 
 def test_set_framework_accepts_both_names(caplog):

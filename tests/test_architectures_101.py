@@ -66,7 +66,9 @@ def test_signature_is_101s(arch, defaults):
 
 
 def test_layer_names_and_sizes():
-    fpn = sm.FPN("resnet18", input_shape=(64, 64, 3), encoder_weights=None, pyramid_aggregation="sum", pyramid_dropout=0.1)
+    fpn = sm.FPN(
+        "resnet18", input_shape=(64, 64, 3), encoder_weights=None, pyramid_aggregation="sum", pyramid_dropout=0.1
+    )
     names = {layer.name for layer in fpn.layers}
     assert {"fpn_stage_p5_pre_conv", "fpn_stage_p2_conv", "fpn_stage_p3_add", "segm_stage5a_conv", "segm_stage2b_bn",
             "upsampling_stage5", "aggregation_sum", "pyramid_dropout", "final_stage_relu", "final_upsampling",
@@ -76,7 +78,12 @@ def test_layer_names_and_sizes():
     names = {layer.name for layer in psp.layers}
     assert {"psp_level1_pooling", "psp_level6_conv", "psp_level3_bn", "psp_level2_relu", "psp_level6_upsampling",
             "psp_concat", "aggregation_conv", "spatial_dropout", "final_conv", "final_upsampling", "softmax"} <= names
-    assert psp.get_layer("psp_concat").output.shape == (None, 12, 12, 128 + 4 * 512)  # stride 8 of resnet18 (stage3_unit1_relu1)
+    assert psp.get_layer("psp_concat").output.shape == (
+        None,
+        12,
+        12,
+        128 + 4 * 512,
+    )  # stride 8 of resnet18 (stage3_unit1_relu1)
     linknet = sm.Linknet("vgg16", input_shape=(64, 64, 3), encoder_weights=None, decoder_block_type="transpose")
     names = {layer.name for layer in linknet.layers}
     assert {"center_block1_conv", "decoder_stage0a_conv", "decoder_stage1b_transpose", "decoder_stage2b_bn",
@@ -104,7 +111,9 @@ def test_pspnet_lifts_the_101_size_limit():
         assert forward(model, np.zeros((1, *size, 3), "float32")).shape == (1, *size, 2)
     fixed = sm.PSPNet("resnet18", input_shape=(64, 80, 3), encoder_weights=None, psp_conv_filters=16)
     assert fixed.output_shape == (None, 64, 80, 21)
-    with pytest.raises(ValueError, match=r"too small for PSPNet with downsample_factor=16.*multiple of 96.*at least 49"):
+    with pytest.raises(
+        ValueError, match=r"too small for PSPNet with downsample_factor=16.*multiple of 96.*at least 49"
+    ):
         sm.PSPNet("resnet18", input_shape=(40, 64, 3), encoder_weights=None, downsample_factor=16)
 
 

@@ -240,8 +240,12 @@ def test_densenet_matches_keras_applications_and_101_feature_indices():
             ref = apps[name](input_shape=(64, 64, 3), include_top=False, weights=None)
             ref.set_weights(ours.get_weights())
             x = np.random.default_rng(0).random((1, 64, 64, 3)).astype("float32")
-            np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x)), keras.ops.convert_to_numpy(ref(x)), atol=1e-5)
-            assert [layer.name for layer in ours.layers if layer.weights] == [layer.name for layer in ref.layers if layer.weights]
+            np.testing.assert_allclose(
+                keras.ops.convert_to_numpy(ours(x)), keras.ops.convert_to_numpy(ref(x)), atol=1e-5
+            )
+            assert [layer.name for layer in ours.layers if layer.weights] == [
+                layer.name for layer in ref.layers if layer.weights
+            ]
 
 
 @pytest.mark.skipif(not ON_TF, reason="architecture check, once")
@@ -253,8 +257,10 @@ def test_senet_resnext_and_efficientnet_dilate_to_output_stride(output_stride):
     from segmentation_models.backbones.senet import build_senet
 
     x = np.random.default_rng(0).random((1, 64, 64, 3)).astype("float32")
-    for build in (lambda t: build_resnext(t, (1, 1, 1, 1), output_stride=output_stride),
-                  lambda t: build_senet(t, (1, 1, 1, 1), "senet", groups=64, input_3x3=True, output_stride=output_stride)):
+    for build in (
+        lambda t: build_resnext(t, (1, 1, 1, 1), output_stride=output_stride),
+        lambda t: build_senet(t, (1, 1, 1, 1), "senet", groups=64, input_3x3=True, output_stride=output_stride),
+    ):
         model = build(keras.Input((None, None, 3)))
         assert keras.ops.convert_to_numpy(model(x)).shape == (1, 64 // output_stride, 64 // output_stride, 2048)
     assert all(get_backbone_spec(n).can_dilate for n in FAMILIES["senet"] + FAMILIES["resnext"] + FAMILIES["seresnet"])

@@ -26,12 +26,22 @@ from helpers import (
 
 A = keras.applications
 MODERN = {
-    "efficientnetv2b0": "efficientnetv2", "efficientnetv2b1": "efficientnetv2", "efficientnetv2b2": "efficientnetv2",
-    "efficientnetv2b3": "efficientnetv2", "efficientnetv2s": "efficientnetv2", "efficientnetv2m": "efficientnetv2",
+    "efficientnetv2b0": "efficientnetv2",
+    "efficientnetv2b1": "efficientnetv2",
+    "efficientnetv2b2": "efficientnetv2",
+    "efficientnetv2b3": "efficientnetv2",
+    "efficientnetv2s": "efficientnetv2",
+    "efficientnetv2m": "efficientnetv2",
     "efficientnetv2l": "efficientnetv2",
-    "convnext_tiny": "convnext", "convnext_small": "convnext", "convnext_base": "convnext", "convnext_large": "convnext",
-    "mobilenetv3small": "mobilenetv3", "mobilenetv3large": "mobilenetv3",
-    "resnet50v2": "resnetv2", "resnet101v2": "resnetv2", "resnet152v2": "resnetv2",
+    "convnext_tiny": "convnext",
+    "convnext_small": "convnext",
+    "convnext_base": "convnext",
+    "convnext_large": "convnext",
+    "mobilenetv3small": "mobilenetv3",
+    "mobilenetv3large": "mobilenetv3",
+    "resnet50v2": "resnetv2",
+    "resnet101v2": "resnetv2",
+    "resnet152v2": "resnetv2",
     "xception": "xception",
 }
 # one per family: trained, saved and reloaded on every backend
@@ -118,14 +128,22 @@ def test_unet_on_modern_backbone(name, tmp_path, reload_checker):
                             activation="softmax", label=f"unet-{name}",
                             train=name in REPRESENTATIVES and (ON_TF or name == "mobilenetv3small"))
     for stride, layer_name in spec.features.items():
-        assert tuple(model.get_layer(layer_name).output.shape[1:]) == (64 // stride, 64 // stride, spec.channels[stride])
+        assert tuple(model.get_layer(layer_name).output.shape[1:]) == (
+            64 // stride,
+            64 // stride,
+            spec.channels[stride],
+        )
 
 
 @pytest.mark.skipif(not ON_TF, reason="layer naming does not depend on the backend; checked once")
 def test_layer_names_do_not_depend_on_session():
-    first = [layer.name for layer in build_encoder("xception", input_shape=(64, 64, 3), encoder_weights=None).model.layers]
+    first = [
+        layer.name for layer in build_encoder("xception", input_shape=(64, 64, 3), encoder_weights=None).model.layers
+    ]
     build_encoder("mobilenetv3small", input_shape=(64, 64, 3), encoder_weights=None)  # bumps Keras' name counters
-    second = [layer.name for layer in build_encoder("xception", input_shape=(64, 64, 3), encoder_weights=None).model.layers]
+    second = [
+        layer.name for layer in build_encoder("xception", input_shape=(64, 64, 3), encoder_weights=None).model.layers
+    ]
     assert first == second
     assert "block2_pool_add" in first and not any(n.startswith(("add", "conv2d", "batch_normalization")) for n in first)
 

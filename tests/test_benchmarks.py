@@ -33,8 +33,10 @@ def test_keras_flop_counter_is_exact_on_tiny_models():
     d = keras.layers.Dense(7)(keras.layers.GlobalAveragePooling2D()(s))           # 3*7
     inner = keras.Model(inputs, d)
     outer_in = keras.Input((8, 8, 3))
-    nested = keras.Model(outer_in, keras.layers.Dense(2)(inner(outer_in)))        # + 7*2, nested counted once
-    expected = 2 * (8 * 8 * 4 * 27 + 3 * 3 * 5 * 36 + 3 * 3 * 10 * 9 + 3 * 3 * 10 * 8 + (6 * 6 * 2 * 9 + 6 * 6 * 2 * 3) + 3 * 7)
+    nested = keras.Model(outer_in, keras.layers.Dense(2)(inner(outer_in)))  # + 7*2, nested counted once
+    expected = 2 * (
+        8 * 8 * 4 * 27 + 3 * 3 * 5 * 36 + 3 * 3 * 10 * 9 + 3 * 3 * 10 * 8 + (6 * 6 * 2 * 9 + 6 * 6 * 2 * 3) + 3 * 7
+    )
     assert keras_model_flops(inner) == expected
     assert keras_model_flops(nested) == expected + 2 * 7 * 2
 
@@ -343,8 +345,12 @@ def test_paired_ratios_pool_the_per_call_ratios_of_interleaved_rounds():
     from benchmarks.run import merge_rounds
 
     # round 0: the machine slows down 2x mid-round, on both sides; round 1: ours 1.5x faster throughout
-    raw = [_interleaved_record("ours-torch", [1.0, 1.0, 2.0, 2.0]), _interleaved_record("smp-torch", [1.3, 1.3, 2.6, 2.6]),
-           _interleaved_record("ours-torch", [1.0, 1.0], 1), _interleaved_record("smp-torch", [1.5, 1.5], 1)]
+    raw = [
+        _interleaved_record("ours-torch", [1.0, 1.0, 2.0, 2.0]),
+        _interleaved_record("smp-torch", [1.3, 1.3, 2.6, 2.6]),
+        _interleaved_record("ours-torch", [1.0, 1.0], 1),
+        _interleaved_record("smp-torch", [1.5, 1.5], 1),
+    ]
     (row, _best) = ratio_rows(merge_rounds(raw), raw)
     assert (row["ours"], row["peer"]) == ("ours-torch", "smp-torch")
     assert row["train_pairs"] == 6 and row["train_paired"] == pytest.approx(1.3)  # median of 1.3 x4, 1.5 x2

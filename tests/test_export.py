@@ -51,7 +51,9 @@ def test_onnx_export_keeps_batch_and_size_dynamic_and_matches_the_model(tmp_path
 
     proto = onnx.load(str(tmp_path / "unet.onnx"))
     dims = lambda value: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]  # noqa: E731
-    assert [i.name for i in proto.graph.input] == ["image"] and [o.name for o in proto.graph.output] == ["probabilities"]
+    assert [i.name for i in proto.graph.input] == ["image"] and [o.name for o in proto.graph.output] == [
+        "probabilities"
+    ]
     assert dims(proto.graph.input[0]) == ["batch", "height", "width", 3]
     assert dims(proto.graph.output[0])[:3] == ["batch", "height", "width"]
     meta = {p.key: p.value for p in proto.metadata_props}

@@ -158,7 +158,9 @@ def test_predict_writes_one_file_per_image_and_replaces_no_user_file(run, shapes
     args = ["predict", str(run), str(tmp_path / "b" / "x.png"), "--output", str(user), "--quiet"]
     assert main(args) == 1
     assert "--overwrite" in _error(capsys)
-    assert sorted(p.name for p in user.iterdir()) == ["x_mask.png"] and (user / "x_mask.png").read_bytes() == b"my drawing"
+    assert (
+        sorted(p.name for p in user.iterdir()) == ["x_mask.png"] and (user / "x_mask.png").read_bytes() == b"my drawing"
+    )
     assert main(args + ["--overwrite"]) == 0
     assert (user / "x_mask.png").read_bytes() != b"my drawing"
 
@@ -384,5 +386,9 @@ def test_pretrained_format_files_adapt_to_1_2_4_5_channels(name, tmp_path):
     kernel = rgb.get_layer(spec.first_conv).get_weights()[0]
     for channels in (1, 5) if name in FEWER_CHANNELS else (1, 2, 4, 5):
         model = build_encoder(name, input_shape=(size, size, channels), encoder_weights=path).model
-        np.testing.assert_allclose(model.get_layer(spec.first_conv).get_weights()[0],
-                                   sm.weights.adapt_first_conv_kernel(kernel, channels), rtol=1e-6, err_msg=str(channels))
+        np.testing.assert_allclose(
+            model.get_layer(spec.first_conv).get_weights()[0],
+            sm.weights.adapt_first_conv_kernel(kernel, channels),
+            rtol=1e-6,
+            err_msg=str(channels),
+        )

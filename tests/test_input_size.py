@@ -85,7 +85,9 @@ def test_grid_pooling_and_resize_match_fixed_size_layers(pooling):
     x = np.random.default_rng(3).random((2, 12, 18, 4)).astype("float32")
     pooled = keras.ops.convert_to_numpy(GridPooling2D(3, pooling)(x))
     pool = keras.layers.AveragePooling2D if pooling == "avg" else keras.layers.MaxPooling2D
-    np.testing.assert_allclose(pooled, keras.ops.convert_to_numpy(pool((4, 6), strides=(4, 6), padding="same")(x)), atol=1e-6)
+    np.testing.assert_allclose(
+        pooled, keras.ops.convert_to_numpy(pool((4, 6), strides=(4, 6), padding="same")(x)), atol=1e-6
+    )
     resized = keras.ops.convert_to_numpy(ResizeToReference()([pooled, x]))
     upsampled = keras.layers.UpSampling2D((4, 6), interpolation="bilinear")(pooled)
     np.testing.assert_allclose(resized, keras.ops.convert_to_numpy(upsampled), atol=1e-5)
@@ -99,16 +101,23 @@ def test_grid_pooling_and_resize_match_fixed_size_layers(pooling):
 
 # small decoders: this test is about sizes, the architecture tests cover the defaults
 SMALL_DECODERS = {
-    "Unet": dict(decoder_filters=(32, 16, 16, 8, 8)), "FPN": dict(pyramid_block_filters=16),
-    "Linknet": {}, "PSPNet": dict(psp_conv_filters=16),
+    "Unet": dict(decoder_filters=(32, 16, 16, 8, 8)),
+    "FPN": dict(pyramid_block_filters=16),
+    "Linknet": {},
+    "PSPNet": dict(psp_conv_filters=16),
     "UnetPlusPlus": dict(decoder_channels=(32, 16, 16, 8, 8)),
     "MAnet": dict(decoder_channels=(32, 16, 16, 8, 8), decoder_pab_channels=8),
-    "PAN": dict(decoder_channels=16), "DeepLabV3": dict(decoder_channels=16), "DeepLabV3Plus": dict(decoder_channels=16),
-    "UPerNet": dict(decoder_channels=16), "SegFormer": dict(decoder_segmentation_channels=16),
+    "PAN": dict(decoder_channels=16),
+    "DeepLabV3": dict(decoder_channels=16),
+    "DeepLabV3Plus": dict(decoder_channels=16),
+    "UPerNet": dict(decoder_channels=16),
+    "SegFormer": dict(decoder_segmentation_channels=16),
 }
 
 
-@pytest.mark.skipif(not ON_TF, reason="the padding layers are checked on every backend by the Unet/FPN/Linknet/PSPNet tests")
+@pytest.mark.skipif(
+    not ON_TF, reason="the padding layers are checked on every backend by the Unet/FPN/Linknet/PSPNet tests"
+)
 @pytest.mark.parametrize("arch", sorted(sm.available_architectures()))
 def test_every_architecture_returns_the_input_size(arch):
     """Every registered architecture (through decoders/common.py) gives a mask of the input's size, eagerly and

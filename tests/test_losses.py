@@ -129,10 +129,14 @@ def test_soft_labels_and_label_smoothing():
 
 def test_101_names_aliases_and_operators():
     expected = {
-        "jaccard_loss": "jaccard_loss", "dice_loss": "dice_loss", "binary_focal_loss": "binary_focal_loss",
-        "categorical_focal_loss": "focal_loss", "binary_crossentropy": "binary_crossentropy",
+        "jaccard_loss": "jaccard_loss",
+        "dice_loss": "dice_loss",
+        "binary_focal_loss": "binary_focal_loss",
+        "categorical_focal_loss": "focal_loss",
+        "binary_crossentropy": "binary_crossentropy",
         "categorical_crossentropy": "categorical_crossentropy",
-        "bce_dice_loss": "binary_crossentropy_plus_dice_loss", "bce_jaccard_loss": "binary_crossentropy_plus_jaccard_loss",
+        "bce_dice_loss": "binary_crossentropy_plus_dice_loss",
+        "bce_jaccard_loss": "binary_crossentropy_plus_jaccard_loss",
         "cce_dice_loss": "categorical_crossentropy_plus_dice_loss",
         "cce_jaccard_loss": "categorical_crossentropy_plus_jaccard_loss",
         "binary_focal_dice_loss": "binary_focal_loss_plus_dice_loss",
@@ -246,7 +250,9 @@ def test_gradients_are_finite_on_edge_cases(dtype):
     if dtype != "float32":  # mixed precision: a representative pair, the others are dtype independent
         pairs = {k: pairs[k] for k in pick(["onehot-exact", "onehot-uniform"], ["onehot-uniform"])}
     else:
-        pairs = {k: pairs[k] for k in pick(list(pairs), ["empty-zeros", "full-ones", "onehot-exact", "onehot-opposite"])}
+        pairs = {
+            k: pairs[k] for k in pick(list(pairs), ["empty-zeros", "full-ones", "onehot-exact", "onehot-opposite"])
+        }
     bad = []
     for loss_name, loss in GRAD_LOSSES.items():
         cases = dict(pairs)

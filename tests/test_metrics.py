@@ -146,9 +146,14 @@ def _np_reduce(stats, metric, reduction, weights=None, beta=1.0):
     tp, fp, fn, tn = stats
 
     def score(tp, fp, fn, tn):
-        num, den = {"iou": (tp, tp + fp + fn), "fscore": ((1 + beta ** 2) * tp, (1 + beta ** 2) * tp + beta ** 2 * fn + fp),
-                    "precision": (tp, tp + fp), "recall": (tp, tp + fn), "accuracy": (tp + tn, tp + fp + fn + tn),
-                    "specificity": (tn, tn + fp)}[metric]
+        num, den = {
+            "iou": (tp, tp + fp + fn),
+            "fscore": ((1 + beta**2) * tp, (1 + beta**2) * tp + beta**2 * fn + fp),
+            "precision": (tp, tp + fp),
+            "recall": (tp, tp + fn),
+            "accuracy": (tp + tn, tp + fp + fn + tn),
+            "specificity": (tn, tn + fp),
+        }[metric]
         return np.where(den > 0, num / np.where(den > 0, den, 1), 1.0)
 
     w = None if weights is None else np.asarray(weights) / np.sum(weights)

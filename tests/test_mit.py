@@ -82,7 +82,11 @@ def test_registry_specs():
     assert get_backbone_spec("mit_b0").channels == {4: 32, 8: 64, 16: 160, 32: 256}
     assert get_backbone_spec("mit_b5").channels == {4: 64, 8: 128, 16: 320, 32: 512}
     x = np.full((1, 2, 2, 3), 255.0, "float32")
-    np.testing.assert_allclose(sm.get_preprocessing("mit_b2")(x)[0, 0, 0], (1 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225], rtol=1e-6)
+    np.testing.assert_allclose(
+        sm.get_preprocessing("mit_b2")(x)[0, 0, 0],
+        (1 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225],
+        rtol=1e-6,
+    )
     entry = smw.get_weights_entry("mit_b1", "imagenet")
     assert entry.format == "safetensors" and len(entry.file_hash) == 64 and entry.url.startswith("https://huggingface.co/nvidia/mit-b1/")
 

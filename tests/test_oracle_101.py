@@ -7,7 +7,10 @@ import segmentation_models as sm
 
 from conftest import ON_TF, run_oracle
 
-pytestmark = [pytest.mark.oracle, pytest.mark.skipif(not ON_TF, reason="oracle comparisons run once, on the TensorFlow pass")]
+pytestmark = [
+    pytest.mark.oracle,
+    pytest.mark.skipif(not ON_TF, reason="oracle comparisons run once, on the TensorFlow pass"),
+]
 
 CASES = [("resnet18", "upsampling"), ("resnet18", "transpose"), ("resnet34", "upsampling"),
          ("resnet34", "transpose"), ("vgg16", "upsampling"), ("vgg16", "transpose")]

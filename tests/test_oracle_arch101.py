@@ -9,15 +9,24 @@ import segmentation_models as sm
 
 from conftest import ON_TF, run_oracle
 
-pytestmark = [pytest.mark.oracle, pytest.mark.skipif(not ON_TF, reason="oracle comparisons run once, on the TensorFlow pass")]
+pytestmark = [
+    pytest.mark.oracle,
+    pytest.mark.skipif(not ON_TF, reason="oracle comparisons run once, on the TensorFlow pass"),
+]
 
 BACKBONES = ["resnet34", "mobilenetv2", "efficientnetb0"]
 AVAILABLE = [b for b in BACKBONES if b in sm.get_available_backbone_names()]
 # one non-default variant per backbone keeps the cost to 4 models per backbone
 VARIANTS = {
     "resnet34": {"FPN": {}, "PSPNet": {}},
-    "mobilenetv2": {"FPN": {"pyramid_aggregation": "sum", "pyramid_dropout": 0.2}, "PSPNet": {"psp_pooling_type": "max"}},
-    "efficientnetb0": {"FPN": {"pyramid_block_filters": 64}, "PSPNet": {"downsample_factor": 16, "psp_conv_filters": 64}},
+    "mobilenetv2": {
+        "FPN": {"pyramid_aggregation": "sum", "pyramid_dropout": 0.2},
+        "PSPNet": {"psp_pooling_type": "max"},
+    },
+    "efficientnetb0": {
+        "FPN": {"pyramid_block_filters": 64},
+        "PSPNet": {"downsample_factor": 16, "psp_conv_filters": 64},
+    },
 }
 
 

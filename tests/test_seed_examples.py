@@ -40,11 +40,15 @@ def test_seed_example_runs_unchanged(example, imagenet_registry, tmp_path):
         pytest.skip(f"{script} is absent (../shared is only beside the project's checkout)")
     env = dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONPATH=str(ROOT), SM_WEIGHTS_REGISTRY=str(imagenet_registry),
                KERAS_HOME=str(tmp_path / "keras_home"), SM_WEIGHTS_MIRROR="")
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith(("Dice Loss implemented", "Jaccard Index implemented", "Backend variables retrieved"))
-    assert not (tmp_path / "keras_home").exists() or not any((tmp_path / "keras_home").rglob("*.h5")), "nothing downloaded"
+    assert not (tmp_path / "keras_home").exists() or not any((tmp_path / "keras_home").rglob("*.h5")), (
+        "nothing downloaded"
+    )
 
 
 # --- the seed's dice loss and Jaccard metric, ported to keras.ops ---------------------------

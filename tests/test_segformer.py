@@ -25,8 +25,15 @@ def test_segformer_mit_b0(tmp_path, reload_checker):
 
 def test_segformer_cnn_backbone_uses_stride2(tmp_path, reload_checker):
     model = check_model(
-        lambda: sm.SegFormer("resnet18", input_shape=(64, 64, 3), encoder_weights=None, decoder_segmentation_channels=32),
-        (64, 64, 3), 1, tmp_path, reload_checker, train=ON_TF, label="segformer-resnet18",
+        lambda: sm.SegFormer(
+            "resnet18", input_shape=(64, 64, 3), encoder_weights=None, decoder_segmentation_channels=32
+        ),
+        (64, 64, 3),
+        1,
+        tmp_path,
+        reload_checker,
+        train=ON_TF,
+        label="segformer-resnet18",
     )
     assert model.get_layer("decoder_concat").output.shape[1:] == (16, 16, 5 * 32)
     assert model.layers[-1].name == "sigmoid"

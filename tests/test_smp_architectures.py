@@ -53,8 +53,10 @@ def test_deeplab_output_stride_sets_encoder_resolution(arch, output_stride):
     assert model.get_layer("decoder_aspp_concat").output.shape[1:3] == (size, size)
     assert model.output_shape == (None, 64, 64, 1)
     # the strides of the last stage(s) became dilations: 2 (stride 16) or 2 then 4 (stride 8)
-    expected = {16: {"stage3_unit2_conv1": 1, "stage4_unit1_conv1": 1, "stage4_unit1_conv2": 2, "stage4_unit2_conv1": 2},
-                8: {"stage3_unit1_conv2": 2, "stage4_unit1_conv1": 2, "stage4_unit2_conv1": 4}}[output_stride]
+    expected = {
+        16: {"stage3_unit2_conv1": 1, "stage4_unit1_conv1": 1, "stage4_unit1_conv2": 2, "stage4_unit2_conv1": 2},
+        8: {"stage3_unit1_conv2": 2, "stage4_unit1_conv1": 2, "stage4_unit2_conv1": 4},
+    }[output_stride]
     for layer, rate in expected.items():
         assert model.get_layer(layer).dilation_rate == (rate, rate), layer
 
@@ -121,16 +123,30 @@ def test_encoder_depth_and_aux_head(arch, depth):
     deepest = {3: 128, 4: 256, 5: 512}[depth if arch != "PAN" else 5]  # ResNet-18 channels
     if arch == "Unet":
         model = sm.Unet("resnet18", input_shape=SHAPE, encoder_weights=None, encoder_depth=depth, aux_params=aux)
-        blocks = {layer.name[: len("decoder_stageN")] for layer in model.layers if layer.name.startswith("decoder_stage")}
+        blocks = {
+            layer.name[: len("decoder_stageN")] for layer in model.layers if layer.name.startswith("decoder_stage")
+        }
         assert len(blocks) == depth
     elif arch == "PAN":
         if depth == 4:
             pytest.skip("PAN has no encoder_depth (SMP's design): checked once")
         model = _build(arch, aux_params=aux)
     else:
-        kwargs = {"decoder_channels": SMALL[arch]["decoder_channels"][:depth]} if arch in ("UnetPlusPlus", "MAnet") else {}
-        model = sm.create_model(arch.lower(), **dict(SMALL[arch], backbone_name="resnet18", input_shape=SHAPE,
-                                                     encoder_weights=None, encoder_depth=depth, aux_params=aux, **kwargs))
+        kwargs = (
+            {"decoder_channels": SMALL[arch]["decoder_channels"][:depth]} if arch in ("UnetPlusPlus", "MAnet") else {}
+        )
+        model = sm.create_model(
+            arch.lower(),
+            **dict(
+                SMALL[arch],
+                backbone_name="resnet18",
+                input_shape=SHAPE,
+                encoder_weights=None,
+                encoder_depth=depth,
+                aux_params=aux,
+                **kwargs,
+            ),
+        )
         assert "relu1" not in {layer.name for layer in model.layers}  # the deeper encoder stages are not used
     assert model.get_layer("aux_dense").input.shape[-1] == deepest
     assert [tuple(s) for s in model.output_shape] == [(None, 64, 64, 1), (None, 2)]
@@ -160,7 +176,10 @@ BAD = [
     (lambda: _build("PAN", encoder_output_stride=8), "encoder_output_stride must be one of [16, 32]"),
     (lambda: _build("UnetPlusPlus", decoder_channels=(32, 16)), "decoder_channels must have encoder_depth=5"),
     (lambda: _build("MAnet", encoder_depth=3, decoder_channels=(32, 16, 8, 8)), "encoder_depth=3 positive integers"),
-    (lambda: sm.Unet("resnet18", encoder_weights=None, encoder_depth=4, decoder_filters=(8, 8)), "decoder_filters must have"),
+    (
+        lambda: sm.Unet("resnet18", encoder_weights=None, encoder_depth=4, decoder_filters=(8, 8)),
+        "decoder_filters must have",
+    ),
     (lambda: _build("DeepLabV3", decoder_channels=(32, 16)), "decoder_channels must be a positive integer"),
     (lambda: _build("UPerNet", aux_params={"classes": 2, "pool": "avg"}), "unknown key(s) ['pool']"),
     (lambda: _build("UPerNet", aux_params={"pooling": "avg"}), "aux_params needs 'classes'"),
@@ -183,7 +202,12 @@ def test_bad_arguments_raise_clear_errors(build, message):
 
 
 def _trainable_params(model, prefixes):
-    return sum(int(np.prod(w.shape)) for layer in model.layers if layer.name.startswith(prefixes) for w in layer.trainable_weights)
+    return sum(
+        int(np.prod(w.shape))
+        for layer in model.layers
+        if layer.name.startswith(prefixes)
+        for w in layer.trainable_weights
+    )
 
 
 def _tapped_backbone_layers(model, backbone: str) -> set:

@@ -678,7 +678,9 @@ def test_direct_layer_calls_match_keras(dtype, training, keras_kernels, monkeypa
 
     calls = []
     original = keras.layers.Layer.__call__
-    monkeypatch.setattr(keras.layers.Layer, "__call__", lambda self, *a, **k: calls.append(self) or original(self, *a, **k))
+    monkeypatch.setattr(
+        keras.layers.Layer, "__call__", lambda self, *a, **k: calls.append(self) or original(self, *a, **k)
+    )
     fast = run()
     keras_calls = len(calls)
     monkeypatch.undo()

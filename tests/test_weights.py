@@ -78,7 +78,15 @@ def _md5(data: bytes) -> str:
 
 def test_published_entries_have_url_and_hash():
     entries = smw.available_weights()
-    assert {e.backbone for e in entries} >= {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg16", "vgg19"}
+    assert {e.backbone for e in entries} >= {
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "vgg16",
+        "vgg19",
+    }
     for e in entries:
         assert e.url.startswith("https://") and e.file_hash and len(e.file_hash) in (32, 64)
     assert smw.get_weights_entry("resnet34", "imagenet").file_hash == "8caaa0ad39d927cb8ba5385bf945d582"
@@ -93,8 +101,12 @@ def test_good_download_is_verified_cached_and_loaded(isolated, server):
     model = sm.Unet("resnet18", input_shape=(64, 64, 3), encoder_weights="imagenet")
     cached = smw.cache_dir() / "r18.h5"
     assert cached.read_bytes() == data
-    np.testing.assert_array_equal(model.get_layer("conv0").get_weights()[0], backbone.get_layer("conv0").get_weights()[0])
-    np.testing.assert_array_equal(model.get_layer("bn_data").get_weights()[1], backbone.get_layer("bn_data").get_weights()[1])
+    np.testing.assert_array_equal(
+        model.get_layer("conv0").get_weights()[0], backbone.get_layer("conv0").get_weights()[0]
+    )
+    np.testing.assert_array_equal(
+        model.get_layer("bn_data").get_weights()[1], backbone.get_layer("bn_data").get_weights()[1]
+    )
     # second use comes from the cache: the server no longer has it
     _Handler.files.clear()
     sm.Unet("resnet18", input_shape=(64, 64, 3), encoder_weights="imagenet")
@@ -145,7 +157,9 @@ def test_mirror_folder_serves_offline(isolated, monkeypatch):
     (mirror / entry.filename).write_bytes(path.read_bytes())
     monkeypatch.setenv(smw.MIRROR_ENV, str(mirror))
     model = sm.Unet("resnet18", input_shape=(64, 64, 3), encoder_weights="imagenet")
-    np.testing.assert_array_equal(model.get_layer("conv0").get_weights()[0], backbone.get_layer("conv0").get_weights()[0])
+    np.testing.assert_array_equal(
+        model.get_layer("conv0").get_weights()[0], backbone.get_layer("conv0").get_weights()[0]
+    )
     # a corrupted mirror copy is refused, not used
     (mirror / entry.filename).write_bytes(b"corrupt")
     with pytest.raises(OSError, match="does not match"):
@@ -159,13 +173,17 @@ def test_registry_file_from_environment(isolated, monkeypatch):
                                 "hash": smw.file_hash(path)}]))
     monkeypatch.setenv(smw.REGISTRY_ENV, str(reg))
     model = sm.Unet("resnet18", input_shape=(64, 64, 3), encoder_weights="lab")
-    np.testing.assert_array_equal(model.get_layer("conv0").get_weights()[0], backbone.get_layer("conv0").get_weights()[0])
+    np.testing.assert_array_equal(
+        model.get_layer("conv0").get_weights()[0], backbone.get_layer("conv0").get_weights()[0]
+    )
 
 
 def test_encoder_weights_as_path(isolated):
     path, backbone = _resnet18_imagenet_file(isolated / "r18.h5")
     model = sm.Unet("resnet18", input_shape=(64, 64, 3), encoder_weights=str(path))
-    np.testing.assert_array_equal(model.get_layer("conv0").get_weights()[0], backbone.get_layer("conv0").get_weights()[0])
+    np.testing.assert_array_equal(
+        model.get_layer("conv0").get_weights()[0], backbone.get_layer("conv0").get_weights()[0]
+    )
 
 
 def test_weights_of_another_backbone_name_mismatched_layers(isolated):

@@ -398,7 +398,10 @@ def _run_through_graph(function, original, inputs, operation_fn):
                 recompute._register_recipe(args[0], recipe, version=pending)
             if fusion == "skip":  # the consumer pads inside its kernel: pass the unpadded tensor on
                 outputs = args[0]
-            elif fusion == "relu_" and (overwritten := _relu_in_place(args, node.operation, direct, training)) is not None:
+            elif (
+                fusion == "relu_"
+                and (overwritten := _relu_in_place(args, node.operation, direct, training)) is not None
+            ):
                 outputs = overwritten  # the input's only use (see _fresh_output)
             elif fusion == "folded" and id(node.input_tensors[0]) in folded:
                 outputs = args[0]  # already normalized by the folded convolution

@@ -63,7 +63,9 @@ class _Recipe:
             else:
                 value = self.function(*(a.compute(keep=False) if type(a) is _Recipe else a for a in args))
             if not _same_layout(value, self.stride):
-                value = torch.empty_strided(self.shape, self.stride, dtype=value.dtype, device=value.device).copy_(value)
+                value = torch.empty_strided(self.shape, self.stride, dtype=value.dtype, device=value.device).copy_(
+                    value
+                )
         if keep:
             self.value = value
         return value
@@ -120,8 +122,12 @@ def _register_recipe(tensor, recipe, version: int | None = None) -> None:
     if registry is None or recipe is None:
         return
     storage = tensor.untyped_storage()
-    if (tensor.storage_offset() != 0 or tensor.shape != recipe.shape or not _dense_strides(tensor.shape, tensor.stride())
-            or storage.nbytes() != tensor.numel() * tensor.element_size()):
+    if (
+        tensor.storage_offset() != 0
+        or tensor.shape != recipe.shape
+        or not _dense_strides(tensor.shape, tensor.stride())
+        or storage.nbytes() != tensor.numel() * tensor.element_size()
+    ):
         return  # only a tensor that is its whole storage, so that every view of the storage is one of it
     owner = tensor if tensor._base is None else tensor._base
     key = storage.data_ptr()
@@ -200,7 +206,10 @@ def _recompute_scope(training):
         return None
     autograd = torch._C._autograd
     try:  # hooks of the caller's (torch.autograd.graph.save_on_cpu, checkpointing) are left to work alone
-        if autograd._top_saved_tensors_default_hooks(False) is not None or not autograd._saved_tensors_hooks_is_enabled():
+        if (
+            autograd._top_saved_tensors_default_hooks(False) is not None
+            or not autograd._saved_tensors_hooks_is_enabled()
+        ):
             return None
     except (AttributeError, TypeError):  # pragma: no cover - another torch version: keep everything
         return None

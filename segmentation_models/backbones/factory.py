@@ -74,7 +74,9 @@ class Encoder:
     def feature(self, stride: int):
         """The feature map at ``stride`` (2, 4, 8, 16, 32)."""
         if stride not in self.features:
-            raise ValueError(f"backbone {self.spec.name!r} has no feature map at stride {stride}; it has {sorted(self.features)}")
+            raise ValueError(
+                f"backbone {self.spec.name!r} has no feature map at stride {stride}; it has {sorted(self.features)}"
+            )
         return self.layer_output(self.features[stride])
 
     def skips(self, encoder_features, n: int) -> list:
@@ -87,7 +89,9 @@ class Encoder:
         elif isinstance(encoder_features, (list, tuple)):
             refs = list(encoder_features)
         else:
-            raise ValueError(f"encoder_features must be 'default' or a list of layer names/indices, got {encoder_features!r}")
+            raise ValueError(
+                f"encoder_features must be 'default' or a list of layer names/indices, got {encoder_features!r}"
+            )
         return [self.layer_output(r) for r in refs]
 
 
@@ -122,7 +126,11 @@ def resolve_weights_path(backbone: str, encoder_weights: str) -> tuple[str, str]
     """(local path, description) for a registered weights name or a path."""
     if os.path.isfile(str(encoder_weights)):
         return str(encoder_weights), f"weights file {os.path.basename(str(encoder_weights))}"
-    if isinstance(encoder_weights, str) and any(sep in encoder_weights for sep in ("/", os.sep)) and "." in encoder_weights:
+    if (
+        isinstance(encoder_weights, str)
+        and any(sep in encoder_weights for sep in ("/", os.sep))
+        and "." in encoder_weights
+    ):
         raise FileNotFoundError(f"encoder_weights file {encoder_weights!r} does not exist")
     entry = get_weights_entry(backbone, encoder_weights)
     return str(fetch_weights(entry)), f"{encoder_weights} weights file {entry.filename}"
@@ -179,7 +187,9 @@ def build_encoder(
     spec = get_backbone_spec(backbone_name)
     options = _check_kwargs(kwargs)
     if options.get("output_stride", 32) != 32 and not spec.can_dilate:
-        raise ValueError(f"backbone {spec.name!r} ({spec.family}) cannot be dilated; use output_stride=32 or a dilatable family")
+        raise ValueError(
+            f"backbone {spec.name!r} ({spec.family}) cannot be dilated; use output_stride=32 or a dilatable family"
+        )
     inputs = make_input(input_shape, input_tensor, spec)
     check_pretrained_channels(spec, inputs.shape[-1], encoder_weights)
     model = spec.build(inputs, **options)

@@ -116,13 +116,41 @@ def _skips(features: dict) -> tuple:
 _APPS = keras.applications
 _EFFICIENTNETV2 = {
     # name: (constructor, features, channels)
-    "efficientnetv2b0": (_APPS.EfficientNetV2B0, ("block1a_project_activation", "block2b_add", "block3b_add", "block5e_add"), (16, 32, 48, 112, 1280)),
-    "efficientnetv2b1": (_APPS.EfficientNetV2B1, ("block1b_add", "block2c_add", "block3c_add", "block5f_add"), (16, 32, 48, 112, 1280)),
-    "efficientnetv2b2": (_APPS.EfficientNetV2B2, ("block1b_add", "block2c_add", "block3c_add", "block5f_add"), (16, 32, 56, 120, 1408)),
-    "efficientnetv2b3": (_APPS.EfficientNetV2B3, ("block1b_add", "block2c_add", "block3c_add", "block5g_add"), (16, 40, 56, 136, 1536)),
-    "efficientnetv2s": (_APPS.EfficientNetV2S, ("block1b_add", "block2d_add", "block3d_add", "block5i_add"), (24, 48, 64, 160, 1280)),
-    "efficientnetv2m": (_APPS.EfficientNetV2M, ("block1c_add", "block2e_add", "block3e_add", "block5n_add"), (24, 48, 80, 176, 1280)),
-    "efficientnetv2l": (_APPS.EfficientNetV2L, ("block1d_add", "block2g_add", "block3g_add", "block5s_add"), (32, 64, 96, 224, 1280)),
+    "efficientnetv2b0": (
+        _APPS.EfficientNetV2B0,
+        ("block1a_project_activation", "block2b_add", "block3b_add", "block5e_add"),
+        (16, 32, 48, 112, 1280),
+    ),
+    "efficientnetv2b1": (
+        _APPS.EfficientNetV2B1,
+        ("block1b_add", "block2c_add", "block3c_add", "block5f_add"),
+        (16, 32, 48, 112, 1280),
+    ),
+    "efficientnetv2b2": (
+        _APPS.EfficientNetV2B2,
+        ("block1b_add", "block2c_add", "block3c_add", "block5f_add"),
+        (16, 32, 56, 120, 1408),
+    ),
+    "efficientnetv2b3": (
+        _APPS.EfficientNetV2B3,
+        ("block1b_add", "block2c_add", "block3c_add", "block5g_add"),
+        (16, 40, 56, 136, 1536),
+    ),
+    "efficientnetv2s": (
+        _APPS.EfficientNetV2S,
+        ("block1b_add", "block2d_add", "block3d_add", "block5i_add"),
+        (24, 48, 64, 160, 1280),
+    ),
+    "efficientnetv2m": (
+        _APPS.EfficientNetV2M,
+        ("block1c_add", "block2e_add", "block3e_add", "block5n_add"),
+        (24, 48, 80, 176, 1280),
+    ),
+    "efficientnetv2l": (
+        _APPS.EfficientNetV2L,
+        ("block1d_add", "block2g_add", "block3g_add", "block5s_add"),
+        (32, 64, 96, 224, 1280),
+    ),
 }
 
 
@@ -155,12 +183,16 @@ def _mobilenetv3_preprocessing(x):
 
 
 _MOBILENETV3 = {
-    "mobilenetv3small": (_APPS.MobileNetV3Small,
-                         ("conv_bn_activation", "expanded_conv_project_bn", "expanded_conv_2_add", "expanded_conv_7_add"),
-                         (16, 16, 24, 48, 576)),
-    "mobilenetv3large": (_APPS.MobileNetV3Large,
-                         ("expanded_conv_add", "expanded_conv_2_add", "expanded_conv_5_add", "expanded_conv_11_add"),
-                         (16, 24, 40, 112, 960)),
+    "mobilenetv3small": (
+        _APPS.MobileNetV3Small,
+        ("conv_bn_activation", "expanded_conv_project_bn", "expanded_conv_2_add", "expanded_conv_7_add"),
+        (16, 16, 24, 48, 576),
+    ),
+    "mobilenetv3large": (
+        _APPS.MobileNetV3Large,
+        ("expanded_conv_add", "expanded_conv_2_add", "expanded_conv_5_add", "expanded_conv_11_add"),
+        (16, 24, 40, 112, 960),
+    ),
 }
 
 for _name, (_ctor, _feats, _chans) in _MOBILENETV3.items():

@@ -115,7 +115,9 @@ def _block(x, stage: int, index: int, dim: int, drop_rate: float):
     q = layers.Dense(dim, kernel_initializer=_dense_init(), name=f"{name}_attn_q")(h)
     kv = h
     if sr > 1:
-        kv = layers.Conv2D(dim, sr, strides=sr, padding="valid", kernel_initializer=_conv_init(), name=f"{name}_attn_sr")(kv)
+        kv = layers.Conv2D(
+            dim, sr, strides=sr, padding="valid", kernel_initializer=_conv_init(), name=f"{name}_attn_sr"
+        )(kv)
         kv = layers.LayerNormalization(epsilon=LN_EPS, name=f"{name}_attn_norm")(kv)
     k = layers.Dense(dim, kernel_initializer=_dense_init(), name=f"{name}_attn_k")(kv)
     v = layers.Dense(dim, kernel_initializer=_dense_init(), name=f"{name}_attn_v")(kv)

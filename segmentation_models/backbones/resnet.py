@@ -27,7 +27,9 @@ def _pad_conv(x, filters, kernel, strides, name, dilation=1):
     pad = dilation * (kernel // 2)
     if pad:
         x = layers.ZeroPadding2D(padding=(pad, pad), name=name + "_pad")(x)
-    return layers.Conv2D(filters, (kernel, kernel), strides=strides, dilation_rate=dilation, name=name, **CONV_PARAMS)(x)
+    return layers.Conv2D(filters, (kernel, kernel), strides=strides, dilation_rate=dilation, name=name, **CONV_PARAMS)(
+        x
+    )
 
 
 def residual_conv_block(x, filters, stage, block, strides=1, cut="pre", attention=None, dilation=1,
@@ -108,7 +110,9 @@ def build_resnet(
                 strides = 1
             # the conv that had the stride keeps the previous stage's dilation, every later conv gets the new
             # one (as torchvision): the dilated output then equals the undilated one on its sampling grid
-            first_dilation = max(1, dilation // 2) if (unit == 0 and strides == 1 and stage > 0 and dilation > 1) else dilation
+            first_dilation = (
+                max(1, dilation // 2) if (unit == 0 and strides == 1 and stage > 0 and dilation > 1) else dilation
+            )
             cut = "post" if unit == 0 else "pre"
             x = block(x, filters, stage, unit, strides=strides, cut=cut, attention=attention, dilation=dilation,
                       first_dilation=first_dilation)

@@ -40,7 +40,9 @@ def resnext_block(x, filters: int, stage: int, block: int, strides: int = 1, gro
     return layers.Activation("relu", name=base + "relu")(y)
 
 
-def build_resnext(input_tensor, repetitions: Sequence[int], output_stride: int = 32, name: str = "resnext") -> keras.Model:
+def build_resnext(
+    input_tensor, repetitions: Sequence[int], output_stride: int = 32, name: str = "resnext"
+) -> keras.Model:
     """ResNeXt without its classifier; ``output_stride`` 8/16 replaces the last strides by dilation."""
     validate_output_stride(output_stride)
     x = layers.BatchNormalization(name="bn_data", **dict(BN_PARAMS, scale=False))(input_tensor)

@@ -125,7 +125,9 @@ def prepare_output_folder(out: Path, marker: str, targets: Sequence[Path], overw
         raise ValueError(f"{out} exists and is not a folder: choose another --output")
     existing = [t for t in targets if Path(t).exists()]
     if existing and not overwrite and not is_marked(out, marker):
-        shown = ", ".join(str(t) for t in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        shown = ", ".join(str(t) for t in existing[:3]) + (
+            f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        )
         raise ValueError(f"{shown} already exist(s) in {out}, which segmentation-models did not make: nothing was "
                          "written; choose another --output, or --overwrite to replace these files")
     out.mkdir(parents=True, exist_ok=True)
@@ -164,7 +166,9 @@ def load_run_config(path: str | Path) -> tuple[dict, Path]:
         folder = path
         model = next((folder / n for n in ("best.keras", "last.keras") if (folder / n).is_file()), None)
         if model is None:
-            raise ValueError(f"{folder} has no best.keras or last.keras: is it a run folder of `segmentation-models train`?")
+            raise ValueError(
+                f"{folder} has no best.keras or last.keras: is it a run folder of `segmentation-models train`?"
+            )
     elif path.is_file():
         folder, model = path.parent, path
     else:
@@ -347,7 +351,12 @@ def plot_predictions(images, truths, preds, colors, path: Path, names: Sequence[
     rows = len(images)
     fig, axes = plt.subplots(rows, 4, figsize=(12, 3 * rows), squeeze=False)
     for r in range(rows):
-        panels = [images[r], colorize(truths[r], colors), colorize(preds[r], colors), overlay(images[r], preds[r], colors)]
+        panels = [
+            images[r],
+            colorize(truths[r], colors),
+            colorize(preds[r], colors),
+            overlay(images[r], preds[r], colors),
+        ]
         for c, (ax, panel, title) in enumerate(zip(axes[r], panels, ("image", "truth", "prediction", "overlay"))):
             ax.imshow(panel, interpolation="nearest")
             ax.set_title(title if c or not names else f"{names[r]}", fontsize=9)
@@ -421,7 +430,9 @@ def format_table(scores: dict) -> str:
     lines = [f"{'class':16s} {'IoU':>7s} {'F1':>7s} {'prec':>7s} {'recall':>7s} {'pixels':>11s}"]
     fmt = lambda v: f"{v:7.4f}" if v is not None else f"{'-':>7s}"  # noqa: E731
     for name, s in scores["per_class"].items():
-        lines.append(f"{name:16s} {fmt(s['iou'])} {fmt(s['f1'])} {fmt(s['precision'])} {fmt(s['recall'])} {s['pixels']:11d}")
+        lines.append(
+            f"{name:16s} {fmt(s['iou'])} {fmt(s['f1'])} {fmt(s['precision'])} {fmt(s['recall'])} {s['pixels']:11d}"
+        )
     lines.append(f"{'mean':16s} {fmt(scores['mean_iou'])} {fmt(scores['mean_f1'])}")
     lines.append(f"pixel accuracy {fmt(scores['pixel_accuracy'])}")
     return "\n".join(lines)

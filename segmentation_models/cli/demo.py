@@ -20,7 +20,9 @@ SHAPE_CLASSES = ["background", "disc", "square"]
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="train, evaluate and predict on generated shapes (no download, about a minute)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output", default="runs/demo", help="demo folder (default runs/demo; a previous demo there is replaced)")
+    p.add_argument(
+        "--output", default="runs/demo", help="demo folder (default runs/demo; a previous demo there is replaced)"
+    )
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--size", type=int, default=64, help="image size, a multiple of 32")
     p.add_argument("--samples", type=int, default=192)
@@ -39,7 +41,9 @@ def generated_shapes(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.n
             cls = int(rng.integers(1, 3))
             r = rng.integers(size // 10, size // 4)
             cy, cx = rng.integers(r, size - r, 2)
-            region = ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) if cls == 1 else ((abs(yy - cy) <= r) & (abs(xx - cx) <= r))
+            region = (
+                ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) if cls == 1 else ((abs(yy - cy) <= r) & (abs(xx - cx) <= r))
+            )
             masks[i][region] = cls
             images[i][region] = rng.normal([200, 60, 60] if cls == 1 else [60, 80, 200], 25)
     return np.clip(images, 0, 255).astype("float32"), masks

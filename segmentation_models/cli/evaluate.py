@@ -31,7 +31,9 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--workers", type=int, default=2, help="image reading threads")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable or inconsistent pairs with a warning")
-    p.add_argument("--overwrite", action="store_true", help="replace existing results in a folder evaluate did not make")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace existing results in a folder evaluate did not make"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -48,7 +48,9 @@ def add_parser(sub) -> None:
     t.add_argument("--weight-decay", type=float, default=None, help="weight decay (adamw, sgd)")
     t.add_argument("--loss", default="categorical_crossentropy",
                    help="loss by name (the package's losses, or a Keras loss); default categorical_crossentropy")
-    t.add_argument("--metrics", default="mean_iou,accuracy", help="comma-separated metric names (default mean_iou,accuracy)")
+    t.add_argument(
+        "--metrics", default="mean_iou,accuracy", help="comma-separated metric names (default mean_iou,accuracy)"
+    )
     t.add_argument("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"), default="float32",
                    help="mixed precision policy (default float32)")
     t.add_argument("--crop", type=_size, default=None, metavar="N|HxW",
@@ -472,9 +474,18 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
         loader_kw = dict(preprocessing=preprocessing, scale=tcfg["scale"], workers=tcfg["workers"],
                          use_multiprocessing=tcfg["multiprocessing"], cache_mb=tcfg.get("cache_mb", 1024),
                          seed=tcfg["seed"])
-        train_loader = data.SegmentationLoader(train_set, tcfg["batch_size"], training=True, crop_size=tcfg["crop"],
-                                               augment=tcfg["augment"], max_batches=tcfg["steps_per_epoch"], **loader_kw)
-        val_loader = data.SegmentationLoader(val_set, tcfg["batch_size"], max_batches=tcfg.get("val_steps"), **loader_kw)
+        train_loader = data.SegmentationLoader(
+            train_set,
+            tcfg["batch_size"],
+            training=True,
+            crop_size=tcfg["crop"],
+            augment=tcfg["augment"],
+            max_batches=tcfg["steps_per_epoch"],
+            **loader_kw,
+        )
+        val_loader = data.SegmentationLoader(
+            val_set, tcfg["batch_size"], max_batches=tcfg.get("val_steps"), **loader_kw
+        )
 
         resolved = dict(config, skip_bad=skip_bad)
         resolved["classes"] = {"names": train_set.class_names, "colors": train_set.colors,

@@ -52,7 +52,9 @@ def rescale(image: np.ndarray, mask: np.ndarray | None, scale: float):
     return image, mask
 
 
-def pad_to_multiple(arrays: list[np.ndarray], fill, multiple: int = STRIDE, shape: tuple[int, int] | None = None) -> np.ndarray:
+def pad_to_multiple(
+    arrays: list[np.ndarray], fill, multiple: int = STRIDE, shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """Stack arrays of different (H, W) into one batch padded (bottom/right) to a common multiple of ``multiple``."""
     if shape is None:
         h = max(a.shape[0] for a in arrays)

@@ -60,7 +60,11 @@ class SegmentationDataset:
         if len(self.class_names) != self.mask_format.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.mask_format.num_classes} classes")
         if not self.colors:
-            self.colors = list(CAMVID_COLORS) if list(self.class_names) == list(CAMVID_CLASSES) else default_colors(self.num_classes)
+            self.colors = (
+                list(CAMVID_COLORS)
+                if list(self.class_names) == list(CAMVID_CLASSES)
+                else default_colors(self.num_classes)
+            )
         self.colors = [tuple(int(v) for v in c) for c in self.colors]
 
     @property

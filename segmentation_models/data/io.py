@@ -34,7 +34,9 @@ def _open(path: Path, what: str):
     except FileNotFoundError:
         raise DataError(f"{what} {path} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"cannot read {what} {path}: {err} (corrupt or not an image; --skip-bad skips such files)") from None
+        raise DataError(
+            f"cannot read {what} {path}: {err} (corrupt or not an image; --skip-bad skips such files)"
+        ) from None
     return img
 
 
@@ -97,7 +99,9 @@ class MaskFormat:
         if self.mode == "palette":
             return self._decode_palette(raw, path)
         if raw.ndim == 3:
-            if raw.shape[-1] >= 3 and not (np.array_equal(raw[..., 0], raw[..., 1]) and np.array_equal(raw[..., 0], raw[..., 2])):
+            if raw.shape[-1] >= 3 and not (
+                np.array_equal(raw[..., 0], raw[..., 1]) and np.array_equal(raw[..., 0], raw[..., 2])
+            ):
                 raise DataError(f"mask {path} is a color image; use --mask-mode palette with a class->color map")
             raw = raw[..., 0]
         values = raw.astype("int64")

@@ -67,7 +67,9 @@ class SegmentationLoader(keras.utils.PyDataset):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if training and len(dataset) < batch_size:
-            raise ValueError(f"data set {dataset.name!r} has {len(dataset)} pairs, fewer than the batch size {batch_size}")
+            raise ValueError(
+                f"data set {dataset.name!r} has {len(dataset)} pairs, fewer than the batch size {batch_size}"
+            )
         if isinstance(crop_size, int):
             crop_size = (crop_size, crop_size)
         if crop_size and any(c % 32 for c in crop_size):

@@ -151,8 +151,10 @@ def check_encoder_depth(spec: BackboneSpec, encoder_depth, minimum: int = 3) -> 
     """``encoder_depth`` d uses the feature maps at strides 2 .. 2**d; the backbone must have the deepest one."""
     allowed = [d for d in ENCODER_DEPTHS if d >= minimum]
     if isinstance(encoder_depth, bool) or encoder_depth not in allowed:
-        raise ValueError(f"encoder_depth must be one of {allowed} (the decoder then starts at stride 2**encoder_depth), "
-                         f"got {encoder_depth!r}")
+        raise ValueError(
+            f"encoder_depth must be one of {allowed} (the decoder then starts at stride 2**encoder_depth), "
+            f"got {encoder_depth!r}"
+        )
     if 2**encoder_depth not in spec.features:
         have = [d for d in allowed if 2**d in spec.features]
         raise ValueError(f"backbone {spec.name!r} has no feature map at stride {2**encoder_depth}, so encoder_depth="
@@ -178,7 +180,9 @@ def check_output_stride(spec: BackboneSpec, output_stride, allowed=(8, 16, 32)) 
 def check_decoder_channels(decoder_channels, encoder_depth: int, default: tuple) -> tuple:
     """One positive channel count per decoder block; the default is cut to its first ``encoder_depth`` entries."""
     if not isinstance(decoder_channels, (list, tuple)):
-        raise ValueError(f"decoder_channels must be a list of {encoder_depth} positive integers, got {decoder_channels!r}")
+        raise ValueError(
+            f"decoder_channels must be a list of {encoder_depth} positive integers, got {decoder_channels!r}"
+        )
     channels = tuple(decoder_channels)
     if channels == tuple(default) and encoder_depth < len(default):
         channels = channels[:encoder_depth]
@@ -216,7 +220,9 @@ def check_aux_params(aux_params) -> dict | None:
     if params["pooling"] not in AUX_POOLINGS:
         raise ValueError(f"aux_params['pooling'] must be one of {list(AUX_POOLINGS)}, got {params['pooling']!r}")
     dropout = params["dropout"]
-    if dropout is not None and (isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1):
+    if dropout is not None and (
+        isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1
+    ):
         raise ValueError(f"aux_params['dropout'] must be None or a number in [0, 1), got {dropout!r}")
     check_activation(params["activation"])
     return params

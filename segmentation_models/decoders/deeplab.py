@@ -25,7 +25,9 @@ def _check_aspp(atrous_rates, dropout) -> tuple:
     rates = tuple(atrous_rates) if isinstance(atrous_rates, (list, tuple)) else ()
     if len(rates) != 3 or not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in rates):
         raise ValueError(f"decoder_atrous_rates must be 3 positive integers, e.g. {ATROUS_RATES}, got {atrous_rates!r}")
-    if dropout is not None and (isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1):
+    if dropout is not None and (
+        isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1
+    ):
         raise ValueError(f"decoder_aspp_dropout must be None or a number in [0, 1), got {dropout!r}")
     return rates
 

@@ -90,14 +90,18 @@ def FPN(
     check_choice("pyramid_aggregation", pyramid_aggregation, PYRAMID_AGGREGATIONS)
     check_positive_int("pyramid_block_filters", pyramid_block_filters)
     if pyramid_block_filters < 2:
-        raise ValueError(f"pyramid_block_filters must be >= 2 (the segmentation branches get half), got {pyramid_block_filters}")
+        raise ValueError(
+            f"pyramid_block_filters must be >= 2 (the segmentation branches get half), got {pyramid_block_filters}"
+        )
     check_dropout("pyramid_dropout", pyramid_dropout)
     check_choice("pyramid_style", pyramid_style, PYRAMID_STYLES)
     layout = "smp" if pyramid_style == "smp" else "1.0.1"
     encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, feature_layout=layout, **kwargs)
     skips = encoder.skips(encoder_features, n=4)
     if len(skips) != 4:
-        raise ValueError(f"FPN needs 4 encoder_features (strides 16, 8, 4, 2, deepest first), got {len(skips)}: {encoder_features!r}")
+        raise ValueError(
+            f"FPN needs 4 encoder_features (strides 16, 8, 4, 2, deepest first), got {len(skips)}: {encoder_features!r}"
+        )
     segmentation_filters = pyramid_block_filters // 2
     if pyramid_style == "smp":
         outputs = _smp_pyramid(encoder.output, skips[:3], classes, activation, pyramid_block_filters,

@@ -17,7 +17,9 @@ _SKIP_INDEX = {16: 0, 8: 1, 4: 2}
 
 def _check_min_size(backbone_name: str, input_shape, input_tensor, downsample_factor: int) -> None:
     """Explain the one size limit that stays: reflect padding to a multiple of 6 * downsample_factor."""
-    shape = tuple(input_tensor.shape[1:]) if input_tensor is not None and hasattr(input_tensor, "shape") else input_shape
+    shape = (
+        tuple(input_tensor.shape[1:]) if input_tensor is not None and hasattr(input_tensor, "shape") else input_shape
+    )
     if shape is None or len(tuple(shape)) != 3:
         return  # the common checks report the malformed shape
     multiple = max(bins for bins in PYRAMID_BINS) * downsample_factor

@@ -52,7 +52,9 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         from safetensors.numpy import load_file
     except ImportError as err:  # pragma: no cover - safetensors is a core dependency
-        raise ImportError("reading converted checkpoints needs the 'safetensors' package: pip install safetensors") from err
+        raise ImportError(
+            "reading converted checkpoints needs the 'safetensors' package: pip install safetensors"
+        ) from err
     try:
         return load_file(str(path))
     except Exception as err:  # safetensors raises its own error types

@@ -257,7 +257,9 @@ def assign_weights(model: keras.Model, weights: Mapping[str, Sequence[np.ndarray
         try:
             return assign_weights_by_order(model, weights, source=source, adapt=adapt)
         except WeightsMismatchError as by_order:
-            raise WeightsMismatchError(f"{by_name}\nMatching by position (Keras 2 style) failed too: {by_order}") from None
+            raise WeightsMismatchError(
+                f"{by_name}\nMatching by position (Keras 2 style) failed too: {by_order}"
+            ) from None
 
 # ---- layers that 1.0.1 left unnamed ----------------------------------------------------------------------
 _AUTO_NAME_KIND = re.compile(r"^(?P<kind>[a-z0-9_]+?)(_\d+)?$")

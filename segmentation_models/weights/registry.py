@@ -94,7 +94,9 @@ def _load_env_registry() -> None:
                 item.get("filename"), item.get("format", "keras-h5"), source=f"{REGISTRY_ENV}:{path}",
             )
         except KeyError as err:
-            raise ValueError(f"{path}: each entry needs 'backbone' and 'url' (and usually 'hash'); missing {err}") from err
+            raise ValueError(
+                f"{path}: each entry needs 'backbone' and 'url' (and usually 'hash'); missing {err}"
+            ) from err
     _loaded_env_file = path
 
 
@@ -104,7 +106,11 @@ def get_weights_entry(backbone: str, name: str) -> WeightsEntry:
     entry = _WEIGHTS.get((backbone, name))
     if entry is None:
         names = sorted(n for b, n in _WEIGHTS if b == backbone)
-        have = f"available for {backbone!r}: {names}" if names else f"no pretrained weights are registered for {backbone!r}"
+        have = (
+            f"available for {backbone!r}: {names}"
+            if names
+            else f"no pretrained weights are registered for {backbone!r}"
+        )
         raise ValueError(
             f"No {name!r} weights for backbone {backbone!r} ({have}). Use encoder_weights=None for random "
             "initialisation, a path to a weights file, or segmentation_models.weights.register_weights(...)."
@@ -170,9 +176,18 @@ for _bb, _sha256 in {  # efficientnet 1.0.0 WEIGHTS_HASHES (no-top, autoaugment)
 # Only files whose published sha256 could be verified are registered (mit_b0/b2/b4: none yet).
 _HF = "https://huggingface.co/nvidia/{repo}/resolve/{commit}/model.safetensors"
 for _bb, (_commit, _sha256) in {
-    "mit_b1": ("44575a0572f5374ed1e5b4e46ec8276222f6ffe8", "4c19537dff32bbaa876174c371759ac1046c980bbf8096273bb03261429bdce1"),
-    "mit_b3": ("4c2f314b6a213100cb822264a737f39d1ce062b8", "8de18cbe1efd929b0caa6b54edb92a4524e10e4d6f9468645933af15f5b2923e"),
-    "mit_b5": ("8c15ac959fdc3130572f9320d6955cef46046a72", "ce3ad22d97c4352b2f28a5a732f547de19b9a03a8be2e769e12ff07c34febec0"),
+    "mit_b1": (
+        "44575a0572f5374ed1e5b4e46ec8276222f6ffe8",
+        "4c19537dff32bbaa876174c371759ac1046c980bbf8096273bb03261429bdce1",
+    ),
+    "mit_b3": (
+        "4c2f314b6a213100cb822264a737f39d1ce062b8",
+        "8de18cbe1efd929b0caa6b54edb92a4524e10e4d6f9468645933af15f5b2923e",
+    ),
+    "mit_b5": (
+        "8c15ac959fdc3130572f9320d6955cef46046a72",
+        "ce3ad22d97c4352b2f28a5a732f547de19b9a03a8be2e769e12ff07c34febec0",
+    ),
 }.items():
     register_weights(
         _bb, "imagenet", _HF.format(repo=_bb.replace("_", "-"), commit=_commit), _sha256,
@@ -220,21 +235,47 @@ for _bb, _file, _hash in [
     ("efficientnetv2s", "efficientnet_v2/efficientnetv2-s_notop.h5", "af0682fb74e8c54910f2d4393339c070"),
     ("efficientnetv2m", "efficientnet_v2/efficientnetv2-m_notop.h5", "1b8dc055df72dde80d614482840fe342"),
     ("efficientnetv2l", "efficientnet_v2/efficientnetv2-l_notop.h5", "b0b66b5c863aef5b46e8608fe1711615"),
-    ("convnext_tiny", "convnext/convnext_tiny_notop.h5",
-     "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1"),
-    ("convnext_small", "convnext/convnext_small_notop.h5",
-     "6fc8009faa2f00c1c1dfce59feea9b0745eb260a7dd11bee65c8e20843da6eab"),
-    ("convnext_base", "convnext/convnext_base_notop.h5",
-     "40a20c5548a5e9202f69735ecc06c990e6b7c9d2de39f0361e27baeb24cb7c45"),
-    ("convnext_large", "convnext/convnext_large_notop.h5",
-     "96f02b6f0753d4f543261bc9d09bed650f24dd6bc02ddde3066135b63d23a1cd"),
-    ("mobilenetv3small", "mobilenet_v3/weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
-     "d3e8ec802a04aa4fc771ee12a9a9b836"),
-    ("mobilenetv3large", "mobilenet_v3/weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
-     "07fb09a5933dd0c8eaafa16978110389"),
+    (
+        "convnext_tiny",
+        "convnext/convnext_tiny_notop.h5",
+        "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1",
+    ),
+    (
+        "convnext_small",
+        "convnext/convnext_small_notop.h5",
+        "6fc8009faa2f00c1c1dfce59feea9b0745eb260a7dd11bee65c8e20843da6eab",
+    ),
+    (
+        "convnext_base",
+        "convnext/convnext_base_notop.h5",
+        "40a20c5548a5e9202f69735ecc06c990e6b7c9d2de39f0361e27baeb24cb7c45",
+    ),
+    (
+        "convnext_large",
+        "convnext/convnext_large_notop.h5",
+        "96f02b6f0753d4f543261bc9d09bed650f24dd6bc02ddde3066135b63d23a1cd",
+    ),
+    (
+        "mobilenetv3small",
+        "mobilenet_v3/weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+        "d3e8ec802a04aa4fc771ee12a9a9b836",
+    ),
+    (
+        "mobilenetv3large",
+        "mobilenet_v3/weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+        "07fb09a5933dd0c8eaafa16978110389",
+    ),
     ("resnet50v2", "resnet/resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", "fac2f116257151a9d068a22e544a4917"),
-    ("resnet101v2", "resnet/resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5", "c0ed64b8031c3730f411d2eb4eea35b5"),
-    ("resnet152v2", "resnet/resnet152v2_weights_tf_dim_ordering_tf_kernels_notop.h5", "ed17cf2e0169df9d443503ef94b23b33"),
+    (
+        "resnet101v2",
+        "resnet/resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "c0ed64b8031c3730f411d2eb4eea35b5",
+    ),
+    (
+        "resnet152v2",
+        "resnet/resnet152v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "ed17cf2e0169df9d443503ef94b23b33",
+    ),
     ("xception", "xception/xception_weights_tf_dim_ordering_tf_kernels_notop.h5", "b0042744bf5b25fce3cb969f33bebb97"),
 ]:
     register_weights(_bb, "imagenet", _KA + _file, _hash, source=_KA_SOURCE)
