@@ -100,9 +100,12 @@ def test_binary_losses_match_numpy():
            multi="multilabel")
     cases = [c for c in BINARY_CASES if c[1] != "multiclass"]
     for per_image in (False, True):
-        _check(cases, lambda o: L.LovaszLoss(per_image=per_image, **o),
-               lambda y, p, m, o: ref.lovasz_hinge(y, p, m, per_image, **_ref_opts(o, "from_logits", "ignore_index")),
-               multi="multilabel")
+        _check(
+            cases,
+            lambda o: L.LovaszLoss(per_image=per_image, **o),  # noqa: B023  (called in this iteration)
+            lambda y, p, m, o: ref.lovasz_hinge(y, p, m, per_image, **_ref_opts(o, "from_logits", "ignore_index")),  # noqa: B023  (called in this iteration)
+            multi="multilabel",
+        )
 
 
 def test_categorical_losses_match_numpy():
@@ -115,8 +118,11 @@ def test_categorical_losses_match_numpy():
     _check(soft, lambda o: L.SoftCELoss(smooth_factor=0.1, **o),
            lambda y, p, m, o: ref.soft_ce(y, p, 0.1, **_ref_opts(o, "class_weights", "from_logits", "ignore_index")))
     for per_image in (False, True):
-        _check(CATEGORICAL_CASES, lambda o: L.LovaszLoss(per_image=per_image, **_ref_opts(o, *cat[1:])),
-               lambda y, p, m, o: ref.lovasz_softmax(y, p, per_image, **_ref_opts(o, *cat[1:])))
+        _check(
+            CATEGORICAL_CASES,
+            lambda o: L.LovaszLoss(per_image=per_image, **_ref_opts(o, *cat[1:])),  # noqa: B023  (called in this iteration)
+            lambda y, p, m, o: ref.lovasz_softmax(y, p, per_image, **_ref_opts(o, *cat[1:])),  # noqa: B023  (called in this iteration)
+        )
 
 
 def test_soft_labels_and_label_smoothing():
@@ -259,7 +265,7 @@ def test_gradients_are_finite_on_edge_cases(dtype):
         if "ignore" in loss_name:
             cases["all-ignored"] = (np.full(shape, 255.0, "float32"), uniform)
         for case, (y, p) in cases.items():
-            g = _grad(lambda v: loss(y, v), keras.ops.convert_to_tensor(p, dtype=dtype))
+            g = _grad(lambda v: loss(y, v), keras.ops.convert_to_tensor(p, dtype=dtype))  # noqa: B023  (called in this iteration)
             if not np.isfinite(g).all():
                 bad.append((loss_name, case))
     assert not bad, f"non-finite gradients ({dtype}): {bad}"
@@ -373,7 +379,7 @@ def test_fractional_and_per_image_weights():
     assert float(L.dice_loss(dense, p, sample_weight=zeros)) == pytest.approx(0.0, abs=1e-6)
     for case in pick(["all-zero", "fractional"], ["fractional"]):
         weights = zeros if case == "all-zero" else w
-        g = _grad(lambda v: cce_dice(dense, v, sample_weight=weights), keras.ops.convert_to_tensor(p))
+        g = _grad(lambda v: cce_dice(dense, v, sample_weight=weights), keras.ops.convert_to_tensor(p))  # noqa: B023  (called in this iteration)
         assert np.isfinite(g).all() and (g[weights == 0] == 0).all()
 
 

@@ -523,7 +523,7 @@ def test_relu_overwrites_its_input_only_where_safe(keras_kernels, monkeypatch):
         overwritten.clear()
         fast = run(training)
         assert len(overwritten) == len(marked)
-        ref = keras_kernels(lambda: run(training))
+        ref = keras_kernels(lambda: run(training))  # noqa: B023  (called in this iteration)
         np.testing.assert_array_equal(fast[3], x)  # the model input is never overwritten
         for a, b in zip(fast[0] + [fast[1]] + fast[2], ref[0] + [ref[1]] + ref[2]):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -711,12 +711,13 @@ def test_the_packages_stateless_layers_are_called_directly(keras_kernels, monkey
         batch = x[:, :model.input_shape[1] or 70, :model.input_shape[2] or 70]  # Unet: 70x70, padded to 96
         calls = []
         original = keras.layers.Layer.__call__
-        monkeypatch.setattr(keras.layers.Layer, "__call__",
-                            lambda self, *a, **k: calls.append(self) or original(self, *a, **k))
+        monkeypatch.setattr(
+            keras.layers.Layer, "__call__", lambda self, *a, **k: calls.append(self) or original(self, *a, **k)  # noqa: B023  (called in this iteration)
+        )
         fast = _np(model(batch, training=False))
         monkeypatch.undo()
         assert [layer.name for layer in calls] == [model.name]
-        np.testing.assert_allclose(fast, keras_kernels(lambda: _np(model(batch, training=False))), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(fast, keras_kernels(lambda: _np(model(batch, training=False))), rtol=1e-5, atol=1e-5)  # noqa: B023  (called in this iteration)
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])

@@ -83,8 +83,10 @@ def _install(force: bool = False) -> bool:
         scoped = getattr(module, "REPLACEMENTS", {})
         entries = getattr(module, "ENTRIES", {})
         _STATE["installed"] += _patches.install(
-            module.TARGET_PATHS, {**scoped, **entries},
-            lambda name, fast: fast if name in entries else _patches.scoped(name, fast, _context.active))
+            module.TARGET_PATHS,
+            {**scoped, **entries},
+            lambda name, fast: fast if name in entries else _patches.scoped(name, fast, _context.active),  # noqa: B023  (called in this iteration)
+        )
     return bool(_STATE["installed"])
 
 
