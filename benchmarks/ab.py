@@ -14,6 +14,7 @@ machine load hits both sides; it prints median(A)/median(B) time ratios (>1: B i
 
 Options: --backbone resnet34 --size 128 --batch 4 --steps 6.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,14 @@ def report(title: str, medians: dict, baseline: str) -> dict:
 def _model(args, **kw):
     import segmentation_models as sm
 
-    return sm.Unet(args.backbone, input_shape=(args.size, args.size, 3), classes=1, activation="sigmoid",
-                   encoder_weights=None, **kw)
+    return sm.Unet(
+        args.backbone,
+        input_shape=(args.size, args.size, 3),
+        classes=1,
+        activation="sigmoid",
+        encoder_weights=None,
+        **kw,
+    )
 
 
 def _data(args):
@@ -82,12 +89,21 @@ def exp_tf_jit(args):
     m_auto = models["auto"]
     m_auto.make_train_function()
     print(f"jit_compile='auto' resolves to {m_auto.jit_compile!r} here", flush=True)
-    report("tf predict batch", alternate({k: (lambda m=m: m.predict_on_batch(x)) for k, m in models.items()},
-                                         args.steps), "auto")
-    report("tf predict b1", alternate({k: (lambda m=m: m.predict_on_batch(x[:1])) for k, m in models.items()},
-                                      args.steps), "auto")
-    report("tf train step", alternate({k: (lambda m=m: m.train_on_batch(x, y)) for k, m in models.items()},
-                                      args.steps), "auto")
+    report(
+        "tf predict batch",
+        alternate({k: (lambda m=m: m.predict_on_batch(x)) for k, m in models.items()}, args.steps),
+        "auto",
+    )
+    report(
+        "tf predict b1",
+        alternate({k: (lambda m=m: m.predict_on_batch(x[:1])) for k, m in models.items()}, args.steps),
+        "auto",
+    )
+    report(
+        "tf train step",
+        alternate({k: (lambda m=m: m.train_on_batch(x, y)) for k, m in models.items()}, args.steps),
+        "auto",
+    )
 
 
 def fold_batchnorm(model):
@@ -129,10 +145,15 @@ def fold_batchnorm(model):
         target = folded.get_layer(layer.name)
         if layer.name in fold:
             bn = fold[layer.name]
-            gamma, beta, mean, var = (np.asarray(keras.ops.convert_to_numpy(w)) for w in
-                                      (bn.gamma if bn.scale else keras.ops.ones(bn.moving_mean.shape),
-                                       bn.beta if bn.center else keras.ops.zeros(bn.moving_mean.shape),
-                                       bn.moving_mean, bn.moving_variance))
+            gamma, beta, mean, var = (
+                np.asarray(keras.ops.convert_to_numpy(w))
+                for w in (
+                    bn.gamma if bn.scale else keras.ops.ones(bn.moving_mean.shape),
+                    bn.beta if bn.center else keras.ops.zeros(bn.moving_mean.shape),
+                    bn.moving_mean,
+                    bn.moving_variance,
+                )
+            )
             scale = gamma / np.sqrt(var + bn.epsilon)
             weights = layer.get_weights()
             bias = weights[1] if len(weights) > 1 else np.zeros_like(mean)
@@ -158,12 +179,21 @@ def exp_bn_fold(args):
     folded, n = fold_batchnorm(model)
     err = float(np.abs(model.predict_on_batch(x) - folded.predict_on_batch(x)).max())
     print(f"folded {n} BatchNormalization layers; max |difference| of predictions {err:.2e}", flush=True)
-    report(f"{keras.backend.backend()} predict batch (bn-fold)",
-           alternate({"as_built": lambda: model.predict_on_batch(x), "folded": lambda: folded.predict_on_batch(x)},
-                     args.steps), "as_built")
-    report(f"{keras.backend.backend()} predict b1 (bn-fold)",
-           alternate({"as_built": lambda: model.predict_on_batch(x[:1]),
-                      "folded": lambda: folded.predict_on_batch(x[:1])}, args.steps), "as_built")
+    report(
+        f"{keras.backend.backend()} predict batch (bn-fold)",
+        alternate(
+            {"as_built": lambda: model.predict_on_batch(x), "folded": lambda: folded.predict_on_batch(x)}, args.steps
+        ),
+        "as_built",
+    )
+    report(
+        f"{keras.backend.backend()} predict b1 (bn-fold)",
+        alternate(
+            {"as_built": lambda: model.predict_on_batch(x[:1]), "folded": lambda: folded.predict_on_batch(x[:1])},
+            args.steps,
+        ),
+        "as_built",
+    )
 
 
 def exp_torch_layout(args):
@@ -187,8 +217,17 @@ def exp_torch_layout(args):
         layout = sum(v for k, v in totals.items() if k in ("aten::copy_", "aten::clone", "aten::contiguous"))
         conv = sum(v for k, v in totals.items() if "convolution" in k or "conv2d" in k or k.startswith("aten::mkldnn"))
         top = sorted(totals.items(), key=lambda kv: -kv[1])[:8]
-        print(json.dumps({"experiment": f"torch-layout {name}", "copy_share": layout / total,
-                          "conv_share": conv / total, "top_ops_ms": {k: v / 1e3 for k, v in top}}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "experiment": f"torch-layout {name}",
+                    "copy_share": layout / total,
+                    "conv_share": conv / total,
+                    "top_ops_ms": {k: v / 1e3 for k, v in top},
+                }
+            ),
+            flush=True,
+        )
     # the same convolution three ways: Keras (NHWC in, permuted inside), torch NCHW, torch channels_last
     conv = keras.layers.Conv2D(64, 3, padding="same", use_bias=False)
     xs = torch.rand(args.batch, args.size // 2, args.size // 2, 64)
@@ -197,11 +236,18 @@ def exp_torch_layout(args):
     xn = xs.permute(0, 3, 1, 2).contiguous()
     xcl = xn.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        report("torch conv 64->64 3x3", alternate({
-            "keras_nhwc": lambda: conv(xs),
-            "torch_nchw": lambda: torch.nn.functional.conv2d(xn, w, padding=1),
-            "torch_channels_last": lambda: torch.nn.functional.conv2d(xcl, w, padding=1),
-        }, args.steps * 3), "keras_nhwc")
+        report(
+            "torch conv 64->64 3x3",
+            alternate(
+                {
+                    "keras_nhwc": lambda: conv(xs),
+                    "torch_nchw": lambda: torch.nn.functional.conv2d(xn, w, padding=1),
+                    "torch_channels_last": lambda: torch.nn.functional.conv2d(xcl, w, padding=1),
+                },
+                args.steps * 3,
+            ),
+            "keras_nhwc",
+        )
 
 
 def exp_torch_kernels(args):
@@ -225,19 +271,28 @@ def exp_torch_kernels(args):
         def call():
             with contextlib.nullcontext() if fast else accel.disabled():
                 return fn()
+
         return call
 
-    for name, fn in (("predict batch", lambda: model.predict_on_batch(x)),
-                     ("predict b1", lambda: model.predict_on_batch(x[:1]))):
+    for name, fn in (
+        ("predict batch", lambda: model.predict_on_batch(x)),
+        ("predict b1", lambda: model.predict_on_batch(x[:1])),
+    ):
         if name == "predict batch":
             a, b = with_kernels(fn, False)(), with_kernels(fn, True)()
             print(f"max |difference| of predictions {float(np.abs(a - b).max()):.2e}", flush=True)
-        report(f"torch {name} (kernels)", alternate(
-            {"keras": with_kernels(fn, False), "fast": with_kernels(fn, True)}, args.steps), "keras")
+        report(
+            f"torch {name} (kernels)",
+            alternate({"keras": with_kernels(fn, False), "fast": with_kernels(fn, True)}, args.steps),
+            "keras",
+        )
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="binary_crossentropy")
     train = lambda: model.train_on_batch(x, y)  # noqa: E731
-    report("torch train step (kernels)", alternate(
-        {"keras": with_kernels(train, False), "fast": with_kernels(train, True)}, args.steps), "keras")
+    report(
+        "torch train step (kernels)",
+        alternate({"keras": with_kernels(train, False), "fast": with_kernels(train, True)}, args.steps),
+        "keras",
+    )
 
 
 def exp_tf_kernels(args):
@@ -266,8 +321,11 @@ def exp_tf_kernels(args):
     models["fused"].set_weights(models["keras"].get_weights())
     a, b = (np.asarray(m.predict_on_batch(x)) for m in models.values())
     print(f"max |difference| of predictions {float(np.abs(a - b).max()):.2e}", flush=True)
-    calls = (("predict batch", lambda m: m.predict_on_batch(x)), ("predict b1", lambda m: m.predict_on_batch(x[:1])),
-             ("train step", lambda m: m.train_on_batch(x, y)))
+    calls = (
+        ("predict batch", lambda m: m.predict_on_batch(x)),
+        ("predict b1", lambda m: m.predict_on_batch(x[:1])),
+        ("train step", lambda m: m.train_on_batch(x, y)),
+    )
     for name, call in calls:
         report(
             f"tf {name} (fused batch norm)",
@@ -303,13 +361,18 @@ def exp_torch_recompute(args):
         def call():
             os.environ["SM_TORCH_RECOMPUTE"] = flag
             return model.train_on_batch(x, y)
+
         return call
 
     try:
-        print(f"activations kept for the backward pass: {kept_mb(False):.0f} MB with BN outputs kept, "
-              f"{kept_mb(True):.0f} MB with them recomputed (parameters excluded)", flush=True)
-        report("torch train step (BN outputs)", alternate({"kept": step("0"), "recomputed": step("1")}, args.steps),
-               "kept")
+        print(
+            f"activations kept for the backward pass: {kept_mb(False):.0f} MB with BN outputs kept, "
+            f"{kept_mb(True):.0f} MB with them recomputed (parameters excluded)",
+            flush=True,
+        )
+        report(
+            "torch train step (BN outputs)", alternate({"kept": step("0"), "recomputed": step("1")}, args.steps), "kept"
+        )
     finally:
         os.environ.pop("SM_TORCH_RECOMPUTE", None)
 
@@ -330,8 +393,11 @@ def exp_upsampling(args):
     def run(layer):
         return lambda: keras.ops.convert_to_numpy(layer(x))
 
-    report(f"{keras.backend.backend()} upsampling (eager)", alternate(
-        {"nearest": run(near), "bilinear": run(bil), "nearest+conv3x3": run(block)}, args.steps * 3), "nearest")
+    report(
+        f"{keras.backend.backend()} upsampling (eager)",
+        alternate({"nearest": run(near), "bilinear": run(bil), "nearest+conv3x3": run(block)}, args.steps * 3),
+        "nearest",
+    )
 
 
 def exp_onnx(args):
@@ -348,19 +414,36 @@ def exp_onnx(args):
     model = _model(args)
     with tempfile.TemporaryDirectory() as tmp:
         result = export_model(model, Path(tmp) / "model.onnx")
-        print(f"exported in {result.seconds:.1f} s with {result.converter}; max |difference| "
-              f"{result.max_abs_diff:.1e}", flush=True)
+        print(
+            f"exported in {result.seconds:.1f} s with {result.converter}; max |difference| {result.max_abs_diff:.1e}",
+            flush=True,
+        )
         session = onnxruntime.InferenceSession(str(Path(tmp) / "model.onnx"), providers=["CPUExecutionProvider"])
     model.predict_on_batch(x), model.predict_on_batch(x[:1])  # traced here
     for name, batch in (("predict batch", x), ("predict b1", x[:1])):
-        report(f"{keras.backend.backend()} {name} vs onnxruntime", alternate(
-            {"keras": lambda b=batch: model.predict_on_batch(b),
-             "onnxruntime": lambda b=batch: session.run(None, {"image": b})}, args.steps), "keras")
+        report(
+            f"{keras.backend.backend()} {name} vs onnxruntime",
+            alternate(
+                {
+                    "keras": lambda b=batch: model.predict_on_batch(b),
+                    "onnxruntime": lambda b=batch: session.run(None, {"image": b}),
+                },
+                args.steps,
+            ),
+            "keras",
+        )
 
 
-EXPERIMENTS = {"tf-jit": exp_tf_jit, "bn-fold": exp_bn_fold, "torch-layout": exp_torch_layout,
-               "torch-kernels": exp_torch_kernels, "tf-kernels": exp_tf_kernels, "torch-recompute": exp_torch_recompute,
-               "upsampling": exp_upsampling, "onnx": exp_onnx}
+EXPERIMENTS = {
+    "tf-jit": exp_tf_jit,
+    "bn-fold": exp_bn_fold,
+    "torch-layout": exp_torch_layout,
+    "torch-kernels": exp_torch_kernels,
+    "tf-kernels": exp_tf_kernels,
+    "torch-recompute": exp_torch_recompute,
+    "upsampling": exp_upsampling,
+    "onnx": exp_onnx,
+}
 
 
 def main(argv=None) -> int:

@@ -29,6 +29,7 @@ training seconds of each.
 
 Writes ``<output>/accuracy.json`` and prints a markdown table (docs/benchmarks.md, "Accuracy side by side").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,15 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "camvid"
 CONTENDERS = ("ours", "smp")
 CALIBRATION_EPOCHS = 2  # equal wall-clock mode: the last one's time is the contender's epoch time
 # --quick: a few steps on small crops, whole pipeline (train, validation, best epoch, test scoring)
-QUICK = {"epochs": 1, "scale": 0.25, "crop": "64", "batch_size": 2, "steps_per_epoch": 3, "val_steps": 1,
-         "eval_limit": 4}
+QUICK = {
+    "epochs": 1,
+    "scale": 0.25,
+    "crop": "64",
+    "batch_size": 2,
+    "steps_per_epoch": 3,
+    "val_steps": 1,
+    "eval_limit": 4,
+}
 
 
 def _cores() -> int:
@@ -68,12 +76,42 @@ def _cores() -> int:
 # ----------------------------------------------------------------------------------------- the protocol
 def cli_train_argv(args: argparse.Namespace, output: Path) -> list[str]:
     """The `segmentation-models train` arguments of the protocol (also parsed to configure the SMP side)."""
-    argv = ["train", "--data", str(args.data), "--arch", "unet", "--backbone", args.backbone,
-            "--encoder-weights", "none", "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-            "--lr", repr(args.lr), "--schedule", args.schedule, "--optimizer", "adam",
-            "--loss", "categorical_crossentropy", "--metrics", "mean_iou", "--scale", repr(args.scale),
-            "--seed", str(args.seed), "--workers", str(args.workers), "--overlays", str(args.overlays),
-            "--output", str(output), "--overwrite"]
+    argv = [
+        "train",
+        "--data",
+        str(args.data),
+        "--arch",
+        "unet",
+        "--backbone",
+        args.backbone,
+        "--encoder-weights",
+        "none",
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--lr",
+        repr(args.lr),
+        "--schedule",
+        args.schedule,
+        "--optimizer",
+        "adam",
+        "--loss",
+        "categorical_crossentropy",
+        "--metrics",
+        "mean_iou",
+        "--scale",
+        repr(args.scale),
+        "--seed",
+        str(args.seed),
+        "--workers",
+        str(args.workers),
+        "--overlays",
+        str(args.overlays),
+        "--output",
+        str(output),
+        "--overwrite",
+    ]
     if args.crop:
         argv += ["--crop", args.crop]
     if args.steps_per_epoch:
@@ -84,8 +122,17 @@ def cli_train_argv(args: argparse.Namespace, output: Path) -> list[str]:
 
 
 def cli_evaluate_argv(args: argparse.Namespace, run_folder: Path) -> list[str]:
-    argv = ["evaluate", str(run_folder), "--split", "test", "--output", str(run_folder / "eval-test"),
-            "--workers", str(args.workers), "--quiet"]
+    argv = [
+        "evaluate",
+        str(run_folder),
+        "--split",
+        "test",
+        "--output",
+        str(run_folder / "eval-test"),
+        "--workers",
+        str(args.workers),
+        "--quiet",
+    ]
     if args.eval_limit:
         argv += ["--limit", str(args.eval_limit)]
     return argv
@@ -178,8 +225,10 @@ def run_smp(args: argparse.Namespace, out: Path) -> dict:
     from segmentation_models.preprocessing import get_preprocessing
 
     if args.backbone not in SMP_ENCODERS:
-        raise ValueError(f"no SMP encoder mapped for {args.backbone!r} (benchmarks/worker.py SMP_ENCODERS has "
-                         f"{sorted(SMP_ENCODERS)})")
+        raise ValueError(
+            f"no SMP encoder mapped for {args.backbone!r} (benchmarks/worker.py SMP_ENCODERS has "
+            f"{sorted(SMP_ENCODERS)})"
+        )
     smp = import_smp()
     config = config_from_args(build_parser().parse_args(cli_train_argv(args, out)))
     tcfg = config["train"]
@@ -194,8 +243,15 @@ def run_smp(args: argparse.Namespace, out: Path) -> dict:
     classes = train_set.num_classes
     preprocessing = get_preprocessing(args.backbone)
     loader_kw = dict(preprocessing=preprocessing, scale=tcfg["scale"], workers=tcfg["workers"], seed=tcfg["seed"])
-    train_loader = data.SegmentationLoader(train_set, tcfg["batch_size"], training=True, crop_size=tcfg["crop"],
-                                           augment=tcfg["augment"], max_batches=tcfg["steps_per_epoch"], **loader_kw)
+    train_loader = data.SegmentationLoader(
+        train_set,
+        tcfg["batch_size"],
+        training=True,
+        crop_size=tcfg["crop"],
+        augment=tcfg["augment"],
+        max_batches=tcfg["steps_per_epoch"],
+        **loader_kw,
+    )
     val_loader = data.SegmentationLoader(val_set, tcfg["batch_size"], max_batches=tcfg["val_steps"], **loader_kw)
 
     encoder = SMP_ENCODERS[args.backbone]
@@ -234,12 +290,22 @@ def run_smp(args: argparse.Namespace, out: Path) -> dict:
         val_miou = common.scores_from_confusion(matrix, train_set.class_names)["mean_iou"]
         if val_miou is not None and (best is None or val_miou > best):
             best, best_state, best_epoch = val_miou, copy.deepcopy(model.state_dict()), epoch + 1
-        history.append({"epoch": epoch + 1, "lr": lr, "loss": float(np.mean(losses)), "val_mean_iou": val_miou,
-                        "seconds": round(time.perf_counter() - epoch_started, 2)})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "lr": lr,
+                "loss": float(np.mean(losses)),
+                "val_mean_iou": val_miou,
+                "seconds": round(time.perf_counter() - epoch_started, 2),
+            }
+        )
         common.write_json(out / "history.json", history)
         shown = "-" if val_miou is None else f"{val_miou:.4f}"
-        print(f"smp epoch {epoch + 1}/{tcfg['epochs']}: loss {history[-1]['loss']:.4f} val mIoU {shown} "
-              f"({history[-1]['seconds']:.0f} s)", flush=True)
+        print(
+            f"smp epoch {epoch + 1}/{tcfg['epochs']}: loss {history[-1]['loss']:.4f} val mIoU {shown} "
+            f"({history[-1]['seconds']:.0f} s)",
+            flush=True,
+        )
     train_seconds = time.perf_counter() - started
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -249,11 +315,18 @@ def run_smp(args: argparse.Namespace, out: Path) -> dict:
     results = _test_scores(segmenter, args, config, preprocessing)
     (out / "eval-test").mkdir(exist_ok=True)
     common.write_json(out / "eval-test" / "results.json", results)
-    summary = {"epochs": len(history), "best_epoch": best_epoch, "best_val_mean_iou": best,
-               "seconds_this_session": round(train_seconds, 1), "steps_per_epoch": len(train_loader),
-               "encoder": encoder, "torch_threads": torch.get_num_threads(),
-               "input_standardisation": None if mean is None else {"mean": mean.tolist(), "std": std.tolist()},
-               "params": int(sum(p.numel() for p in model.parameters())), "config": config}
+    summary = {
+        "epochs": len(history),
+        "best_epoch": best_epoch,
+        "best_val_mean_iou": best,
+        "seconds_this_session": round(train_seconds, 1),
+        "steps_per_epoch": len(train_loader),
+        "encoder": encoder,
+        "torch_threads": torch.get_num_threads(),
+        "input_standardisation": None if mean is None else {"mean": mean.tolist(), "std": std.tolist()},
+        "params": int(sum(p.numel() for p in model.parameters())),
+        "config": config,
+    }
     common.write_json(out / "summary.json", summary)
     return summary
 
@@ -285,9 +358,15 @@ def _test_scores(segmenter, args, config: dict, preprocessing) -> dict:
         for (_, truth), prob in zip(pairs, probs):
             matrix += common.confusion_matrix(truth, prob.argmax(-1), classes)
     scores = common.scores_from_confusion(matrix, test_set.class_names)
-    return {"data": test_set.name, "images": len(test_set), "ignore_index": test_set.mask_format.ignore_index,
-            "seconds": round(time.perf_counter() - started, 1), **scores, "class_names": test_set.class_names,
-            "confusion_matrix": matrix.tolist()}
+    return {
+        "data": test_set.name,
+        "images": len(test_set),
+        "ignore_index": test_set.mask_format.ignore_index,
+        "seconds": round(time.perf_counter() - started, 1),
+        **scores,
+        "class_names": test_set.class_names,
+        "confusion_matrix": matrix.tolist(),
+    }
 
 
 # ----------------------------------------------------------------------------------------- orchestration
@@ -322,41 +401,91 @@ def run_ours(args: argparse.Namespace, out: Path) -> dict:
     history = json.loads((out / "history.json").read_text())
     results = json.loads((out / "eval-test" / "results.json").read_text())
     monitor = "val_mean_iou"
-    return _record("ours", f"segmentation_models (Keras 3, {args.keras_backend})", args.backbone, history,
-                   config["counts"]["steps_per_epoch"], summary["seconds_this_session"], wall,
-                   summary["best_epoch"], summary.get(f"best_{monitor}"), results, out,
-                   ["segmentation-models " + shlex.join(train_argv), "segmentation-models " + shlex.join(eval_argv)])
+    return _record(
+        "ours",
+        f"segmentation_models (Keras 3, {args.keras_backend})",
+        args.backbone,
+        history,
+        config["counts"]["steps_per_epoch"],
+        summary["seconds_this_session"],
+        wall,
+        summary["best_epoch"],
+        summary.get(f"best_{monitor}"),
+        results,
+        out,
+        ["segmentation-models " + shlex.join(train_argv), "segmentation-models " + shlex.join(eval_argv)],
+    )
 
 
 def run_smp_subprocess(args: argparse.Namespace, out: Path, argv: list[str]) -> dict:
     """`run_smp` in a fresh process (KERAS_BACKEND=torch: no TensorFlow loaded beside torch)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--smp-worker", str(out)]
     wall = _subprocess(cmd, _env(KERAS_BACKEND="torch"), out.parent / "logs" / "smp.log", args.timeout)
-    return smp_record(args, out, wall, ["KERAS_BACKEND=torch python benchmarks/accuracy.py " +
-                                        shlex.join([*argv, "--smp-worker", str(out)])])
+    return smp_record(
+        args,
+        out,
+        wall,
+        ["KERAS_BACKEND=torch python benchmarks/accuracy.py " + shlex.join([*argv, "--smp-worker", str(out)])],
+    )
 
 
 def smp_record(args: argparse.Namespace, out: Path, wall: float | None = None, commands: list[str] = ()) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     history = json.loads((out / "history.json").read_text())
     results = json.loads((out / "eval-test" / "results.json").read_text())
-    return _record("smp", "segmentation-models-pytorch 0.6.0 (torch)", summary["encoder"], history,
-                   summary["steps_per_epoch"], summary["seconds_this_session"], wall, summary["best_epoch"],
-                   summary["best_val_mean_iou"], results, out, list(commands), torch_threads=summary["torch_threads"])
+    return _record(
+        "smp",
+        "segmentation-models-pytorch 0.6.0 (torch)",
+        summary["encoder"],
+        history,
+        summary["steps_per_epoch"],
+        summary["seconds_this_session"],
+        wall,
+        summary["best_epoch"],
+        summary["best_val_mean_iou"],
+        results,
+        out,
+        list(commands),
+        torch_threads=summary["torch_threads"],
+    )
 
 
-def _record(contender, label, encoder, history, steps_per_epoch, train_s, wall_s, best_epoch, best_val, results,
-            folder, commands, **extra) -> dict:
+def _record(
+    contender,
+    label,
+    encoder,
+    history,
+    steps_per_epoch,
+    train_s,
+    wall_s,
+    best_epoch,
+    best_val,
+    results,
+    folder,
+    commands,
+    **extra,
+) -> dict:
     return {
-        "contender": contender, "label": label, "model": f"Unet-{encoder}", "epochs": len(history),
-        "steps_per_epoch": steps_per_epoch, "steps": steps_per_epoch * len(history),
-        "train_seconds": round(float(train_s), 1), "seconds_per_epoch": [r.get("seconds") for r in history],
-        "process_seconds": None if wall_s is None else round(wall_s, 1), "best_epoch": best_epoch,
-        "best_val_mean_iou": best_val, "final_train_loss": history[-1].get("loss"),
-        "test_mean_iou": results["mean_iou"], "test_pixel_accuracy": results.get("pixel_accuracy"),
-        "test_images": results["images"], "test_pixels": results["pixels"],
+        "contender": contender,
+        "label": label,
+        "model": f"Unet-{encoder}",
+        "epochs": len(history),
+        "steps_per_epoch": steps_per_epoch,
+        "steps": steps_per_epoch * len(history),
+        "train_seconds": round(float(train_s), 1),
+        "seconds_per_epoch": [r.get("seconds") for r in history],
+        "process_seconds": None if wall_s is None else round(wall_s, 1),
+        "best_epoch": best_epoch,
+        "best_val_mean_iou": best_val,
+        "final_train_loss": history[-1].get("loss"),
+        "test_mean_iou": results["mean_iou"],
+        "test_pixel_accuracy": results.get("pixel_accuracy"),
+        "test_images": results["images"],
+        "test_pixels": results["pixels"],
         "per_class_iou": {name: v["iou"] for name, v in results["per_class"].items()},
-        "folder": str(folder), "commands": commands, **extra,
+        "folder": str(folder),
+        "commands": commands,
+        **extra,
     }
 
 
@@ -367,8 +496,16 @@ def markdown_table(records: list[dict]) -> str:
     head = ["contender", "model", "epochs", "steps", "train time (s)", "best epoch", "test mIoU", *classes]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
-        row = [r["label"], r["model"], str(r["epochs"]), str(r["steps"]), f"{r['train_seconds']:.0f}",
-               str(r["best_epoch"]), fmt(r["test_mean_iou"]), *(fmt(r["per_class_iou"].get(c)) for c in classes)]
+        row = [
+            r["label"],
+            r["model"],
+            str(r["epochs"]),
+            str(r["steps"]),
+            f"{r['train_seconds']:.0f}",
+            str(r["best_epoch"]),
+            fmt(r["test_mean_iou"]),
+            *(fmt(r["per_class_iou"].get(c)) for c in classes),
+        ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -388,8 +525,15 @@ def calibrated(args: argparse.Namespace, argv: list[str], contender: str) -> tup
     fit."""
     probe_args = copy.copy(args)
     probe_args.epochs, probe_args.overlays, probe_args.eval_limit = CALIBRATION_EPOCHS, 0, 1
-    probe_argv = [*_without_options(argv, ("--epochs", "--minutes", "--overlays", "--eval-limit")),
-                  "--epochs", str(CALIBRATION_EPOCHS), "--overlays", "0", "--eval-limit", "1"]
+    probe_argv = [
+        *_without_options(argv, ("--epochs", "--minutes", "--overlays", "--eval-limit")),
+        "--epochs",
+        str(CALIBRATION_EPOCHS),
+        "--overlays",
+        "0",
+        "--eval-limit",
+        "1",
+    ]
     record = run_contender(probe_args, probe_argv, contender, args.output / "calibration" / contender)
     epoch_seconds = float(record["seconds_per_epoch"][-1])
     epochs = epochs_in_budget(args.minutes, epoch_seconds)
@@ -421,9 +565,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     p.add_argument("--backbone", default="resnet34", help=f"ours' backbone; SMP encoder by {SMP_ENCODERS}")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--minutes", type=float, default=None,
-                   help="equal wall-clock mode: each contender trains as many epochs as fit in this many minutes at "
-                        "its own speed (measured on a calibration epoch); replaces --epochs")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="equal wall-clock mode: each contender trains as many epochs as fit in this many minutes at "
+        "its own speed (measured on a calibration epoch); replaces --epochs",
+    )
     p.add_argument("--scale", type=float, default=0.5, help="resize factor of every image (default 0.5: 240x180)")
     p.add_argument("--crop", default=None, help="random training crop N or HxW (default: whole scaled images)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -435,13 +583,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-limit", type=int, default=None, help="score only the first N test images")
     p.add_argument("--workers", type=int, default=2, help="data loading threads (both contenders)")
     p.add_argument("--overlays", type=int, default=4, help="ours: validation overlays drawn after training")
-    p.add_argument("--keras-backend", choices=("tensorflow", "jax", "torch"), default="tensorflow",
-                   help="ours' Keras backend (default tensorflow, the CLI's default)")
+    p.add_argument(
+        "--keras-backend",
+        choices=("tensorflow", "jax", "torch"),
+        default="tensorflow",
+        help="ours' Keras backend (default tensorflow, the CLI's default)",
+    )
     p.add_argument("--torch-threads", type=int, default=_cores(), help="SMP: torch.set_num_threads (default: cores)")
     p.add_argument("--output", type=Path, default=Path("runs/accuracy"), help="folder for run folders and results")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed per subprocess")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke check: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    p.add_argument(
+        "--quick", action="store_true", help="smoke check: " + ", ".join(f"{k}={v}" for k, v in QUICK.items())
+    )
     p.add_argument("--smp-worker", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:  # the quick settings replace the defaults; options given explicitly still win
@@ -467,20 +620,31 @@ def main(argv=None) -> int:
         raise SystemExit(f"CamVid not found in {args.data} (give --data)")
     args.output.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/accuracy.py " + shlex.join(argv)
-    report = {"command": command, "protocol": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                                               if k not in ("smp_worker",)},
-              "machine": {"cores": _cores(), "load_average_start": os.getloadavg()}, "results": []}
+    report = {
+        "command": command,
+        "protocol": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("smp_worker",)
+        },
+        "machine": {"cores": _cores(), "load_average_start": os.getloadavg()},
+        "results": [],
+    }
     for contender in args.contenders:
         run_args, run_argv = args, argv
         if args.minutes is not None:
             run_args, run_argv, calibration = calibrated(args, argv, contender)
             report.setdefault("calibration", {})[contender] = calibration
-            print(f"{contender}: {calibration['epoch_seconds']:.0f} s per epoch -> {run_args.epochs} epoch(s) in "
-                  f"{args.minutes:g} minutes", flush=True)
+            print(
+                f"{contender}: {calibration['epoch_seconds']:.0f} s per epoch -> {run_args.epochs} epoch(s) in "
+                f"{args.minutes:g} minutes",
+                flush=True,
+            )
         print(f"{contender}: training (log in {args.output / 'logs'})", flush=True)
         record = run_contender(run_args, run_argv, contender, args.output / contender)
-        print(f"{contender}: test mIoU {record['test_mean_iou']:.4f} after {record['epochs']} epoch(s), "
-              f"{record['train_seconds']:.0f} s training", flush=True)
+        print(
+            f"{contender}: test mIoU {record['test_mean_iou']:.4f} after {record['epochs']} epoch(s), "
+            f"{record['train_seconds']:.0f} s training",
+            flush=True,
+        )
         report["results"].append(record)
         report["machine"]["load_average_end"] = os.getloadavg()
         (args.output / "accuracy.json").write_text(json.dumps(report, indent=2) + "\n")

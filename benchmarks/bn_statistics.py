@@ -17,6 +17,7 @@ Momentum changes only the moving averages (training normalises with batch statis
 statistics the weights and the scores are the same for any momentum; ``--momentum 0.99 0.9`` shows what it does
 to models used without re-estimation. Writes ``<output>/bn_statistics.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,16 +63,34 @@ def measure_run(run: Path, batches: list[int]) -> dict:
     config = json.loads((run / "config.json").read_text())
     tcfg = config["train"]
     train_set, val_set = open_train_val(config["data"], tcfg["seed"], skip_bad=True)
-    loader = data.SegmentationLoader(train_set, tcfg["batch_size"], preprocessing=get_preprocessing(
-        config["model"]["backbone"]), scale=tcfg["scale"], seed=tcfg["seed"], workers=1)
+    loader = data.SegmentationLoader(
+        train_set,
+        tcfg["batch_size"],
+        preprocessing=get_preprocessing(config["model"]["backbone"]),
+        scale=tcfg["scale"],
+        seed=tcfg["seed"],
+        workers=1,
+    )
     model = common.load_model(run / "best.keras")
     saved = [keras.ops.convert_to_numpy(w) for w in model.weights]
     momenta = sorted({layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)})
-    result = {"run": str(run), "momentum": momenta, "as_saved": val_miou(model, val_set, config),
-              "batch_statistics": val_miou(model, val_set, config, training=True)}
-    augmented = data.SegmentationLoader(train_set, tcfg["batch_size"], preprocessing=loader.preprocessing,
-                                        training=True, crop_size=tcfg["crop"], augment=tcfg["augment"],
-                                        scale=tcfg["scale"], seed=tcfg["seed"], workers=1)
+    result = {
+        "run": str(run),
+        "momentum": momenta,
+        "as_saved": val_miou(model, val_set, config),
+        "batch_statistics": val_miou(model, val_set, config, training=True),
+    }
+    augmented = data.SegmentationLoader(
+        train_set,
+        tcfg["batch_size"],
+        preprocessing=loader.preprocessing,
+        training=True,
+        crop_size=tcfg["crop"],
+        augment=tcfg["augment"],
+        scale=tcfg["scale"],
+        seed=tcfg["seed"],
+        workers=1,
+    )
     for source in ("plain", "augmented"):
         key = "recalibrated" if source == "plain" else "recalibrated_augmented"
         result[key] = []
@@ -80,10 +99,18 @@ def measure_run(run: Path, batches: list[int]) -> dict:
             started = time.perf_counter()
             used = recalibrate_batchnorm(model, loader.inference_batches(n) if source == "plain" else augmented, n)
             seconds = time.perf_counter() - started
-            result[key].append({"batches": used, "images": min(used * tcfg["batch_size"], len(train_set)),
-                                "seconds": round(seconds, 2), "val_mean_iou": val_miou(model, val_set, config)})
-            print(f"  {source} {n:3d} batches: val mIoU {result[key][-1]['val_mean_iou']:.4f} ({seconds:.1f} s)",
-                  flush=True)
+            result[key].append(
+                {
+                    "batches": used,
+                    "images": min(used * tcfg["batch_size"], len(train_set)),
+                    "seconds": round(seconds, 2),
+                    "val_mean_iou": val_miou(model, val_set, config),
+                }
+            )
+            print(
+                f"  {source} {n:3d} batches: val mIoU {result[key][-1]['val_mean_iou']:.4f} ({seconds:.1f} s)",
+                flush=True,
+            )
     return result
 
 
@@ -132,8 +159,10 @@ def main(argv=None) -> int:
         print(f"{run}:", flush=True)
         results.append(measure_run(run, args.batches))
         r = results[-1]
-        print(f"  as saved {r['as_saved']:.4f}, batch statistics {r['batch_statistics']:.4f} "
-              f"(momentum {r['momentum']})", flush=True)
+        print(
+            f"  as saved {r['as_saved']:.4f}, batch statistics {r['batch_statistics']:.4f} (momentum {r['momentum']})",
+            flush=True,
+        )
     (args.output / "bn_statistics.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"results: {args.output / 'bn_statistics.json'}")
     return 0

@@ -5,6 +5,7 @@ Bias additions, batch normalisation, activations, pooling, resizing and element-
 segmentation_models 1.0.1 running on tf.keras = Keras 3) and on torch modules (SMP), so every contender's
 count comes from its own graph.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,19 @@ def _spatial_and_channels(shape, data_format: str):
 def keras_layer_macs(layer) -> int:
     """Multiply-adds per image of one Keras layer (0 for layers that are not conv/dense)."""
     kind = type(layer).__name__
-    if kind not in ("Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "Conv1DTranspose", "Conv3DTranspose",
-                    "DepthwiseConv2D", "DepthwiseConv1D", "SeparableConv2D", "SeparableConv1D", "Dense"):
+    if kind not in (
+        "Conv1D",
+        "Conv2D",
+        "Conv3D",
+        "Conv2DTranspose",
+        "Conv1DTranspose",
+        "Conv3DTranspose",
+        "DepthwiseConv2D",
+        "DepthwiseConv1D",
+        "SeparableConv2D",
+        "SeparableConv1D",
+        "Dense",
+    ):
         return 0
     in_shape, out_shape = layer.input.shape, layer.output.shape
     if kind == "Dense":

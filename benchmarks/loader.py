@@ -29,6 +29,7 @@ one-hot), in process CPU milliseconds per batch.
     python benchmarks/loader.py --profile-only        # only the loader's stage profile (no model)
     KERAS_BACKEND=jax python benchmarks/loader.py --workers 2 --multiprocessing --json loader.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,17 +58,29 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--warmup", type=int, default=None, help="untimed steps at the start of each round (default 3; --quick 2)"
     )
     p.add_argument("--rounds", type=int, default=None, help="alternating rounds, best kept (default 3; --quick 2)")
-    p.add_argument("--settle", type=int, default=None,
-                   help="untimed steps on the in-memory batches before the first round: the process' own warm-up "
-                        "(kernel and allocator caches), which 3 warm-up steps do not cover (default 12; --quick 2)")
-    p.add_argument("--scale", type=float, default=None,
-                   help="resize images by this factor before cropping (default size/256: CamVid's 480x360 frames at "
-                        "full resolution for 256 crops, halved for 128)")
+    p.add_argument(
+        "--settle",
+        type=int,
+        default=None,
+        help="untimed steps on the in-memory batches before the first round: the process' own warm-up "
+        "(kernel and allocator caches), which 3 warm-up steps do not cover (default 12; --quick 2)",
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="resize images by this factor before cropping (default size/256: CamVid's 480x360 frames at "
+        "full resolution for 256 crops, halved for 128)",
+    )
     p.add_argument("--workers", type=int, default=None, help="loader workers (default: the CLI's default)")
     p.add_argument("--multiprocessing", action="store_true", help="worker processes instead of threads")
     p.add_argument("--max-queue-size", type=int, default=None, help="prefetched batches (default: the loader's)")
-    p.add_argument("--cache-mb", type=float, default=None,
-                   help="decoded-image cache (default: the CLI's); 0 measures reading every image from its file")
+    p.add_argument(
+        "--cache-mb",
+        type=float,
+        default=None,
+        help="decoded-image cache (default: the CLI's); 0 measures reading every image from its file",
+    )
     p.add_argument("--data", default=None, help="CamVid folder (default ../shared/data/camvid when present)")
     p.add_argument("--generated", action="store_true", help="use generated PNG files even when CamVid is present")
     p.add_argument("--profile-batches", type=int, default=4, help="batches profiled stage by stage (0: none)")
@@ -76,8 +89,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", default=None, help="write the result record here")
     args = p.parse_args(argv)
     quick = args.quick
-    for name, full, small in (("size", 256, 128), ("steps", 20, 4), ("warmup", 3, 2), ("rounds", 3, 2),
-                              ("settle", 12, 2)):
+    for name, full, small in (
+        ("size", 256, 128),
+        ("steps", 20, 4),
+        ("warmup", 3, 2),
+        ("rounds", 3, 2),
+        ("settle", 12, 2),
+    ):
         if getattr(args, name) is None:
             setattr(args, name, small if quick else full)
     if args.size % 32:
@@ -153,9 +171,19 @@ def make_loader(dataset, args):
     if args.max_queue_size is not None:
         kw["max_queue_size"] = args.max_queue_size
     return data.SegmentationLoader(
-        dataset, args.batch, preprocessing=get_preprocessing(args.backbone), training=True,
-        crop_size=(args.size, args.size), augment=True, scale=args.scale, workers=args.workers,
-        use_multiprocessing=args.multiprocessing, cache_mb=args.cache_mb, seed=0, **kw)
+        dataset,
+        args.batch,
+        preprocessing=get_preprocessing(args.backbone),
+        training=True,
+        crop_size=(args.size, args.size),
+        augment=True,
+        scale=args.scale,
+        workers=args.workers,
+        use_multiprocessing=args.multiprocessing,
+        cache_mb=args.cache_mb,
+        seed=0,
+        **kw,
+    )
 
 
 def profile_loader(loader, batches: int, cached: bool = False) -> dict:
@@ -222,8 +250,9 @@ class StepTimer:
 def fit_rate(model, source, args) -> tuple[float, float]:
     """(images per second, process CPU seconds per step) of the timed steps of one `fit` call on ``source``."""
     timer = StepTimer(args.warmup, args.steps)
-    model.fit(source, epochs=1, steps_per_epoch=args.warmup + args.steps, shuffle=False, verbose=0,
-              callbacks=[timer.callback])
+    model.fit(
+        source, epochs=1, steps_per_epoch=args.warmup + args.steps, shuffle=False, verbose=0, callbacks=[timer.callback]
+    )
     wall, cpu = timer.seconds()
     return args.batch * args.steps / wall, cpu / args.steps
 
@@ -236,11 +265,20 @@ def summarize_rounds(rates: dict[str, list[float]], cpu: dict[str, list[float]])
     best_memory, best_loader = max(rates["memory"]), max(rates["loader"])
     ratio = best_loader / best_memory
     paired = [b / a for a, b in zip(rates["memory"], rates["loader"])]
-    return dict(rates_in_memory=rates["memory"], rates_loader=rates["loader"], best_in_memory=best_memory,
-                best_loader=best_loader, ratio=ratio, target=TARGET, passed=ratio >= TARGET,
-                cpu_s_per_step_in_memory=cpu["memory"], cpu_s_per_step_loader=cpu["loader"],
-                cpu_ratio=min(cpu["memory"]) / min(cpu["loader"]),
-                paired_ratios=paired, median_paired_ratio=float(np.median(paired)))
+    return dict(
+        rates_in_memory=rates["memory"],
+        rates_loader=rates["loader"],
+        best_in_memory=best_memory,
+        best_loader=best_loader,
+        ratio=ratio,
+        target=TARGET,
+        passed=ratio >= TARGET,
+        cpu_s_per_step_in_memory=cpu["memory"],
+        cpu_s_per_step_loader=cpu["loader"],
+        cpu_ratio=min(cpu["memory"]) / min(cpu["loader"]),
+        paired_ratios=paired,
+        median_paired_ratio=float(np.median(paired)),
+    )
 
 
 def main(argv=None) -> int:
@@ -251,7 +289,6 @@ def main(argv=None) -> int:
 
     from segmentation_models.cli import train as cli_train
 
-
     defaults = cli_defaults()
     if args.workers is None:
         args.workers = defaults["workers"]
@@ -259,29 +296,52 @@ def main(argv=None) -> int:
     if args.cache_mb is None:
         args.cache_mb = defaults["cache_mb"]
     keras.utils.set_random_seed(0)
-    record = {"backend": keras.backend.backend(), "arch": args.arch, "backbone": args.backbone, "size": args.size,
-              "batch": args.batch, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
-              "settle": args.settle,
-              "scale": args.scale, "workers": args.workers, "multiprocessing": args.multiprocessing,
-              "cpus": os.cpu_count(), "load_before": load_average()}
+    record = {
+        "backend": keras.backend.backend(),
+        "arch": args.arch,
+        "backbone": args.backbone,
+        "size": args.size,
+        "batch": args.batch,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
+        "settle": args.settle,
+        "scale": args.scale,
+        "workers": args.workers,
+        "multiprocessing": args.multiprocessing,
+        "cpus": os.cpu_count(),
+        "load_before": load_average(),
+    }
     with tempfile.TemporaryDirectory(prefix="sm_loader_bench_") as tmp:
         dataset, source_name = open_dataset(args, Path(tmp))
         loader = make_loader(dataset, args)
-        record.update(data=source_name, max_queue_size=loader.max_queue_size, cache_mb=loader.cache_mb,
-                      loader_batches_per_epoch=len(loader))
+        record.update(
+            data=source_name,
+            max_queue_size=loader.max_queue_size,
+            cache_mb=loader.cache_mb,
+            loader_batches_per_epoch=len(loader),
+        )
         if len(loader) < args.warmup + args.steps:
-            raise SystemExit(f"{source_name} gives {len(loader)} batches of {args.batch}, fewer than warmup + steps "
-                             f"({args.warmup + args.steps}): lower --steps or use --generated")
-        print(f"backend {record['backend']}, {args.arch}-{args.backbone} {args.size}x{args.size} batch {args.batch}; "
-              f"data: {source_name}, scale {args.scale:g}; loader: {args.workers} "
-              f"{'processes' if args.multiprocessing else 'threads'}, queue {loader.max_queue_size}, "
-              f"cache {loader.cache_mb:g} MB; "
-              f"load average {record['load_before']}", flush=True)
+            raise SystemExit(
+                f"{source_name} gives {len(loader)} batches of {args.batch}, fewer than warmup + steps "
+                f"({args.warmup + args.steps}): lower --steps or use --generated"
+            )
+        print(
+            f"backend {record['backend']}, {args.arch}-{args.backbone} {args.size}x{args.size} batch {args.batch}; "
+            f"data: {source_name}, scale {args.scale:g}; loader: {args.workers} "
+            f"{'processes' if args.multiprocessing else 'threads'}, queue {loader.max_queue_size}, "
+            f"cache {loader.cache_mb:g} MB; "
+            f"load average {record['load_before']}",
+            flush=True,
+        )
 
         if args.profile_batches:
             record["loader_ms_per_batch"] = profile_loader(loader, args.profile_batches)
-            print("loader stages, CPU ms per batch, reading the files: "
-                  + ", ".join(f"{k} {v:.1f}" for k, v in record["loader_ms_per_batch"].items()), flush=True)
+            print(
+                "loader stages, CPU ms per batch, reading the files: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in record["loader_ms_per_batch"].items()),
+                flush=True,
+            )
 
         if loader.cache_mb:
             # what every epoch after the first sees: decoded images from the cache (steps after the first epoch)
@@ -290,12 +350,18 @@ def main(argv=None) -> int:
                 loader.decoded_sample(i)
             record["first_epoch_decode_s"] = round(time.perf_counter() - t0, 2)
             record["cached_samples"] = len(loader._cache)
-            print(f"first epoch's decoding: {record['first_epoch_decode_s']} s; {len(loader._cache)} of "
-                  f"{len(dataset)} samples cached ({loader._cache_bytes / 2**20:.0f} MB)", flush=True)
+            print(
+                f"first epoch's decoding: {record['first_epoch_decode_s']} s; {len(loader._cache)} of "
+                f"{len(dataset)} samples cached ({loader._cache_bytes / 2**20:.0f} MB)",
+                flush=True,
+            )
             if args.profile_batches:
                 record["loader_ms_per_batch_cached"] = profile_loader(loader, args.profile_batches, cached=True)
-                print("after the first epoch (cached): " + ", ".join(
-                    f"{k} {v:.1f}" for k, v in record["loader_ms_per_batch_cached"].items()), flush=True)
+                print(
+                    "after the first epoch (cached): "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in record["loader_ms_per_batch_cached"].items()),
+                    flush=True,
+                )
         if args.profile_only:
             if args.json:
                 Path(args.json).write_text(json.dumps(record, indent=1))
@@ -314,11 +380,15 @@ def main(argv=None) -> int:
             def __getitem__(self, i):
                 return fixed[i % len(fixed)]
 
-        model = cli_train.build_model({"arch": args.arch, "backbone": args.backbone, "encoder_weights": None},
-                                      dataset.num_classes)
+        model = cli_train.build_model(
+            {"arch": args.arch, "backbone": args.backbone, "encoder_weights": None}, dataset.num_classes
+        )
         tcfg = {"epochs": 1, "lr": 1e-3, "schedule": "cosine", "optimizer": "adam", "weight_decay": None}
-        model.compile(cli_train.make_optimizer(tcfg, 1000), loss=cli_train.get_loss("categorical_crossentropy"),
-                      metrics=cli_train.get_metrics(["mean_iou", "accuracy"], dataset.num_classes))
+        model.compile(
+            cli_train.make_optimizer(tcfg, 1000),
+            loss=cli_train.get_loss("categorical_crossentropy"),
+            metrics=cli_train.get_metrics(["mean_iou", "accuracy"], dataset.num_classes),
+        )
         t0 = time.perf_counter()
         model.fit(InMemoryBatches(), epochs=1, steps_per_epoch=2, shuffle=False, verbose=0)  # trace/compile
         record["compile_s"] = round(time.perf_counter() - t0, 1)
@@ -340,9 +410,12 @@ def main(argv=None) -> int:
                 rate, cpu_per_step = fit_rate(model, source, args)
                 rates[side].append(rate)
                 cpu[side].append(cpu_per_step)
-            print(f"round {r + 1}: in memory {rates['memory'][-1]:.2f} img/s ({cpu['memory'][-1]:.2f} CPU s/step), "
-                  f"loader {rates['loader'][-1]:.2f} img/s ({cpu['loader'][-1]:.2f} CPU s/step) "
-                  f"(load {load_average()})", flush=True)
+            print(
+                f"round {r + 1}: in memory {rates['memory'][-1]:.2f} img/s ({cpu['memory'][-1]:.2f} CPU s/step), "
+                f"loader {rates['loader'][-1]:.2f} img/s ({cpu['loader'][-1]:.2f} CPU s/step) "
+                f"(load {load_average()})",
+                flush=True,
+            )
 
     record.update(summarize_rounds(rates, cpu), load_after=load_average())
     workers = f"{args.workers} {'processes' if args.multiprocessing else 'threads'}"
@@ -354,10 +427,15 @@ def main(argv=None) -> int:
             f"(b) {min(cpu['loader']):.2f} s; (a)/(b) = {record['cpu_ratio']:.3f}"
             " (the ratio to expect where compute keeps every core busy)"
         )
-    print("ratio (b)/(a) of each round: " + ", ".join(f"{r:.3f}" for r in record["paired_ratios"])
-          + f"; median {record['median_paired_ratio']:.3f}")
-    print(f"ratio (b)/(a) = {record['ratio']:.3f}  {'PASS' if record['passed'] else 'FAIL'} (target >= {TARGET}); "
-          f"load average {record['load_after']}")
+    print(
+        "ratio (b)/(a) of each round: "
+        + ", ".join(f"{r:.3f}" for r in record["paired_ratios"])
+        + f"; median {record['median_paired_ratio']:.3f}"
+    )
+    print(
+        f"ratio (b)/(a) = {record['ratio']:.3f}  {'PASS' if record['passed'] else 'FAIL'} (target >= {TARGET}); "
+        f"load average {record['load_after']}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=1))
     return 0

@@ -11,6 +11,7 @@ while timing, so memory-bound operators are not charged page faults that the pro
     python benchmarks/op_times.py smp PAN resnet34                    # SMP 0.6's PAN (see benchmarks/smp_env.py)
     python benchmarks/op_times.py ours PAN resnet34 --phase infer --batch 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,7 @@ def build_step(contender: str, arch: str, backbone: str, size: int, batch: int, 
     from benchmarks.worker import SMP_ARCHITECTURES, SMP_ENCODERS
 
     smp = import_smp()
-    model = getattr(smp, SMP_ARCHITECTURES[arch])(encoder_name=SMP_ENCODERS[backbone], encoder_weights=None,
-                                                  classes=1)
+    model = getattr(smp, SMP_ARCHITECTURES[arch])(encoder_name=SMP_ENCODERS[backbone], encoder_weights=None, classes=1)
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
     yt = torch.from_numpy(y.transpose(0, 3, 1, 2).copy())
     if phase == "infer":
@@ -54,6 +54,7 @@ def build_step(contender: str, arch: str, backbone: str, size: int, batch: int, 
         def infer():
             with torch.inference_mode():
                 return model(xt).float().numpy()
+
         return infer
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -65,6 +66,7 @@ def build_step(contender: str, arch: str, backbone: str, size: int, batch: int, 
         loss.backward()
         optimizer.step()
         return loss.item()
+
     return train
 
 
@@ -118,19 +120,21 @@ def main(argv=None) -> int:
     wall, faults, seconds, calls = time_operators(step, args.steps)
     n = args.steps
     total = sum(seconds.values()) / n
-    print(f"{args.contender} {args.arch}-{args.backbone} {args.phase} {args.size}x{args.size} batch {args.batch}: "
-          f"{min(plain):.3f} s per step (best of {n}), {wall:.3f} s under the timing mode, operators "
-          f"{total:.3f} s, page faults {faults}")
+    print(
+        f"{args.contender} {args.arch}-{args.backbone} {args.phase} {args.size}x{args.size} batch {args.batch}: "
+        f"{min(plain):.3f} s per step (best of {n}), {wall:.3f} s under the timing mode, operators "
+        f"{total:.3f} s, page faults {faults}"
+    )
     by_op, op_calls = defaultdict(float), defaultdict(int)
     for (name, _), value in seconds.items():
         by_op[name] += value
     for (name, _), count in calls.items():
         op_calls[name] += count
     print("ms per step  calls  operator")
-    for name, value in sorted(by_op.items(), key=lambda kv: -kv[1])[:args.top]:
+    for name, value in sorted(by_op.items(), key=lambda kv: -kv[1])[: args.top]:
         print(f"{1e3 * value / n:11.1f}  {op_calls[name] // n:5d}  {name}")
     print("ms per step  calls  operator, first tensor's shape")
-    for key, value in sorted(seconds.items(), key=lambda kv: -kv[1])[:args.top]:
+    for key, value in sorted(seconds.items(), key=lambda kv: -kv[1])[: args.top]:
         print(f"{1e3 * value / n:11.1f}  {calls[key] // n:5d}  {key[0]} {key[1]}")
     return 0
 

@@ -15,6 +15,7 @@ same call of the others, so drift of the machine's speed hits both sides of a ra
 paired (the median over calls of the per-call time ratios). All contenders of a configuration are resident at
 once: at 512x512 that is 4-11 GB each.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,15 @@ GATE_PREFIX = "BENCH_GATE "
 # a few milliseconds before they sleep; the next contender starts after them
 TURN_PAUSE_S = 0.05
 
-CONTENDERS = ("ours-tensorflow", "ours-jax", "ours-torch", "ours-torch-retain", "sm101-tensorflow", "smp-torch",
-              "smp-torch-retain")
+CONTENDERS = (
+    "ours-tensorflow",
+    "ours-jax",
+    "ours-torch",
+    "ours-torch-retain",
+    "sm101-tensorflow",
+    "smp-torch",
+    "smp-torch-retain",
+)
 # -retain: glibc keeping freed memory (segmentation_models/accel/allocator.py). ours-torch-retain is ours as the
 # command line runs it (accel.enable(allocator=True); a Python user's opt-in); smp-torch-retain is SMP on the same
 # allocator setting, so the kernels alone are compared.
@@ -75,14 +83,15 @@ def run_worker(contender: str, worker_args: list[str], timeout: float, device: s
     cmd = [sys.executable, str(WORKER), "--contender", kind, *worker_args]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=str(ROOT), env=contender_env(contender, device), capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(
+            cmd, cwd=str(ROOT), env=contender_env(contender, device), capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return {"status": "error", "reason": f"timed out after {timeout:.0f} s"}
     wall = time.perf_counter() - t0
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            record = json.loads(line[len(RESULT_PREFIX):])
+            record = json.loads(line[len(RESULT_PREFIX) :])
             record["process_wall_s"] = wall
             return record
     tail = (proc.stdout[-1500:] + "\n" + proc.stderr[-3000:]).strip()
@@ -96,9 +105,16 @@ class GatedWorker:
         kind = contender.partition("-")[0]
         self.contender = contender
         self.stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), "--contender", kind, "--gated", *worker_args],
-                                     cwd=str(ROOT), env=contender_env(contender, device), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WORKER), "--contender", kind, "--gated", *worker_args],
+            cwd=str(ROOT),
+            env=contender_env(contender, device),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            bufsize=1,
+        )
         self.lines: queue.Queue = queue.Queue()
         self.tail: list[str] = []
         self.record: dict | None = None
@@ -127,9 +143,9 @@ class GatedWorker:
                     self.record = {"status": "error", "reason": f"exit code {self.proc.returncode}: {tail}"}
                 return None
             if line.startswith(GATE_PREFIX):
-                return line[len(GATE_PREFIX):]
+                return line[len(GATE_PREFIX) :]
             if line.startswith(RESULT_PREFIX):
-                self.record = json.loads(line[len(RESULT_PREFIX):])
+                self.record = json.loads(line[len(RESULT_PREFIX) :])
             else:
                 self.tail.append(line)
 
@@ -159,8 +175,10 @@ def run_interleaved(worker_args: dict[str, list[str]], timeout: float, device: s
             if worker.proc.poll() is None:
                 worker.proc.kill()
     wall = time.perf_counter() - t0
-    return {w.contender: dict(w.record or {"status": "error", "reason": "no record"}, interleaved=True,
-                              process_wall_s=wall) for w in workers}
+    return {
+        w.contender: dict(w.record or {"status": "error", "reason": "no record"}, interleaved=True, process_wall_s=wall)
+        for w in workers
+    }
 
 
 def paired_ratios(results: list[dict], ours: str, peer: str, config: tuple, phase: str) -> list[float]:
@@ -168,8 +186,11 @@ def paired_ratios(results: list[dict], ours: str, peer: str, config: tuple, phas
     the rounds: call i of one contender next to call i of the other."""
     rounds: dict[int, dict] = {}
     for r in results:
-        if (r.get("arch"), r.get("backbone"), r.get("size")) == config and r.get("interleaved") \
-                and r.get("status") == "ok":
+        if (
+            (r.get("arch"), r.get("backbone"), r.get("size")) == config
+            and r.get("interleaved")
+            and r.get("status") == "ok"
+        ):
             rounds.setdefault(r.get("round", 0), {})[r["contender_id"]] = r
     ratios = []
     for by in rounds.values():
@@ -226,11 +247,14 @@ def print_row(contender: str, record: dict, peak: float | None) -> None:
         print(f"  {contender:<17} {record.get('status', 'error').upper()}: {shown}", flush=True)
         return
     s = summarize(record, peak)
-    print(f"  {contender:<17} train {_fmt(s['train_ips']):>7} img/s | infer {_fmt(s['infer_ips']):>7} img/s | "
-          f"b1 {_fmt(s['latency_ms'], '.1f'):>7} ms | RSS {_fmt(s['peak_rss_mb'], '.0f'):>6} MB | "
-          + (f"device peak {_fmt(s['device_peak_mb'], '.0f')} MB | " if s["device_peak_mb"] is not None else "")
-          + f"{_fmt(s['gflop'])} GFLOP/img | peak frac train {_fmt(s['train_peak_frac'])} infer "
-          f"{_fmt(s['infer_peak_frac'])}", flush=True)
+    print(
+        f"  {contender:<17} train {_fmt(s['train_ips']):>7} img/s | infer {_fmt(s['infer_ips']):>7} img/s | "
+        f"b1 {_fmt(s['latency_ms'], '.1f'):>7} ms | RSS {_fmt(s['peak_rss_mb'], '.0f'):>6} MB | "
+        + (f"device peak {_fmt(s['device_peak_mb'], '.0f')} MB | " if s["device_peak_mb"] is not None else "")
+        + f"{_fmt(s['gflop'])} GFLOP/img | peak frac train {_fmt(s['train_peak_frac'])} infer "
+        f"{_fmt(s['infer_peak_frac'])}",
+        flush=True,
+    )
 
 
 PAIRED_PHASES = {"train": "train", "infer": "infer_batch", "latency": "infer_b1"}
@@ -243,8 +267,11 @@ def ratio_rows(results: list[dict], raw: list[dict] | None = None) -> list[dict]
     rows = []
     configs = sorted({(r["arch"], r["backbone"], r["size"]) for r in results})
     for arch, backbone, size in configs:
-        by = {r["contender_id"]: summarize(r, None) for r in results
-              if (r["arch"], r["backbone"], r["size"]) == (arch, backbone, size) and r.get("status") == "ok"}
+        by = {
+            r["contender_id"]: summarize(r, None)
+            for r in results
+            if (r["arch"], r["backbone"], r["size"]) == (arch, backbone, size) and r.get("status") == "ok"
+        }
 
         memory = "device_peak_mb" if any(v["device_peak_mb"] is not None for v in by.values()) else "peak_rss_mb"
 
@@ -283,8 +310,16 @@ def ratio_rows(results: list[dict], raw: list[dict] | None = None) -> list[dict]
         top = max(best, key=lambda o: by[o]["train_ips"]) if best else None
         for peer in SMP_PEERS:
             if top and peer in by:
-                rows.append({"arch": arch, "backbone": backbone, "size": size, "ours": f"best({top})", "peer": peer,
-                             **compare(top, peer)})
+                rows.append(
+                    {
+                        "arch": arch,
+                        "backbone": backbone,
+                        "size": size,
+                        "ours": f"best({top})",
+                        "peer": peer,
+                        **compare(top, peer),
+                    }
+                )
     return rows
 
 
@@ -298,10 +333,13 @@ def print_ratios(rows: list[dict]) -> None:
         paired = ""
         if any(f"{key}_paired" in r for key in PAIRED_PHASES):
             paired = "  | paired medians: " + "  ".join(
-                f"{key} {_fmt(r.get(f'{key}_paired'))}x (n={r.get(f'{key}_pairs', 0)})" for key in PAIRED_PHASES)
-        print(f"  RATIO {r['arch']}-{r['backbone']}@{r['size']}  {r['ours']}/{peer}: train {_fmt(r['train'])}x  "
-              f"infer {_fmt(r['infer'])}x  b1-latency {_fmt(r['latency'])}x  memory {_fmt(r['memory'])}x{paired}",
-              flush=True)
+                f"{key} {_fmt(r.get(f'{key}_paired'))}x (n={r.get(f'{key}_pairs', 0)})" for key in PAIRED_PHASES
+            )
+        print(
+            f"  RATIO {r['arch']}-{r['backbone']}@{r['size']}  {r['ours']}/{peer}: train {_fmt(r['train'])}x  "
+            f"infer {_fmt(r['infer'])}x  b1-latency {_fmt(r['latency'])}x  memory {_fmt(r['memory'])}x{paired}",
+            flush=True,
+        )
 
 
 def machine_info() -> dict:
@@ -341,21 +379,35 @@ def parse_args(argv=None):
     p.add_argument("--infer-steps", type=int, default=None, help="timed inference calls (default 10; --quick 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed first calls (tracing/compilation)")
     p.add_argument("--repeat", type=int, default=1, help="rounds over the contenders (alternating)")
-    p.add_argument("--interleave", action="store_true",
-                   help="each round: the contenders' processes side by side, taking turns call by call (paired "
-                        "ratios; all of a configuration's contenders resident at once)")
+    p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="each round: the contenders' processes side by side, taking turns call by call (paired "
+        "ratios; all of a configuration's contenders resident at once)",
+    )
     p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto", help="ours and 1.0.1")
     p.add_argument("--smp-channels-last", action="store_true")
-    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                   help="gpu: every contender on the GPU (an error row if a framework sees none); memory ratios "
-                        "then compare the frameworks' peak device allocations")
-    p.add_argument("--mixed-precision", choices=("off", "bf16", "fp16"), default="off",
-                   help="ours/1.0.1: Keras' mixed_bfloat16/mixed_float16 policy; SMP: torch.autocast (+ GradScaler "
-                        "for fp16); the matmul peak is then measured in that dtype")
-    p.add_argument("--with-other-frameworks", action="store_true",
-                   help="ours/1.0.1: let Keras import the other backends' frameworks (JAX, TensorFlow, torch) and the "
-                        "[data] extra (OpenCV, matplotlib) when installed; by default they are hidden, as in a "
-                        "`pip install segmentation-models-keras[<backend>]` install")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="gpu: every contender on the GPU (an error row if a framework sees none); memory ratios "
+        "then compare the frameworks' peak device allocations",
+    )
+    p.add_argument(
+        "--mixed-precision",
+        choices=("off", "bf16", "fp16"),
+        default="off",
+        help="ours/1.0.1: Keras' mixed_bfloat16/mixed_float16 policy; SMP: torch.autocast (+ GradScaler "
+        "for fp16); the matmul peak is then measured in that dtype",
+    )
+    p.add_argument(
+        "--with-other-frameworks",
+        action="store_true",
+        help="ours/1.0.1: let Keras import the other backends' frameworks (JAX, TensorFlow, torch) and the "
+        "[data] extra (OpenCV, matplotlib) when installed; by default they are hidden, as in a "
+        "`pip install segmentation-models-keras[<backend>]` install",
+    )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     p.add_argument("--no-matmul", action="store_true", help="skip the matmul-peak measurement")
     p.add_argument("--matmul-n", type=int, default=2048, help="square matmul size for the peak")
@@ -373,18 +425,27 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     started = _dt.datetime.now(_dt.timezone.utc)
     info = machine_info()
-    print(f"segmentation_models benchmark, {started:%Y-%m-%d %H:%M} UTC, {info.get('cpu')} x{info.get('cpus')}, "
-          f"load {info.get('loadavg_start')}", flush=True)
+    print(
+        f"segmentation_models benchmark, {started:%Y-%m-%d %H:%M} UTC, {info.get('cpu')} x{info.get('cpus')}, "
+        f"load {info.get('loadavg_start')}",
+        flush=True,
+    )
     peak = None
     matmul = None
     if not args.no_matmul:
-        matmul = run_worker("matmul-", ["--matmul-n", str(args.matmul_n), "--device", args.device,
-                                        "--mixed-precision", args.mixed_precision], args.timeout, args.device)
+        matmul = run_worker(
+            "matmul-",
+            ["--matmul-n", str(args.matmul_n), "--device", args.device, "--mixed-precision", args.mixed_precision],
+            args.timeout,
+            args.device,
+        )
         peak = matmul.get("peak_gflops")
         dtype = {"off": "float32", "bf16": "bfloat16", "fp16": "float16"}[args.mixed_precision]
-        print(f"{dtype} matmul peak ({args.device}): {_fmt(peak, '.1f')} GFLOP/s (numpy float32 "
-              f"{_fmt(matmul.get('numpy_gflops'), '.1f')}, torch float32 {_fmt(matmul.get('torch_gflops'), '.1f')})",
-              flush=True)
+        print(
+            f"{dtype} matmul peak ({args.device}): {_fmt(peak, '.1f')} GFLOP/s (numpy float32 "
+            f"{_fmt(matmul.get('numpy_gflops'), '.1f')}, torch float32 {_fmt(matmul.get('torch_gflops'), '.1f')})",
+            flush=True,
+        )
     results = []
     for arch in args.archs:
         for backbone in args.backbones:
@@ -399,8 +460,14 @@ def main(argv=None) -> int:
                     else:  # one after the other, each printed when measured
                         measured = ((c, run_worker(c, worker_args[c], args.timeout, args.device)) for c in order)
                     for contender, record in measured:
-                        record.update(contender_id=contender, arch=arch, backbone=backbone, size=size,
-                                      batch=args.batch, round=round_)
+                        record.update(
+                            contender_id=contender,
+                            arch=arch,
+                            backbone=backbone,
+                            size=size,
+                            batch=args.batch,
+                            round=round_,
+                        )
                         print_row(contender, record, peak)
                         results.append(record)
                 if args.json_out:  # after every configuration: a grid cut short keeps what it measured
@@ -415,10 +482,28 @@ def main(argv=None) -> int:
 
 def contender_args(args, contender: str, arch: str, backbone: str, size: int) -> list[str]:
     """The worker's command-line arguments for one contender and configuration."""
-    worker_args = ["--arch", arch, "--backbone", backbone, "--size", str(size), "--batch", str(args.batch),
-                   "--steps", str(args.steps), "--infer-steps", str(args.infer_steps), "--warmup", str(args.warmup),
-                   "--jit-compile", args.jit_compile, "--device", args.device, "--mixed-precision",
-                   args.mixed_precision]
+    worker_args = [
+        "--arch",
+        arch,
+        "--backbone",
+        backbone,
+        "--size",
+        str(size),
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+        "--infer-steps",
+        str(args.infer_steps),
+        "--warmup",
+        str(args.warmup),
+        "--jit-compile",
+        args.jit_compile,
+        "--device",
+        args.device,
+        "--mixed-precision",
+        args.mixed_precision,
+    ]
     if args.smp_channels_last:
         worker_args.append("--channels-last")
     if contender.endswith("-retain"):
@@ -430,11 +515,17 @@ def contender_args(args, contender: str, arch: str, backbone: str, size: int) ->
 
 def write_json(args, started, info: dict, matmul: dict | None, results: list[dict], finished: bool) -> None:
     """The run so far as JSON (``finished_utc`` is null until the last configuration is measured)."""
-    payload = {"started_utc": started.isoformat(timespec="seconds"), "argv": sys.argv[1:], "machine": info,
-               "matmul": matmul, "settings": {k: v for k, v in vars(args).items() if k != "json_out"},
-               "results": results, "ratios": ratio_rows(merge_rounds(results), results),
-               "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds") if finished else None,
-               "loadavg_end": os.getloadavg()}
+    payload = {
+        "started_utc": started.isoformat(timespec="seconds"),
+        "argv": sys.argv[1:],
+        "machine": info,
+        "matmul": matmul,
+        "settings": {k: v for k, v in vars(args).items() if k != "json_out"},
+        "results": results,
+        "ratios": ratio_rows(merge_rounds(results), results),
+        "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds") if finished else None,
+        "loadavg_end": os.getloadavg(),
+    }
     Path(args.json_out).write_text(json.dumps(payload, indent=1))
 
 

@@ -6,6 +6,7 @@ is used by the encoders the benchmark builds ('tu-resnet34' is timm's ResNet, 'e
 port), so this module installs placeholder modules whose classes raise if they are ever instantiated.
 SMP itself lives in ``.bench/smp``, installed there by ``make bench-env``.
 """
+
 from __future__ import annotations
 
 import sys

@@ -17,6 +17,7 @@ records the framework's peak device memory; ``--mixed-precision bf16|fp16`` runs
 warm-up and timed call, announcing each wait with a ``BENCH_GATE`` line, so that the driver can run several
 contenders' processes call by call in turns, one computing at a time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,6 +45,7 @@ def gate(label: str) -> None:
     if not sys.stdin.readline():  # the driver is gone
         sys.exit(3)
 
+
 # 1.0.1 has no DeepLabV3+; SMP's encoder names for our backbones. SMP's own 'resnet34' encoder subclasses
 # torchvision's ResNet (not installable here), so timm's identical ResNet-34 ('tu-resnet34') is used.
 SM101_ARCHITECTURES = ("Unet", "FPN", "Linknet", "PSPNet")
@@ -65,10 +67,17 @@ SMP_ARCHITECTURES = {
 # Benchmark names for our architectures built with other arguments: "FPN-smp" is our FPN with SMP's pyramid
 # (merged at stride 4, sum, dropout 0.2: the same model as SMP's FPN, 13.7 GFLOP per 256x256 image on resnet34);
 # "Unet-smp" our Unet on SMP's encoder taps (the same model as SMP's Unet where 1.0.1 taps elsewhere: EfficientNet).
-OUR_VARIANTS = {"FPN-smp": ("FPN", {"pyramid_style": "smp", "pyramid_aggregation": "sum", "pyramid_dropout": 0.2}),
-                "Unet-smp": ("Unet", {"feature_layout": "smp"})}
-SMP_ENCODERS = {"resnet18": "tu-resnet18", "resnet34": "tu-resnet34", "resnet50": "tu-resnet50",
-                "efficientnetb0": "efficientnet-b0", "efficientnetb1": "efficientnet-b1"}
+OUR_VARIANTS = {
+    "FPN-smp": ("FPN", {"pyramid_style": "smp", "pyramid_aggregation": "sum", "pyramid_dropout": 0.2}),
+    "Unet-smp": ("Unet", {"feature_layout": "smp"}),
+}
+SMP_ENCODERS = {
+    "resnet18": "tu-resnet18",
+    "resnet34": "tu-resnet34",
+    "resnet50": "tu-resnet50",
+    "efficientnetb0": "efficientnet-b0",
+    "efficientnetb1": "efficientnet-b1",
+}
 
 
 class Skip(Exception):
@@ -208,8 +217,11 @@ def framework_memory_keras(device: str = "cpu") -> dict:
     return {"unavailable": f"{backend} reports no allocator statistics on {device.upper()}"}
 
 
-OTHER_FRAMEWORKS = {"tensorflow": ("jax", "jaxlib", "torch"), "jax": ("tensorflow", "torch"),
-                    "torch": ("tensorflow", "jax", "jaxlib")}
+OTHER_FRAMEWORKS = {
+    "tensorflow": ("jax", "jaxlib", "torch"),
+    "jax": ("tensorflow", "torch"),
+    "torch": ("tensorflow", "jax", "jaxlib"),
+}
 # The `[data]` extra (albumentations' OpenCV, matplotlib): Keras imports both when installed (its
 # keras.visualization module), ~45 MB of resident memory; `pip install segmentation-models-keras[torch]` lacks them.
 DATA_EXTRA = ("cv2", "matplotlib")
@@ -243,10 +255,16 @@ def run_keras(args) -> dict:
         keras.mixed_precision.set_global_policy(KERAS_POLICIES[args.mixed_precision])
     t0 = time.perf_counter()
     model = build_keras(args.contender, args.arch, args.backbone, args.size)
-    result = {"build_s": time.perf_counter() - t0, "flops_per_image": keras_model_flops(model),
-              "params": int(model.count_params()), "backend": keras.backend.backend(),
-              "rss_after_build_mb": peak_rss_mb(), "hidden_frameworks": hidden, "device": device,
-              "mixed_precision": args.mixed_precision}
+    result = {
+        "build_s": time.perf_counter() - t0,
+        "flops_per_image": keras_model_flops(model),
+        "params": int(model.count_params()),
+        "backend": keras.backend.backend(),
+        "rss_after_build_mb": peak_rss_mb(),
+        "hidden_frameworks": hidden,
+        "device": device,
+        "mixed_precision": args.mixed_precision,
+    }
     if args.contender == "ours" and args.retain_freed_memory:  # as the command line runs: glibc keeps freed memory
         from segmentation_models import accel
 
@@ -304,20 +322,28 @@ def run_smp(args) -> dict:
     retained = args.retain_freed_memory and retain_freed_memory()
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    model = getattr(smp, SMP_ARCHITECTURES[args.arch])(encoder_name=SMP_ENCODERS[args.backbone],
-                                                       encoder_weights=None, classes=1)
+    model = getattr(smp, SMP_ARCHITECTURES[args.arch])(
+        encoder_name=SMP_ENCODERS[args.backbone], encoder_weights=None, classes=1
+    )
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.random((args.batch, 3, args.size, args.size), dtype=np.float32))
     x = x.to(device).contiguous(memory_format=memory_format)
     y = torch.from_numpy((rng.random((args.batch, 1, args.size, args.size)) > 0.5).astype("float32")).to(device)
-    result = {"build_s": time.perf_counter() - t0, "encoder": SMP_ENCODERS[args.backbone],
-              "flops_per_image": torch_model_flops(model, x[:1]),
-              "params": int(sum(p.numel() for p in model.parameters())), "backend": "torch",
-              "torch_threads": torch.get_num_threads(), "channels_last": bool(args.channels_last),
-              "rss_after_build_mb": peak_rss_mb(), "device": args.device, "mixed_precision": args.mixed_precision,
-              "retains_freed_memory": bool(retained)}
+    result = {
+        "build_s": time.perf_counter() - t0,
+        "encoder": SMP_ENCODERS[args.backbone],
+        "flops_per_image": torch_model_flops(model, x[:1]),
+        "params": int(sum(p.numel() for p in model.parameters())),
+        "backend": "torch",
+        "torch_threads": torch.get_num_threads(),
+        "channels_last": bool(args.channels_last),
+        "rss_after_build_mb": peak_rss_mb(),
+        "device": args.device,
+        "mixed_precision": args.mixed_precision,
+        "retains_freed_memory": bool(retained),
+    }
     if "infer" in args.phases:
         model.eval()
         x1 = x[:1].contiguous(memory_format=memory_format)
@@ -406,18 +432,30 @@ def parse_args(argv=None):
     p.add_argument("--infer-steps", type=int, default=5, help="timed inference calls (batch 1 and batched)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (tracing/compilation)")
     p.add_argument("--phases", default="infer,train")
-    p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto",
-                   help="Keras compile(jit_compile=...) for ours/sm101")
+    p.add_argument(
+        "--jit-compile",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="Keras compile(jit_compile=...) for ours/sm101",
+    )
     p.add_argument("--channels-last", action="store_true", help="SMP: channels_last memory format")
-    p.add_argument("--retain-freed-memory", action="store_true",
-                   help="SMP: glibc keeps freed memory, as segmentation_models sets it on the torch backend")
-    p.add_argument("--with-other-frameworks", action="store_true",
-                   help="ours/sm101: let Keras import the other backends' frameworks and OpenCV/matplotlib "
-                        "when installed")
+    p.add_argument(
+        "--retain-freed-memory",
+        action="store_true",
+        help="SMP: glibc keeps freed memory, as segmentation_models sets it on the torch backend",
+    )
+    p.add_argument(
+        "--with-other-frameworks",
+        action="store_true",
+        help="ours/sm101: let Keras import the other backends' frameworks and OpenCV/matplotlib when installed",
+    )
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--mixed-precision", choices=("off", "bf16", "fp16"), default="off")
-    p.add_argument("--gated", action="store_true",
-                   help="wait for a GO line on stdin before the build and each call (run.py --interleave)")
+    p.add_argument(
+        "--gated",
+        action="store_true",
+        help="wait for a GO line on stdin before the build and each call (run.py --interleave)",
+    )
     p.add_argument("--matmul-n", type=int, default=2048)
     p.add_argument("--matmul-repeats", type=int, default=5)
     return p.parse_args(argv)
@@ -429,8 +467,14 @@ def main(argv=None) -> int:
     gate("build")  # before the frameworks' imports: they take seconds of CPU too
     if str(ROOT) not in sys.path:
         sys.path.append(str(ROOT))  # for `benchmarks.*`; 1.0.1 comes first on PYTHONPATH when it is measured
-    record = {"contender": args.contender, "arch": args.arch, "backbone": args.backbone, "size": args.size,
-              "batch": args.batch, "keras_backend": os.environ.get("KERAS_BACKEND")}
+    record = {
+        "contender": args.contender,
+        "arch": args.arch,
+        "backbone": args.backbone,
+        "size": args.size,
+        "batch": args.batch,
+        "keras_backend": os.environ.get("KERAS_BACKEND"),
+    }
     try:
         if args.contender == "matmul":
             record.update(run_matmul(args))

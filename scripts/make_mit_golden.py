@@ -15,6 +15,7 @@ project's environment::
 The npz holds, per variant, the tensor names and shapes of the checkpoint (so the test does not need
 torch to know them) and the golden features; the weights themselves are not committed.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,7 +73,7 @@ def main() -> None:
         ref["classifier.bias"] = (1000,)
         names, shapes = list(ref), [list(s) for s in ref.values()]
         tensors = seeded_tensors(names, shapes)
-        state = {k[len("segformer."):]: torch.from_numpy(v) for k, v in tensors.items() if k.startswith("segformer.")}
+        state = {k[len("segformer.") :]: torch.from_numpy(v) for k, v in tensors.items() if k.startswith("segformer.")}
         model.load_state_dict(state, strict=True)
         with torch.no_grad():
             hidden = model(x, output_hidden_states=True).hidden_states

@@ -6,6 +6,7 @@ PyTorch backend::
     import segmentation_models as sm
     model = sm.Unet("resnet34", input_shape=(256, 256, 3), classes=2, activation="softmax")
 """
+
 from __future__ import annotations
 
 import logging as _logging
@@ -70,9 +71,25 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "Unet", "SegFormer", "create_model", "available_architectures",
-    "FPN", "Linknet", "PSPNet",
-    "set_framework", "framework", "get_preprocessing", "get_available_backbone_names", "Backbones",
-    "losses", "metrics", "utils", "inference", "backbones", "weights", "accel", "__version__",
+    "Unet",
+    "SegFormer",
+    "create_model",
+    "available_architectures",
+    "FPN",
+    "Linknet",
+    "PSPNet",
+    "set_framework",
+    "framework",
+    "get_preprocessing",
+    "get_available_backbone_names",
+    "Backbones",
+    "losses",
+    "metrics",
+    "utils",
+    "inference",
+    "backbones",
+    "weights",
+    "accel",
+    "__version__",
 ]
 __all__ += ["UnetPlusPlus", "MAnet", "PAN", "DeepLabV3", "DeepLabV3Plus", "UPerNet"]

@@ -5,6 +5,7 @@ drivers", "failed call to cuInit" on machines without a GPU); a library imported
 not, so this acts only when the process is the command (the console script or ``python -m segmentation_models``).
 A ``TF_CPP_MIN_LOG_LEVEL`` the user set wins.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -18,7 +19,7 @@ def is_cli_process() -> bool:
     if os.path.basename(sys.argv[0] or "").startswith("segmentation-models"):
         return True
     argv = list(getattr(sys, "orig_argv", []))
-    return any(a == "-m" and argv[i + 1:i + 2] == ["segmentation_models"] for i, a in enumerate(argv))
+    return any(a == "-m" and argv[i + 1 : i + 2] == ["segmentation_models"] for i, a in enumerate(argv))
 
 
 def quiet_tensorflow() -> None:
@@ -28,9 +29,12 @@ def quiet_tensorflow() -> None:
     if not is_cli_process():
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if (os.environ["TF_CPP_MIN_LOG_LEVEL"] != "3" or "tensorflow" in sys.modules
-            or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow"
-            or importlib.util.find_spec("tensorflow") is None):
+    if (
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] != "3"
+        or "tensorflow" in sys.modules
+        or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow"
+        or importlib.util.find_spec("tensorflow") is None
+    ):
         return
     sys.stderr.flush()
     saved = os.dup(2)

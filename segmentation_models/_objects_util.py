@@ -1,4 +1,5 @@
 """Helpers shared by ``losses`` and ``metrics``: argument checks, config values, lookup by name."""
+
 from __future__ import annotations
 
 import difflib
@@ -20,21 +21,24 @@ def config_value(value):
     return arr.tolist()
 
 
-def check_common(owner: str, *, mode=None, class_indexes=None, class_weights=None, smooth=None,
-                 per_image=None, threshold=None) -> None:
+def check_common(
+    owner: str, *, mode=None, class_indexes=None, class_weights=None, smooth=None, per_image=None, threshold=None
+) -> None:
     """Fail early, naming ``owner``, on arguments that can be checked without data."""
     if mode is not None and mode not in MODES:
         raise ValueError(f"{owner}: mode must be one of {MODES} or None; got {mode!r}")
     if class_indexes is not None:
         idx = [class_indexes] if isinstance(class_indexes, (int, np.integer)) else list(class_indexes)
         if not idx or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and i >= 0 for i in idx):
-            raise ValueError(f"{owner}: class_indexes must be a non-negative int or a non-empty list of them; "
-                             f"got {class_indexes!r}")
+            raise ValueError(
+                f"{owner}: class_indexes must be a non-negative int or a non-empty list of them; got {class_indexes!r}"
+            )
     if class_weights is not None:
         w = np.asarray(config_value(class_weights), dtype="float64")
         if w.ndim > 1 or not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise ValueError(f"{owner}: class_weights must be a number or a 1-D list of non-negative numbers; "
-                             f"got {class_weights!r}")
+            raise ValueError(
+                f"{owner}: class_weights must be a number or a 1-D list of non-negative numbers; got {class_weights!r}"
+            )
     if smooth is not None and (not isinstance(smooth, (int, float)) or smooth < 0):
         raise ValueError(f"{owner}: smooth must be a non-negative number; got {smooth!r}")
     if per_image is not None and not isinstance(per_image, (bool, np.bool_)):
@@ -62,5 +66,6 @@ def lookup(kind: str, identifier, table: Mapping[str, Callable[[], object]], fal
         pass
     close = difflib.get_close_matches(identifier, list(table), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown {kind} {identifier!r}.{hint} Known names: {', '.join(sorted(table))} "
-                     f"and Keras' own {kind} names.")
+    raise ValueError(
+        f"unknown {kind} {identifier!r}.{hint} Known names: {', '.join(sorted(table))} and Keras' own {kind} names."
+    )

@@ -10,6 +10,7 @@ forward pass per batch in which every recalibrated layer normalises with its bat
 and every other layer runs in inference mode (no dropout). :class:`BatchNormRecalibration` does it inside
 ``fit``: before each validation and at the end of every epoch in which the model was trained.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -65,15 +66,18 @@ class _BatchStatistics(keras.layers.Layer):
 
     def compute_output_spec(self, inputs):
         channels = inputs.shape[self.layer.axis]
-        return (keras.KerasTensor(inputs.shape, dtype=inputs.dtype),
-                keras.KerasTensor((1, 3, channels), dtype="float32"))
+        return (
+            keras.KerasTensor(inputs.shape, dtype=inputs.dtype),
+            keras.KerasTensor((1, 3, channels), dtype="float32"),
+        )
 
 
 def _recalibrated_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
     """The BatchNormalization layers that train with batch statistics: trainable ones (Keras 3 runs a frozen
     BatchNormalization in inference mode even while training, so its statistics stay as they are)."""
-    return [layer for layer in _all_layers(model)
-            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    return [
+        layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+    ]
 
 
 def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -106,8 +110,9 @@ def _probe(model: keras.Model) -> tuple[keras.Model, list[keras.layers.BatchNorm
         return outputs
 
     def _trace(graph: keras.Model, inputs=None) -> keras.Model:
-        return keras.models.clone_model(_functional(graph), input_tensors=inputs, clone_function=lambda layer: layer,
-                                        call_function=call_function)
+        return keras.models.clone_model(
+            _functional(graph), input_tensors=inputs, clone_function=lambda layer: layer, call_function=call_function
+        )
 
     traced = _trace(model)
     probe = keras.Model(traced.input, stats, name=f"{model.name}_batchnorm_probe") if stats else None
@@ -123,16 +128,20 @@ def _functional(model: keras.Model) -> keras.Model:
         return keras.Model(model.inputs, model.outputs)
     if isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth"):
         return model
-    raise ValueError(f"recalibrate_batchnorm needs a Functional or Sequential Keras model, got "
-                     f"{type(model).__name__} (a subclassed model's layers cannot be traced)")
+    raise ValueError(
+        f"recalibrate_batchnorm needs a Functional or Sequential Keras model, got "
+        f"{type(model).__name__} (a subclassed model's layers cannot be traced)"
+    )
 
 
 def _batches(data: Any, steps: int) -> Iterable:
     """Up to ``steps`` model inputs from ``data``: a PyDataset or anything indexable with a length, or any
     iterable of batches; a batch ``(x, y, ...)`` gives ``x``."""
     if isinstance(data, np.ndarray):
-        raise ValueError("recalibrate_batchnorm takes batches (a PyDataset, a list of arrays, a generator or a "
-                         "tf.data.Dataset), not one array: pass e.g. np.array_split(x, len(x) // 8)")
+        raise ValueError(
+            "recalibrate_batchnorm takes batches (a PyDataset, a list of arrays, a generator or a "
+            "tf.data.Dataset), not one array: pass e.g. np.array_split(x, len(x) // 8)"
+        )
     if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (list, tuple)):
         source = (data[i] for i in range(min(steps, len(data))))
     else:

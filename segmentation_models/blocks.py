@@ -3,6 +3,7 @@
 Layer names follow segmentation_models 1.0.1 (``{name}_conv``, ``{name}_bn``, ``{name}_{activation}``)
 so that 1.0.1 weights load by name.
 """
+
 from __future__ import annotations
 
 import keras
@@ -33,14 +34,25 @@ def conv_bn_act(
     """
     if separable:
         x = layers.SeparableConv2D(
-            filters, kernel_size, strides=strides, padding=padding, dilation_rate=dilation_rate,
-            use_bias=not use_batchnorm, depthwise_initializer=kernel_initializer,
-            pointwise_initializer=kernel_initializer, name=f"{name}_conv" if name else None,
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            dilation_rate=dilation_rate,
+            use_bias=not use_batchnorm,
+            depthwise_initializer=kernel_initializer,
+            pointwise_initializer=kernel_initializer,
+            name=f"{name}_conv" if name else None,
         )(x)
     else:
         x = layers.Conv2D(
-            filters, kernel_size, strides=strides, padding=padding, dilation_rate=dilation_rate,
-            use_bias=not use_batchnorm, kernel_initializer=kernel_initializer,
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            dilation_rate=dilation_rate,
+            use_bias=not use_batchnorm,
+            kernel_initializer=kernel_initializer,
             name=f"{name}_conv" if name else None,
         )(x)
     if use_batchnorm:
@@ -50,8 +62,16 @@ def conv_bn_act(
     return x
 
 
-def segmentation_head(x, classes: int, activation, *, kernel_size: int = 3, name: str = "final_conv",
-                      upsampling: int = 1, upsampling_name: str = "final_upsampling"):
+def segmentation_head(
+    x,
+    classes: int,
+    activation,
+    *,
+    kernel_size: int = 3,
+    name: str = "final_conv",
+    upsampling: int = 1,
+    upsampling_name: str = "final_upsampling",
+):
     """The final convolution to ``classes`` channels, an optional bilinear x``upsampling`` and the output
     activation (float32 under mixed precision)."""
     x = layers.Conv2D(
@@ -163,6 +183,7 @@ def pyramid_pooling_branch(x, bins: int, filters: int, *, name: str, pooling: st
     y = conv_bn_act(y, filters, 1, name=name, use_batchnorm=use_batchnorm)
     return ResizeToReference(name=f"{name}_upsampling")([y, x])
 
+
 # ==============================================================================================
 
 # Blocks of segmentation_models_pytorch's decoders (Unet++, MAnet, PAN, DeepLabV3/V3+, UPerNet):
@@ -223,10 +244,12 @@ def scse_attention(x, name: str, reduction: int = 16):
     channels = x.shape[-1]
     channel = channel_gate(x, channels, max(1, channels // reduction), name=f"{name}_cse")
     spatial = conv_bn_act(x, 1, 1, name=f"{name}_sse", activation="sigmoid", use_batchnorm=False)
-    return layers.Add(name=f"{name}_add")([
-        layers.Multiply(name=f"{name}_cse_scale")([x, channel]),
-        layers.Multiply(name=f"{name}_sse_scale")([x, spatial]),
-    ])
+    return layers.Add(name=f"{name}_add")(
+        [
+            layers.Multiply(name=f"{name}_cse_scale")([x, channel]),
+            layers.Multiply(name=f"{name}_sse_scale")([x, spatial]),
+        ]
+    )
 
 
 def attention(x, attention_type, name: str):
@@ -252,8 +275,9 @@ def decoder_block(x, skips, filters: int, name: str, use_batchnorm: bool = True,
     return attention(x, attention_type, f"{name}_attention2")
 
 
-def aspp(x, filters: int, atrous_rates=(12, 24, 36), separable: bool = False, dropout: float | None = 0.5,
-         name: str = "aspp"):
+def aspp(
+    x, filters: int, atrous_rates=(12, 24, 36), separable: bool = False, dropout: float | None = 0.5, name: str = "aspp"
+):
     """Atrous spatial pyramid pooling (DeepLabV3): 1x1, three dilated 3x3 and an image-pooling branch."""
     branches = [conv_bn_act(x, filters, 1, name=f"{name}_branch0")]
     for i, rate in enumerate(atrous_rates, start=1):
@@ -328,10 +352,12 @@ def multiscale_fusion_block(x, skip, filters: int, name: str, use_batchnorm: boo
     x = conv_bn_act(x, skip_channels, 1, name=f"{name}_high2", use_batchnorm=use_batchnorm)
     x = layers.UpSampling2D(size=2, name=f"{name}_upsampling")(x)
     reduced = max(1, skip_channels // reduction)
-    gate = layers.Add(name=f"{name}_gate")([
-        channel_gate(x, skip_channels, reduced, name=f"{name}_se_high"),
-        channel_gate(skip, skip_channels, reduced, name=f"{name}_se_low"),
-    ])
+    gate = layers.Add(name=f"{name}_gate")(
+        [
+            channel_gate(x, skip_channels, reduced, name=f"{name}_se_high"),
+            channel_gate(skip, skip_channels, reduced, name=f"{name}_se_low"),
+        ]
+    )
     x = layers.Multiply(name=f"{name}_scale")([x, gate])
     x = layers.Concatenate(axis=-1, name=f"{name}_concat")([x, skip])
     x = conv_bn_act(x, filters, 3, name=f"{name}a", use_batchnorm=use_batchnorm)
@@ -355,10 +381,12 @@ def feature_pyramid_attention(x, filters: int, name: str = "fpa"):
     down3 = layers.MaxPooling2D(2, padding="same", name=f"{name}_down3_pool")(down2)
     down3 = conv_bn_act(down3, 1, 3, name=f"{name}_down3a")
     down3 = conv_bn_act(down3, 1, 3, name=f"{name}_down3b")
-    y = layers.Add(name=f"{name}_add2")([
-        conv_bn_act(down2, 1, 5, name=f"{name}_conv2"), ResizeToMatch(name=f"{name}_up3")([down3, down2])])
-    y = layers.Add(name=f"{name}_add1")([
-        conv_bn_act(down1, 1, 7, name=f"{name}_conv1"), ResizeToMatch(name=f"{name}_up2")([y, down1])])
+    y = layers.Add(name=f"{name}_add2")(
+        [conv_bn_act(down2, 1, 5, name=f"{name}_conv2"), ResizeToMatch(name=f"{name}_up3")([down3, down2])]
+    )
+    y = layers.Add(name=f"{name}_add1")(
+        [conv_bn_act(down1, 1, 7, name=f"{name}_conv1"), ResizeToMatch(name=f"{name}_up2")([y, down1])]
+    )
     y = ResizeToMatch(name=f"{name}_up1")([y, x])
     y = layers.Multiply(name=f"{name}_scale")([mid, y])
     return layers.Add(name=f"{name}_add")([y, glob])
@@ -373,8 +401,9 @@ def global_attention_upsample(low, high, filters: int, name: str = "gau"):
     return layers.Add(name=f"{name}_add")([high_up, layers.Multiply(name=f"{name}_scale")([low, gate])])
 
 
-def classification_head(x, classes: int, pooling: str = "avg", dropout: float | None = None, activation=None,
-                        name: str = "aux"):
+def classification_head(
+    x, classes: int, pooling: str = "avg", dropout: float | None = None, activation=None, name: str = "aux"
+):
     """SMP's auxiliary head: global pooling -> dropout -> dense -> activation (float32), output ``{name}_{act}``."""
     pool = layers.GlobalAveragePooling2D if pooling == "avg" else layers.GlobalMaxPooling2D
     x = pool(name=f"{name}_pool")(x)
@@ -383,6 +412,8 @@ def classification_head(x, classes: int, pooling: str = "avg", dropout: float | 
     x = layers.Dense(classes, name=f"{name}_dense")(x)
     act = activation if activation is not None else "linear"
     return layers.Activation(act, name=f"{name}_{_act_name(act)}", dtype="float32")(x)
+
+
 # ---- stochastic depth (transformer encoders) and upsampled heads (SegFormer) ---------------------
 import keras  # noqa: E402
 
@@ -443,8 +474,9 @@ class ResizeByFactor(layers.Layer):
         return {**super().get_config(), "factor": self.factor, "interpolation": self.interpolation}
 
 
-def segmentation_head_by_factor(x, classes: int, activation, upsampling: int, *, kernel_size: int = 1,
-                                name: str = "final_conv"):
+def segmentation_head_by_factor(
+    x, classes: int, activation, upsampling: int, *, kernel_size: int = 1, name: str = "final_conv"
+):
     """Convolution to ``classes`` channels, bilinear x``upsampling`` (any size, also unknown ones), output
     activation (float32 under mixed precision)."""
     x = layers.Conv2D(

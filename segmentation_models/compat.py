@@ -1,4 +1,5 @@
 """The segmentation_models 1.0.1 module API: framework selection and the `Backbones` object."""
+
 from __future__ import annotations
 
 import logging

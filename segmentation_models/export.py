@@ -8,6 +8,7 @@ exporters need fixed sizes or fail on some layers, so they are only the fallback
 Every export is checked before it is reported: the exported file is run (onnxruntime, or TensorFlow for a
 SavedModel) on a random batch and compared with the Keras model.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -116,9 +117,10 @@ def export_model(
             f"{out} is a file; a SavedModel is a folder: give a folder name (e.g. {out.parent / 'saved_model'})"
         )
     if out.exists() and not (overwrite and out.is_file()) and not _made_here(out):
-        raise ExportError(f"{out} exists and is not an export of segmentation_models: it is not replaced; choose "
-                          "another output" + (" (or --overwrite / overwrite=True to replace this file)"
-                                              if out.is_file() else ""))
+        raise ExportError(
+            f"{out} exists and is not an export of segmentation_models: it is not replaced; choose "
+            "another output" + (" (or --overwrite / overwrite=True to replace this file)" if out.is_file() else "")
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
 
     float32 = _float32(_mask_output_only(model))  # mixed-precision models are exported, and checked, in float32
@@ -142,8 +144,9 @@ def export_model(
             from .cli.common import EXPORT_MARKER
 
             (work / EXPORT_MARKER).write_text("made by segmentation_models export; a new export may replace it\n")
-        result = ExportResult(str(out), format, INPUT_NAME, list(shape), output_name, converter, round(seconds, 2),
-                              metadata=meta)
+        result = ExportResult(
+            str(out), format, INPUT_NAME, list(shape), output_name, converter, round(seconds, 2), metadata=meta
+        )
         if check:
             try:
                 result.max_abs_diff, result.checked_shape = _check(float32, work, format, shape, preprocessing)
@@ -173,7 +176,8 @@ def _made_here(path: Path) -> bool:
 
     if path.is_dir():
         return (path / EXPORT_MARKER).is_file() or (
-            (path / "segmentation_models.json").is_file() and (path / "saved_model.pb").is_file())
+            (path / "segmentation_models.json").is_file() and (path / "saved_model.pb").is_file()
+        )
     try:
         import onnx
 
@@ -210,7 +214,8 @@ def _signature_shape(model, input_size, batch_size) -> tuple:
                 raise ExportError(
                     f"the model was built for {height}x{width} inputs and cannot be exported at "
                     f"{input_size[0]}x{input_size[1]} ({name} {fixed} != {asked}); build it with "
-                    f"input_shape=(None, None, {channels}) and load the weights to export other sizes")
+                    f"input_shape=(None, None, {channels}) and load the weights to export other sizes"
+                )
         height, width = int(input_size[0]), int(input_size[1])
     return (batch_size, height, width, channels)
 
@@ -223,8 +228,10 @@ def _mask_output_only(model):
     if len(model.outputs) == 1:
         return model
     if len(model.outputs[0].shape) != 4:
-        raise ExportError(f"expected the first output to be the (batch, height, width, classes) mask, got "
-                          f"outputs of shapes {[tuple(o.shape) for o in model.outputs]}")
+        raise ExportError(
+            f"expected the first output to be the (batch, height, width, classes) mask, got "
+            f"outputs of shapes {[tuple(o.shape) for o in model.outputs]}"
+        )
     return keras.Model(model.inputs, model.outputs[0], name=model.name)
 
 
@@ -264,8 +271,9 @@ def _with_preprocessing(model, mode: str):
     from .preprocessing import ImagePreprocessing
 
     image = keras.Input(shape=model.input_shape[1:], name=INPUT_NAME)
-    return keras.Model(image, model(ImagePreprocessing(mode, name="preprocessing")(image)),
-                       name=f"{model.name}_with_preprocessing")
+    return keras.Model(
+        image, model(ImagePreprocessing(mode, name="preprocessing")(image)), name=f"{model.name}_with_preprocessing"
+    )
 
 
 def _output_name(model) -> str:
@@ -284,8 +292,11 @@ def _metadata(model, shape, output_name, preprocessing, extra) -> dict:
         "producer": f"segmentation_models {__version__}",
         "model": model.name,
         "input": f"{INPUT_NAME}: float32 (batch, height, width, {shape[3]}), channels last",
-        "input_values": ("0..255 pixels (preprocessing inside)" if preprocessing is not None
-                         else "the model's own input (apply its backbone's preprocessing first)"),
+        "input_values": (
+            "0..255 pixels (preprocessing inside)"
+            if preprocessing is not None
+            else "the model's own input (apply its backbone's preprocessing first)"
+        ),
         "output": f"{output_name}: float32 (batch, height, width, classes), channels last",
     }
     if preprocessing is not None:
@@ -313,18 +324,24 @@ def _convert(model, model_file: Path | None, out: Path, format: str, shape: tupl
                 model_file = Path(tmp) / "model.keras"
                 model.save(model_file)
             _export_in_tensorflow(model_file, out, format, shape, opset)
-        return f"tensorflow subprocess (tf2onnx), from {backend}" if format == "onnx" else \
-            f"tensorflow subprocess, from {backend}"
+        return (
+            f"tensorflow subprocess (tf2onnx), from {backend}"
+            if format == "onnx"
+            else f"tensorflow subprocess, from {backend}"
+        )
     if None in shape[1:3] and backend == "torch":
         raise ExportError(
             "without TensorFlow, ONNX export runs on Keras' torch exporter, which needs a fixed height and width: "
             "give input_size=(height, width) (--input-size H W), or pip install tensorflow tf2onnx to keep them "
-            "dynamic")
+            "dynamic"
+        )
     try:
         _keras_export(model, out, format, shape, opset)
     except ImportError as err:
-        raise ExportError(f"ONNX export on the {backend} backend needs a package that is missing ({err}); "
-                          f"pip install tensorflow tf2onnx (the converter this package uses)") from err
+        raise ExportError(
+            f"ONNX export on the {backend} backend needs a package that is missing ({err}); "
+            f"pip install tensorflow tf2onnx (the converter this package uses)"
+        ) from err
     return f"keras ({backend})"
 
 
@@ -349,8 +366,9 @@ def _keras_export(model, out: Path, format: str, shape: tuple, opset: int | None
 def _export_in_tensorflow(model_file: Path, out: Path, format: str, shape: tuple, opset: int | None) -> None:
     spec = {"model": str(model_file), "out": str(out), "format": format, "shape": list(shape), "opset": opset}
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-m", "segmentation_models.export", json.dumps(spec)],
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "segmentation_models.export", json.dumps(spec)], env=env, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise ExportError(f"the TensorFlow conversion of {model_file} failed:\n{tail}")
@@ -360,8 +378,9 @@ def _main(spec: dict) -> None:
     """Entry point of the TensorFlow subprocess."""
     from .cli.common import load_model
 
-    _keras_export(load_model(Path(spec["model"])), Path(spec["out"]), spec["format"], tuple(spec["shape"]),
-                  spec["opset"])
+    _keras_export(
+        load_model(Path(spec["model"])), Path(spec["out"]), spec["format"], tuple(spec["shape"]), spec["opset"]
+    )
 
 
 def _finish_onnx(out: Path, output_name: str, meta: Mapping[str, str]) -> None:
@@ -416,8 +435,10 @@ def _check(model, out: Path, format: str, shape: tuple, preprocessing: str | Non
     atol, rtol = TOLERANCE
     limit = atol + rtol * float(np.max(np.abs(expected)))
     if not np.isfinite(diff) or diff > limit:
-        raise ExportError(f"the export does not compute what the model computes: max |difference| {diff:.3g} > "
-                          f"{limit:.3g} on a random {list(pixels.shape)} batch")
+        raise ExportError(
+            f"the export does not compute what the model computes: max |difference| {diff:.3g} > "
+            f"{limit:.3g} on a random {list(pixels.shape)} batch"
+        )
     return diff, list(pixels.shape)
 
 
@@ -426,8 +447,9 @@ def _run_export(out: Path, format: str, x: np.ndarray) -> np.ndarray:
         try:
             import onnxruntime
         except ImportError as err:
-            raise ExportError("checking an ONNX export needs onnxruntime: pip install onnxruntime "
-                              "(or skip the check)") from err
+            raise ExportError(
+                "checking an ONNX export needs onnxruntime: pip install onnxruntime (or skip the check)"
+            ) from err
         session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
         return np.asarray(session.run(None, {INPUT_NAME: x})[0], "float32")
     import tensorflow as tf

@@ -1,4 +1,5 @@
 """`create_model`: any architecture by name."""
+
 from __future__ import annotations
 
 import difflib
@@ -25,6 +26,9 @@ def create_model(arch: str, **kwargs) -> keras.Model:
     fn = table.get(_key(str(arch)))
     if fn is None:
         close = difflib.get_close_matches(_key(str(arch)), list(table), n=3)
-        raise ValueError(f"Unknown architecture {arch!r}" + (f"; did you mean {close}?" if close else "")
-                         + f" Available: {available_architectures()}")
+        raise ValueError(
+            f"Unknown architecture {arch!r}"
+            + (f"; did you mean {close}?" if close else "")
+            + f" Available: {available_architectures()}"
+        )
     return fn(**kwargs)

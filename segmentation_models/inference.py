@@ -4,6 +4,7 @@ A forward pass keeps every feature map of the image at once: about ``BYTES_PER_P
 (measured: Unet-resnet34 on a 3000x2000 photo peaked at 14 GB). Images above `max_whole_pixels` are predicted
 by `predict_tiled`: overlapping tiles whose class probabilities are blended (uniform or Gaussian weights).
 """
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,15 @@ def blend_weights(height: int, width: int, mode: str = "gaussian") -> np.ndarray
     return np.maximum(np.outer(*axes), 1e-3).astype("float32")
 
 
-def predict_tiled(model, image: np.ndarray, tile: int = 512, overlap: int = 64, blend: str = "gaussian",
-                  preprocessing: Callable | None = None, batch_size: int = 1) -> np.ndarray:
+def predict_tiled(
+    model,
+    image: np.ndarray,
+    tile: int = 512,
+    overlap: int = 64,
+    blend: str = "gaussian",
+    preprocessing: Callable | None = None,
+    batch_size: int = 1,
+) -> np.ndarray:
     """Class probabilities (H, W, classes) of one image (H, W, C; 0..255 values) predicted by overlapping tiles.
 
     Tiles of ``tile`` x ``tile`` pixels (a multiple of 32; images smaller than a tile are padded with 0, as
@@ -70,20 +78,23 @@ def predict_tiled(model, image: np.ndarray, tile: int = 512, overlap: int = 64, 
     th, tw = min(tile, -(-h // STRIDE) * STRIDE), min(tile, -(-w // STRIDE) * STRIDE)
     padded = np.zeros((max(h, th), max(w, tw)) + image.shape[2:], image.dtype)
     padded[:h, :w] = image
-    boxes = [(y, x) for y in tile_starts(padded.shape[0], th, min(overlap, th - 1))
-             for x in tile_starts(padded.shape[1], tw, min(overlap, tw - 1))]
+    boxes = [
+        (y, x)
+        for y in tile_starts(padded.shape[0], th, min(overlap, th - 1))
+        for x in tile_starts(padded.shape[1], tw, min(overlap, tw - 1))
+    ]
     weights = blend_weights(th, tw, blend)[..., None]
     total = None
     norm = np.zeros(padded.shape[:2] + (1,), "float32")
     for k in range(0, len(boxes), batch_size):
-        part = boxes[k:k + batch_size]
-        x = np.stack([padded[y:y + th, x0:x0 + tw] for y, x0 in part]).astype("float32")
+        part = boxes[k : k + batch_size]
+        x = np.stack([padded[y : y + th, x0 : x0 + tw] for y, x0 in part]).astype("float32")
         if preprocessing is not None:
             x = np.asarray(preprocessing(x), dtype="float32")
         probs = keras.ops.convert_to_numpy(model(x, training=False)).astype("float32")
         if total is None:
             total = np.zeros(padded.shape[:2] + probs.shape[-1:], "float32")
         for (y, x0), p in zip(part, probs):
-            total[y:y + th, x0:x0 + tw] += p * weights
-            norm[y:y + th, x0:x0 + tw] += weights
+            total[y : y + th, x0 : x0 + tw] += p * weights
+            norm[y : y + th, x0 : x0 + tw] += weights
     return (total / norm)[:h, :w]

@@ -16,6 +16,7 @@ pixels out of every sum and mean, exactly like ``ignore_index``; other values we
 ``sum(w * loss) / sum(w)``, weighted soft tp/fp/fn); per-image weights (B,) weigh every pixel of an image. The
 same holds for sums and multiples of losses. Without ``sample_weight`` the values are 1.0.1's.
 """
+
 from __future__ import annotations
 
 import keras
@@ -33,8 +34,15 @@ class _SegmentationLoss(Loss):
 
     _config_keys: tuple[str, ...] = ()
 
-    def __init__(self, name: str, mode=None, from_logits: bool = False, ignore_index=None,
-                 reduction="sum_over_batch_size", dtype=None):
+    def __init__(
+        self,
+        name: str,
+        mode=None,
+        from_logits: bool = False,
+        ignore_index=None,
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
         check_common(type(self).__name__, mode=mode)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.mode = mode
@@ -73,10 +81,26 @@ class JaccardLoss(_SegmentationLoss):
 
     _config_keys = ("class_weights", "class_indexes", "per_image", "smooth")
 
-    def __init__(self, class_weights=None, class_indexes=None, per_image=False, smooth=SMOOTH, *, mode=None,
-                 from_logits=False, ignore_index=None, name="jaccard_loss", **kwargs):
-        check_common(type(self).__name__, class_indexes=class_indexes, class_weights=class_weights, smooth=smooth,
-                     per_image=per_image)
+    def __init__(
+        self,
+        class_weights=None,
+        class_indexes=None,
+        per_image=False,
+        smooth=SMOOTH,
+        *,
+        mode=None,
+        from_logits=False,
+        ignore_index=None,
+        name="jaccard_loss",
+        **kwargs,
+    ):
+        check_common(
+            type(self).__name__,
+            class_indexes=class_indexes,
+            class_weights=class_weights,
+            smooth=smooth,
+            per_image=per_image,
+        )
         super().__init__(name, mode, from_logits, ignore_index, **kwargs)
         self.class_weights = _weights_arg(class_weights)
         self.class_indexes = class_indexes
@@ -84,9 +108,16 @@ class JaccardLoss(_SegmentationLoss):
         self.smooth = smooth
 
     def call(self, y_true, y_pred, sample_weight=None):
-        return 1.0 - F.iou_score(y_true, y_pred, class_weights=self.class_weights, class_indexes=self.class_indexes,
-                                 smooth=self.smooth, per_image=self.per_image, threshold=None,
-                                 **self._kwargs(sample_weight))
+        return 1.0 - F.iou_score(
+            y_true,
+            y_pred,
+            class_weights=self.class_weights,
+            class_indexes=self.class_indexes,
+            smooth=self.smooth,
+            per_image=self.per_image,
+            threshold=None,
+            **self._kwargs(sample_weight),
+        )
 
 
 @register
@@ -95,10 +126,27 @@ class DiceLoss(_SegmentationLoss):
 
     _config_keys = ("beta", "class_weights", "class_indexes", "per_image", "smooth")
 
-    def __init__(self, beta=1, class_weights=None, class_indexes=None, per_image=False, smooth=SMOOTH, *, mode=None,
-                 from_logits=False, ignore_index=None, name="dice_loss", **kwargs):
-        check_common(type(self).__name__, class_indexes=class_indexes, class_weights=class_weights, smooth=smooth,
-                     per_image=per_image)
+    def __init__(
+        self,
+        beta=1,
+        class_weights=None,
+        class_indexes=None,
+        per_image=False,
+        smooth=SMOOTH,
+        *,
+        mode=None,
+        from_logits=False,
+        ignore_index=None,
+        name="dice_loss",
+        **kwargs,
+    ):
+        check_common(
+            type(self).__name__,
+            class_indexes=class_indexes,
+            class_weights=class_weights,
+            smooth=smooth,
+            per_image=per_image,
+        )
         super().__init__(name, mode, from_logits, ignore_index, **kwargs)
         self.beta = beta
         self.class_weights = _weights_arg(class_weights)
@@ -107,9 +155,17 @@ class DiceLoss(_SegmentationLoss):
         self.smooth = smooth
 
     def call(self, y_true, y_pred, sample_weight=None):
-        return 1.0 - F.f_score(y_true, y_pred, beta=self.beta, class_weights=self.class_weights,
-                               class_indexes=self.class_indexes, smooth=self.smooth, per_image=self.per_image,
-                               threshold=None, **self._kwargs(sample_weight))
+        return 1.0 - F.f_score(
+            y_true,
+            y_pred,
+            beta=self.beta,
+            class_weights=self.class_weights,
+            class_indexes=self.class_indexes,
+            smooth=self.smooth,
+            per_image=self.per_image,
+            threshold=None,
+            **self._kwargs(sample_weight),
+        )
 
 
 @register
@@ -122,10 +178,29 @@ class TverskyLoss(_SegmentationLoss):
 
     _config_keys = ("alpha", "beta", "gamma", "class_weights", "class_indexes", "per_image", "smooth")
 
-    def __init__(self, alpha=0.5, beta=0.5, gamma=1.0, class_weights=None, class_indexes=None, per_image=False,
-                 smooth=SMOOTH, *, mode=None, from_logits=False, ignore_index=None, name="tversky_loss", **kwargs):
-        check_common(type(self).__name__, class_indexes=class_indexes, class_weights=class_weights, smooth=smooth,
-                     per_image=per_image)
+    def __init__(
+        self,
+        alpha=0.5,
+        beta=0.5,
+        gamma=1.0,
+        class_weights=None,
+        class_indexes=None,
+        per_image=False,
+        smooth=SMOOTH,
+        *,
+        mode=None,
+        from_logits=False,
+        ignore_index=None,
+        name="tversky_loss",
+        **kwargs,
+    ):
+        check_common(
+            type(self).__name__,
+            class_indexes=class_indexes,
+            class_weights=class_weights,
+            smooth=smooth,
+            per_image=per_image,
+        )
         if min(alpha, beta) < 0 or gamma <= 0:
             raise ValueError(f"TverskyLoss: alpha, beta must be >= 0 and gamma > 0; got {alpha}, {beta}, {gamma}")
         super().__init__(name, mode, from_logits, ignore_index, **kwargs)
@@ -136,9 +211,17 @@ class TverskyLoss(_SegmentationLoss):
         self.smooth = smooth
 
     def call(self, y_true, y_pred, sample_weight=None):
-        score = F.tversky_score(y_true, y_pred, alpha=self.alpha, beta=self.beta, class_weights=self.class_weights,
-                                class_indexes=self.class_indexes, smooth=self.smooth, per_image=self.per_image,
-                                **self._kwargs(sample_weight))
+        score = F.tversky_score(
+            y_true,
+            y_pred,
+            alpha=self.alpha,
+            beta=self.beta,
+            class_weights=self.class_weights,
+            class_indexes=self.class_indexes,
+            smooth=self.smooth,
+            per_image=self.per_image,
+            **self._kwargs(sample_weight),
+        )
         # soft counts can make the score exceed 1 by a rounding error: keep the base non-negative
         return keras.ops.power(keras.ops.maximum(1.0 - score, 0.0), self.gamma)
 
@@ -149,8 +232,16 @@ class BinaryCELoss(_SegmentationLoss):
 
     _config_keys = ("class_weights",)
 
-    def __init__(self, *, class_weights=None, mode=None, from_logits=False, ignore_index=None,
-                 name="binary_crossentropy", **kwargs):
+    def __init__(
+        self,
+        *,
+        class_weights=None,
+        mode=None,
+        from_logits=False,
+        ignore_index=None,
+        name="binary_crossentropy",
+        **kwargs,
+    ):
         check_common(type(self).__name__, class_weights=class_weights)
         super().__init__(name, mode, from_logits, ignore_index, **kwargs)
         self.class_weights = class_weights
@@ -168,16 +259,30 @@ class CategoricalCELoss(_SegmentationLoss):
 
     _config_keys = ("class_weights", "class_indexes")
 
-    def __init__(self, class_weights=None, class_indexes=None, *, mode=None, from_logits=False, ignore_index=None,
-                 name="categorical_crossentropy", **kwargs):
+    def __init__(
+        self,
+        class_weights=None,
+        class_indexes=None,
+        *,
+        mode=None,
+        from_logits=False,
+        ignore_index=None,
+        name="categorical_crossentropy",
+        **kwargs,
+    ):
         check_common(type(self).__name__, class_indexes=class_indexes, class_weights=class_weights)
         super().__init__(name, mode, from_logits, ignore_index, **kwargs)
         self.class_weights = _weights_arg(class_weights)
         self.class_indexes = class_indexes
 
     def call(self, y_true, y_pred, sample_weight=None):
-        return F.categorical_crossentropy(y_true, y_pred, class_weights=self.class_weights,
-                                          class_indexes=self.class_indexes, **self._kwargs(sample_weight))
+        return F.categorical_crossentropy(
+            y_true,
+            y_pred,
+            class_weights=self.class_weights,
+            class_indexes=self.class_indexes,
+            **self._kwargs(sample_weight),
+        )
 
 
 @register
@@ -186,8 +291,19 @@ class CategoricalFocalLoss(_SegmentationLoss):
 
     _config_keys = ("alpha", "gamma", "class_indexes", "class_weights")
 
-    def __init__(self, alpha=0.25, gamma=2.0, class_indexes=None, *, class_weights=None, mode=None,
-                 from_logits=False, ignore_index=None, name="focal_loss", **kwargs):
+    def __init__(
+        self,
+        alpha=0.25,
+        gamma=2.0,
+        class_indexes=None,
+        *,
+        class_weights=None,
+        mode=None,
+        from_logits=False,
+        ignore_index=None,
+        name="focal_loss",
+        **kwargs,
+    ):
         check_common(type(self).__name__, class_indexes=class_indexes, class_weights=class_weights)
         super().__init__(name, mode, from_logits, ignore_index, **kwargs)
         self.alpha, self.gamma = alpha, gamma
@@ -195,9 +311,15 @@ class CategoricalFocalLoss(_SegmentationLoss):
         self.class_weights = class_weights
 
     def call(self, y_true, y_pred, sample_weight=None):
-        return F.categorical_focal_loss(y_true, y_pred, gamma=self.gamma, alpha=self.alpha,
-                                        class_indexes=self.class_indexes, class_weights=self.class_weights,
-                                        **self._kwargs(sample_weight))
+        return F.categorical_focal_loss(
+            y_true,
+            y_pred,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            class_indexes=self.class_indexes,
+            class_weights=self.class_weights,
+            **self._kwargs(sample_weight),
+        )
 
 
 @register
@@ -206,8 +328,17 @@ class BinaryFocalLoss(_SegmentationLoss):
 
     _config_keys = ("alpha", "gamma")
 
-    def __init__(self, alpha=0.25, gamma=2.0, *, mode=None, from_logits=False, ignore_index=None,
-                 name="binary_focal_loss", **kwargs):
+    def __init__(
+        self,
+        alpha=0.25,
+        gamma=2.0,
+        *,
+        mode=None,
+        from_logits=False,
+        ignore_index=None,
+        name="binary_focal_loss",
+        **kwargs,
+    ):
         super().__init__(name, mode, from_logits, ignore_index, **kwargs)
         self.alpha, self.gamma = alpha, gamma
 
@@ -225,19 +356,34 @@ class LovaszLoss(_SegmentationLoss):
 
     _config_keys = ("per_image", "class_indexes")
 
-    def __init__(self, mode=None, per_image=False, ignore_index=None, from_logits=False, class_indexes=None, *,
-                 name="lovasz_loss", **kwargs):
+    def __init__(
+        self,
+        mode=None,
+        per_image=False,
+        ignore_index=None,
+        from_logits=False,
+        class_indexes=None,
+        *,
+        name="lovasz_loss",
+        **kwargs,
+    ):
         check_common(type(self).__name__, class_indexes=class_indexes, per_image=per_image)
         super().__init__(name, mode, from_logits, ignore_index, **kwargs)
         self.per_image = per_image
         self.class_indexes = class_indexes
 
     def call(self, y_true, y_pred, sample_weight=None):
-        mode = F.resolve_mode(self.mode, y_pred.shape[-1] if keras.config.image_data_format() == "channels_last"
-                              else y_pred.shape[1])
+        mode = F.resolve_mode(
+            self.mode, y_pred.shape[-1] if keras.config.image_data_format() == "channels_last" else y_pred.shape[1]
+        )
         if mode == "multiclass":
-            return F.lovasz_softmax(y_true, y_pred, per_image=self.per_image, class_indexes=self.class_indexes,
-                                    **self._kwargs(sample_weight))
+            return F.lovasz_softmax(
+                y_true,
+                y_pred,
+                per_image=self.per_image,
+                class_indexes=self.class_indexes,
+                **self._kwargs(sample_weight),
+            )
         if self.class_indexes is not None:
             raise ValueError("LovaszLoss: class_indexes applies to mode='multiclass' only")
         return F.lovasz_hinge(y_true, y_pred, per_image=self.per_image, **self._kwargs(sample_weight))
@@ -253,8 +399,17 @@ class SoftBCELoss(_SegmentationLoss):
 
     _config_keys = ("smooth_factor", "pos_weight")
 
-    def __init__(self, smooth_factor=0.0, pos_weight=None, *, mode=None, from_logits=False, ignore_index=None,
-                 name="soft_bce_loss", **kwargs):
+    def __init__(
+        self,
+        smooth_factor=0.0,
+        pos_weight=None,
+        *,
+        mode=None,
+        from_logits=False,
+        ignore_index=None,
+        name="soft_bce_loss",
+        **kwargs,
+    ):
         if not 0.0 <= smooth_factor < 1.0:
             raise ValueError(f"SoftBCELoss: smooth_factor must be in [0, 1); got {smooth_factor}")
         check_common(type(self).__name__, class_weights=pos_weight)
@@ -263,8 +418,9 @@ class SoftBCELoss(_SegmentationLoss):
         self.pos_weight = pos_weight
 
     def call(self, y_true, y_pred, sample_weight=None):
-        return F.soft_binary_crossentropy(y_true, y_pred, smooth_factor=self.smooth_factor,
-                                          pos_weight=self.pos_weight, **self._kwargs(sample_weight))
+        return F.soft_binary_crossentropy(
+            y_true, y_pred, smooth_factor=self.smooth_factor, pos_weight=self.pos_weight, **self._kwargs(sample_weight)
+        )
 
 
 @register
@@ -274,8 +430,16 @@ class SoftCELoss(_SegmentationLoss):
 
     _config_keys = ("smooth_factor", "class_weights")
 
-    def __init__(self, smooth_factor=0.0, class_weights=None, *, from_logits=False, ignore_index=None,
-                 name="soft_ce_loss", **kwargs):
+    def __init__(
+        self,
+        smooth_factor=0.0,
+        class_weights=None,
+        *,
+        from_logits=False,
+        ignore_index=None,
+        name="soft_ce_loss",
+        **kwargs,
+    ):
         kwargs.pop("mode", None)
         if not 0.0 <= smooth_factor < 1.0:
             raise ValueError(f"SoftCELoss: smooth_factor must be in [0, 1); got {smooth_factor}")
@@ -285,8 +449,13 @@ class SoftCELoss(_SegmentationLoss):
         self.class_weights = class_weights
 
     def call(self, y_true, y_pred, sample_weight=None):
-        return F.soft_categorical_crossentropy(y_true, y_pred, smooth_factor=self.smooth_factor,
-                                               class_weights=self.class_weights, **self._kwargs(sample_weight))
+        return F.soft_categorical_crossentropy(
+            y_true,
+            y_pred,
+            smooth_factor=self.smooth_factor,
+            class_weights=self.class_weights,
+            **self._kwargs(sample_weight),
+        )
 
 
 # 1.0.1 aliases
@@ -317,17 +486,38 @@ tversky_loss = TverskyLoss()
 lovasz_loss = LovaszLoss()
 
 INSTANCES = {
-    "jaccard_loss": jaccard_loss, "dice_loss": dice_loss, "binary_focal_loss": binary_focal_loss,
-    "categorical_focal_loss": categorical_focal_loss, "binary_crossentropy": binary_crossentropy,
-    "categorical_crossentropy": categorical_crossentropy, "bce_dice_loss": bce_dice_loss,
-    "bce_jaccard_loss": bce_jaccard_loss, "cce_dice_loss": cce_dice_loss, "cce_jaccard_loss": cce_jaccard_loss,
-    "binary_focal_dice_loss": binary_focal_dice_loss, "binary_focal_jaccard_loss": binary_focal_jaccard_loss,
+    "jaccard_loss": jaccard_loss,
+    "dice_loss": dice_loss,
+    "binary_focal_loss": binary_focal_loss,
+    "categorical_focal_loss": categorical_focal_loss,
+    "binary_crossentropy": binary_crossentropy,
+    "categorical_crossentropy": categorical_crossentropy,
+    "bce_dice_loss": bce_dice_loss,
+    "bce_jaccard_loss": bce_jaccard_loss,
+    "cce_dice_loss": cce_dice_loss,
+    "cce_jaccard_loss": cce_jaccard_loss,
+    "binary_focal_dice_loss": binary_focal_dice_loss,
+    "binary_focal_jaccard_loss": binary_focal_jaccard_loss,
     "categorical_focal_dice_loss": categorical_focal_dice_loss,
     "categorical_focal_jaccard_loss": categorical_focal_jaccard_loss,
-    "tversky_loss": tversky_loss, "lovasz_loss": lovasz_loss,
+    "tversky_loss": tversky_loss,
+    "lovasz_loss": lovasz_loss,
 }
-CLASSES = {cls.__name__: cls for cls in (JaccardLoss, DiceLoss, TverskyLoss, BinaryCELoss, CategoricalCELoss,
-                                         CategoricalFocalLoss, BinaryFocalLoss, LovaszLoss, SoftBCELoss, SoftCELoss)}
+CLASSES = {
+    cls.__name__: cls
+    for cls in (
+        JaccardLoss,
+        DiceLoss,
+        TverskyLoss,
+        BinaryCELoss,
+        CategoricalCELoss,
+        CategoricalFocalLoss,
+        BinaryFocalLoss,
+        LovaszLoss,
+        SoftBCELoss,
+        SoftCELoss,
+    )
+}
 
 
 def _table() -> dict:

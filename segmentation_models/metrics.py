@@ -10,6 +10,7 @@ the state untouched (Keras' ``compile``/``fit``/``evaluate`` use ``update_state`
 
 SMP-style counts and reductions: :func:`get_stats` and :func:`score_from_stats`.
 """
+
 from __future__ import annotations
 
 import keras
@@ -32,10 +33,29 @@ class ConfusionMetric(Metric):
 
     default_name = "confusion"
 
-    def __init__(self, class_weights=None, class_indexes=None, threshold=None, per_image=False, smooth=SMOOTH,
-                 name=None, *, mode=None, from_logits=False, ignore_index=None, dtype=None):
-        check_common(type(self).__name__, mode=mode, class_indexes=class_indexes, class_weights=class_weights,
-                     smooth=smooth, per_image=per_image, threshold=threshold)
+    def __init__(
+        self,
+        class_weights=None,
+        class_indexes=None,
+        threshold=None,
+        per_image=False,
+        smooth=SMOOTH,
+        name=None,
+        *,
+        mode=None,
+        from_logits=False,
+        ignore_index=None,
+        dtype=None,
+    ):
+        check_common(
+            type(self).__name__,
+            mode=mode,
+            class_indexes=class_indexes,
+            class_weights=class_weights,
+            smooth=smooth,
+            per_image=per_image,
+            threshold=threshold,
+        )
         super().__init__(name=name or self.default_name, dtype=dtype)
         self.class_weights = class_weights if class_weights is not None else 1
         self.class_indexes = class_indexes
@@ -77,8 +97,9 @@ class ConfusionMetric(Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         """Add the counts of one batch. ``sample_weight``: per image (B,) or per pixel (B, H, W)."""
         try:
-            p = F.prepare(y_true, y_pred, class_indexes=self.class_indexes, sample_weight=sample_weight,
-                          **self._options())
+            p = F.prepare(
+                y_true, y_pred, class_indexes=self.class_indexes, sample_weight=sample_weight, **self._options()
+            )
         except ValueError as error:
             raise ValueError(f"{self.name}: {error}") from None
         classes = p.gt.shape[-1]
@@ -116,13 +137,25 @@ class ConfusionMetric(Metric):
         return self.functional(y_true, y_pred)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "class_weights": config_value(self.class_weights),
-                "class_indexes": config_value(self.class_indexes), "threshold": self.threshold,
-                "per_image": self.per_image, "smooth": self.smooth, **self._options()}
+        return {
+            **super().get_config(),
+            "class_weights": config_value(self.class_weights),
+            "class_indexes": config_value(self.class_indexes),
+            "threshold": self.threshold,
+            "per_image": self.per_image,
+            "smooth": self.smooth,
+            **self._options(),
+        }
 
     def _functional_kwargs(self) -> dict:
-        return dict(class_weights=self.class_weights, class_indexes=self.class_indexes, smooth=self.smooth,
-                    per_image=self.per_image, threshold=self.threshold, **self._options())
+        return dict(
+            class_weights=self.class_weights,
+            class_indexes=self.class_indexes,
+            smooth=self.smooth,
+            per_image=self.per_image,
+            threshold=self.threshold,
+            **self._options(),
+        )
 
 
 @register
@@ -146,14 +179,22 @@ class IOUScore(ConfusionMetric):
 class FScore(ConfusionMetric):
     r"""F-beta score :math:`((1+\beta^2) tp + s) / ((1+\beta^2) tp + \beta^2 fn + fp + s)`; name ``f{beta}-score``."""
 
-    def __init__(self, beta=1, class_weights=None, class_indexes=None, threshold=None, per_image=False,
-                 smooth=SMOOTH, name=None, **kwargs):
-        super().__init__(class_weights, class_indexes, threshold, per_image, smooth, name or f"f{beta}-score",
-                         **kwargs)
+    def __init__(
+        self,
+        beta=1,
+        class_weights=None,
+        class_indexes=None,
+        threshold=None,
+        per_image=False,
+        smooth=SMOOTH,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(class_weights, class_indexes, threshold, per_image, smooth, name or f"f{beta}-score", **kwargs)
         self.beta = beta
 
     def score(self, tp, fp, fn):
-        b2 = self.beta ** 2
+        b2 = self.beta**2
         return ((1 + b2) * tp + self.smooth) / ((1 + b2) * tp + b2 * fn + fp + self.smooth)
 
     def functional(self, y_true, y_pred):
@@ -196,8 +237,13 @@ f2_score = FScore(beta=2)
 precision = Precision()
 recall = Recall()
 
-INSTANCES = {"iou_score": iou_score, "f1_score": f1_score, "f2_score": f2_score, "precision": precision,
-             "recall": recall}
+INSTANCES = {
+    "iou_score": iou_score,
+    "f1_score": f1_score,
+    "f2_score": f2_score,
+    "precision": precision,
+    "recall": recall,
+}
 CLASSES = {cls.__name__: cls for cls in (IOUScore, FScore, Precision, Recall)}
 
 
@@ -221,5 +267,14 @@ def available() -> list[str]:
     return sorted(_table())
 
 
-__all__ = ["Metric", "ConfusionMetric", "get", "available", "get_stats", "score_from_stats", "SMOOTH",
-           *CLASSES, *INSTANCES]
+__all__ = [
+    "Metric",
+    "ConfusionMetric",
+    "get",
+    "available",
+    "get_stats",
+    "score_from_stats",
+    "SMOOTH",
+    *CLASSES,
+    *INSTANCES,
+]

@@ -9,6 +9,7 @@ Modes (the keras-applications names):
 Unlike 1.0.1, the input array is never modified in place. Inputs with other than 3 channels
 (grayscale, multispectral) get the per-channel statistics cycled over their channels.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -75,7 +76,6 @@ def get_preprocessing(name: str) -> Callable:
     preprocessing.__doc__ = f"{name} preprocessing ({mode!r} mode); images in 0..255, channels last."
     preprocessing.mode = mode  # type: ignore[attr-defined]
     return preprocessing
-
 
 
 @keras.saving.register_keras_serializable(package="segmentation_models")

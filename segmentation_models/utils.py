@@ -1,4 +1,5 @@
 """Model utilities of the 1.0.1 API, working on Keras 3."""
+
 from __future__ import annotations
 
 import keras
@@ -6,8 +7,14 @@ import keras
 from .backbones.factory import freeze_encoder
 from .batchnorm import BatchNormRecalibration, recalibrate_batchnorm
 
-__all__ = ["set_trainable", "set_regularization", "freeze_model", "set_random_seed", "recalibrate_batchnorm",
-           "BatchNormRecalibration"]
+__all__ = [
+    "set_trainable",
+    "set_regularization",
+    "freeze_model",
+    "set_random_seed",
+    "recalibrate_batchnorm",
+    "BatchNormRecalibration",
+]
 
 
 def set_random_seed(seed: int) -> None:
@@ -72,13 +79,23 @@ def set_trainable(model: keras.Model, recompile: bool = True, **kwargs) -> None:
     model.compile(optimizer=optimizer, **compile_args)
 
 
-def set_regularization(model: keras.Model, kernel_regularizer=None, bias_regularizer=None,
-                       activity_regularizer=None, beta_regularizer=None, gamma_regularizer=None) -> keras.Model:
+def set_regularization(
+    model: keras.Model,
+    kernel_regularizer=None,
+    bias_regularizer=None,
+    activity_regularizer=None,
+    beta_regularizer=None,
+    gamma_regularizer=None,
+) -> keras.Model:
     """Set regularizers on every layer that has the attribute; returns a rebuilt model (1.0.1 API)."""
     for layer in model.layers:
-        for attr, value in (("kernel_regularizer", kernel_regularizer), ("bias_regularizer", bias_regularizer),
-                            ("activity_regularizer", activity_regularizer), ("beta_regularizer", beta_regularizer),
-                            ("gamma_regularizer", gamma_regularizer)):
+        for attr, value in (
+            ("kernel_regularizer", kernel_regularizer),
+            ("bias_regularizer", bias_regularizer),
+            ("activity_regularizer", activity_regularizer),
+            ("beta_regularizer", beta_regularizer),
+            ("gamma_regularizer", gamma_regularizer),
+        ):
             if value is not None and hasattr(layer, attr):
                 setattr(layer, attr, keras.regularizers.get(value))
     rebuilt = keras.Model.from_config(model.get_config())
@@ -102,10 +119,11 @@ def verify_keras_archive(path) -> None:
             names = set(archive.namelist())
             damaged = archive.testzip()  # reads every entry and checks its CRC
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
-        raise ValueError(f"{path} is corrupt or truncated: not a complete .keras archive ({err}); use an intact "
-                         "copy (a run folder keeps best.keras, last.keras and the last checkpoints)") from None
+        raise ValueError(
+            f"{path} is corrupt or truncated: not a complete .keras archive ({err}); use an intact "
+            "copy (a run folder keeps best.keras, last.keras and the last checkpoints)"
+        ) from None
     if damaged is not None:
         raise ValueError(f"{path} is corrupt: its entry {damaged!r} fails its checksum; use an intact copy")
     if "config.json" not in names:
         raise ValueError(f"{path} is a zip file but not a Keras model archive (no config.json inside)")
-

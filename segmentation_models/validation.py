@@ -1,4 +1,5 @@
 """Argument checks shared by every public builder: fail early, say what is wrong and how to fix it."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,4 +1,5 @@
 """Shared test configuration: backend facts, ../shared data, the 1.0.1 oracle."""
+
 from __future__ import annotations
 
 import os
@@ -83,7 +84,11 @@ def run_fresh_python(script: str, cwd: Path, timeout: int = 600, env_extra: dict
     env.update(env_extra or {})
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)],
-        cwd=str(cwd), env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=str(cwd),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if proc.returncode != 0:
         raise AssertionError(f"fresh-process script failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
@@ -154,9 +159,18 @@ def reload_checker(tmp_path_factory):
 # Test files that take longest (worker seconds measured with SM_TEST_TIMINGS on all three backends), heaviest
 # first. `make test` runs pytest-xdist with `--dist loadfile --no-loadscope-reorder`, which hands whole files to
 # the two workers in collection order: longest first keeps one worker from finishing a heavy file alone at the end.
-HEAVIEST_FIRST = ("test_backbones_101.py", "test_smp_architectures.py", "test_unet.py", "test_backbones_modern.py",
-                  "test_cli.py", "test_seed_examples.py", "test_architectures_101.py", "test_oracle_101.py",
-                  "test_segformer.py", "test_oracle_arch101.py")
+HEAVIEST_FIRST = (
+    "test_backbones_101.py",
+    "test_smp_architectures.py",
+    "test_unet.py",
+    "test_backbones_modern.py",
+    "test_cli.py",
+    "test_seed_examples.py",
+    "test_architectures_101.py",
+    "test_oracle_101.py",
+    "test_segformer.py",
+    "test_oracle_arch101.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -173,4 +187,3 @@ def pytest_runtest_logreport(report):
     if path and report.when in ("setup", "call", "teardown"):
         with open(path, "a") as f:
             f.write(f"{report.duration:8.1f} {report.outcome:7s} {report.when:8s} {report.nodeid}\n")
-

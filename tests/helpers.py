@@ -1,4 +1,5 @@
 """One helper that runs the same checks for every model, plus writers of published weight formats."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
@@ -100,8 +101,11 @@ def check_model(
     # TF/torch: run eagerly (tracing costs more than a few steps on small inputs); JAX: jit, since its eager
     # mode compiles every op separately (3 steps of a Unet: ~3x slower than one compiled train step)
     if optimizer is None:
-        optimizer = ((lambda: keras.optimizers.Adam(learning_rate)) if learning_rate
-                     else (lambda: keras.optimizers.SGD(1e-2, momentum=0.9)))
+        optimizer = (
+            (lambda: keras.optimizers.Adam(learning_rate))
+            if learning_rate
+            else (lambda: keras.optimizers.SGD(1e-2, momentum=0.9))
+        )
     model.compile(optimizer=optimizer(), loss=loss, run_eagerly=EAGER_TRAINING)
     losses = [float(np.atleast_1d(model.train_on_batch(x, y))[0]) for _ in range(steps)]
     assert np.isfinite(losses).all(), losses
@@ -133,9 +137,12 @@ def keras2_weight_names(layer: keras.layers.Layer) -> list[str]:
     return [f"{layer.name}/{v.name.split('/')[-1]}:0" for v in layer.weights]
 
 
-def write_keras2_h5(path: Path, layer_weights: Mapping[str, Sequence[np.ndarray]],
-                    weight_names: Mapping[str, Sequence[str]] | None = None,
-                    extra_layers: Sequence[str] = ()) -> Path:
+def write_keras2_h5(
+    path: Path,
+    layer_weights: Mapping[str, Sequence[np.ndarray]],
+    weight_names: Mapping[str, Sequence[str]] | None = None,
+    extra_layers: Sequence[str] = (),
+) -> Path:
     """Write a Keras 2 ``save_weights`` HDF5 file (the format of image-classifiers/keras-applications files)."""
     with h5py.File(path, "w") as f:
         names = list(extra_layers) + list(layer_weights)
@@ -208,9 +215,21 @@ def check_architecture(
         f"{k}={v}" for k, v in sorted(kwargs.items())
     )
     model = check_model(
-        lambda: builder(backbone, input_shape=(None, None, 3), classes=classes, activation=activation,
-                        encoder_weights=None, **kwargs),
-        (64, 64, 3), classes, tmp_path, reload_checker, activation=activation, train=train, label=label,
+        lambda: builder(
+            backbone,
+            input_shape=(None, None, 3),
+            classes=classes,
+            activation=activation,
+            encoder_weights=None,
+            **kwargs,
+        ),
+        (64, 64, 3),
+        classes,
+        tmp_path,
+        reload_checker,
+        activation=activation,
+        train=train,
+        label=label,
     )
     rng = np.random.default_rng(1)
     # JAX compiles every op again for each new input shape: one odd size there (test_input_size has the rest)
@@ -221,6 +240,8 @@ def check_architecture(
         if activation == "softmax":
             np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-4, err_msg=label)
     return model
+
+
 # ---- keras.applications published files ------------------------------------------------------
 def write_keras_applications_h5(model: keras.Model, path: Path) -> Path:
     """Write ``model`` (a keras.applications model) the way its published ``_notop.h5`` files are laid
@@ -257,6 +278,7 @@ def with_keras_kernels() -> Callable:
     def run(fn):
         with accel.disabled():
             return fn()
+
     return run
 
 
@@ -267,8 +289,9 @@ def check_stateless_batch_norm_statistics(keras_kernels: Callable) -> None:
     model = keras.Sequential([keras.Input((5, 5, 3)), keras.layers.BatchNormalization(momentum=0.5)])
 
     def run():
-        _, non_trainable = model.stateless_call(model.trainable_variables, model.non_trainable_variables, x,
-                                                training=True)
+        _, non_trainable = model.stateless_call(
+            model.trainable_variables, model.non_trainable_variables, x, training=True
+        )
         returned = [keras.ops.convert_to_numpy(v) for v in non_trainable]
         return returned, [v.numpy() for v in model.non_trainable_variables]
 

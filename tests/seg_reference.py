@@ -3,6 +3,7 @@
 Written independently of the package: ignored pixels are dropped by boolean selection, Lovasz follows the
 paper's per-set algorithm, statistics are counted per image with loops.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,11 @@ def prepare(y_true, y_pred, mode, from_logits=False, ignore_index=None, class_in
     if y_true.shape[-1] == 1 and classes > 1:  # integer class mask
         labels = y_true[..., 0]
         gt = np.stack([(labels == c) for c in range(classes)], -1).astype(np.float64)
-        keep = np.ones_like(gt, bool) if ignore_index is None else np.repeat((labels != ignore_index)[..., None],
-                                                                             classes, -1)
+        keep = (
+            np.ones_like(gt, bool)
+            if ignore_index is None
+            else np.repeat((labels != ignore_index)[..., None], classes, -1)
+        )
     else:
         gt = y_true.copy()
         if ignore_index is None:
@@ -66,7 +70,7 @@ def class_counts(gt, pr, keep, threshold=None):
 
 SCORES = {
     "iou": lambda tp, fp, fn, s, beta: (tp + s) / (tp + fp + fn + s),
-    "fscore": lambda tp, fp, fn, s, beta: ((1 + beta ** 2) * tp + s) / ((1 + beta ** 2) * tp + beta ** 2 * fn + fp + s),
+    "fscore": lambda tp, fp, fn, s, beta: ((1 + beta**2) * tp + s) / ((1 + beta**2) * tp + beta**2 * fn + fp + s),
     "precision": lambda tp, fp, fn, s, beta: (tp + s) / (tp + fp + s),
     "recall": lambda tp, fp, fn, s, beta: (tp + s) / (tp + fn + s),
 }
@@ -85,8 +89,21 @@ def per_class_score(kind, gt, pr, keep, per_image=False, threshold=None, smooth=
     return one(gt, pr, keep)
 
 
-def score(kind, y_true, y_pred, mode, class_weights=None, class_indexes=None, per_image=False, threshold=None,
-          smooth=1e-5, beta=1.0, from_logits=False, ignore_index=None, tversky=None):
+def score(
+    kind,
+    y_true,
+    y_pred,
+    mode,
+    class_weights=None,
+    class_indexes=None,
+    per_image=False,
+    threshold=None,
+    smooth=1e-5,
+    beta=1.0,
+    from_logits=False,
+    ignore_index=None,
+    tversky=None,
+):
     gt, pr, keep, _ = prepare(y_true, y_pred, mode, from_logits, ignore_index, class_indexes)
     s = per_class_score(kind, gt, pr, keep, per_image, threshold, smooth, beta, tversky)
     w = 1.0 if class_weights is None else np.asarray(class_weights, np.float64)
@@ -97,8 +114,9 @@ def _kept_mean(values, keep):
     return float(values[keep].sum() / max(keep.sum(), 1))
 
 
-def categorical_crossentropy(y_true, y_pred, class_weights=None, class_indexes=None, from_logits=False,
-                             ignore_index=None):
+def categorical_crossentropy(
+    y_true, y_pred, class_weights=None, class_indexes=None, from_logits=False, ignore_index=None
+):
     gt, pr, keep, _ = prepare(y_true, y_pred, "multiclass", from_logits, ignore_index, class_indexes)
     pr = np.clip(pr / pr.sum(-1, keepdims=True), EPS, 1 - EPS)
     w = 1.0 if class_weights is None else np.asarray(class_weights)
@@ -116,8 +134,9 @@ def binary_crossentropy(y_true, y_pred, mode, class_weights=None, from_logits=Fa
     return _kept_mean(loss * w, keep)
 
 
-def categorical_focal(y_true, y_pred, alpha=0.25, gamma=2.0, class_indexes=None, class_weights=None,
-                      from_logits=False, ignore_index=None):
+def categorical_focal(
+    y_true, y_pred, alpha=0.25, gamma=2.0, class_indexes=None, class_weights=None, from_logits=False, ignore_index=None
+):
     gt, pr, keep, _ = prepare(y_true, y_pred, "multiclass", from_logits, ignore_index, class_indexes)
     p = np.clip(pr, EPS, 1 - EPS)
     w = 1.0 if class_weights is None else np.asarray(class_weights)
@@ -127,7 +146,7 @@ def categorical_focal(y_true, y_pred, alpha=0.25, gamma=2.0, class_indexes=None,
 def binary_focal(y_true, y_pred, mode, alpha=0.25, gamma=2.0, from_logits=False, ignore_index=None):
     gt, pr, keep, _ = prepare(y_true, y_pred, mode, from_logits, ignore_index)
     p = np.clip(pr, EPS, 1 - EPS)
-    loss = -gt * alpha * (1 - p) ** gamma * np.log(p) - (1 - gt) * (1 - alpha) * p ** gamma * np.log(1 - p)
+    loss = -gt * alpha * (1 - p) ** gamma * np.log(p) - (1 - gt) * (1 - alpha) * p**gamma * np.log(1 - p)
     return _kept_mean(loss, keep)
 
 
@@ -146,8 +165,12 @@ def soft_bce(y_true, y_pred, mode, smooth_factor=0.0, pos_weight=None, from_logi
 def soft_ce(y_true, y_pred, smooth_factor=0.0, class_weights=None, from_logits=False, ignore_index=None):
     gt, pr, keep, logits = prepare(y_true, y_pred, "multiclass", from_logits, ignore_index)
     c = gt.shape[-1]
-    logp = (logits - logits.max(-1, keepdims=True)) - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(
-        -1, keepdims=True)) if logits is not None else np.log(np.clip(pr, EPS, 1))
+    logp = (
+        (logits - logits.max(-1, keepdims=True))
+        - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
+        if logits is not None
+        else np.log(np.clip(pr, EPS, 1))
+    )
     w = 1.0 if class_weights is None else np.asarray(class_weights)
     per_pixel = -(((1 - smooth_factor) * gt + smooth_factor / c) * logp * w).sum(-1)
     pixel_keep = keep[..., 0]

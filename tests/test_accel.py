@@ -1,5 +1,6 @@
 """segmentation_models.accel: the fast paths act in the package's models only; the rest of Keras and the process
 behave as without the package."""
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,14 @@ print("GLIBC_MALLOC_LOOKUPS", [n for n in lookups if n in ("mallopt", "malloc_tr
 def _run_user_model(tmp_path, with_package: bool):
     out = tmp_path / f"user_{int(with_package)}.npz"
     env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", _USER_MODEL, str(int(with_package)), str(out)], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _USER_MODEL, str(int(with_package)), str(out)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lookups = [line for line in proc.stdout.splitlines() if line.startswith("GLIBC_MALLOC_LOOKUPS")][-1]
     return dict(np.load(out)), lookups
@@ -142,8 +149,9 @@ def test_an_unverified_keras_version_turns_the_fast_paths_off_with_one_warning()
         pytest.skip("no fast paths on JAX: nothing to turn off")
     env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=str(ROOT))
     env.pop("SM_ACCEL_FORCE", None)
-    proc = subprocess.run([sys.executable, "-c", _FAKE_VERSION], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _FAKE_VERSION], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.startswith(("RESULT", "MESSAGE")))
     assert lines["RESULT"] == "1 False True"  # one warning, off; enable(force=True) turns them on

@@ -1,4 +1,5 @@
 """segmentation_models.accel.allocator: glibc keeps freed memory (torch backend), only where asked for."""
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,9 @@ def test_opt_in_on_torch_only_and_switchable():
     )
 
     def retained(**env):
-        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, check=True
+        )
         return out.stdout.split()[-4:]
 
     if BACKEND == "torch":

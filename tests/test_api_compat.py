@@ -1,4 +1,5 @@
 """The segmentation_models 1.0.1 module API on Keras 3."""
+
 import logging
 import os
 import subprocess
@@ -17,9 +18,18 @@ def test_version_and_names():
     assert {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg16", "vgg19"} <= set(names)
     assert sm.Backbones.models_names() == names
     assert sm.Backbones.get_feature_layers("resnet34", n=4) == (
-        "stage4_unit1_relu1", "stage3_unit1_relu1", "stage2_unit1_relu1", "relu0")
+        "stage4_unit1_relu1",
+        "stage3_unit1_relu1",
+        "stage2_unit1_relu1",
+        "relu0",
+    )
     assert sm.Backbones.get_feature_layers("vgg16") == (
-        "block5_conv3", "block4_conv3", "block3_conv3", "block2_conv2", "block1_conv2")
+        "block5_conv3",
+        "block4_conv3",
+        "block3_conv3",
+        "block2_conv2",
+        "block1_conv2",
+    )
     assert sm.Backbones.get_backbone("resnet18", input_shape=(64, 64, 3), weights=None).output_shape == (
         None,
         2,
@@ -40,8 +50,9 @@ def test_set_framework_accepts_both_names(caplog):
 
 
 def test_import_prints_nothing_and_honours_sm_framework(tmp_path):
-    out = run_fresh_python("import segmentation_models as sm; print(sm.framework())", tmp_path,
-                           env_extra={"SM_FRAMEWORK": "keras"})
+    out = run_fresh_python(
+        "import segmentation_models as sm; print(sm.framework())", tmp_path, env_extra={"SM_FRAMEWORK": "keras"}
+    )
     assert out.strip() == "keras"  # nothing else on stdout at import
 
 
@@ -58,9 +69,11 @@ def test_feature_interface_strides_and_channels():
     from segmentation_models.backbones import get_backbone_spec
     from segmentation_models.backbones.factory import build_encoder
 
-    for name, channels in [("resnet18", {2: 64, 4: 64, 8: 128, 16: 256, 32: 512}),
-                           ("resnet50", {2: 64, 4: 256, 8: 512, 16: 1024, 32: 2048}),
-                           ("vgg16", {1: 64, 2: 128, 4: 256, 8: 512, 16: 512, 32: 512})]:
+    for name, channels in [
+        ("resnet18", {2: 64, 4: 64, 8: 128, 16: 256, 32: 512}),
+        ("resnet50", {2: 64, 4: 256, 8: 512, 16: 1024, 32: 2048}),
+        ("vgg16", {1: 64, 2: 128, 4: 256, 8: 512, 16: 512, 32: 512}),
+    ]:
         spec = get_backbone_spec(name)
         assert dict(spec.channels) == channels
         enc = build_encoder(name, input_shape=(64, 64, 3), encoder_weights=None)
@@ -70,15 +83,21 @@ def test_feature_interface_strides_and_channels():
 
 
 def test_console_script_and_module_entry(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "segmentation_models", "--help"], capture_output=True, text=True,
-                         cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    out = subprocess.run(
+        [sys.executable, "-m", "segmentation_models", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     assert out.returncode == 0 and "weights" in out.stdout and "demo" in out.stdout
 
 
 def test_set_random_seed_seeds_like_keras_without_importing_tensorflow(tmp_path):
     """The CLI's seeding: the generators keras.utils.set_random_seed seeds, without importing TensorFlow on the
     JAX and torch backends (Keras' own imports it whenever it is installed)."""
-    out = run_fresh_python("""
+    out = run_fresh_python(
+        """
         import random, sys
         import keras, numpy as np
         from segmentation_models.utils import set_random_seed
@@ -97,7 +116,9 @@ def test_set_random_seed_seeds_like_keras_without_importing_tensorflow(tmp_path)
         print("tf_imported", sys.modules.get("tensorflow") is not None)
         keras.utils.set_random_seed(3)
         print("as_keras", draw()[:2] == ours[:2])
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert "reproducible True" in out and "as_keras True" in out
     if BACKEND != "tensorflow":
         assert "tf_imported False" in out

@@ -1,4 +1,5 @@
 """docs/backbones.md is generated from the registry and must be up to date."""
+
 import pytest
 
 from segmentation_models.backbones import available_backbones

@@ -2,6 +2,7 @@
 
 Everything builds on TensorFlow; one representative per family trains and reloads on every backend.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,16 @@ ALL_NEW = [n for names in FAMILIES.values() for n in names]
 # too big to build more than once in the time budget: forward pass only, on TensorFlow
 BUILD_ONLY = {"efficientnetb5", "efficientnetb6", "efficientnetb7", "seresnet152", "seresnext101", "senet154"}
 # built by segmentation_models 1.0.1 (oracle) on Keras 3, saved, reloaded into ours
-ORACLE_BACKBONES = ["mobilenet", "mobilenetv2", "efficientnetb0", "seresnet18", "seresnet50", "resnext50",
-                    "inceptionv3", "inceptionresnetv2"]
+ORACLE_BACKBONES = [
+    "mobilenet",
+    "mobilenetv2",
+    "efficientnetb0",
+    "seresnet18",
+    "seresnet50",
+    "resnext50",
+    "inceptionv3",
+    "inceptionresnetv2",
+]
 ORACLE_SIZES = {"inceptionv3": 96, "inceptionresnetv2": 96}  # 1.0.1 refused inputs under 75x75 for these
 # 1.0.1 cannot build DenseNet on Keras 3 ('conv1/conv' names): only its preprocessing comes from the oracle
 PREPROCESSING_ONLY = ["densenet121", "densenet169", "densenet201"]
@@ -43,12 +52,16 @@ X_SIZE = 64
 
 
 def _unet(name, **kwargs):
-    return sm.Unet(name, input_shape=(X_SIZE, X_SIZE, 3), classes=2, activation="softmax", encoder_weights=None,
-                   **kwargs)
+    return sm.Unet(
+        name, input_shape=(X_SIZE, X_SIZE, 3), classes=2, activation="softmax", encoder_weights=None, **kwargs
+    )
 
 
-@pytest.mark.skipif(not ON_TF, reason="feature layers and shapes are symbolic, the same on every backend; "
-                    "test_family_trains_and_reloads builds every family on this backend")
+@pytest.mark.skipif(
+    not ON_TF,
+    reason="feature layers and shapes are symbolic, the same on every backend; "
+    "test_family_trains_and_reloads builds every family on this backend",
+)
 @pytest.mark.parametrize("name", ALL_NEW)
 def test_unet_builds_with_spec_features(name):
     spec = get_backbone_spec(name)
@@ -73,8 +86,16 @@ def test_family_trains_and_reloads(name, tmp_path, reload_checker):
     # call (about 10 s a step, a known Keras/TF issue noted for the benchmarks issue).
     # The largest (seresnet50, inceptionresnetv2: 50-100 s a few eager steps) are not trained either.
     train = (ON_TF and name not in ("resnext50", "seresnet50", "inceptionresnetv2")) or name == "mobilenetv2"
-    check_model(lambda: _unet(name), (X_SIZE, X_SIZE, 3), 2, tmp_path, reload_checker, activation="softmax",
-                label=f"unet-{name}", train=train)
+    check_model(
+        lambda: _unet(name),
+        (X_SIZE, X_SIZE, 3),
+        2,
+        tmp_path,
+        reload_checker,
+        activation="softmax",
+        label=f"unet-{name}",
+        train=train,
+    )
 
 
 # ---- segmentation_models 1.0.1 equivalence -------------------------------------------------
@@ -119,8 +140,14 @@ def oracle_101(tmp_path_factory):
 @pytest.mark.parametrize("name", ORACLE_BACKBONES)
 def test_101_weights_give_same_predictions(oracle_101, name):
     size = ORACLE_SIZES.get(name, X_SIZE)
-    model = sm.Unet(name, input_shape=(size, size, 3), classes=2, activation="softmax", encoder_weights=None,
-                    weights=str(oracle_101 / f"{name}.h5"))
+    model = sm.Unet(
+        name,
+        input_shape=(size, size, 3),
+        classes=2,
+        activation="softmax",
+        encoder_weights=None,
+        weights=str(oracle_101 / f"{name}.h5"),
+    )
     got = model.predict(np.load(oracle_101 / f"{name}_x.npy"), verbose=0)
     np.testing.assert_allclose(got, np.load(oracle_101 / f"{name}_pred.npy"), atol=1e-4)
 
@@ -151,8 +178,14 @@ def isolated_weights(tmp_path, monkeypatch):
 
 # how the published files name their layers: as our layers (default), with Keras 2 auto-generated names
 # ('conv2d_17'; image-classifiers' grouped convolutions as one Conv2D per group), or 'conv1/conv' (DenseNet)
-PUBLISHED_NAMING = {"seresnet": "auto", "senet": "auto", "resnext": "auto", "inceptionv3": "auto",
-                    "inceptionresnetv2": "auto", "densenet": "slash"}
+PUBLISHED_NAMING = {
+    "seresnet": "auto",
+    "senet": "auto",
+    "resnext": "auto",
+    "inceptionv3": "auto",
+    "inceptionresnetv2": "auto",
+    "densenet": "slash",
+}
 
 
 def _write_auto_named_h5(model: keras.Model, path):
@@ -192,8 +225,11 @@ def _published_file(name: str, folder):
     if naming == "auto":
         _write_auto_named_h5(backbone, path)
     elif naming == "slash":
-        weights = {layer.name.replace("conv1_", "conv1/"): [keras.ops.convert_to_numpy(v) for v in layer.weights]
-                   for layer in backbone.layers if layer.weights}
+        weights = {
+            layer.name.replace("conv1_", "conv1/"): [keras.ops.convert_to_numpy(v) for v in layer.weights]
+            for layer in backbone.layers
+            if layer.weights
+        }
         write_keras2_h5(path, weights)
     else:
         write_model_as_keras2_h5(backbone, path)
@@ -213,8 +249,9 @@ def test_published_weights_load_through_registry_and_mirror(name, isolated_weigh
     model = sm.Unet(name, input_shape=(X_SIZE, X_SIZE, 3), encoder_weights="imagenet")
     x = np.random.default_rng(2).random((1, X_SIZE, X_SIZE, 3)).astype("float32")
     encoder = keras.Model(model.input, model.get_layer(get_backbone_spec(name).features[32]).output)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(encoder(x)), keras.ops.convert_to_numpy(backbone(x)),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(encoder(x)), keras.ops.convert_to_numpy(backbone(x)), atol=1e-5
+    )
 
 
 def test_weights_of_another_backbone_are_refused(tmp_path):
@@ -271,11 +308,22 @@ def test_senet_resnext_and_efficientnet_dilate_to_output_stride(output_stride):
     assert [w.path for w in dilated.weights] == [w.path for w in plain.weights]
     dilated.set_weights(plain.get_weights())
     assert keras.ops.convert_to_numpy(dilated(x)).shape == (1, 64 // output_stride, 64 // output_stride, 1280)
-    depthwise = {layer.name: (layer.strides[0], layer.dilation_rate[0]) for layer in dilated.layers
-                 if isinstance(layer, keras.layers.DepthwiseConv2D)}
-    expected = {16: {"block6a_dwconv": (1, 1), "block6b_dwconv": (1, 2), "block7a_dwconv": (1, 2)},
-                8: {"block4a_dwconv": (1, 1), "block4b_dwconv": (1, 2), "block5a_dwconv": (1, 2),
-                    "block6a_dwconv": (1, 2), "block6b_dwconv": (1, 4), "block7a_dwconv": (1, 4)}}[output_stride]
+    depthwise = {
+        layer.name: (layer.strides[0], layer.dilation_rate[0])
+        for layer in dilated.layers
+        if isinstance(layer, keras.layers.DepthwiseConv2D)
+    }
+    expected = {
+        16: {"block6a_dwconv": (1, 1), "block6b_dwconv": (1, 2), "block7a_dwconv": (1, 2)},
+        8: {
+            "block4a_dwconv": (1, 1),
+            "block4b_dwconv": (1, 2),
+            "block5a_dwconv": (1, 2),
+            "block6a_dwconv": (1, 2),
+            "block6b_dwconv": (1, 4),
+            "block7a_dwconv": (1, 4),
+        },
+    }[output_stride]
     assert {name: depthwise[name] for name in expected} == expected and depthwise["block3a_dwconv"] == (2, 1)
     assert all(get_backbone_spec(n).can_dilate for n in FAMILIES["efficientnet"])
 

@@ -1,5 +1,6 @@
 """Modern backbones (EfficientNetV2, ConvNeXt, MobileNetV3, ResNetV2, Xception): features, Unet,
 keras.applications weight files, and pretrained weights for inputs with other than 3 channels."""
+
 from __future__ import annotations
 
 import hashlib
@@ -78,8 +79,13 @@ def _publish(folder, backbone: str, source_model: keras.Model) -> str:
     ``backbone``'s ImageNet weights and re-register that name with the file's hash (URL unreachable)."""
     entry = smw.get_weights_entry(backbone, "imagenet")
     path = write_keras_applications_h5(source_model, folder / entry.filename)
-    smw.register_weights(backbone, "imagenet", "http://127.0.0.1:9/" + entry.filename,
-                         hashlib.sha256(path.read_bytes()).hexdigest(), format=entry.format)
+    smw.register_weights(
+        backbone,
+        "imagenet",
+        "http://127.0.0.1:9/" + entry.filename,
+        hashlib.sha256(path.read_bytes()).hexdigest(),
+        format=entry.format,
+    )
     return str(path)
 
 
@@ -124,9 +130,16 @@ def test_unet_on_modern_backbone(name, tmp_path, reload_checker):
         model = build()
         assert model.output_shape == (None, 64, 64, 2)
     else:
-        model = check_model(build, (64, 64, 3), 2, tmp_path, reload_checker if name in REPRESENTATIVES else None,
-                            activation="softmax", label=f"unet-{name}",
-                            train=name in REPRESENTATIVES and (ON_TF or name == "mobilenetv3small"))
+        model = check_model(
+            build,
+            (64, 64, 3),
+            2,
+            tmp_path,
+            reload_checker if name in REPRESENTATIVES else None,
+            activation="softmax",
+            label=f"unet-{name}",
+            train=name in REPRESENTATIVES and (ON_TF or name == "mobilenetv3small"),
+        )
     for stride, layer_name in spec.features.items():
         assert tuple(model.get_layer(layer_name).output.shape[1:]) == (
             64 // stride,
@@ -156,18 +169,25 @@ def test_published_keras_applications_file_loads(name, mirror):
     path = _publish(mirror, name, app)
     app.load_weights(path)  # the file is one keras.applications itself loads
     encoder = build_encoder(name, input_shape=(64, 64, 3), encoder_weights="imagenet").model  # what Unet(...) calls
-    ours = [keras.ops.convert_to_numpy(v) for layer in encoder.layers for v in
-            list(layer.trainable_weights) + list(layer.non_trainable_weights)]
-    theirs = [keras.ops.convert_to_numpy(v) for layer in app.layers for v in
-              list(layer.trainable_weights) + list(layer.non_trainable_weights)]
+    ours = [
+        keras.ops.convert_to_numpy(v)
+        for layer in encoder.layers
+        for v in list(layer.trainable_weights) + list(layer.non_trainable_weights)
+    ]
+    theirs = [
+        keras.ops.convert_to_numpy(v)
+        for layer in app.layers
+        for v in list(layer.trainable_weights) + list(layer.non_trainable_weights)
+    ]
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a, b)
     if name != "xception":  # same graph (Xception's input padding makes its maps larger)
         x = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
         x_in = sm.get_preprocessing(name)(x)
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(encoder(x_in)),
-                                   keras.ops.convert_to_numpy(app(x_in)), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(encoder(x_in)), keras.ops.convert_to_numpy(app(x_in)), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_weights_file_of_another_model_is_refused(mirror):
@@ -210,8 +230,12 @@ def test_one_channel_equals_rgb_on_replicated_grey(mirror, mobilenet_file):
     kernel = rgb.get_layer("conv").get_weights()[0]
     np.testing.assert_allclose(grey.get_layer("conv").get_weights()[0], kernel.sum(axis=2, keepdims=True), rtol=1e-6)
     image = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 1)).astype("float32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(grey(image)),
-                               keras.ops.convert_to_numpy(rgb(np.repeat(image, 3, axis=-1))), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(grey(image)),
+        keras.ops.convert_to_numpy(rgb(np.repeat(image, 3, axis=-1))),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     four = build_encoder("mobilenetv3small", input_shape=(64, 64, 4)).model
     np.testing.assert_allclose(four.get_layer("conv").get_weights()[0], kernel[:, :, [0, 1, 2, 0], :] * 0.75, rtol=1e-6)
     out = keras.ops.convert_to_numpy(four(np.random.default_rng(2).uniform(0, 255, (1, 64, 64, 4)).astype("float32")))
@@ -223,8 +247,9 @@ def test_one_channel_equals_rgb_on_replicated_grey(mirror, mobilenet_file):
 def test_in_model_normalisation_cycles_statistics(name):
     model = build_encoder(name, input_shape=(64, 64, 4), encoder_weights=None).model
     norm = model.get_layer("input_normalization")
-    np.testing.assert_allclose(np.ravel(keras.ops.convert_to_numpy(norm.mean))[[0, 3]],
-                               np.ravel(keras.ops.convert_to_numpy(norm.mean))[[0, 0]])
+    np.testing.assert_allclose(
+        np.ravel(keras.ops.convert_to_numpy(norm.mean))[[0, 3]], np.ravel(keras.ops.convert_to_numpy(norm.mean))[[0, 0]]
+    )
     assert model.output_shape[-1] == get_backbone_spec(name).channels[32]
 
 
@@ -234,8 +259,11 @@ def test_by_name_family_adapts_first_conv_and_input_layers(tmp_path):
     randomize_weights(source, seed=3)
     path = write_model_as_keras2_h5(source, tmp_path / "r18.h5")
     model = sm.Unet("resnet18", input_shape=(64, 64, 2), encoder_weights=str(path))
-    np.testing.assert_allclose(model.get_layer("conv0").get_weights()[0],
-                               source.get_layer("conv0").get_weights()[0][:, :, [0, 1], :] * 1.5, rtol=1e-6)
+    np.testing.assert_allclose(
+        model.get_layer("conv0").get_weights()[0],
+        source.get_layer("conv0").get_weights()[0][:, :, [0, 1], :] * 1.5,
+        rtol=1e-6,
+    )
     for got, ref in zip(model.get_layer("bn_data").get_weights(), source.get_layer("bn_data").get_weights()):
         np.testing.assert_array_equal(got, ref[[0, 1]])
 
@@ -251,8 +279,8 @@ def test_one_channel_unet_with_adapted_weights_trains_on_isbi(mirror, mobilenet_
         image = np.asarray(Image.open(folder / "image" / n).convert("L"), "float32")
         label = np.asarray(Image.open(folder / "label" / n).convert("L"), "float32") / 255.0
         r, c = rng.integers(0, image.shape[0] - 64, size=2)
-        xs.append(image[r:r + 64, c:c + 64, None])
-        ys.append(label[r:r + 64, c:c + 64, None])
+        xs.append(image[r : r + 64, c : c + 64, None])
+        ys.append(label[r : r + 64, c : c + 64, None])
     x, y = np.stack(xs), np.stack(ys)
     _use_file(mirror, "mobilenetv3small", mobilenet_file)
     model = sm.Unet("mobilenetv3small", input_shape=(64, 64, 1), encoder_weights="imagenet")

@@ -1,5 +1,6 @@
 """BatchNormalization statistics re-estimated from data (`segmentation_models.batchnorm`): exact population
 statistics on every backend, frozen layers kept, mixed precision, the callback inside `fit`."""
+
 from __future__ import annotations
 
 import keras
@@ -37,8 +38,9 @@ def _small_model(frozen: str | None = None) -> keras.Model:
 def _batches():
     rng = np.random.default_rng(0)
     # unequal batches and sizes: statistics are pooled by the number of values, not averaged per batch
-    return ([rng.normal(100, 30, (4, 8, 8, 3)).astype("float32") for _ in range(3)]
-            + [rng.normal(90, 40, (2, 16, 8, 3)).astype("float32")])
+    return [rng.normal(100, 30, (4, 8, 8, 3)).astype("float32") for _ in range(3)] + [
+        rng.normal(90, 40, (2, 16, 8, 3)).astype("float32")
+    ]
 
 
 def _numpy_statistics(model: keras.Model, batches, frozen: str | None = None) -> dict[str, tuple]:
@@ -70,9 +72,13 @@ def _numpy_statistics(model: keras.Model, batches, frozen: str | None = None) ->
         inputs["bn1"].append(h)
         h = conv("conv2", np.maximum(bn("bn1", h), 0))
         inputs["bn2"].append(h)
-    return {name: (np.concatenate([a.reshape(-1, a.shape[-1]) for a in arrays]).mean(0),
-                   np.concatenate([a.reshape(-1, a.shape[-1]) for a in arrays]).var(0))
-            for name, arrays in inputs.items()}
+    return {
+        name: (
+            np.concatenate([a.reshape(-1, a.shape[-1]) for a in arrays]).mean(0),
+            np.concatenate([a.reshape(-1, a.shape[-1]) for a in arrays]).var(0),
+        )
+        for name, arrays in inputs.items()
+    }
 
 
 def _moving(model, name):
@@ -94,8 +100,9 @@ def test_recalibration_equals_numpys_population_statistics():
     # ``steps`` caps the batches; tuples give their first element; the utils name is the same function
     assert utils_recalibrate_batchnorm is recalibrate_batchnorm
     assert recalibrate_batchnorm(model, [(b, None) for b in batches], steps=2) == 2
-    np.testing.assert_allclose(_moving(model, "bn_input")[0],
-                               np.concatenate([b.reshape(-1, 3) for b in batches[:2]]).mean(0), rtol=1e-5)
+    np.testing.assert_allclose(
+        _moving(model, "bn_input")[0], np.concatenate([b.reshape(-1, 3) for b in batches[:2]]).mean(0), rtol=1e-5
+    )
 
 
 def test_frozen_batchnorm_keeps_its_statistics():
@@ -139,8 +146,9 @@ def test_nested_and_sequential_models_and_clear_errors():
 
     sequential = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.BatchNormalization(name="bn")])
     recalibrate_batchnorm(sequential, [b[:, :4, :4] for b in batches])
-    np.testing.assert_allclose(_moving(sequential, "bn")[0],
-                               np.concatenate([b[:, :4, :4].reshape(-1, 3) for b in batches]).mean(0), rtol=1e-5)
+    np.testing.assert_allclose(
+        _moving(sequential, "bn")[0], np.concatenate([b[:, :4, :4].reshape(-1, 3) for b in batches]).mean(0), rtol=1e-5
+    )
 
     class Subclassed(keras.Model):
         def call(self, x):
@@ -162,21 +170,29 @@ def test_callback_recalibrates_before_validation_and_at_the_end():
     x = rng.normal(100, 30, (16, 8, 8, 3)).astype("float32")
     y = keras.utils.to_categorical(rng.integers(0, 2, (16, 8, 8)), 2)
     model.compile("adam", "categorical_crossentropy")
-    batches = [x[i:i + 4] for i in range(0, 16, 4)]
+    batches = [x[i : i + 4] for i in range(0, 16, 4)]
     seen = []
 
     class ValidationStatistics(keras.callbacks.Callback):
         def on_test_begin(self, logs=None):  # runs after the recalibration (callbacks run in order)
             seen.append(_moving(self.model, "bn_input")[0].copy())
 
-    history = model.fit(x, y, batch_size=4, epochs=2, verbose=0, validation_data=(x, y),
-                        callbacks=[BatchNormRecalibration(batches, steps=4), ValidationStatistics()])
+    history = model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=2,
+        verbose=0,
+        validation_data=(x, y),
+        callbacks=[BatchNormRecalibration(batches, steps=4), ValidationStatistics()],
+    )
     population = x.reshape(-1, 3).mean(0)
     assert len(seen) == 2
     for mean in seen:  # Keras' moving average after 4 steps would still be ~96% zeros
         np.testing.assert_allclose(mean, population, rtol=1e-4)
     # the reported validation loss is the one of the final, recalibrated model
-    np.testing.assert_allclose(history.history["val_loss"][-1], model.evaluate(x, y, batch_size=4, verbose=0),
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        history.history["val_loss"][-1], model.evaluate(x, y, batch_size=4, verbose=0), rtol=1e-4
+    )
     with pytest.raises(ValueError, match="steps"):
         BatchNormRecalibration(batches, steps=-1)

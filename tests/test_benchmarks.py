@@ -1,4 +1,5 @@
 """The benchmark harness: exact FLOP counts on tiny models, ratio rows, and the --quick path end to end."""
+
 from __future__ import annotations
 
 import json
@@ -24,13 +25,13 @@ from benchmarks.worker import Skip, build_keras, run_matmul  # noqa: E402
 
 def test_keras_flop_counter_is_exact_on_tiny_models():
     inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)                      # 8*8*4 * 3*3*3 MACs
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8*8*4 * 3*3*3 MACs
     assert keras_model_flops(keras.Model(inputs, x)) == 2 * 8 * 8 * 4 * 27
     y = keras.layers.Conv2D(5, 3, strides=2, padding="valid", use_bias=False)(x)  # 3x3 out: 3*3*5 * 3*3*4
-    z = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(y)    # 3*3*10 * 9
-    t = keras.layers.Conv2DTranspose(2, 2, strides=2)(z)                          # 3*3*10 (in) * 2*2*2
-    s = keras.layers.SeparableConv2D(3, 3, padding="same")(t)                     # 6*6*2*9 + 6*6*2*3
-    d = keras.layers.Dense(7)(keras.layers.GlobalAveragePooling2D()(s))           # 3*7
+    z = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(y)  # 3*3*10 * 9
+    t = keras.layers.Conv2DTranspose(2, 2, strides=2)(z)  # 3*3*10 (in) * 2*2*2
+    s = keras.layers.SeparableConv2D(3, 3, padding="same")(t)  # 6*6*2*9 + 6*6*2*3
+    d = keras.layers.Dense(7)(keras.layers.GlobalAveragePooling2D()(s))  # 3*7
     inner = keras.Model(inputs, d)
     outer_in = keras.Input((8, 8, 3))
     nested = keras.Model(outer_in, keras.layers.Dense(2)(inner(outer_in)))  # + 7*2, nested counted once
@@ -45,9 +46,13 @@ def test_keras_flop_counter_is_exact_on_tiny_models():
 def test_torch_flop_counter_matches_keras_count():
     import torch
 
-    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ConvTranspose2d(4, 2, 2, stride=2),
-                                 torch.nn.Conv2d(2, 6, 3, padding=1, groups=2), torch.nn.Flatten(),
-                                 torch.nn.Linear(6 * 16 * 16, 5))
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.ConvTranspose2d(4, 2, 2, stride=2),
+        torch.nn.Conv2d(2, 6, 3, padding=1, groups=2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(6 * 16 * 16, 5),
+    )
     macs = 8 * 8 * 4 * 27 + 8 * 8 * 4 * 2 * 2 * 2 + 16 * 16 * 6 * 9 * 1 + 6 * 16 * 16 * 5
     assert torch_model_flops(module, torch.zeros(2, 3, 8, 8)) == 2 * macs
 
@@ -66,12 +71,27 @@ def test_matmul_peak_is_measured():
 
 def test_ratio_rows_compare_ours_with_both_peers():
     def record(contender, train_s, infer_s, b1_s, rss):
-        return {"contender_id": contender, "arch": "Unet", "backbone": "resnet34", "size": 256, "batch": 8,
-                "status": "ok", "train": {"median_s": train_s}, "infer_batch": {"median_s": infer_s},
-                "infer_b1": {"median_s": b1_s}, "peak_rss_train_mb": rss}
+        return {
+            "contender_id": contender,
+            "arch": "Unet",
+            "backbone": "resnet34",
+            "size": 256,
+            "batch": 8,
+            "status": "ok",
+            "train": {"median_s": train_s},
+            "infer_batch": {"median_s": infer_s},
+            "infer_b1": {"median_s": b1_s},
+            "peak_rss_train_mb": rss,
+        }
 
-    rows = ratio_rows([record("ours-tensorflow", 2.0, 0.5, 0.1, 1000), record("sm101-tensorflow", 4.0, 0.5, 0.2, 2000),
-                       record("ours-jax", 1.0, 0.25, 0.05, 1000), record("smp-torch", 2.0, 1.0, 0.1, 500)])
+    rows = ratio_rows(
+        [
+            record("ours-tensorflow", 2.0, 0.5, 0.1, 1000),
+            record("sm101-tensorflow", 4.0, 0.5, 0.2, 2000),
+            record("ours-jax", 1.0, 0.25, 0.05, 1000),
+            record("smp-torch", 2.0, 1.0, 0.1, 500),
+        ]
+    )
     by = {(r["ours"], r["peer"]): r for r in rows}
     assert by[("ours-tensorflow", "sm101-tensorflow")]["train"] == pytest.approx(2.0)
     assert by[("ours-tensorflow", "sm101-tensorflow")]["latency"] == pytest.approx(2.0)
@@ -82,11 +102,25 @@ def test_ratio_rows_compare_ours_with_both_peers():
 
 def test_ratio_rows_also_compare_with_smp_on_the_same_allocator_settings():
     def record(contender, train_s, rss):
-        return {"contender_id": contender, "arch": "Unet", "backbone": "resnet34", "size": 256, "batch": 8,
-                "status": "ok", "train": {"median_s": train_s}, "peak_rss_train_mb": rss}
+        return {
+            "contender_id": contender,
+            "arch": "Unet",
+            "backbone": "resnet34",
+            "size": 256,
+            "batch": 8,
+            "status": "ok",
+            "train": {"median_s": train_s},
+            "peak_rss_train_mb": rss,
+        }
 
-    rows = ratio_rows([record("ours-torch", 2.0, 1000), record("smp-torch", 3.0, 1000),
-                       record("ours-torch-retain", 1.8, 1100), record("smp-torch-retain", 2.5, 1250)])
+    rows = ratio_rows(
+        [
+            record("ours-torch", 2.0, 1000),
+            record("smp-torch", 3.0, 1000),
+            record("ours-torch-retain", 1.8, 1100),
+            record("smp-torch-retain", 2.5, 1250),
+        ]
+    )
     by = {(r["ours"], r["peer"]): r for r in rows}
     assert by[("ours-torch", "smp-torch")]["train"] == pytest.approx(1.5)
     # ours as the command line runs it (allocator on) against SMP with and without the same setting
@@ -100,12 +134,24 @@ def test_tables_combine_a_grid_measured_in_several_runs(tmp_path, capsys):
     from benchmarks import tables
 
     def record(contender, backbone, train_s):
-        return {"contender_id": contender, "arch": "Unet", "backbone": backbone, "size": 512, "batch": 8,
-                "status": "ok", "train": {"median_s": train_s}, "infer_batch": {"median_s": 1.0},
-                "infer_b1": {"median_s": 0.1}, "peak_rss_train_mb": 1000, "flops_per_image": 1e11}
+        return {
+            "contender_id": contender,
+            "arch": "Unet",
+            "backbone": backbone,
+            "size": 512,
+            "batch": 8,
+            "status": "ok",
+            "train": {"median_s": train_s},
+            "infer_batch": {"median_s": 1.0},
+            "infer_b1": {"median_s": 0.1},
+            "peak_rss_train_mb": 1000,
+            "flops_per_image": 1e11,
+        }
 
-    parts = [(100.0, [record("ours-torch", "resnet34", 4.0), record("smp-torch", "resnet34", 8.0)]),
-             (200.0, [record("ours-torch", "efficientnetb0", 2.0), record("smp-torch", "efficientnetb0", 3.0)])]
+    parts = [
+        (100.0, [record("ours-torch", "resnet34", 4.0), record("smp-torch", "resnet34", 8.0)]),
+        (200.0, [record("ours-torch", "efficientnetb0", 2.0), record("smp-torch", "efficientnetb0", 3.0)]),
+    ]
     files = []
     for peak, results in parts:
         files.append(tmp_path / f"{peak:.0f}.json")
@@ -124,8 +170,10 @@ def test_tables_combine_a_grid_measured_in_several_runs(tmp_path, capsys):
 
 
 def test_smp_worker_retains_freed_memory_without_importing_the_package():
-    code = ("import sys; sys.path.insert(0, '.'); from benchmarks import worker; ok = worker.retain_freed_memory(); "
-            "print(ok, 'segmentation_models' in sys.modules, 'keras' in sys.modules)")
+    code = (
+        "import sys; sys.path.insert(0, '.'); from benchmarks import worker; ok = worker.retain_freed_memory(); "
+        "print(ok, 'segmentation_models' in sys.modules, 'keras' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, check=True)
     from segmentation_models.accel import allocator
 
@@ -134,9 +182,18 @@ def test_smp_worker_retains_freed_memory_without_importing_the_package():
 
 def test_ratio_rows_compare_device_memory_on_gpu_runs():
     def record(contender, peak_mb):
-        return {"contender_id": contender, "arch": "Unet", "backbone": "resnet34", "size": 256, "batch": 8,
-                "status": "ok", "train": {"median_s": 1.0}, "device": "gpu", "peak_rss_train_mb": 3000,
-                "framework_memory": {"peak_mb": peak_mb}}
+        return {
+            "contender_id": contender,
+            "arch": "Unet",
+            "backbone": "resnet34",
+            "size": 256,
+            "batch": 8,
+            "status": "ok",
+            "train": {"median_s": 1.0},
+            "device": "gpu",
+            "peak_rss_train_mb": 3000,
+            "framework_memory": {"peak_mb": peak_mb},
+        }
 
     (row, best) = ratio_rows([record("ours-torch", 1200), record("smp-torch", 1500)])
     assert row["memory"] == pytest.approx(0.8) and best["memory"] == pytest.approx(0.8)
@@ -144,8 +201,9 @@ def test_ratio_rows_compare_device_memory_on_gpu_runs():
 
 def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
     """Run in a new session and kill the whole process group on timeout (run.py starts worker processes)."""
-    proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -155,14 +213,37 @@ def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-@pytest.mark.skipif(BACKEND != "torch", reason="end to end once, on the torch pass: it needs no tracing, while "
-                    "TF/JAX compilation alone costs 40-75 s CPU (the same run_keras code path is exercised)")
+@pytest.mark.skipif(
+    BACKEND != "torch",
+    reason="end to end once, on the torch pass: it needs no tracing, while "
+    "TF/JAX compilation alone costs 40-75 s CPU (the same run_keras code path is exercised)",
+)
 def test_quick_benchmark_runs_end_to_end_for_ours(tmp_path):
     # The --quick path, shrunk: 32x32, batch 2, one step, resnet18 (the cheapest ResNet to trace/compile).
     out_json = tmp_path / "bench.json"
-    proc = _run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--size", "32", "--batch", "2",
-                 "--steps", "1", "--infer-steps", "1", "--backbones", "resnet18", "--contenders", f"ours-{BACKEND}",
-                 "--no-matmul", "--json", str(out_json)], timeout=1800)
+    proc = _run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--size",
+            "32",
+            "--batch",
+            "2",
+            "--steps",
+            "1",
+            "--infer-steps",
+            "1",
+            "--backbones",
+            "resnet18",
+            "--contenders",
+            f"ours-{BACKEND}",
+            "--no-matmul",
+            "--json",
+            str(out_json),
+        ],
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"ours-{BACKEND}" in proc.stdout and "train" in proc.stdout
     payload = json.loads(out_json.read_text())  # rewritten after every configuration, finished at the end
@@ -185,8 +266,23 @@ def test_mixed_precision_and_a_missing_gpu(tmp_path):
     import torch
 
     out_json = tmp_path / "bench.json"
-    base = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--size", "32", "--batch", "2",
-            "--steps", "1", "--infer-steps", "1", "--backbones", "resnet18", "--contenders", "ours-torch"]
+    base = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "run.py"),
+        "--quick",
+        "--size",
+        "32",
+        "--batch",
+        "2",
+        "--steps",
+        "1",
+        "--infer-steps",
+        "1",
+        "--backbones",
+        "resnet18",
+        "--contenders",
+        "ours-torch",
+    ]
     proc = _run(base + ["--mixed-precision", "bf16", "--matmul-n", "64", "--json", str(out_json)], timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     payload = json.loads(out_json.read_text())
@@ -207,12 +303,34 @@ def test_loader_benchmark_profiles_the_cli_loader(tmp_path):
     from benchmarks.loader import cli_defaults, main
 
     out = tmp_path / "loader.json"
-    assert main(["--profile-only", "--generated", "--size", "64", "--batch", "2", "--steps", "2", "--warmup", "1",
-                 "--profile-batches", "2", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--profile-only",
+                "--generated",
+                "--size",
+                "64",
+                "--batch",
+                "2",
+                "--steps",
+                "2",
+                "--warmup",
+                "1",
+                "--profile-batches",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     record = json.loads(out.read_text())
     defaults = cli_defaults()
     assert (record["workers"], record["multiprocessing"], record["cache_mb"]) == (
-        defaults["workers"], defaults["multiprocessing"], defaults["cache_mb"])
+        defaults["workers"],
+        defaults["multiprocessing"],
+        defaults["cache_mb"],
+    )
     assert record["data"].startswith("generated 480x360 PNGs") and record["scale"] == 0.25
     cold, warm = record["loader_ms_per_batch"], record["loader_ms_per_batch_cached"]
     assert warm["decode"] < 0.1 * cold["decode"] and cold["total"] > warm["total"] > 0
@@ -236,8 +354,10 @@ def test_loader_benchmark_verdict_and_paired_round_ratios():
 
 
 # --------------------------------------------------------------------------------- accuracy side by side (CamVid)
-requires_smp = pytest.mark.skipif(not (SMP_DIR / "segmentation_models_pytorch").exists(),
-                                  reason=f"SMP is not installed in {SMP_DIR} (`make bench-env`)")
+requires_smp = pytest.mark.skipif(
+    not (SMP_DIR / "segmentation_models_pytorch").exists(),
+    reason=f"SMP is not installed in {SMP_DIR} (`make bench-env`)",
+)
 
 
 def test_accuracy_protocol_is_the_cli_configuration(tmp_path):
@@ -247,21 +367,47 @@ def test_accuracy_protocol_is_the_cli_configuration(tmp_path):
 
     args = accuracy.parse_args(["--quick", "--data", str(tmp_path), "--output", str(tmp_path / "out")])
     config = config_from_args(build_parser().parse_args(accuracy.cli_train_argv(args, tmp_path / "run")))
-    assert config["model"] == {"arch": "unet", "backbone": "resnet34", "encoder_weights": None,
-                               "encoder_freeze": False, "options": {}}
+    assert config["model"] == {
+        "arch": "unet",
+        "backbone": "resnet34",
+        "encoder_weights": None,
+        "encoder_freeze": False,
+        "options": {},
+    }
     t = config["train"]
-    assert (t["epochs"], t["batch_size"], t["crop"], t["scale"], t["steps_per_epoch"], t["val_steps"]) == \
-        (1, 2, [64, 64], 0.25, 3, 1)
-    assert (t["loss"], t["optimizer"], t["schedule"], t["lr"], t["seed"], t["augment"]) == \
-        ("categorical_crossentropy", "adam", "cosine", 1e-3, 0, True)
+    assert (t["epochs"], t["batch_size"], t["crop"], t["scale"], t["steps_per_epoch"], t["val_steps"]) == (
+        1,
+        2,
+        [64, 64],
+        0.25,
+        3,
+        1,
+    )
+    assert (t["loss"], t["optimizer"], t["schedule"], t["lr"], t["seed"], t["augment"]) == (
+        "categorical_crossentropy",
+        "adam",
+        "cosine",
+        1e-3,
+        0,
+        True,
+    )
     evaluate = build_parser().parse_args(accuracy.cli_evaluate_argv(args, tmp_path / "run"))
     assert (evaluate.split, evaluate.limit) == ("test", 4)
 
 
 def test_equal_wall_clock_mode_trains_the_epochs_that_fit(tmp_path, monkeypatch):
     # Each contender's calibration epoch sets its own epoch count; the budgeted run gets it in args and argv.
-    argv = ["--minutes", "10", "--epochs", "3", "--data", str(tmp_path), "--output", str(tmp_path / "out"),
-            "--overlays=2"]
+    argv = [
+        "--minutes",
+        "10",
+        "--epochs",
+        "3",
+        "--data",
+        str(tmp_path),
+        "--output",
+        str(tmp_path / "out"),
+        "--overlays=2",
+    ]
     args = accuracy.parse_args(argv)
     calls = []
 
@@ -272,8 +418,11 @@ def test_equal_wall_clock_mode_trains_the_epochs_that_fit(tmp_path, monkeypatch)
     monkeypatch.setattr(accuracy, "run_contender", fake_run)
     for contender, epochs in (("ours", 4), ("smp", 3)):
         run_args, run_argv, calibration = accuracy.calibrated(args, argv, contender)
-        assert calibration == {"epoch_seconds": 130.0 if contender == "ours" else 200.0,
-                               "epochs": epochs, "minutes": 10.0}
+        assert calibration == {
+            "epoch_seconds": 130.0 if contender == "ours" else 200.0,
+            "epochs": epochs,
+            "minutes": 10.0,
+        }
         assert run_args.epochs == epochs and accuracy.parse_args(run_argv).epochs == epochs
         assert "--minutes" not in run_argv and run_argv.count("--epochs") == 1
         probe_epochs, probe_argv, _, probe_out = calls[-1]
@@ -307,8 +456,9 @@ def test_smp_loss_equals_the_cli_training_loss():
     model = keras.Model(inputs, keras.layers.Identity()(inputs))
     model.compile(loss=get_loss("categorical_crossentropy"))
     cli = float(keras.ops.convert_to_numpy(model.compute_loss(y=y, y_pred=probs, sample_weight=w)))
-    ours = accuracy.cli_equivalent_loss(torch.from_numpy(logits).permute(0, 3, 1, 2),
-                                        torch.from_numpy(accuracy.target_indices(y, w)), classes)
+    ours = accuracy.cli_equivalent_loss(
+        torch.from_numpy(logits).permute(0, 3, 1, 2), torch.from_numpy(accuracy.target_indices(y, w)), classes
+    )
     assert float(ours) == pytest.approx(cli, rel=1e-5)
     np.testing.assert_array_equal(accuracy.target_indices(y, w), masks)
 
@@ -321,9 +471,23 @@ def test_accuracy_smp_side_trains_and_scores_like_evaluate(tmp_path):
     from segmentation_models.data import CAMVID_CLASSES
 
     root = shared_path("camvid")
-    args = accuracy.parse_args(["--quick", "--data", str(root), "--backbone", "resnet18", "--steps-per-epoch", "2",
-                                "--eval-limit", "2", "--torch-threads", str(torch.get_num_threads()),
-                                "--output", str(tmp_path)])
+    args = accuracy.parse_args(
+        [
+            "--quick",
+            "--data",
+            str(root),
+            "--backbone",
+            "resnet18",
+            "--steps-per-epoch",
+            "2",
+            "--eval-limit",
+            "2",
+            "--torch-threads",
+            str(torch.get_num_threads()),
+            "--output",
+            str(tmp_path),
+        ]
+    )
     summary = accuracy.run_smp(args, tmp_path / "smp")
     assert (summary["epochs"], summary["steps_per_epoch"], summary["encoder"]) == (1, 2, "tu-resnet18")
     assert summary["input_standardisation"] is not None  # resnet18: identity preprocessing, bn_data in ours
@@ -336,9 +500,18 @@ def test_accuracy_smp_side_trains_and_scores_like_evaluate(tmp_path):
 
 
 def _interleaved_record(contender: str, train_times: list[float], round_: int = 0) -> dict:
-    return {"contender_id": contender, "arch": "Unet", "backbone": "resnet34", "size": 256, "batch": 8,
-            "status": "ok", "interleaved": True, "round": round_, "peak_rss_train_mb": 1000.0,
-            "train": {"median_s": sorted(train_times)[len(train_times) // 2], "times_s": train_times}}
+    return {
+        "contender_id": contender,
+        "arch": "Unet",
+        "backbone": "resnet34",
+        "size": 256,
+        "batch": 8,
+        "status": "ok",
+        "interleaved": True,
+        "round": round_,
+        "peak_rss_train_mb": 1000.0,
+        "train": {"median_s": sorted(train_times)[len(train_times) // 2], "times_s": train_times},
+    }
 
 
 def test_paired_ratios_pool_the_per_call_ratios_of_interleaved_rounds():
@@ -388,8 +561,10 @@ def test_interleaved_workers_compute_one_at_a_time_in_turns(tmp_path, monkeypatc
         assert record["status"] == "ok" and record["interleaved"], record
         train = record["train"]
         assert len(train["times_s"]) == len(train["starts_unix_s"]) == 4
-        windows += [(start, start + t, contender, i)
-                    for i, (start, t) in enumerate(zip(train["starts_unix_s"], train["times_s"]))]
+        windows += [
+            (start, start + t, contender, i)
+            for i, (start, t) in enumerate(zip(train["starts_unix_s"], train["times_s"]))
+        ]
     windows.sort()
     for (_, end, *_), (start, *_) in zip(windows, windows[1:]):
         assert end <= start + 1e-3, windows  # one call at a time
@@ -404,8 +579,28 @@ def test_interleaved_workers_compute_one_at_a_time_in_turns(tmp_path, monkeypatc
 def test_operator_times_cover_the_step(capsys):
     from benchmarks import op_times
 
-    assert op_times.main(["ours", "Unet", "resnet18", "--phase", "train", "--size", "64", "--batch", "2",
-                          "--warmup", "1", "--steps", "1", "--top", "40"]) == 0
+    assert (
+        op_times.main(
+            [
+                "ours",
+                "Unet",
+                "resnet18",
+                "--phase",
+                "train",
+                "--size",
+                "64",
+                "--batch",
+                "2",
+                "--warmup",
+                "1",
+                "--steps",
+                "1",
+                "--top",
+                "40",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     head = out.splitlines()[0]
     step = float(head.split(": ")[1].split(" s per step")[0])

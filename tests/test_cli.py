@@ -1,5 +1,6 @@
 """The `segmentation-models` command line end to end: train -> evaluate -> predict, resume after SIGKILL,
 CamVid, and refusals that lose nothing."""
+
 from __future__ import annotations
 
 import csv
@@ -31,8 +32,26 @@ def shapes(tmp_path_factory):
 
 
 def _train_args(data, out, *extra):
-    return ["train", "--data", str(data), "--classes", "background,disc,square", *TINY, "--epochs", "2",
-            "--batch-size", "4", "--lr", "3e-3", "--workers", "1", "--output", str(out), "--quiet", *extra]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--classes",
+        "background,disc,square",
+        *TINY,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--lr",
+        "3e-3",
+        "--workers",
+        "1",
+        "--output",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
 def _png(path: Path) -> np.ndarray:
@@ -102,8 +121,20 @@ def test_evaluate_and_predict(trained_run, shapes, tmp_path, capsys):
     if not ON_TF:
         return
     images = shapes / "images"
-    assert main(["predict", str(trained_run / "best.keras"), str(images / "shape_0000.png"), str(images),
-                 "--output", str(tmp_path / "pred"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(trained_run / "best.keras"),
+                str(images / "shape_0000.png"),
+                str(images),
+                "--output",
+                str(tmp_path / "pred"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     masks = sorted((tmp_path / "pred").glob("*_mask.png"))
     assert len(masks) == 20
     mask = _png(masks[0])
@@ -210,8 +241,23 @@ def _weights(path):
 
 @heavy
 def test_resume_after_sigkill_matches_uninterrupted_run(shapes, tmp_path):
-    common = ["--deterministic", "--epochs", "3", "--batch-size", "2", "--crop", "32", "--steps-per-epoch", "6",
-              "--val-steps", "1", "--overlays", "0", "--schedule", "cosine"]
+    common = [
+        "--deterministic",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "2",
+        "--crop",
+        "32",
+        "--steps-per-epoch",
+        "6",
+        "--val-steps",
+        "1",
+        "--overlays",
+        "0",
+        "--schedule",
+        "cosine",
+    ]
     env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
 
     def cmd(out, *extra):
@@ -245,9 +291,35 @@ def test_resume_after_sigkill_matches_uninterrupted_run(shapes, tmp_path):
 def test_camvid_short_run(tmp_path, capsys):
     root = shared_path("camvid")
     out = tmp_path / "camvid"
-    args = ["train", "--data", str(root), *TINY, "--epochs", "3", "--batch-size", "4", "--crop", "64",
-            "--scale", "0.25", "--steps-per-epoch", "5", "--val-steps", "1", "--lr", "3e-3", "--schedule", "constant",
-            "--overlays", "1", "--workers", "2", "--output", str(out), "--quiet"]
+    args = [
+        "train",
+        "--data",
+        str(root),
+        *TINY,
+        "--epochs",
+        "3",
+        "--batch-size",
+        "4",
+        "--crop",
+        "64",
+        "--scale",
+        "0.25",
+        "--steps-per-epoch",
+        "5",
+        "--val-steps",
+        "1",
+        "--lr",
+        "3e-3",
+        "--schedule",
+        "constant",
+        "--overlays",
+        "1",
+        "--workers",
+        "2",
+        "--output",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     history = json.loads((out / "history.json").read_text())
     assert history[-1]["loss"] < history[0]["loss"], [r["loss"] for r in history]
@@ -257,9 +329,20 @@ def test_camvid_short_run(tmp_path, capsys):
     assert main(["evaluate", str(out), "--limit", "4", "--quiet"]) == 0
     printed = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(printed) if line.startswith("class"))
-    rows = printed[header + 1: header + 12]
-    assert [r.split()[0] for r in rows] == ["sky", "building", "pole", "road", "pavement", "tree", "signsymbol",
-                                            "fence", "car", "pedestrian", "bicyclist"]
+    rows = printed[header + 1 : header + 12]
+    assert [r.split()[0] for r in rows] == [
+        "sky",
+        "building",
+        "pole",
+        "road",
+        "pavement",
+        "tree",
+        "signsymbol",
+        "fence",
+        "car",
+        "pedestrian",
+        "bicyclist",
+    ]
     res = json.loads((out / "eval-test" / "results.json").read_text())
     assert res["images"] == 4 and res["pixels"] < 4 * 360 * 480  # void pixels left out
     assert 0 <= res["mean_iou"] <= 1
@@ -280,8 +363,14 @@ def test_training_metrics_leave_ignored_pixels_out():
     y, w = one_hot_targets(truth, 3)
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, keras.layers.Identity()(inputs))
-    config = {"lr": 1e-3, "schedule": "constant", "optimizer": "adam", "loss": "categorical_crossentropy",
-              "metrics": ["mean_iou", "accuracy"], "epochs": 1}
+    config = {
+        "lr": 1e-3,
+        "schedule": "constant",
+        "optimizer": "adam",
+        "loss": "categorical_crossentropy",
+        "metrics": ["mean_iou", "accuracy"],
+        "epochs": 1,
+    }
     compile_for_training(model, config, 1, 3)
     scores = model.evaluate(np.eye(3, dtype="float32")[pred], y, sample_weight=w, verbose=0, return_dict=True)
     expected = common.scores_from_confusion(common.confusion_matrix(truth, pred, 3), ["a", "b", "c"])

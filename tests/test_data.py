@@ -1,4 +1,5 @@
 """segmentation_models.data: data sets, mask formats, joint augmentation, the loader, and clear errors."""
+
 from __future__ import annotations
 
 import json

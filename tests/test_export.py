@@ -1,4 +1,5 @@
 """Export to ONNX and SavedModel: the exported file computes what the model computes, at other sizes too."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,12 +18,18 @@ onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx (the dev extra
 onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export checks need onnxruntime")
 needs_tf2onnx = pytest.mark.skipif(
     importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf2onnx") is None,
-    reason="the ONNX route of this package runs on TensorFlow with tf2onnx")
+    reason="the ONNX route of this package runs on TensorFlow with tf2onnx",
+)
 
 
 def _tiny_unet(input_shape=(None, None, 3), **kwargs):
-    kwargs = {"classes": 3, "activation": "softmax", "encoder_weights": None, "decoder_filters": (16, 8, 8, 8, 8),
-              **kwargs}
+    kwargs = {
+        "classes": 3,
+        "activation": "softmax",
+        "encoder_weights": None,
+        "decoder_filters": (16, 8, 8, 8, 8),
+        **kwargs,
+    }
     model = sm.Unet("resnet18", input_shape=input_shape, **kwargs)
     rng = np.random.default_rng(0)
     for layer in model.layers:  # BN statistics away from (0, 1), so inference-mode BN is exercised
@@ -114,8 +121,15 @@ def test_a_mixed_precision_model_is_exported_in_float32(tmp_path):
 def test_savedmodel_export_serves_the_mask_of_a_model_with_an_auxiliary_head(tmp_path):
     import json
 
-    model = sm.DeepLabV3Plus("resnet18", input_shape=(None, None, 3), classes=2, encoder_weights=None,
-                             activation="softmax", decoder_channels=16, aux_params={"classes": 4})
+    model = sm.DeepLabV3Plus(
+        "resnet18",
+        input_shape=(None, None, 3),
+        classes=2,
+        encoder_weights=None,
+        activation="softmax",
+        decoder_channels=16,
+        aux_params={"classes": 4},
+    )
     assert len(model.outputs) == 2
     result = export_model(model, tmp_path / "saved", "savedmodel", metadata={"backbone": "resnet18"})
     assert result.format == "savedmodel" and result.max_abs_diff < 1e-4 and result.checked_shape == [2, 80, 112, 3]
@@ -161,6 +175,10 @@ def test_image_preprocessing_layer_equals_preprocess_input():
     pixels = np.random.default_rng(3).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     for mode in sm.preprocessing.PREPROCESSING_MODES:
         layer = sm.preprocessing.ImagePreprocessing(mode)
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(pixels)),
-                                   sm.preprocessing.preprocess_input(pixels, mode), rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(layer(pixels)),
+            sm.preprocessing.preprocess_input(pixels, mode),
+            rtol=1e-6,
+            atol=1e-5,
+        )
         assert sm.preprocessing.ImagePreprocessing.from_config(layer.get_config()).mode == mode

@@ -1,5 +1,6 @@
 """Fault injection (issue #31): bad inputs and faults through the CLI and the API. Each case either leaves the
 user's files byte-identical (hashes) or fails with a clear message before touching anything."""
+
 from __future__ import annotations
 
 import hashlib
@@ -32,14 +33,39 @@ heavy = pytest.mark.skipif(not ON_TF, reason="CLI fault cases run on the TensorF
 
 def _hashes(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root`` (relative path -> digest)."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _train(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--data", str(data), *CLASSES, *TINY, "--epochs", "2", "--batch-size", "2", "--crop", "32",
-            "--steps-per-epoch", "1", "--val-steps", "1", "--overlays", "0", "--workers", "1", "--output", str(out),
-            "--quiet", *extra]
+    return [
+        "train",
+        "--data",
+        str(data),
+        *CLASSES,
+        *TINY,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop",
+        "32",
+        "--steps-per-epoch",
+        "1",
+        "--val-steps",
+        "1",
+        "--overlays",
+        "0",
+        "--workers",
+        "1",
+        "--output",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
 def _error(capsys) -> str:
@@ -66,8 +92,14 @@ def _copy_run(run: Path, tmp_path: Path) -> Path:
 
 
 def _tiny_model(classes: int = 3, channels: int = 3) -> keras.Model:
-    return sm.Unet("resnet18", input_shape=(None, None, channels), classes=classes, activation="softmax",
-                   encoder_weights=None, decoder_filters=(8, 8, 8, 8, 8))
+    return sm.Unet(
+        "resnet18",
+        input_shape=(None, None, channels),
+        classes=classes,
+        activation="softmax",
+        encoder_weights=None,
+        decoder_filters=(8, 8, 8, 8, 8),
+    )
 
 
 # ---- 1. export never replaces what it did not make ------------------------------------------
@@ -172,8 +204,10 @@ def test_a_model_of_other_classes_or_channels_is_refused(run, tmp_path, capsys):
     images = tmp_path / "images"
     images.mkdir()
     Image.new("RGB", (64, 64)).save(images / "i.png")
-    for name, model, message in (("two.keras", _tiny_model(classes=2), "predicts 2 classes"),
-                                 ("grey.keras", _tiny_model(channels=1), "1-channel")):
+    for name, model, message in (
+        ("two.keras", _tiny_model(classes=2), "predicts 2 classes"),
+        ("grey.keras", _tiny_model(channels=1), "1-channel"),
+    ):
         model.save(folder / name)
         before = _hashes(folder)
         assert main(["predict", str(folder / name), str(images), "--quiet"]) == 1
@@ -225,7 +259,7 @@ def test_corrupt_keras_files_are_named_corrupt(run, tmp_path, damage):
         with zipfile.ZipFile(run / "best.keras") as z:
             info = z.getinfo("model.weights.h5")
         start = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2
-        path.write_bytes(data[:start] + bytes(b ^ 0xFF for b in data[start:start + 64]) + data[start + 64:])
+        path.write_bytes(data[:start] + bytes(b ^ 0xFF for b in data[start : start + 64]) + data[start + 64 :])
     with pytest.raises(ValueError, match="corrupt"):
         common.load_model(path)
 
@@ -279,9 +313,14 @@ def test_sigint_prints_one_line_naming_resume(shapes, tmp_path):
     args = _train(shapes, out)
     args[args.index("--epochs") + 1] = "100"
     # SIGINT handled as at a terminal, even when the tests run as a background job (which ignores it)
-    proc = subprocess.Popen([sys.executable, "-m", "segmentation_models", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "segmentation_models", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 300
     while not (out / "checkpoints" / "epoch_0001.keras").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -297,8 +336,9 @@ def test_sigint_prints_one_line_naming_resume(shapes, tmp_path):
 def test_the_command_prints_no_tensorflow_start_up_logs():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env.update(KERAS_BACKEND="tensorflow", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "segmentation_models", "info"], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "segmentation_models", "info"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
 
 
@@ -316,8 +356,10 @@ def test_16_bit_images_use_one_scale(tmp_path):
 @heavy
 def test_model_arguments_fail_clearly_and_early(shapes, tmp_path, capsys):
     base = _train(shapes, tmp_path / "out")
-    for value, message in (("no_such_arg=1", "Unexpected keyword argument 'no_such_arg'"),
-                           ("decoder_filters=[64,32", "not valid JSON")):
+    for value, message in (
+        ("no_such_arg=1", "Unexpected keyword argument 'no_such_arg'"),
+        ("decoder_filters=[64,32", "not valid JSON"),
+    ):
         args = list(base)
         args[args.index("decoder_filters=[8,8,8,8,8]")] = value
         assert main(args) == 1
@@ -367,10 +409,25 @@ def _pretrained_format_file(name: str, folder: Path) -> Path:
 # the costliest builds check the two rules (summed for 1 channel, cycled and scaled for more) with 1 and 5 only;
 # every family passed 1, 2, 4 and 5 when this test was written
 FEWER_CHANNELS = {"inceptionresnetv2", "inceptionv3", "xception", "efficientnetb0"}
-FAMILY_REPRESENTATIVES = ["resnet18", "vgg16", "seresnet18", "seresnet50", "resnext50", "densenet121",
-                          "inceptionv3", "inceptionresnetv2", "mobilenet", "mobilenetv2", "efficientnetb0",
-                          "mit_b0", "efficientnetv2b0", "convnext_tiny", "mobilenetv3small", "resnet50v2",
-                          "xception"]
+FAMILY_REPRESENTATIVES = [
+    "resnet18",
+    "vgg16",
+    "seresnet18",
+    "seresnet50",
+    "resnext50",
+    "densenet121",
+    "inceptionv3",
+    "inceptionresnetv2",
+    "mobilenet",
+    "mobilenetv2",
+    "efficientnetb0",
+    "mit_b0",
+    "efficientnetv2b0",
+    "convnext_tiny",
+    "mobilenetv3small",
+    "resnet50v2",
+    "xception",
+]
 
 
 @pytest.mark.skipif(not ON_TF, reason="weights are read the same way on every backend; TensorFlow suffices")

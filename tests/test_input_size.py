@@ -1,5 +1,6 @@
 """Any input size: inputs that are not multiples of what the decoder needs are reflect-padded inside the model
 and the mask is cropped back; multiples are untouched; the layers doing it save, reload and work with None."""
+
 import keras
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def test_variable_size_predicts_odd_sizes(variable_unet):
         # the same as padding by hand (reflect, centred, to 96 x 128) and cropping the mask
         ph, pw = (-h) % 32, (-w) % 32
         padded = np.pad(x, [(0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)], mode="reflect")
-        by_hand = _predict(variable_unet, padded)[:, ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
+        by_hand = _predict(variable_unet, padded)[:, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
         np.testing.assert_allclose(out, by_hand, atol=1e-5)
         if ON_TF:  # a traced graph too (the second size retraces with unknown sizes: the pad amounts are tensors)
             np.testing.assert_allclose(variable_unet.predict(x, verbose=0), out, atol=1e-5)
@@ -93,8 +94,11 @@ def test_grid_pooling_and_resize_match_fixed_size_layers(pooling):
     np.testing.assert_allclose(resized, keras.ops.convert_to_numpy(upsampled), atol=1e-5)
     # non-integer factors too (as ops.image.resize)
     small = x[:, :5, :7]
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(ResizeToReference()([small, x])),
-                               keras.ops.convert_to_numpy(keras.ops.image.resize(small, (12, 18))), atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(ResizeToReference()([small, x])),
+        keras.ops.convert_to_numpy(keras.ops.image.resize(small, (12, 18))),
+        atol=1e-5,
+    )
     with pytest.raises(ValueError, match="pooling must be 'avg' or 'max'"):
         GridPooling2D(2, "median")
 
@@ -123,8 +127,14 @@ def test_every_architecture_returns_the_input_size(arch):
     """Every registered architecture (through decoders/common.py) gives a mask of the input's size, eagerly and
     in a traced graph: `predict` on a second size retraces with unknown height and width (where
     ``ops.image.resize`` and bilinear UpSampling2D fail: FPN, PSPNet, DeepLabV3(+), UPerNet and PAN did)."""
-    model = sm.create_model(arch, backbone_name="resnet18", input_shape=(None, None, 3), encoder_weights=None,
-                            classes=2, **SMALL_DECODERS.get(arch, {}))
+    model = sm.create_model(
+        arch,
+        backbone_name="resnet18",
+        input_shape=(None, None, 3),
+        encoder_weights=None,
+        classes=2,
+        **SMALL_DECODERS.get(arch, {}),
+    )
     rng = np.random.default_rng(0)
     for h, w in [(65, 97), (97, 65), (64, 96)]:
         x = rng.random((1, h, w, 3)).astype("float32")

@@ -1,4 +1,5 @@
 """Losses: values equal a numpy reference for every option, names, combinations, errors, finite gradients."""
+
 from __future__ import annotations
 
 import keras
@@ -25,20 +26,36 @@ REGION_CASES = [
     ("binary", "binary", {}, {}),
     ("binary-logits-ignore", "binary", dict(logits=True, ignore=255), dict(from_logits=True, ignore_index=255)),
     ("onehot-weights-per_image", "multiclass", {}, dict(class_weights=[0.1, 0.2, 0.3, 0.4], per_image=True)),
-    ("int-ignore-indexes-weights", "multiclass", dict(ignore=255, target="int"),
-     dict(ignore_index=255, class_indexes=[1, 3], class_weights=[1.0, 2.0])),
-    ("int1-logits-per_image-ignore0", "multiclass", dict(logits=True, target="int1", ignore=0),
-     dict(from_logits=True, per_image=True, ignore_index=0, smooth=0.5)),
-    ("multilabel-logits-ignore-index", "multilabel", dict(logits=True, ignore=-1),
-     dict(mode="multilabel", from_logits=True, ignore_index=-1, class_indexes=2)),
+    (
+        "int-ignore-indexes-weights",
+        "multiclass",
+        dict(ignore=255, target="int"),
+        dict(ignore_index=255, class_indexes=[1, 3], class_weights=[1.0, 2.0]),
+    ),
+    (
+        "int1-logits-per_image-ignore0",
+        "multiclass",
+        dict(logits=True, target="int1", ignore=0),
+        dict(from_logits=True, per_image=True, ignore_index=0, smooth=0.5),
+    ),
+    (
+        "multilabel-logits-ignore-index",
+        "multilabel",
+        dict(logits=True, ignore=-1),
+        dict(mode="multilabel", from_logits=True, ignore_index=-1, class_indexes=2),
+    ),
     ("onehot-ignore-smooth", "multiclass", dict(ignore=255), dict(ignore_index=255, smooth=1.0)),
 ]
 BINARY_CASES = [
     ("binary", "binary", {}, {}),
     ("binary-logits-ignore", "binary", dict(logits=True, ignore=255), dict(from_logits=True, ignore_index=255)),
     ("multilabel", "multilabel", {}, dict(mode="multilabel")),
-    ("multilabel-logits-ignore", "multilabel", dict(logits=True, ignore=-1),
-     dict(mode="multilabel", from_logits=True, ignore_index=-1)),
+    (
+        "multilabel-logits-ignore",
+        "multilabel",
+        dict(logits=True, ignore=-1),
+        dict(mode="multilabel", from_logits=True, ignore_index=-1),
+    ),
     ("onehot-as-multilabel", "multiclass", {}, {}),
 ]
 CATEGORICAL_CASES = [
@@ -76,28 +93,47 @@ REGION = ("class_weights", "class_indexes", "per_image", "smooth", "from_logits"
 
 
 def test_jaccard_dice_tversky_match_numpy():
-    _check(REGION_CASES, lambda o: L.JaccardLoss(**o),
-           lambda y, p, m, o: 1 - ref.score("iou", y, p, m, **_ref_opts(o, *REGION)))
-    _check(REGION_CASES, lambda o: L.DiceLoss(beta=2, **o),
-           lambda y, p, m, o: 1 - ref.score("fscore", y, p, m, beta=2, **_ref_opts(o, *REGION)))
-    _check(REGION_CASES, lambda o: L.TverskyLoss(alpha=0.3, beta=0.7, gamma=1.5, **o),
-           lambda y, p, m, o: (1 - ref.score("iou", y, p, m, tversky=(0.3, 0.7), **_ref_opts(o, *REGION))) ** 1.5)
+    _check(
+        REGION_CASES,
+        lambda o: L.JaccardLoss(**o),
+        lambda y, p, m, o: 1 - ref.score("iou", y, p, m, **_ref_opts(o, *REGION)),
+    )
+    _check(
+        REGION_CASES,
+        lambda o: L.DiceLoss(beta=2, **o),
+        lambda y, p, m, o: 1 - ref.score("fscore", y, p, m, beta=2, **_ref_opts(o, *REGION)),
+    )
+    _check(
+        REGION_CASES,
+        lambda o: L.TverskyLoss(alpha=0.3, beta=0.7, gamma=1.5, **o),
+        lambda y, p, m, o: (1 - ref.score("iou", y, p, m, tversky=(0.3, 0.7), **_ref_opts(o, *REGION))) ** 1.5,
+    )
 
 
 def test_binary_losses_match_numpy():
     def bce_opts(o):
         return dict(o, class_weights=[0.5, 1.0, 2.0]) if o.get("mode") == "multilabel" else o
 
-    _check(BINARY_CASES, lambda o: L.BinaryCELoss(**bce_opts(o)),
-           lambda y, p, m, o: ref.binary_crossentropy(y, p, m, **_ref_opts(bce_opts(o), "class_weights",
-                                                                           "from_logits", "ignore_index")),
-           multi="multilabel")
-    _check(BINARY_CASES, lambda o: L.BinaryFocalLoss(alpha=0.3, gamma=1.5, **o),
-           lambda y, p, m, o: ref.binary_focal(y, p, m, 0.3, 1.5, **_ref_opts(o, "from_logits", "ignore_index")),
-           multi="multilabel")
-    _check(BINARY_CASES, lambda o: L.SoftBCELoss(smooth_factor=0.1, pos_weight=2.0, **o),
-           lambda y, p, m, o: ref.soft_bce(y, p, m, 0.1, 2.0, **_ref_opts(o, "from_logits", "ignore_index")),
-           multi="multilabel")
+    _check(
+        BINARY_CASES,
+        lambda o: L.BinaryCELoss(**bce_opts(o)),
+        lambda y, p, m, o: ref.binary_crossentropy(
+            y, p, m, **_ref_opts(bce_opts(o), "class_weights", "from_logits", "ignore_index")
+        ),
+        multi="multilabel",
+    )
+    _check(
+        BINARY_CASES,
+        lambda o: L.BinaryFocalLoss(alpha=0.3, gamma=1.5, **o),
+        lambda y, p, m, o: ref.binary_focal(y, p, m, 0.3, 1.5, **_ref_opts(o, "from_logits", "ignore_index")),
+        multi="multilabel",
+    )
+    _check(
+        BINARY_CASES,
+        lambda o: L.SoftBCELoss(smooth_factor=0.1, pos_weight=2.0, **o),
+        lambda y, p, m, o: ref.soft_bce(y, p, m, 0.1, 2.0, **_ref_opts(o, "from_logits", "ignore_index")),
+        multi="multilabel",
+    )
     cases = [c for c in BINARY_CASES if c[1] != "multiclass"]
     for per_image in (False, True):
         _check(
@@ -110,13 +146,22 @@ def test_binary_losses_match_numpy():
 
 def test_categorical_losses_match_numpy():
     cat = ("class_weights", "class_indexes", "from_logits", "ignore_index")
-    _check(CATEGORICAL_CASES, lambda o: L.CategoricalCELoss(**o),
-           lambda y, p, m, o: ref.categorical_crossentropy(y, p, **_ref_opts(o, *cat)))
-    _check(CATEGORICAL_CASES, lambda o: L.CategoricalFocalLoss(alpha=0.5, gamma=1.0, **o),
-           lambda y, p, m, o: ref.categorical_focal(y, p, 0.5, 1.0, **_ref_opts(o, *cat)))
+    _check(
+        CATEGORICAL_CASES,
+        lambda o: L.CategoricalCELoss(**o),
+        lambda y, p, m, o: ref.categorical_crossentropy(y, p, **_ref_opts(o, *cat)),
+    )
+    _check(
+        CATEGORICAL_CASES,
+        lambda o: L.CategoricalFocalLoss(alpha=0.5, gamma=1.0, **o),
+        lambda y, p, m, o: ref.categorical_focal(y, p, 0.5, 1.0, **_ref_opts(o, *cat)),
+    )
     soft = [c for c in CATEGORICAL_CASES if "class_indexes" not in c[3]]
-    _check(soft, lambda o: L.SoftCELoss(smooth_factor=0.1, **o),
-           lambda y, p, m, o: ref.soft_ce(y, p, 0.1, **_ref_opts(o, "class_weights", "from_logits", "ignore_index")))
+    _check(
+        soft,
+        lambda o: L.SoftCELoss(smooth_factor=0.1, **o),
+        lambda y, p, m, o: ref.soft_ce(y, p, 0.1, **_ref_opts(o, "class_weights", "from_logits", "ignore_index")),
+    )
     for per_image in (False, True):
         _check(
             CATEGORICAL_CASES,
@@ -128,8 +173,11 @@ def test_categorical_losses_match_numpy():
 def test_soft_labels_and_label_smoothing():
     y, p = ref.make_data("multiclass", seed=3, logits=True)
     soft = 0.8 * y + 0.05  # rows sum to 1
-    np.testing.assert_allclose(float(L.SoftCELoss(smooth_factor=0.2, from_logits=True)(y, p)),
-                               float(L.SoftCELoss(from_logits=True)(soft, p)), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(L.SoftCELoss(smooth_factor=0.2, from_logits=True)(y, p)),
+        float(L.SoftCELoss(from_logits=True)(soft, p)),
+        rtol=1e-5,
+    )
     assert float(L.CategoricalCELoss(from_logits=True)(soft, p)) > 0
 
 
@@ -157,8 +205,9 @@ def test_101_names_aliases_and_operators():
     y, p = ref.make_data("multiclass", seed=4)
     combo = 0.5 * L.dice_loss + L.jaccard_loss * 2
     assert combo.name == "0.5dice_loss_plus_2jaccard_loss"
-    np.testing.assert_allclose(float(combo(y, p)), 0.5 * float(L.dice_loss(y, p)) + 2 * float(L.jaccard_loss(y, p)),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        float(combo(y, p)), 0.5 * float(L.dice_loss(y, p)) + 2 * float(L.jaccard_loss(y, p)), rtol=1e-6
+    )
     assert sum([L.dice_loss, L.jaccard_loss]).name == "dice_loss_plus_jaccard_loss"
     with pytest.raises(ValueError, match="can be added"):
         L.dice_loss + "mse"
@@ -179,8 +228,14 @@ def test_get_by_name_and_suggestions():
 
 
 def test_config_round_trip_keeps_options():
-    loss = L.JaccardLoss(class_weights=np.array([1.0, 2.0]), class_indexes=[0, 2], per_image=True, smooth=0.5,
-                         from_logits=True, ignore_index=255) + 0.3 * L.LovaszLoss(mode="multiclass")
+    loss = L.JaccardLoss(
+        class_weights=np.array([1.0, 2.0]),
+        class_indexes=[0, 2],
+        per_image=True,
+        smooth=0.5,
+        from_logits=True,
+        ignore_index=255,
+    ) + 0.3 * L.LovaszLoss(mode="multiclass")
     copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
     assert copy.name == loss.name
     assert copy.l1.get_config() == loss.l1.get_config()
@@ -215,6 +270,7 @@ def test_clear_errors_name_the_shapes():
 #   Gradients
 # ---------------------------------------------------------------------------------------------------------
 
+
 def _grad(fn, x):
     """d fn(x) / dx on the current backend."""
     if BACKEND == "tensorflow":
@@ -236,12 +292,20 @@ def _grad(fn, x):
 
 # the 1.0.1 combinations are sums of these, so their gradients are finite when these are
 GRAD_LOSSES = {
-    "jaccard": L.jaccard_loss, "dice": L.dice_loss, "bce": L.binary_crossentropy, "cce": L.categorical_crossentropy,
-    "binary_focal": L.binary_focal_loss, "categorical_focal": L.categorical_focal_loss,
-    "tversky_focal": L.TverskyLoss(alpha=0.7, beta=0.3, gamma=2.0), "lovasz_softmax": L.LovaszLoss(per_image=True),
-    "lovasz_hinge": L.LovaszLoss(mode="multilabel"), "soft_bce": L.SoftBCELoss(smooth_factor=0.1),
-    "soft_ce": L.SoftCELoss(smooth_factor=0.1), "jaccard_ignore": L.JaccardLoss(ignore_index=255, per_image=True),
-    "soft_ce_ignore": L.SoftCELoss(ignore_index=255), "bce_ignore": L.BinaryCELoss(ignore_index=255),
+    "jaccard": L.jaccard_loss,
+    "dice": L.dice_loss,
+    "bce": L.binary_crossentropy,
+    "cce": L.categorical_crossentropy,
+    "binary_focal": L.binary_focal_loss,
+    "categorical_focal": L.categorical_focal_loss,
+    "tversky_focal": L.TverskyLoss(alpha=0.7, beta=0.3, gamma=2.0),
+    "lovasz_softmax": L.LovaszLoss(per_image=True),
+    "lovasz_hinge": L.LovaszLoss(mode="multilabel"),
+    "soft_bce": L.SoftBCELoss(smooth_factor=0.1),
+    "soft_ce": L.SoftCELoss(smooth_factor=0.1),
+    "jaccard_ignore": L.JaccardLoss(ignore_index=255, per_image=True),
+    "soft_ce_ignore": L.SoftCELoss(ignore_index=255),
+    "bce_ignore": L.BinaryCELoss(ignore_index=255),
 }
 
 
@@ -250,9 +314,15 @@ def test_gradients_are_finite_on_edge_cases(dtype):
     shape = (2, 6, 6, 3)  # the shape of the multilabel test data: JAX compiles each op once per shape
     onehot = np.eye(3, dtype="float32")[np.random.default_rng(0).integers(0, 3, shape[:3])]
     empty, full, uniform = np.zeros(shape, "float32"), np.ones(shape, "float32"), np.full(shape, 1 / 3, "float32")
-    pairs = {"empty-zeros": (empty, empty), "empty-ones": (empty, full), "full-ones": (full, full),
-             "full-zeros": (full, empty), "onehot-exact": (onehot, onehot), "onehot-opposite": (onehot, 1 - onehot),
-             "onehot-uniform": (onehot, uniform)}
+    pairs = {
+        "empty-zeros": (empty, empty),
+        "empty-ones": (empty, full),
+        "full-ones": (full, full),
+        "full-zeros": (full, empty),
+        "onehot-exact": (onehot, onehot),
+        "onehot-opposite": (onehot, 1 - onehot),
+        "onehot-uniform": (onehot, uniform),
+    }
     if dtype != "float32":  # mixed precision: a representative pair, the others are dtype independent
         pairs = {k: pairs[k] for k in pick(["onehot-exact", "onehot-uniform"], ["onehot-uniform"])}
     else:
@@ -274,10 +344,12 @@ def test_gradients_are_finite_on_edge_cases(dtype):
 def test_functional_accepts_and_ignores_backend_kwarg():
     y, p = ref.make_data("multiclass", seed=7)
     f = sm.base.functional
-    assert float(f.iou_score(y, p, backend=keras.backend)) == pytest.approx(ref.score("iou", y, p, "multiclass"),
-                                                                            rel=1e-5)
+    assert float(f.iou_score(y, p, backend=keras.backend)) == pytest.approx(
+        ref.score("iou", y, p, "multiclass"), rel=1e-5
+    )
     assert float(f.f_score(y, p, beta=2, backend=None)) == pytest.approx(
-        ref.score("fscore", y, p, "multiclass", beta=2), rel=1e-5)
+        ref.score("fscore", y, p, "multiclass", beta=2), rel=1e-5
+    )
     with pytest.raises(TypeError, match="unexpected keyword"):
         f.iou_score(y, p, bakend=None)
 
@@ -286,14 +358,16 @@ def test_functional_accepts_and_ignores_backend_kwarg():
 #   Pixel weights: Keras' sample_weight acts inside the losses (CLI data: one-hot, zero rows at void, w)
 # ---------------------------------------------------------------------------------------------------------
 
+
 def _void_data(kind="multiclass", seed=11, junk_at_void=False):
     """(integer/255-marked targets, dense targets for the weights, predictions, pixel weights (B, H, W))."""
     if kind == "multiclass":
         labels, p = ref.make_data("multiclass", seed=seed, ignore=255, target="int")
         w = (labels != 255).astype("float32")
         # CLI format: all-zero rows at void; or any class there (padding with junk): weight 0 must drop it too
-        filled = np.where(w > 0, labels, np.random.default_rng(seed).integers(0, 4, labels.shape) if junk_at_void
-                          else 0).astype(int)
+        filled = np.where(
+            w > 0, labels, np.random.default_rng(seed).integers(0, 4, labels.shape) if junk_at_void else 0
+        ).astype(int)
         dense = np.eye(4, dtype="float32")[filled] * (1.0 if junk_at_void else w[..., None])
         return labels, dense, p, w
     y, p = ref.make_data("binary", seed=seed, ignore=255)
@@ -308,19 +382,37 @@ def _multiclass_weight_cases():
     cases = [  # (id, loss from options, numpy reference on the void-marked labels)
         ("cce", lambda **o: L.CategoricalCELoss(**o), lambda y, p: cat(y, p, **void)),
         ("dice-beta2", lambda **o: L.DiceLoss(beta=2, **o), lambda y, p: 1 - fscore(y, p, beta=2, **void)),
-        ("jaccard-per_image", lambda **o: L.JaccardLoss(per_image=True, **o),
-         lambda y, p: 1 - ref.score("iou", y, p, "multiclass", per_image=True, **void)),
-        ("tversky", lambda **o: L.TverskyLoss(alpha=0.3, beta=0.7, gamma=1.5, **o),
-         lambda y, p: (1 - ref.score("iou", y, p, "multiclass", tversky=(0.3, 0.7), **void)) ** 1.5),
-        ("focal", lambda **o: L.CategoricalFocalLoss(alpha=0.5, gamma=1.0, **o),
-         lambda y, p: ref.categorical_focal(y, p, 0.5, 1.0, **void)),
+        (
+            "jaccard-per_image",
+            lambda **o: L.JaccardLoss(per_image=True, **o),
+            lambda y, p: 1 - ref.score("iou", y, p, "multiclass", per_image=True, **void),
+        ),
+        (
+            "tversky",
+            lambda **o: L.TverskyLoss(alpha=0.3, beta=0.7, gamma=1.5, **o),
+            lambda y, p: (1 - ref.score("iou", y, p, "multiclass", tversky=(0.3, 0.7), **void)) ** 1.5,
+        ),
+        (
+            "focal",
+            lambda **o: L.CategoricalFocalLoss(alpha=0.5, gamma=1.0, **o),
+            lambda y, p: ref.categorical_focal(y, p, 0.5, 1.0, **void),
+        ),
         ("soft_ce", lambda **o: L.SoftCELoss(smooth_factor=0.1, **o), lambda y, p: ref.soft_ce(y, p, 0.1, **void)),
-        ("lovasz-per_image", lambda **o: L.LovaszLoss(per_image=True, **o),
-         lambda y, p: ref.lovasz_softmax(y, p, True, **void)),
-        ("cce+dice", lambda **o: L.CategoricalCELoss(**o) + L.DiceLoss(**o),
-         lambda y, p: cat(y, p, **void) + 1 - fscore(y, p, **void)),
-        ("0.5lovasz+jaccard", lambda **o: 0.5 * L.LovaszLoss(**o) + L.JaccardLoss(**o),
-         lambda y, p: 0.5 * ref.lovasz_softmax(y, p, **void) + 1 - ref.score("iou", y, p, "multiclass", **void)),
+        (
+            "lovasz-per_image",
+            lambda **o: L.LovaszLoss(per_image=True, **o),
+            lambda y, p: ref.lovasz_softmax(y, p, True, **void),
+        ),
+        (
+            "cce+dice",
+            lambda **o: L.CategoricalCELoss(**o) + L.DiceLoss(**o),
+            lambda y, p: cat(y, p, **void) + 1 - fscore(y, p, **void),
+        ),
+        (
+            "0.5lovasz+jaccard",
+            lambda **o: 0.5 * L.LovaszLoss(**o) + L.JaccardLoss(**o),
+            lambda y, p: 0.5 * ref.lovasz_softmax(y, p, **void) + 1 - ref.score("iou", y, p, "multiclass", **void),
+        ),
     ]
     return pick(cases, [c for c in cases if c[0] in ("lovasz-per_image", "cce+dice")])
 
@@ -331,26 +423,36 @@ def test_pixel_weights_leave_void_out_like_ignore_index():
     _, junk, _, _ = _void_data(junk_at_void=True)
     for case_id, make, reference in _multiclass_weight_cases():
         want = reference(labels, p)
-        got = {"zero-rows": float(make()(dense, p, sample_weight=w)),
-               "junk-at-void": float(make()(junk, p, sample_weight=w[..., None])),  # (B, H, W, 1) weights
-               "ignore_index": float(make(ignore_index=255)(labels, p))}
+        got = {
+            "zero-rows": float(make()(dense, p, sample_weight=w)),
+            "junk-at-void": float(make()(junk, p, sample_weight=w[..., None])),  # (B, H, W, 1) weights
+            "ignore_index": float(make(ignore_index=255)(labels, p)),
+        }
         for how, value in got.items():
             np.testing.assert_allclose(value, want, rtol=2e-4, atol=2e-6, err_msg=f"{case_id} {how}")
     y, dense, p, w = _void_data("binary")
     _, junk, _, _ = _void_data("binary", junk_at_void=True)
     void = dict(ignore_index=255)
-    binary = [("bce", L.BinaryCELoss(), ref.binary_crossentropy(y, p, "binary", **void)),
-              ("lovasz_hinge", L.LovaszLoss(), ref.lovasz_hinge(y, p, "binary", **void))]
+    binary = [
+        ("bce", L.BinaryCELoss(), ref.binary_crossentropy(y, p, "binary", **void)),
+        ("lovasz_hinge", L.LovaszLoss(), ref.lovasz_hinge(y, p, "binary", **void)),
+    ]
     if ON_TF:  # JAX compiles each eager op per new shape: a subset elsewhere
-        binary += [("dice", L.DiceLoss(), 1 - ref.score("fscore", y, p, "binary", **void)),
-                   ("binary_focal", L.BinaryFocalLoss(alpha=0.3, gamma=1.5), ref.binary_focal(y, p, "binary", 0.3,
-                                                                                              1.5, **void)),
-                   ("soft_bce", L.SoftBCELoss(smooth_factor=0.1), ref.soft_bce(y, p, "binary", 0.1, **void))]
+        binary += [
+            ("dice", L.DiceLoss(), 1 - ref.score("fscore", y, p, "binary", **void)),
+            (
+                "binary_focal",
+                L.BinaryFocalLoss(alpha=0.3, gamma=1.5),
+                ref.binary_focal(y, p, "binary", 0.3, 1.5, **void),
+            ),
+            ("soft_bce", L.SoftBCELoss(smooth_factor=0.1), ref.soft_bce(y, p, "binary", 0.1, **void)),
+        ]
     targets = {"zeros": dense, "junk": junk}
     for case_id, loss, want in binary:
         for how in pick(targets, ["junk"]):
-            np.testing.assert_allclose(float(loss(targets[how], p, sample_weight=w)), want, rtol=2e-4, atol=2e-6,
-                                       err_msg=f"{case_id} {how}")
+            np.testing.assert_allclose(
+                float(loss(targets[how], p, sample_weight=w)), want, rtol=2e-4, atol=2e-6, err_msg=f"{case_id} {how}"
+            )
 
 
 def test_fractional_and_per_image_weights():
@@ -368,11 +470,14 @@ def test_fractional_and_per_image_weights():
     np.testing.assert_allclose(float(cce_dice(dense, p, sample_weight=3 * w)), want_ce + want_dice, rtol=1e-5)
     # per-image weights (B,) weigh every pixel of an image
     image_w = np.array([0.0, 2.0], "float32")
-    np.testing.assert_allclose(float(cce_dice(dense, p, sample_weight=image_w)),
-                               float(cce_dice(dense[1:], p[1:])), rtol=1e-5)
-    np.testing.assert_allclose(float(cce_dice(dense, p, sample_weight=image_w)),
-                               float(cce_dice(dense, p, sample_weight=np.broadcast_to(image_w[:, None, None],
-                                                                                      w.shape))), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(cce_dice(dense, p, sample_weight=image_w)), float(cce_dice(dense[1:], p[1:])), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        float(cce_dice(dense, p, sample_weight=image_w)),
+        float(cce_dice(dense, p, sample_weight=np.broadcast_to(image_w[:, None, None], w.shape))),
+        rtol=1e-6,
+    )
     # everything ignored: 0 (CE) and a perfect score (Dice, by smoothing), finite gradients
     zeros = np.zeros_like(w)
     assert float(L.categorical_crossentropy(dense, p, sample_weight=zeros)) == 0.0
@@ -385,8 +490,11 @@ def test_fractional_and_per_image_weights():
 
 def test_sample_weight_errors_and_user_losses_keep_keras_weighting():
     _, dense, p, w = _void_data()
-    with pytest.raises(ValueError, match=r"sample_weight with shape \(2, 5\) does not fit y_pred with shape "
-                                         r"\(2, 6, 6, 4\): give per-pixel weights \(B, H, W\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"sample_weight with shape \(2, 5\) does not fit y_pred with shape "
+        r"\(2, 6, 6, 4\): give per-pixel weights \(B, H, W\)",
+    ):
         L.dice_loss(dense, p, sample_weight=np.ones((2, 5), "float32"))
     with pytest.raises(ValueError, match=r"sample_weight with shape \(2, 6, 5\) does not fit"):
         L.categorical_crossentropy(dense, p, sample_weight=np.ones((2, 6, 5), "float32"))

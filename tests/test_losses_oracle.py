@@ -1,4 +1,5 @@
 """Values and names equal segmentation_models 1.0.1's (one oracle subprocess computes every case)."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,10 @@ import segmentation_models as sm
 import seg_reference as ref
 from conftest import ON_TF, run_oracle
 
-pytestmark = [pytest.mark.oracle,
-              pytest.mark.skipif(not ON_TF, reason="oracle comparisons run once, on the TensorFlow pass")]
+pytestmark = [
+    pytest.mark.oracle,
+    pytest.mark.skipif(not ON_TF, reason="oracle comparisons run once, on the TensorFlow pass"),
+]
 
 DATA = {"binary": 1, "multiclass": 4, "multilabel": 3}
 
@@ -25,32 +28,59 @@ def _cases() -> list[tuple[str, str]]:
         idx = "[0, 2]" if c > 2 else "0"
         w_idx = "np.array([2.0, 0.5])" if c > 2 else "np.array([2.0])"
         for fn in ("iou_score", "f_score", "precision", "recall"):
-            for opts in ("", "per_image=True", f"class_weights={w}", f"class_indexes={idx}",
-                         f"class_indexes={idx}, class_weights={w_idx}", "threshold=0.5", "smooth=1.0",
-                         "per_image=True, threshold=0.3, smooth=0.1"):
+            for opts in (
+                "",
+                "per_image=True",
+                f"class_weights={w}",
+                f"class_indexes={idx}",
+                f"class_indexes={idx}, class_weights={w_idx}",
+                "threshold=0.5",
+                "smooth=1.0",
+                "per_image=True, threshold=0.3, smooth=0.1",
+            ):
                 cases.append((kind, f"F.{fn}(gt, pr, {opts})"))
-        cases += [(kind, "F.f_score(gt, pr, beta=2, per_image=True)"),
-                  (kind, "F.binary_crossentropy(gt, pr)"),
-                  (kind, "F.binary_focal_loss(gt, pr, gamma=1.5, alpha=0.4)")]
-        for name in ("jaccard_loss", "dice_loss", "binary_focal_loss", "binary_crossentropy", "bce_dice_loss",
-                     "bce_jaccard_loss", "binary_focal_dice_loss", "binary_focal_jaccard_loss"):
+        cases += [
+            (kind, "F.f_score(gt, pr, beta=2, per_image=True)"),
+            (kind, "F.binary_crossentropy(gt, pr)"),
+            (kind, "F.binary_focal_loss(gt, pr, gamma=1.5, alpha=0.4)"),
+        ]
+        for name in (
+            "jaccard_loss",
+            "dice_loss",
+            "binary_focal_loss",
+            "binary_crossentropy",
+            "bce_dice_loss",
+            "bce_jaccard_loss",
+            "binary_focal_dice_loss",
+            "binary_focal_jaccard_loss",
+        ):
             cases.append((kind, f"L.{name}"))
         for name in ("iou_score", "f1_score", "f2_score", "precision", "recall"):
             cases.append((kind, f"M.{name}"))
-        cases += [(kind, f"L.JaccardLoss(class_weights={w}, per_image=True)"),
-                  (kind, f"L.DiceLoss(beta=2, class_indexes={idx}, smooth=1.0)"),
-                  (kind, "L.BinaryFocalLoss(alpha=0.5, gamma=1.0)"),
-                  (kind, "0.5 * L.dice_loss + L.binary_crossentropy * 2"),
-                  (kind, f"M.IOUScore(class_weights={w}, threshold=0.5, per_image=True, name='iou_w')"),
-                  (kind, f"M.FScore(beta=3, class_indexes={idx})")]
+        cases += [
+            (kind, f"L.JaccardLoss(class_weights={w}, per_image=True)"),
+            (kind, f"L.DiceLoss(beta=2, class_indexes={idx}, smooth=1.0)"),
+            (kind, "L.BinaryFocalLoss(alpha=0.5, gamma=1.0)"),
+            (kind, "0.5 * L.dice_loss + L.binary_crossentropy * 2"),
+            (kind, f"M.IOUScore(class_weights={w}, threshold=0.5, per_image=True, name='iou_w')"),
+            (kind, f"M.FScore(beta=3, class_indexes={idx})"),
+        ]
         if kind == "multiclass":
-            for name in ("categorical_focal_loss", "categorical_crossentropy", "cce_dice_loss", "cce_jaccard_loss",
-                         "categorical_focal_dice_loss", "categorical_focal_jaccard_loss"):
+            for name in (
+                "categorical_focal_loss",
+                "categorical_crossentropy",
+                "cce_dice_loss",
+                "cce_jaccard_loss",
+                "categorical_focal_dice_loss",
+                "categorical_focal_jaccard_loss",
+            ):
                 cases.append((kind, f"L.{name}"))
-            cases += [(kind, f"F.categorical_crossentropy(gt, pr, class_weights={w})"),
-                      (kind, f"L.CategoricalCELoss(class_weights={w_idx}, class_indexes={idx})"),
-                      (kind, f"L.CategoricalFocalLoss(alpha=0.5, gamma=1.0, class_indexes={idx})"),
-                      (kind, "F.categorical_focal_loss(gt, pr, gamma=3.0, alpha=0.1)")]
+            cases += [
+                (kind, f"F.categorical_crossentropy(gt, pr, class_weights={w})"),
+                (kind, f"L.CategoricalCELoss(class_weights={w_idx}, class_indexes={idx})"),
+                (kind, f"L.CategoricalFocalLoss(alpha=0.5, gamma=1.0, class_indexes={idx})"),
+                (kind, "F.categorical_focal_loss(gt, pr, gamma=3.0, alpha=0.1)"),
+            ]
     return cases
 
 

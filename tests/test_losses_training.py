@@ -1,4 +1,5 @@
 """fit / evaluate / save with the losses and metrics on this backend; compiled reload in a fresh process."""
+
 from __future__ import annotations
 
 import json
@@ -58,12 +59,29 @@ def _fit_evaluate_save(model, loss, metrics, x, y, references, saved, tag):
 
 
 def test_fit_evaluate_save_binary_with_every_binary_loss_and_metric(saved):
-    loss = sum([L.jaccard_loss, L.dice_loss, L.binary_crossentropy, L.binary_focal_loss, L.bce_dice_loss,
-                L.bce_jaccard_loss, L.binary_focal_dice_loss, L.binary_focal_jaccard_loss,
-                L.TverskyLoss(alpha=0.7, beta=0.3, gamma=1.5), L.LovaszLoss(per_image=True),
-                0.5 * L.SoftBCELoss(smooth_factor=0.1)])
-    metrics = [M.iou_score, M.f1_score, M.f2_score, M.precision, M.recall,
-               M.IOUScore(threshold=0.5, per_image=True, name="iou_per_image")]
+    loss = sum(
+        [
+            L.jaccard_loss,
+            L.dice_loss,
+            L.binary_crossentropy,
+            L.binary_focal_loss,
+            L.bce_dice_loss,
+            L.bce_jaccard_loss,
+            L.binary_focal_dice_loss,
+            L.binary_focal_jaccard_loss,
+            L.TverskyLoss(alpha=0.7, beta=0.3, gamma=1.5),
+            L.LovaszLoss(per_image=True),
+            0.5 * L.SoftBCELoss(smooth_factor=0.1),
+        ]
+    )
+    metrics = [
+        M.iou_score,
+        M.f1_score,
+        M.f2_score,
+        M.precision,
+        M.recall,
+        M.IOUScore(threshold=0.5, per_image=True, name="iou_per_image"),
+    ]
     references = {
         "iou_score": lambda y, p: ref.score("iou", y, p, "binary"),
         "f1-score": lambda y, p: ref.score("fscore", y, p, "binary"),
@@ -78,11 +96,23 @@ def test_fit_evaluate_save_binary_with_every_binary_loss_and_metric(saved):
 
 def test_fit_evaluate_save_multiclass_integer_masks_with_ignore_index(saved):
     void = dict(ignore_index=255)
-    loss = sum([L.CategoricalCELoss(**void), L.CategoricalFocalLoss(**void), L.JaccardLoss(**void),
-                L.DiceLoss(class_weights=[0.5, 1.0, 2.0], **void), L.LovaszLoss(**void),
-                L.SoftCELoss(smooth_factor=0.1, **void), L.TverskyLoss(class_indexes=[1, 2], **void)])
-    metrics = [M.IOUScore(threshold=0.5, **void), M.FScore(class_indexes=[1, 2], **void, name="f1_12"),
-               M.Precision(per_image=True, **void), M.Recall(class_weights=[1.0, 0.0, 1.0], **void)]
+    loss = sum(
+        [
+            L.CategoricalCELoss(**void),
+            L.CategoricalFocalLoss(**void),
+            L.JaccardLoss(**void),
+            L.DiceLoss(class_weights=[0.5, 1.0, 2.0], **void),
+            L.LovaszLoss(**void),
+            L.SoftCELoss(smooth_factor=0.1, **void),
+            L.TverskyLoss(class_indexes=[1, 2], **void),
+        ]
+    )
+    metrics = [
+        M.IOUScore(threshold=0.5, **void),
+        M.FScore(class_indexes=[1, 2], **void, name="f1_12"),
+        M.Precision(per_image=True, **void),
+        M.Recall(class_weights=[1.0, 0.0, 1.0], **void),
+    ]
     references = {
         "iou_score": lambda y, p: ref.score("iou", y, p, "multiclass", threshold=0.5, ignore_index=255),
         "f1_12": lambda y, p: ref.score("fscore", y, p, "multiclass", class_indexes=[1, 2], ignore_index=255),
@@ -109,16 +139,21 @@ def test_fit_with_pixel_weights_reports_the_loss_of_the_non_void_pixels():
     model.compile(keras.optimizers.SGD(1e-3), loss=loss)
 
     def reference(pred):
-        return (ref.categorical_crossentropy(labels, pred, **void)
-                + 1 - ref.score("fscore", labels, pred, "multiclass", **void) + 0.5 * lovasz(pred))
+        return (
+            ref.categorical_crossentropy(labels, pred, **void)
+            + 1
+            - ref.score("fscore", labels, pred, "multiclass", **void)
+            + 0.5 * lovasz(pred)
+        )
 
     before = reference(keras.ops.convert_to_numpy(model(x, training=False)))
     history = model.fit(x, y, sample_weight=w, batch_size=2, epochs=1, verbose=0, shuffle=False).history
     np.testing.assert_allclose(history["loss"][0], before, rtol=2e-4)  # one batch: the loss before the update
     if BACKEND != "jax":
         logs = model.evaluate(x, y, sample_weight=w, batch_size=2, verbose=0, return_dict=True)
-        np.testing.assert_allclose(logs["loss"], reference(keras.ops.convert_to_numpy(model(x, training=False))),
-                                   rtol=2e-4)
+        np.testing.assert_allclose(
+            logs["loss"], reference(keras.ops.convert_to_numpy(model(x, training=False))), rtol=2e-4
+        )
 
 
 def test_unet_with_bce_jaccard_and_iou_reloads_compiled_in_fresh_process(saved):
@@ -163,5 +198,6 @@ def test_unet_with_bce_jaccard_and_iou_reloads_compiled_in_fresh_process(saved):
     for _, tag, loss_name, logs in items:
         got_name, got_logs = result[tag]
         assert got_name == loss_name, tag
-        np.testing.assert_allclose([got_logs[k] for k in sorted(logs)], [logs[k] for k in sorted(logs)], rtol=1e-4,
-                                   err_msg=tag)
+        np.testing.assert_allclose(
+            [got_logs[k] for k in sorted(logs)], [logs[k] for k in sorted(logs)], rtol=1e-4, err_msg=tag
+        )

@@ -1,5 +1,6 @@
 """Metrics: data-set values over several batches equal a numpy reference on the concatenated data, options,
 per-class results, reset, 1.0.1 call behaviour, SMP-style get_stats / reductions, errors."""
+
 from __future__ import annotations
 
 import keras
@@ -25,17 +26,33 @@ METRIC_CASES = [  # (id, data kind, make_data options, metric options)
     ("binary-threshold-logits", "binary", dict(logits=True), dict(threshold=0.5, from_logits=True)),
     ("onehot-weights", "multiclass", {}, dict(class_weights=[0.1, 0.2, 0.3, 0.4])),
     ("onehot-per_image-threshold", "multiclass", {}, dict(per_image=True, threshold=0.3)),
-    ("int-ignore-indexes", "multiclass", dict(target="int", ignore=255),
-     dict(ignore_index=255, class_indexes=[0, 3], class_weights=[2.0, 1.0])),
-    ("int1-logits-per_image-ignore", "multiclass", dict(target="int1", logits=True, ignore=255),
-     dict(from_logits=True, per_image=True, ignore_index=255, smooth=1.0)),
-    ("multilabel-ignore-threshold", "multilabel", dict(ignore=-1),
-     dict(mode="multilabel", ignore_index=-1, threshold=0.5, class_indexes=1)),
+    (
+        "int-ignore-indexes",
+        "multiclass",
+        dict(target="int", ignore=255),
+        dict(ignore_index=255, class_indexes=[0, 3], class_weights=[2.0, 1.0]),
+    ),
+    (
+        "int1-logits-per_image-ignore",
+        "multiclass",
+        dict(target="int1", logits=True, ignore=255),
+        dict(from_logits=True, per_image=True, ignore_index=255, smooth=1.0),
+    ),
+    (
+        "multilabel-ignore-threshold",
+        "multilabel",
+        dict(ignore=-1),
+        dict(mode="multilabel", ignore_index=-1, threshold=0.5, class_indexes=1),
+    ),
 ]
 # JAX and torch run a subset in which every option still occurs (JAX compiles each eager op per new shape)
 METRIC_CASES = pick(METRIC_CASES, [METRIC_CASES[i] for i in (1, 3, 4, 5, 6)])
-METRICS = {"iou": (M.IOUScore, {}), "fscore": (M.FScore, {"beta": 2}), "precision": (M.Precision, {}),
-           "recall": (M.Recall, {})}
+METRICS = {
+    "iou": (M.IOUScore, {}),
+    "fscore": (M.FScore, {"beta": 2}),
+    "precision": (M.Precision, {}),
+    "recall": (M.Recall, {}),
+}
 REF_KEYS = ("class_weights", "class_indexes", "per_image", "threshold", "smooth", "from_logits", "ignore_index")
 
 
@@ -51,13 +68,26 @@ def test_dataset_value_over_batches_equals_numpy_on_all_data(kind):
         ref_opts = {k: options[k] for k in REF_KEYS if k in options}
         want = ref.score(kind, y, p, mode, beta=extra.get("beta", 1.0), **ref_opts)
         np.testing.assert_allclose(float(metric.result()), want, rtol=1e-4, atol=1e-6, err_msg=f"{kind} {case_id}")
-        gt, pr, keep, _ = ref.prepare(y, p, mode, ref_opts.get("from_logits", False), ref_opts.get("ignore_index"),
-                                      ref_opts.get("class_indexes"))
-        per_class = ref.per_class_score(kind, gt, pr, keep, ref_opts.get("per_image", False),
-                                        ref_opts.get("threshold"), ref_opts.get("smooth", 1e-5),
-                                        extra.get("beta", 1.0))
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(metric.result_per_class()), per_class, rtol=1e-4,
-                                   atol=1e-6, err_msg=f"{kind} {case_id} per class")
+        gt, pr, keep, _ = ref.prepare(
+            y, p, mode, ref_opts.get("from_logits", False), ref_opts.get("ignore_index"), ref_opts.get("class_indexes")
+        )
+        per_class = ref.per_class_score(
+            kind,
+            gt,
+            pr,
+            keep,
+            ref_opts.get("per_image", False),
+            ref_opts.get("threshold"),
+            ref_opts.get("smooth", 1e-5),
+            extra.get("beta", 1.0),
+        )
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(metric.result_per_class()),
+            per_class,
+            rtol=1e-4,
+            atol=1e-6,
+            err_msg=f"{kind} {case_id} per class",
+        )
 
 
 def test_accumulation_is_not_a_mean_of_batch_scores():
@@ -104,18 +134,32 @@ def test_sample_weight_per_image_and_per_pixel():
     metric.reset_state()
     metric.update_state(y, p, sample_weight=pixel_w)
     ignored = np.where(pixel_w[..., None] > 0, y, 255)
-    np.testing.assert_allclose(float(metric.result()),
-                               ref.score("precision", ignored, p, "multiclass", ignore_index=255), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(metric.result()), ref.score("precision", ignored, p, "multiclass", ignore_index=255), rtol=1e-5
+    )
     with pytest.raises(ValueError, match=r"sample_weight with shape \(3, 2\)"):
         metric.update_state(y, p, sample_weight=np.ones((3, 2), "float32"))
 
 
 def test_names_aliases_config_and_get():
     assert [m.name for m in (M.iou_score, M.f1_score, M.f2_score, M.precision, M.recall)] == [
-        "iou_score", "f1-score", "f2-score", "precision", "recall"]
+        "iou_score",
+        "f1-score",
+        "f2-score",
+        "precision",
+        "recall",
+    ]
     assert M.iou_score.__name__ == "iou_score" and M.f2_score.beta == 2
-    metric = M.FScore(beta=0.5, class_weights=np.array([1.0, 3.0]), class_indexes=[1, 2], threshold=0.4,
-                      per_image=True, name="f_half", ignore_index=255, from_logits=True)
+    metric = M.FScore(
+        beta=0.5,
+        class_weights=np.array([1.0, 3.0]),
+        class_indexes=[1, 2],
+        threshold=0.4,
+        per_image=True,
+        name="f_half",
+        ignore_index=255,
+        from_logits=True,
+    )
     copy = M.FScore.from_config(metric.get_config())
     assert copy.get_config() == metric.get_config() and copy.class_weights == [1.0, 3.0]
     fresh = M.get("iou_score")
@@ -141,6 +185,7 @@ def test_errors_name_shapes():
 # ---------------------------------------------------------------------------------------------------------
 #   SMP-style statistics
 # ---------------------------------------------------------------------------------------------------------
+
 
 def _np_reduce(stats, metric, reduction, weights=None, beta=1.0):
     tp, fp, fn, tn = stats
@@ -178,8 +223,11 @@ def test_get_stats_and_reductions_match_numpy():
         ("multiclass-scores", (p, y, "multiclass"), dict(ignore_index=255)),
         ("multiclass-labels", (labels, y[..., None], "multiclass"), dict(ignore_index=255, num_classes=4)),
         ("multilabel", ref.make_data("multilabel", seed=6)[::-1] + ("multilabel",), dict(threshold=0.5)),
-        ("binary-ignore", ref.make_data("binary", seed=7, ignore=255)[::-1] + ("binary",),
-         dict(threshold=0.5, ignore_index=255)),
+        (
+            "binary-ignore",
+            ref.make_data("binary", seed=7, ignore=255)[::-1] + ("binary",),
+            dict(threshold=0.5, ignore_index=255),
+        ),
     ]
     for case_id, (output, target, mode), opts in cases:
         got = np.stack([keras.ops.convert_to_numpy(s) for s in F.get_stats(output, target, mode, **opts)])
@@ -188,11 +236,19 @@ def test_get_stats_and_reductions_match_numpy():
         for reduction in F.REDUCTIONS:
             for metric in ("iou", "fscore", "precision", "recall", "accuracy", "specificity"):
                 weights = rng.random(got.shape[-1]) + 0.1 if "weighted" in reduction else None
-                value = F.score_from_stats(*got.astype("int32"), metric=metric, reduction=reduction,
-                                           class_weights=weights, beta=2.0 if metric == "fscore" else 1.0)
-                np.testing.assert_allclose(keras.ops.convert_to_numpy(value),
-                                           _np_reduce(want, metric, reduction, weights, 2.0), rtol=1e-5,
-                                           err_msg=f"{case_id} {metric} {reduction}")
+                value = F.score_from_stats(
+                    *got.astype("int32"),
+                    metric=metric,
+                    reduction=reduction,
+                    class_weights=weights,
+                    beta=2.0 if metric == "fscore" else 1.0,
+                )
+                np.testing.assert_allclose(
+                    keras.ops.convert_to_numpy(value),
+                    _np_reduce(want, metric, reduction, weights, 2.0),
+                    rtol=1e-5,
+                    err_msg=f"{case_id} {metric} {reduction}",
+                )
     with pytest.raises(ValueError, match="needs class_weights"):
         F.score_from_stats(*got, reduction="weighted")
     with pytest.raises(ValueError, match="reduction must be one of"):

@@ -1,6 +1,7 @@
 """MiT (SegFormer's Mix Transformer) encoders: registry facts, golden equivalence with the reference
 implementation through the real safetensors loading path (registry + mirror), and clear errors for
 checkpoints that do not fit."""
+
 from __future__ import annotations
 
 import hashlib
@@ -67,8 +68,13 @@ def _publish(mirror, variant: str, tensors: dict, name: str = "golden") -> None:
     """Write ``tensors`` as a safetensors file into the mirror and register it (URL unreachable, sha256)."""
     path = mirror / f"{variant}_{name}.safetensors"
     safetensors_numpy.save_file(tensors, str(path))
-    smw.register_weights(variant, name, f"https://127.0.0.1:9/{path.name}",
-                         hashlib.sha256(path.read_bytes()).hexdigest(), format="safetensors")
+    smw.register_weights(
+        variant,
+        name,
+        f"https://127.0.0.1:9/{path.name}",
+        hashlib.sha256(path.read_bytes()).hexdigest(),
+        format="safetensors",
+    )
 
 
 def test_registry_specs():
@@ -88,7 +94,11 @@ def test_registry_specs():
         rtol=1e-6,
     )
     entry = smw.get_weights_entry("mit_b1", "imagenet")
-    assert entry.format == "safetensors" and len(entry.file_hash) == 64 and entry.url.startswith("https://huggingface.co/nvidia/mit-b1/")
+    assert (
+        entry.format == "safetensors"
+        and len(entry.file_hash) == 64
+        and entry.url.startswith("https://huggingface.co/nvidia/mit-b1/")
+    )
 
 
 @pytest.mark.parametrize("variant", ["mit_b0", "mit_b1"] if ON_TF else ["mit_b0"])
@@ -143,8 +153,15 @@ def test_extra_tensor_is_named(golden, isolated, mit_b0):
 
 def test_another_models_file_names_wrong_shapes(golden, isolated, mit_b0):
     tensors = _checkpoint(golden, "mit_b1")  # a MiT-B1 checkpoint offered as MiT-B0 weights
-    _expect_mismatch(isolated, mit_b0, tensors, "encoder.block.0.0.attention.self.query.weight", "(64, 64)",
-                     "block1_0_attn_q", "another MiT variant")
+    _expect_mismatch(
+        isolated,
+        mit_b0,
+        tensors,
+        "encoder.block.0.0.attention.self.query.weight",
+        "(64, 64)",
+        "block1_0_attn_q",
+        "another MiT variant",
+    )
 
 
 @pytest.mark.skipif(not ON_TF, reason="backend-independent dispatch: checked once, on TensorFlow")

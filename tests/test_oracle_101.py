@@ -12,8 +12,14 @@ pytestmark = [
     pytest.mark.skipif(not ON_TF, reason="oracle comparisons run once, on the TensorFlow pass"),
 ]
 
-CASES = [("resnet18", "upsampling"), ("resnet18", "transpose"), ("resnet34", "upsampling"),
-         ("resnet34", "transpose"), ("vgg16", "upsampling"), ("vgg16", "transpose")]
+CASES = [
+    ("resnet18", "upsampling"),
+    ("resnet18", "transpose"),
+    ("resnet34", "upsampling"),
+    ("resnet34", "transpose"),
+    ("vgg16", "upsampling"),
+    ("vgg16", "transpose"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +60,15 @@ def test_101_weights_give_same_predictions(oracle_models, backbone, block_type):
     tag = f"{backbone}_{block_type}"
     expected = np.load(oracle_models / f"{tag}_pred.npy")
     for weights_file in (f"{tag}.h5", f"{tag}.weights.h5"):
-        model = sm.Unet(backbone, input_shape=(64, 64, 3), classes=3, activation="softmax", encoder_weights=None,
-                        decoder_block_type=block_type, weights=str(oracle_models / weights_file))
+        model = sm.Unet(
+            backbone,
+            input_shape=(64, 64, 3),
+            classes=3,
+            activation="softmax",
+            encoder_weights=None,
+            decoder_block_type=block_type,
+            weights=str(oracle_models / weights_file),
+        )
         got = model.predict(x, verbose=0)
         assert np.isfinite(expected).all(), f"1.0.1's {tag} predicted non-finite values: the fixture's weights are off"
         # atol 1e-3: these random ResNet-34 weights give logits of ~1e3, and float32 rounding then moves some

@@ -1,5 +1,6 @@
 """FPN, Linknet and PSPNet: weights of models built by segmentation_models 1.0.1 load by layer name into ours
 and give the same predictions (1.0.1 runs as an oracle in one subprocess for the whole module)."""
+
 import json
 
 import numpy as np
@@ -43,9 +44,11 @@ def _cases(backbone):
 
 CASES = [(b, *case) for b in AVAILABLE for case in _cases(b)]
 PARAMS = [
-    pytest.param(b, i, id=f"{b}-{i}",
-                 marks=pytest.mark.skipif(b not in AVAILABLE, reason=f"backbone {b} is not registered yet"))
-    for b in BACKBONES for i in range(4)
+    pytest.param(
+        b, i, id=f"{b}-{i}", marks=pytest.mark.skipif(b not in AVAILABLE, reason=f"backbone {b} is not registered yet")
+    )
+    for b in BACKBONES
+    for i in range(4)
 ]
 
 
@@ -91,8 +94,15 @@ def oracle_models(tmp_path_factory):
 def test_101_weights_give_same_predictions(oracle_models, backbone, index):
     arch, size, kwargs = _cases(backbone)[index]
     tag = _tag(backbone, arch, kwargs)
-    model = getattr(sm, arch)(backbone, input_shape=(size, size, 3), classes=3, activation="softmax",
-                              encoder_weights=None, weights=str(oracle_models / f"{tag}.h5"), **kwargs)
+    model = getattr(sm, arch)(
+        backbone,
+        input_shape=(size, size, 3),
+        classes=3,
+        activation="softmax",
+        encoder_weights=None,
+        weights=str(oracle_models / f"{tag}.h5"),
+        **kwargs,
+    )
     assert model.count_params() == json.loads((oracle_models / f"{tag}_params.json").read_text())
     x = np.load(oracle_models / f"{tag}_x.npy")
     got = np.asarray(model(x, training=False))

@@ -1,4 +1,5 @@
 """The seed's three examples run unchanged; their losses/metrics ported to keras.ops train on every backend."""
+
 import json
 import os
 import subprocess
@@ -26,8 +27,9 @@ def imagenet_registry(tmp_path_factory):
     backbone = sm.Backbones.get_backbone("resnet34", input_shape=(64, 64, 3), weights=None)
     path = write_model_as_keras2_h5(backbone, folder / "resnet34_imagenet_1000_no_top.h5")
     registry = folder / "registry.json"
-    registry.write_text(json.dumps([{"backbone": "resnet34", "name": "imagenet", "url": str(path),
-                                     "hash": file_hash(path)}]))
+    registry.write_text(
+        json.dumps([{"backbone": "resnet34", "name": "imagenet", "url": str(path), "hash": file_hash(path)}])
+    )
     keras.backend.clear_session()
     return registry
 
@@ -38,8 +40,14 @@ def test_seed_example_runs_unchanged(example, imagenet_registry, tmp_path):
     script = SEED / example
     if not script.exists():
         pytest.skip(f"{script} is absent (../shared is only beside the project's checkout)")
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONPATH=str(ROOT), SM_WEIGHTS_REGISTRY=str(imagenet_registry),
-               KERAS_HOME=str(tmp_path / "keras_home"), SM_WEIGHTS_MIRROR="")
+    env = dict(
+        os.environ,
+        KERAS_BACKEND="tensorflow",
+        PYTHONPATH=str(ROOT),
+        SM_WEIGHTS_REGISTRY=str(imagenet_registry),
+        KERAS_HOME=str(tmp_path / "keras_home"),
+        SM_WEIGHTS_MIRROR="",
+    )
     proc = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
     )

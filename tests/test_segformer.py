@@ -1,5 +1,6 @@
 """SegFormer (all-MLP decoder) on MiT and on a CNN backbone, and Unet on MiT (no stride-2 skip),
 through the shared model check."""
+
 from __future__ import annotations
 
 import keras
@@ -15,7 +16,13 @@ from helpers import check_model
 def test_segformer_mit_b0(tmp_path, reload_checker):
     model = check_model(
         lambda: sm.SegFormer("mit_b0", input_shape=(64, 64, 3), classes=3, activation="softmax", encoder_weights=None),
-        (64, 64, 3), 3, tmp_path, reload_checker, activation="softmax", label="segformer-mit_b0", learning_rate=1e-4,
+        (64, 64, 3),
+        3,
+        tmp_path,
+        reload_checker,
+        activation="softmax",
+        label="segformer-mit_b0",
+        learning_rate=1e-4,
     )
     names = {layer.name for layer in model.layers}
     assert {"decoder_stride4_linear", "decoder_stride32_linear", "decoder_fuse_conv", "final_conv"} <= names
@@ -42,7 +49,13 @@ def test_segformer_cnn_backbone_uses_stride2(tmp_path, reload_checker):
 def test_unet_mit_b0_upsamples_without_stride2_skip(tmp_path, reload_checker):
     model = check_model(
         lambda: sm.Unet("mit_b0", input_shape=(64, 64, 3), encoder_weights=None, decoder_filters=(64, 32, 16, 16, 8)),
-        (64, 64, 3), 1, tmp_path, reload_checker, label="unet-mit_b0", learning_rate=1e-4, train=ON_TF,
+        (64, 64, 3),
+        1,
+        tmp_path,
+        reload_checker,
+        label="unet-mit_b0",
+        learning_rate=1e-4,
+        train=ON_TF,
     )
     names = {layer.name for layer in model.layers}
     assert {"decoder_stage0_concat", "decoder_stage1_concat", "decoder_stage2_concat"} <= names
@@ -50,8 +63,14 @@ def test_unet_mit_b0_upsamples_without_stride2_skip(tmp_path, reload_checker):
 
 
 def test_segformer_variable_input_size_and_create_model():
-    model = sm.create_model("segformer", backbone_name="mit_b0", classes=2, activation="softmax",
-                            encoder_weights=None, decoder_segmentation_channels=16)
+    model = sm.create_model(
+        "segformer",
+        backbone_name="mit_b0",
+        classes=2,
+        activation="softmax",
+        encoder_weights=None,
+        decoder_segmentation_channels=16,
+    )
     assert model.input_shape == (None, None, None, 3)
     for size in [(64, 96), (65, 97)]:  # any size: padded to a multiple of 32 and cropped back (decoders/common.py)
         x = np.random.default_rng(0).random((1, *size, 3)).astype("float32")

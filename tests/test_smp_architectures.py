@@ -1,5 +1,6 @@
 """segmentation_models_pytorch's architectures (Unet++, MAnet, PAN, DeepLabV3/V3+, UPerNet) and SMP's keyword
 arguments (encoder_depth, decoder_channels, aux_params, decoder_attention_type, dilated encoders)."""
+
 import keras
 import numpy as np
 import pytest
@@ -40,8 +41,15 @@ def test_architecture_trains_and_reloads(arch, backbone, tmp_path, reload_checke
     # JAX compiles a train step per model (~20 s each): there, three decoders with distinct parts train
     # (nested skips, pyramid pooling, dilated ASPP); the others build, predict and reload exactly
     train = BACKEND != "jax" or arch in ("UnetPlusPlus", "UPerNet", "DeepLabV3Plus")
-    check_model(lambda: _build(arch, backbone, encoder_freeze=freeze), SHAPE, 1, tmp_path, reload_checker,
-                label=f"{arch}-{backbone}", train=train)
+    check_model(
+        lambda: _build(arch, backbone, encoder_freeze=freeze),
+        SHAPE,
+        1,
+        tmp_path,
+        reload_checker,
+        label=f"{arch}-{backbone}",
+        train=train,
+    )
 
 
 @pytest.mark.parametrize("arch", ["DeepLabV3", "DeepLabV3Plus"])
@@ -65,8 +73,16 @@ def test_deeplabv3plus_on_a_dilated_efficientnet(tmp_path, reload_checker):
     """EfficientNets dilate too (depthwise convolutions): DeepLabV3+'s stride-16 encoder output."""
     # 6 steps, not 3: drop-connect makes each training loss noisy by about as much as one SGD step lowers it (CI,
     # 2026-12-02: 0.765, 0.775, 0.766); over 6 steps the fall is 0.01-0.02 for seeds 0-4 against ~0.005 of noise
-    model = check_model(lambda: _build("DeepLabV3Plus", "efficientnetb0"), SHAPE, 1, tmp_path, reload_checker,
-                        label="DeepLabV3Plus-efficientnetb0", train=BACKEND != "jax", steps=6)
+    model = check_model(
+        lambda: _build("DeepLabV3Plus", "efficientnetb0"),
+        SHAPE,
+        1,
+        tmp_path,
+        reload_checker,
+        label="DeepLabV3Plus-efficientnetb0",
+        train=BACKEND != "jax",
+        steps=6,
+    )
     # SMP's taps: ASPP on the last block's output (320 channels), not on 1.0.1's 1280-channel top_activation
     assert model.get_layer("block7a_project_bn").output.shape[1:] == (4, 4, 320)
     assert "top_conv" not in [layer.name for layer in model.layers]
@@ -92,8 +108,16 @@ def test_dilated_resnet_equals_undilated_on_its_grid(backbone):
 
 def test_aux_head_returns_mask_and_labels_and_trains_with_two_losses(tmp_path, reload_checker):
     aux = {"classes": 4, "pooling": "max", "dropout": 0.2}
-    model = check_model(lambda: _build("DeepLabV3", aux_params=aux), SHAPE, 1, tmp_path, reload_checker,
-                        aux_classes=4, learning_rate=1e-4, label="deeplabv3-aux")
+    model = check_model(
+        lambda: _build("DeepLabV3", aux_params=aux),
+        SHAPE,
+        1,
+        tmp_path,
+        reload_checker,
+        aux_classes=4,
+        learning_rate=1e-4,
+        label="deeplabv3-aux",
+    )
     assert model.output_names[1] == "aux_linear"
     assert model.get_layer("aux_dense").input.shape[-1] == 512  # on the deepest encoder feature
 
@@ -115,8 +139,13 @@ def test_scse_attention_builds_for_unet_and_unetplusplus():
 
 
 @pytest.mark.parametrize("depth", [3, 4])
-@pytest.mark.parametrize("arch", pick(["Unet", "UnetPlusPlus", "MAnet", "PAN", "DeepLabV3", "DeepLabV3Plus", "UPerNet"],
-                                      ["Unet", "UnetPlusPlus", "DeepLabV3Plus"]))
+@pytest.mark.parametrize(
+    "arch",
+    pick(
+        ["Unet", "UnetPlusPlus", "MAnet", "PAN", "DeepLabV3", "DeepLabV3Plus", "UPerNet"],
+        ["Unet", "UnetPlusPlus", "DeepLabV3Plus"],
+    ),
+)
 def test_encoder_depth_and_aux_head(arch, depth):
     """Every architecture builds at encoder_depth 3 and 4 (PAN has a fixed depth) and takes an aux head."""
     aux = {"classes": 2, "activation": "softmax"}
@@ -156,10 +185,19 @@ def test_encoder_depth_and_aux_head(arch, depth):
         np.testing.assert_allclose(labels.sum(-1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name, arch", [("unet++", "UnetPlusPlus"), ("UNET_PLUS_PLUS", "UnetPlusPlus"),
-                                        ("manet", "MAnet"), ("pan", "PAN"), ("deeplabv3", "DeepLabV3"),
-                                        ("DeepLabV3+", "DeepLabV3Plus"), ("deeplab-v3-plus", "DeepLabV3Plus"),
-                                        ("upernet", "UPerNet")])
+@pytest.mark.parametrize(
+    "name, arch",
+    [
+        ("unet++", "UnetPlusPlus"),
+        ("UNET_PLUS_PLUS", "UnetPlusPlus"),
+        ("manet", "MAnet"),
+        ("pan", "PAN"),
+        ("deeplabv3", "DeepLabV3"),
+        ("DeepLabV3+", "DeepLabV3Plus"),
+        ("deeplab-v3-plus", "DeepLabV3Plus"),
+        ("upernet", "UPerNet"),
+    ],
+)
 def test_create_model_finds_architecture(name, arch):
     from segmentation_models.factory import _key
 
@@ -241,11 +279,15 @@ def test_smp_architectures_tap_the_backbone_where_smp_does(backbone):
         assert _tapped_backbone_layers(builds[arch](), backbone) == smp_taps, arch
     above_stride2 = {layer for stride, layer in spec.smp_features.items() if stride >= 4}
     assert _tapped_backbone_layers(builds["UPerNet"](), backbone) == above_stride2  # SMP 0.6: strides 4 .. 32
-    for build in (lambda: sm.Unet(backbone, input_shape=SHAPE, encoder_weights=None),
-                  lambda: sm.FPN(backbone, input_shape=SHAPE, encoder_weights=None)):
+    for build in (
+        lambda: sm.Unet(backbone, input_shape=SHAPE, encoder_weights=None),
+        lambda: sm.FPN(backbone, input_shape=SHAPE, encoder_weights=None),
+    ):
         assert _tapped_backbone_layers(build(), backbone) == taps_101
-    for build in (lambda: sm.Unet(backbone, input_shape=SHAPE, encoder_weights=None, feature_layout="smp"),
-                  lambda: sm.Linknet(backbone, input_shape=SHAPE, encoder_weights=None, feature_layout="smp")):
+    for build in (
+        lambda: sm.Unet(backbone, input_shape=SHAPE, encoder_weights=None, feature_layout="smp"),
+        lambda: sm.Linknet(backbone, input_shape=SHAPE, encoder_weights=None, feature_layout="smp"),
+    ):
         assert _tapped_backbone_layers(build(), backbone) == smp_taps
 
 
@@ -257,8 +299,14 @@ def test_feature_layouts_are_validated():
         build_encoder("resnet18", input_shape=SHAPE, encoder_weights=None, feature_layout="pytorch")
     spec = get_backbone_spec("resnet18")
     assert spec.feature_layers("smp") is spec.features  # no SMP-specific taps: the same
-    bad = dict(name="resnet18_bad_layout", family="test", builder=spec.builder, features=spec.features,
-               channels=spec.channels, default_skips=spec.default_skips)
+    bad = dict(
+        name="resnet18_bad_layout",
+        family="test",
+        builder=spec.builder,
+        features=spec.features,
+        channels=spec.channels,
+        default_skips=spec.default_skips,
+    )
     with pytest.raises(ValueError, match="go together"):
         register_backbone(BackboneSpec(**bad, smp_features=dict(spec.features)))
     with pytest.raises(ValueError, match="must have the strides of features"):
@@ -272,11 +320,20 @@ def test_default_decoder_sizes_match_smp():
     bn = lambda c: 2 * c  # noqa: E731
     aspp_plain = 512 * 256 + bn(256) + 3 * (9 * 512 * 256 + bn(256)) + 512 * 256 + bn(256) + 5 * 256 * 256 + bn(256)
     smp_deeplabv3 = aspp_plain + 9 * 256 * 256 + bn(256)  # + the 3x3 conv-bn-relu
-    aspp_separable = (512 * 256 + bn(256) + 3 * (9 * 512 + 512 * 256 + bn(256)) + 512 * 256 + bn(256)
-                      + 5 * 256 * 256 + bn(256))
-    smp_deeplabv3plus = (aspp_separable + 9 * 256 + 256 * 256 + bn(256)  # separable 3x3 after ASPP
-                         + 64 * 48 + bn(48)  # stride-4 projection
-                         + 9 * 304 + 304 * 256 + bn(256))  # separable fusion conv
+    aspp_separable = (
+        512 * 256 + bn(256) + 3 * (9 * 512 + 512 * 256 + bn(256)) + 512 * 256 + bn(256) + 5 * 256 * 256 + bn(256)
+    )
+    smp_deeplabv3plus = (
+        aspp_separable
+        + 9 * 256
+        + 256 * 256
+        + bn(256)  # separable 3x3 after ASPP
+        + 64 * 48
+        + bn(48)  # stride-4 projection
+        + 9 * 304
+        + 304 * 256
+        + bn(256)
+    )  # separable fusion conv
     head = 256 * 1 + 1
     v3 = sm.DeepLabV3("resnet34", encoder_weights=None)
     v3p = sm.DeepLabV3Plus("resnet34", encoder_weights=None)
@@ -286,11 +343,16 @@ def test_default_decoder_sizes_match_smp():
     # UPerNet as SMP 0.6 builds it: LayerNorm per level, PSP (bins to 256, 3x3 fusion), laterals, 3x3 per level,
     # 3x3 fusion of four levels; 8,314,752 + SMP's head = 8,315,266 = SMP's UPerNet('tu-resnet34', classes=2) decoder
     d = 256
-    smp_upernet = (2 * (64 + 128 + 256 + 512)  # LayerNorm on strides 4..32
-                   + 4 * (512 * d + bn(d)) + 9 * (512 + 4 * d) * d + bn(d)  # pyramid pooling
-                   + sum(c * d + bn(d) for c in (256, 128, 64))  # lateral 1x1s
-                   + 3 * (9 * d * d + bn(d))  # a 3x3 per FPN level
-                   + 9 * 4 * d * d + bn(d))  # fusion
+    smp_upernet = (
+        2 * (64 + 128 + 256 + 512)  # LayerNorm on strides 4..32
+        + 4 * (512 * d + bn(d))
+        + 9 * (512 + 4 * d) * d
+        + bn(d)  # pyramid pooling
+        + sum(c * d + bn(d) for c in (256, 128, 64))  # lateral 1x1s
+        + 3 * (9 * d * d + bn(d))  # a 3x3 per FPN level
+        + 9 * 4 * d * d
+        + bn(d)
+    )  # fusion
     upernet = sm.UPerNet("resnet34", encoder_weights=None)
     assert _trainable_params(upernet, "decoder_") == smp_upernet == 8_314_752
 

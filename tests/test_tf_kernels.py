@@ -1,6 +1,7 @@
 """The TensorFlow-backend fused batch normalisation (segmentation_models/accel/tf_ops.py) computes what Keras' does.
 Every test runs under ``accel.scope()``, so that layers and models built here take it too; the ``keras_kernels``
 runner gives Keras' own."""
+
 from __future__ import annotations
 
 import os
@@ -53,9 +54,11 @@ def test_installed_by_the_first_model_and_reversible():
 
 
 def test_env_switch_turns_them_off():
-    code = ("import segmentation_models as sm; "
-            "sm.Unet('resnet18', input_shape=(32, 32, 3), classes=1, encoder_weights=None); "
-            "print(bool(sm.accel.status()['installed']))")
+    code = (
+        "import segmentation_models as sm; "
+        "sm.Unet('resnet18', input_shape=(32, 32, 3), classes=1, encoder_weights=None); "
+        "print(bool(sm.accel.status()['installed']))"
+    )
     env = dict(os.environ, KERAS_BACKEND="tensorflow", SM_TF_FAST_OPS="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split()[-1] == "False"
@@ -82,8 +85,12 @@ def test_batch_norm_matches_keras(shape, dtype, training, keras_kernels):
     x = (np.random.default_rng(2).standard_normal(shape) * 3 + 2).astype("float32")
     bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3, dtype=dtype)
     bn.build(shape)
-    initial = [np.linspace(0.5, 2.0, shape[-1]), np.linspace(-1.0, 1.0, shape[-1]),
-               np.linspace(-0.3, 0.3, shape[-1]), np.full(shape[-1], 1.5)]  # gamma, beta, moving mean, variance
+    initial = [
+        np.linspace(0.5, 2.0, shape[-1]),
+        np.linspace(-1.0, 1.0, shape[-1]),
+        np.linspace(-0.3, 0.3, shape[-1]),
+        np.full(shape[-1], 1.5),
+    ]  # gamma, beta, moving mean, variance
 
     def run():
         for w, v in zip(bn.weights, initial):
@@ -92,8 +99,9 @@ def test_batch_norm_matches_keras(shape, dtype, training, keras_kernels):
 
     fast, ref = run(), keras_kernels(run)
     tol = 1e-5 if dtype == "float32" else 2e-2
-    for name, a, b in zip(["output", "input grad", "gamma grad", "beta grad", "moving mean", "moving variance"],
-                          fast, ref):
+    for name, a, b in zip(
+        ["output", "input grad", "gamma grad", "beta grad", "moving mean", "moving variance"], fast, ref
+    ):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(1.0, float(np.abs(b).max())), err_msg=name)
     if training and shape[0] > 1:
         assert not np.allclose(fast[5], 1.5)  # the (biased) moving variance did move
@@ -152,8 +160,14 @@ def _unet(dtype: str = "float32"):
     keras.config.set_dtype_policy(dtype)
     try:
         keras.utils.set_random_seed(0)
-        return sm.Unet("resnet18", input_shape=(64, 64, 3), classes=3, activation="softmax", encoder_weights=None,
-                       decoder_block_type="upsampling")
+        return sm.Unet(
+            "resnet18",
+            input_shape=(64, 64, 3),
+            classes=3,
+            activation="softmax",
+            encoder_weights=None,
+            decoder_block_type="upsampling",
+        )
     finally:
         keras.config.set_dtype_policy("float32")
 
@@ -199,9 +213,11 @@ def test_saved_model_has_plain_keras_batch_norm(tmp_path):
     x = np.random.default_rng(1).random((1, 64, 64, 3)).astype("float32")
     path = tmp_path / "m.keras"
     model.save(path)
-    code = ("import sys, numpy as np, keras; m = keras.saving.load_model(sys.argv[1]); "
-            "x = np.random.default_rng(1).random((1, 64, 64, 3)).astype('float32'); "
-            "np.save(sys.argv[2], np.asarray(m.predict_on_batch(x)))")
+    code = (
+        "import sys, numpy as np, keras; m = keras.saving.load_model(sys.argv[1]); "
+        "x = np.random.default_rng(1).random((1, 64, 64, 3)).astype('float32'); "
+        "np.save(sys.argv[2], np.asarray(m.predict_on_batch(x)))"
+    )
     out = tmp_path / "p.npy"
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
     subprocess.run([sys.executable, "-c", code, str(path), str(out)], env=env, check=True, capture_output=True)

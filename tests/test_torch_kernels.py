@@ -1,6 +1,7 @@
 """The torch-backend fast paths (segmentation_models/accel: torch_ops, graph, recompute, optimizer) compute what
 Keras' own code does. Every test runs under ``accel.scope()``, so that models built here take them too; the
 ``keras_kernels`` runner gives Keras' own."""
+
 from __future__ import annotations
 
 import os
@@ -57,29 +58,34 @@ def test_installed_by_the_first_model_and_reversible():
 
 
 def test_env_switch_turns_them_off():
-    code = ("import segmentation_models as sm, keras.src.backend.torch.nn as n; "
-            "sm.Unet('resnet18', input_shape=(32, 32, 3), classes=1, encoder_weights=None); "
-            "print(bool(sm.accel.status()['installed']), n.conv.__module__)")
+    code = (
+        "import segmentation_models as sm, keras.src.backend.torch.nn as n; "
+        "sm.Unet('resnet18', input_shape=(32, 32, 3), classes=1, encoder_weights=None); "
+        "print(bool(sm.accel.status()['installed']), n.conv.__module__)"
+    )
     env = dict(os.environ, KERAS_BACKEND="torch", SM_TORCH_FAST_OPS="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split()[-2:] == ["False", "keras.src.backend.torch.nn"]
 
 
-@pytest.mark.parametrize("layer", [
-    dict(cls="Conv2D", filters=5, kernel_size=3, padding="same"),
-    dict(cls="Conv2D", filters=5, kernel_size=3, strides=2, padding="same"),  # asymmetric 'same' padding
-    dict(cls="Conv2D", filters=4, kernel_size=(1, 3), strides=(2, 1), padding="valid"),
-    dict(cls="Conv2D", filters=6, kernel_size=3, dilation_rate=2, padding="same", use_bias=True),
-    dict(cls="Conv2D", filters=6, kernel_size=3, groups=3, padding="same"),
-    dict(cls="DepthwiseConv2D", kernel_size=3, depth_multiplier=2, padding="same"),
-    dict(cls="SeparableConv2D", filters=7, kernel_size=3, dilation_rate=2, padding="same"),
-    dict(cls="UpSampling2D", size=(2, 3)),
-    dict(cls="UpSampling2D", size=2, interpolation="bilinear"),
-    dict(cls="MaxPooling2D", pool_size=3, strides=2, padding="same"),  # pooling on a channels-last view
-    dict(cls="AveragePooling2D", pool_size=3, strides=2, padding="same"),
-    dict(cls="AveragePooling2D", pool_size=2),
-    dict(cls="Conv2DTranspose", filters=3, kernel_size=3, strides=2, padding="same"),
-])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        dict(cls="Conv2D", filters=5, kernel_size=3, padding="same"),
+        dict(cls="Conv2D", filters=5, kernel_size=3, strides=2, padding="same"),  # asymmetric 'same' padding
+        dict(cls="Conv2D", filters=4, kernel_size=(1, 3), strides=(2, 1), padding="valid"),
+        dict(cls="Conv2D", filters=6, kernel_size=3, dilation_rate=2, padding="same", use_bias=True),
+        dict(cls="Conv2D", filters=6, kernel_size=3, groups=3, padding="same"),
+        dict(cls="DepthwiseConv2D", kernel_size=3, depth_multiplier=2, padding="same"),
+        dict(cls="SeparableConv2D", filters=7, kernel_size=3, dilation_rate=2, padding="same"),
+        dict(cls="UpSampling2D", size=(2, 3)),
+        dict(cls="UpSampling2D", size=2, interpolation="bilinear"),
+        dict(cls="MaxPooling2D", pool_size=3, strides=2, padding="same"),  # pooling on a channels-last view
+        dict(cls="AveragePooling2D", pool_size=3, strides=2, padding="same"),
+        dict(cls="AveragePooling2D", pool_size=2),
+        dict(cls="Conv2DTranspose", filters=3, kernel_size=3, strides=2, padding="same"),
+    ],
+)
 def test_layer_forward_and_gradients_match_keras(layer, keras_kernels):
     import torch
 
@@ -176,8 +182,12 @@ def test_batch_norm_training_matches_keras(dtype, shape, keras_kernels):
         xt = torch.tensor(x).to(getattr(torch, bn.compute_dtype)).requires_grad_(True)
         y = bn(xt, training=True)
         (y.float() * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
-        out = (_np(y.detach().float()), _np(xt.grad.float()), [_np(w.value.grad) for w in bn.trainable_weights],
-               [w.numpy() for w in bn.non_trainable_weights])
+        out = (
+            _np(y.detach().float()),
+            _np(xt.grad.float()),
+            [_np(w.value.grad) for w in bn.trainable_weights],
+            [w.numpy() for w in bn.non_trainable_weights],
+        )
         for w in bn.trainable_weights:
             w.value.grad = None
         return out
@@ -225,11 +235,14 @@ def test_batch_norm_inference_cache_follows_the_variables():
     check()
 
 
-@pytest.mark.parametrize("conv", [
-    dict(cls="Conv2D", filters=5, kernel_size=3, padding="valid", use_bias=True),  # after a fused ZeroPadding2D
-    dict(cls="Conv2D", filters=6, kernel_size=3, strides=2, padding="same", groups=3, use_bias=False),
-    dict(cls="DepthwiseConv2D", kernel_size=3, depth_multiplier=2, padding="same", use_bias=True),
-])
+@pytest.mark.parametrize(
+    "conv",
+    [
+        dict(cls="Conv2D", filters=5, kernel_size=3, padding="valid", use_bias=True),  # after a fused ZeroPadding2D
+        dict(cls="Conv2D", filters=6, kernel_size=3, strides=2, padding="same", groups=3, use_bias=False),
+        dict(cls="DepthwiseConv2D", kernel_size=3, depth_multiplier=2, padding="same", use_bias=True),
+    ],
+)
 @pytest.mark.parametrize("bn", [dict(), dict(scale=False, center=False)])
 def test_inference_folds_batch_norm_into_the_convolution(conv, bn, keras_kernels):
     """In inference a convolution followed only by a BatchNormalization runs as one convolution with the BN folded
@@ -271,8 +284,14 @@ def test_inference_folds_batch_norm_into_the_convolution(conv, bn, keras_kernels
 
 def test_model_train_steps_match_keras(keras_kernels):
     keras.utils.set_random_seed(0)
-    model = sm.Unet("resnet18", input_shape=(64, 64, 3), classes=3, activation="softmax", encoder_weights=None,
-                    decoder_block_type="upsampling")
+    model = sm.Unet(
+        "resnet18",
+        input_shape=(64, 64, 3),
+        classes=3,
+        activation="softmax",
+        encoder_weights=None,
+        decoder_block_type="upsampling",
+    )
     rng = np.random.default_rng(0)
     x = rng.random((2, 64, 64, 3)).astype("float32")
     y = np.eye(3, dtype="float32")[rng.integers(0, 3, (2, 64, 64))]
@@ -337,7 +356,8 @@ def test_argument_fillers_give_what_keras_fill_in_gives():
     models = [m for m, _ in _graphs()] + [
         sm.PAN("resnet18", input_shape=(64, 64, 3), classes=2, encoder_weights=None),
         sm.Unet("efficientnetb0", input_shape=(64, 64, 3), classes=2, encoder_weights=None),
-        sm.DeepLabV3Plus("resnet18", input_shape=(64, 64, 3), classes=2, encoder_weights=None)]
+        sm.DeepLabV3Plus("resnet18", input_shape=(64, 64, 3), classes=2, encoder_weights=None),
+    ]
     fast_paths = 0
     for model in models:
         schedule = graph._schedule(model)
@@ -406,8 +426,11 @@ def test_scatter_and_mean_iou_match_keras(keras_kernels):
     np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
     rows = rng.integers(0, 3, (5, 1))  # slices: values of shape (5, 6) into rows of a (3, 6) matrix
     slices = rng.random((5, 6)).astype("float32")
-    np.testing.assert_allclose(_np(keras.ops.scatter(rows, slices, (3, 6))),
-                               keras_kernels(lambda: _np(keras.ops.scatter(rows, slices, (3, 6)))), rtol=1e-6)
+    np.testing.assert_allclose(
+        _np(keras.ops.scatter(rows, slices, (3, 6))),
+        keras_kernels(lambda: _np(keras.ops.scatter(rows, slices, (3, 6)))),
+        rtol=1e-6,
+    )
     y = np.eye(5, dtype="float32")[rng.integers(0, 5, (2, 16, 16))]
     p = rng.random((2, 16, 16, 5)).astype("float32")
 
@@ -595,12 +618,15 @@ def test_resnet_padding_is_fused_and_keeps_less_for_backward(keras_kernels):
     assert fast < 0.7 * ref, (fast, ref)  # measured: 10.6 MB against 18.4 MB
 
 
-@pytest.mark.parametrize("optimizer", [
-    lambda: keras.optimizers.Adam(1e-2),
-    lambda: keras.optimizers.AdamW(1e-2, weight_decay=0.1),
-    lambda: keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-2, 10), beta_1=0.5),
-    lambda: keras.optimizers.Adam(1e-2, amsgrad=True),  # Keras' own step
-])
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        lambda: keras.optimizers.Adam(1e-2),
+        lambda: keras.optimizers.AdamW(1e-2, weight_decay=0.1),
+        lambda: keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-2, 10), beta_1=0.5),
+        lambda: keras.optimizers.Adam(1e-2, amsgrad=True),  # Keras' own step
+    ],
+)
 def test_adam_steps_match_keras(optimizer, keras_kernels, monkeypatch):
     import torch
 
@@ -701,18 +727,22 @@ def test_the_packages_stateless_layers_are_called_directly(keras_kernels, monkey
     """Resizes, grid/adaptive pooling and the pad/crop pair skip Layer.__call__ as the built-in layers do (only
     the model itself goes through it); outputs stay those of Keras' own execution."""
     keras.utils.set_random_seed(3)
-    models = [sm.PAN("resnet18", input_shape=(64, 64, 3), classes=2, encoder_weights=None),
-              sm.PSPNet("resnet18", input_shape=(96, 96, 3), classes=2, encoder_weights=None),
-              sm.Unet("resnet18", input_shape=(None, None, 3), classes=2, encoder_weights=None)]
+    models = [
+        sm.PAN("resnet18", input_shape=(64, 64, 3), classes=2, encoder_weights=None),
+        sm.PSPNet("resnet18", input_shape=(96, 96, 3), classes=2, encoder_weights=None),
+        sm.Unet("resnet18", input_shape=(None, None, 3), classes=2, encoder_weights=None),
+    ]
     names = {"ResizeToMatch", "GridPooling2D", "PadToMultiple", "CropToInput"}
     assert names <= {type(layer).__name__ for m in models for layer in m.layers}
     x = np.random.default_rng(3).random((2, 96, 96, 3)).astype("float32")
     for model in models:
-        batch = x[:, :model.input_shape[1] or 70, :model.input_shape[2] or 70]  # Unet: 70x70, padded to 96
+        batch = x[:, : model.input_shape[1] or 70, : model.input_shape[2] or 70]  # Unet: 70x70, padded to 96
         calls = []
         original = keras.layers.Layer.__call__
         monkeypatch.setattr(
-            keras.layers.Layer, "__call__", lambda self, *a, **k: calls.append(self) or original(self, *a, **k)  # noqa: B023  (called in this iteration)
+            keras.layers.Layer,
+            "__call__",
+            lambda self, *a, **k: calls.append(self) or original(self, *a, **k),  # noqa: B023  (called in this iteration)
         )
         fast = _np(model(batch, training=False))
         monkeypatch.undo()
@@ -741,8 +771,9 @@ def test_direct_calls_under_a_mixed_precision_model(policy, keras_kernels, monke
 
     calls = []
     original = keras.layers.Layer.__call__
-    monkeypatch.setattr(keras.layers.Layer, "__call__",
-                        lambda self, *a, **k: calls.append(self.name) or original(self, *a, **k))
+    monkeypatch.setattr(
+        keras.layers.Layer, "__call__", lambda self, *a, **k: calls.append(self.name) or original(self, *a, **k)
+    )
     fast = run()
     monkeypatch.setattr(keras.layers.Layer, "__call__", original)
     ref = keras_kernels(run)
@@ -791,8 +822,12 @@ def test_targets_missing_from_this_keras_warn_and_are_skipped(monkeypatch):
         assert [f for _, _, f, _ in graph._schedule(model)].count("skip") == 0  # no fused max pooling
         data = np.random.default_rng(0).standard_normal((1, 8, 8, 3)).astype("float32")
         padded = np.pad(np.maximum(data, 0), ((0, 0), (1, 1), (1, 1), (0, 0)))
-        expected = np.stack([np.stack([padded[0, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max((0, 1)) for j in range(4)])
-                             for i in range(4)])[None]
+        expected = np.stack(
+            [
+                np.stack([padded[0, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3].max((0, 1)) for j in range(4)])
+                for i in range(4)
+            ]
+        )[None]
         np.testing.assert_allclose(_np(model(data)), expected, rtol=1e-6)
     finally:
         accel.disable()
@@ -836,12 +871,16 @@ def _recompute_graph():
     return keras.Model(inp, [layers.ReLU()(out_bn), out_bn])  # a BN output that is also a model output
 
 
-@pytest.mark.parametrize("build, kept_at_most", [
-    (_recompute_graph, 0.5),  # measured 0.40
-    (_relu_graph, 0.9),  # 0.83: most of its ReLUs follow convolutions, Add or Concatenate
-    (lambda: sm.Unet("resnet18", input_shape=(64, 64, 3), classes=1, encoder_weights=None), 0.5),  # 0.38
-    (lambda: sm.FPN("efficientnetb0", input_shape=(64, 64, 3), classes=2, encoder_weights=None), 0.5),  # 0.42
-], ids=["graph", "relu_graph", "unet_resnet18", "fpn_efficientnetb0"])
+@pytest.mark.parametrize(
+    "build, kept_at_most",
+    [
+        (_recompute_graph, 0.5),  # measured 0.40
+        (_relu_graph, 0.9),  # 0.83: most of its ReLUs follow convolutions, Add or Concatenate
+        (lambda: sm.Unet("resnet18", input_shape=(64, 64, 3), classes=1, encoder_weights=None), 0.5),  # 0.38
+        (lambda: sm.FPN("efficientnetb0", input_shape=(64, 64, 3), classes=2, encoder_weights=None), 0.5),  # 0.42
+    ],
+    ids=["graph", "relu_graph", "unet_resnet18", "fpn_efficientnetb0"],
+)
 def test_training_recomputes_batch_norm_outputs_with_the_same_gradients(build, kept_at_most, monkeypatch):
     """BN outputs (relu/swish/relu6/sigmoid of them, upsampled, concatenated) are saved as recipes: the same
     outputs and gradients as when autograd keeps them, and fewer bytes kept for the backward pass."""
@@ -882,8 +921,10 @@ def _max_reduction_graph():
     # trained-like scales and offsets: with gamma 1 and beta 0 the recomputation happens to be bit-exact
 
     def bn():
-        return layers.BatchNormalization(gamma_initializer=keras.initializers.RandomUniform(0.5, 1.5),
-                                         beta_initializer=keras.initializers.RandomNormal())
+        return layers.BatchNormalization(
+            gamma_initializer=keras.initializers.RandomUniform(0.5, 1.5),
+            beta_initializer=keras.initializers.RandomNormal(),
+        )
 
     inp = keras.Input((16, 16, 8))
     x = layers.ReLU()(bn()(layers.Conv2D(64, 3, padding="same", use_bias=False)(inp)))
@@ -901,8 +942,7 @@ def test_max_reductions_keep_their_inputs_instead_of_recipes(monkeypatch):
     from segmentation_models.blocks import GridPooling2D
 
     assert not tables.takes_recipes(keras.layers.GlobalMaxPooling2D())
-    assert not tables.takes_recipes(GridPooling2D(2, pooling="max")) and not tables.takes_recipes(
-        _ChannelPeak())
+    assert not tables.takes_recipes(GridPooling2D(2, pooling="max")) and not tables.takes_recipes(_ChannelPeak())
     assert tables.takes_recipes(GridPooling2D(2)) and tables.takes_recipes(keras.layers.Conv2D(2, 1))
     assert not tables.takes_recipes(keras.layers.Activation(lambda t: t - keras.ops.max(t)))
     keras.utils.set_random_seed(3)
@@ -937,7 +977,7 @@ def test_double_backward_through_recipes_gives_the_same_second_order_gradients(m
         xt = data.clone().requires_grad_(True)
         y = model(xt, training=True)
         (g,) = torch.autograd.grad((y * y).sum(), xt, create_graph=True)
-        return [_np(t) for t in torch.autograd.grad((g ** 2).sum(), [w.value for w in model.trainable_weights])]
+        return [_np(t) for t in torch.autograd.grad((g**2).sum(), [w.value for w in model.trainable_weights])]
 
     results = _with_and_without_recompute(model, monkeypatch, penalty_gradients)
     assert sum(unpacked) >= 4  # recipes were unpacked (with recompute on)
@@ -989,7 +1029,7 @@ def _float64_unet_gradients(x, split_on: bool, monkeypatch):
         keras.config.set_floatx("float32")
     model.get_layer("bn_data").beta.assign(np.array([0.3, -0.5, 1.2]))
     out = model(x, training=True)
-    (out ** 2).mean().backward()
+    (out**2).mean().backward()
     monkeypatch.undo()
     return _np(out.detach()), {v.path: _np(v.value.grad) for v in model.trainable_variables}
 

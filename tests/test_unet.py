@@ -1,4 +1,5 @@
 """Unet on every foundation backbone x decoder block type, through the shared model check."""
+
 import pytest
 
 import segmentation_models as sm
@@ -14,16 +15,32 @@ TRAINED = pick(FOUNDATION_BACKBONES, ["resnet18", "vgg16"])
 def test_unet_backbone_block(backbone, block_type, tmp_path, reload_checker):
     train = backbone in TRAINED
     check_model(
-        lambda: sm.Unet(backbone, input_shape=(64, 64, 3), classes=2, activation="softmax",
-                        encoder_weights=None, decoder_block_type=block_type),
-        (64, 64, 3), 2, tmp_path, reload_checker, activation="softmax", train=train,
+        lambda: sm.Unet(
+            backbone,
+            input_shape=(64, 64, 3),
+            classes=2,
+            activation="softmax",
+            encoder_weights=None,
+            decoder_block_type=block_type,
+        ),
+        (64, 64, 3),
+        2,
+        tmp_path,
+        reload_checker,
+        activation="softmax",
+        train=train,
         label=f"unet-{backbone}-{block_type}",
     )
 
 
 def test_unet_binary_default_activation(tmp_path):
-    model = check_model(lambda: sm.Unet("resnet18", input_shape=(64, 64, 3), encoder_weights=None),
-                        (64, 64, 3), 1, tmp_path, train=False)
+    model = check_model(
+        lambda: sm.Unet("resnet18", input_shape=(64, 64, 3), encoder_weights=None),
+        (64, 64, 3),
+        1,
+        tmp_path,
+        train=False,
+    )
     assert model.layers[-1].name == "sigmoid"
 
 
@@ -90,8 +107,20 @@ def test_encoder_features_by_name_and_index():
 def test_unet_layer_names_match_101():
     model = sm.Unet("resnet34", input_shape=(64, 64, 3), encoder_weights=None)
     names = {layer.name for layer in model.layers}
-    for expected in ["bn_data", "conv0", "relu0", "stage1_unit1_conv1", "stage4_unit3_bn2", "relu1",
-                     "decoder_stage0_upsampling", "decoder_stage0a_conv", "decoder_stage0a_bn",
-                     "decoder_stage0a_relu", "decoder_stage4b_conv", "final_conv", "sigmoid"]:
+    for expected in [
+        "bn_data",
+        "conv0",
+        "relu0",
+        "stage1_unit1_conv1",
+        "stage4_unit3_bn2",
+        "relu1",
+        "decoder_stage0_upsampling",
+        "decoder_stage0a_conv",
+        "decoder_stage0a_bn",
+        "decoder_stage0a_relu",
+        "decoder_stage4b_conv",
+        "final_conv",
+        "sigmoid",
+    ]:
         assert expected in names, expected
     assert model.count_params() == 24456154  # segmentation_models 1.0.1 gives the same count

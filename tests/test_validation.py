@@ -1,4 +1,5 @@
 """Bad input gets a clear ValueError that says what is wrong and how to fix it."""
+
 import keras
 import pytest
 

@@ -1,4 +1,5 @@
 """Pretrained weights: registry, verified download from a loopback server, cache, mirror, loading."""
+
 import hashlib
 import http.server
 import json
@@ -67,8 +68,12 @@ def _resnet18_imagenet_file(path: Path) -> Path:
     rng = np.random.default_rng(3)
     for layer in backbone.layers:
         if layer.weights:
-            layer.set_weights([rng.normal(0, 0.05, w.shape).astype("float32") + (1.0 if "variance" in v.name else 0.0)
-                               for w, v in zip(layer.get_weights(), layer.weights)])
+            layer.set_weights(
+                [
+                    rng.normal(0, 0.05, w.shape).astype("float32") + (1.0 if "variance" in v.name else 0.0)
+                    for w, v in zip(layer.get_weights(), layer.weights)
+                ]
+            )
     return write_model_as_keras2_h5(backbone, path), backbone
 
 
@@ -152,8 +157,12 @@ def test_mirror_folder_serves_offline(isolated, monkeypatch):
     path, backbone = _resnet18_imagenet_file(isolated / "made.h5")
     mirror = isolated / "mirror"
     mirror.mkdir()
-    entry = smw.register_weights("resnet18", "imagenet", "http://127.0.0.1:9/nowhere/r18_no_top.h5",
-                                 hashlib.sha256(path.read_bytes()).hexdigest())
+    entry = smw.register_weights(
+        "resnet18",
+        "imagenet",
+        "http://127.0.0.1:9/nowhere/r18_no_top.h5",
+        hashlib.sha256(path.read_bytes()).hexdigest(),
+    )
     (mirror / entry.filename).write_bytes(path.read_bytes())
     monkeypatch.setenv(smw.MIRROR_ENV, str(mirror))
     model = sm.Unet("resnet18", input_shape=(64, 64, 3), encoder_weights="imagenet")
@@ -169,8 +178,7 @@ def test_mirror_folder_serves_offline(isolated, monkeypatch):
 def test_registry_file_from_environment(isolated, monkeypatch):
     path, backbone = _resnet18_imagenet_file(isolated / "mine.h5")
     reg = isolated / "registry.json"
-    reg.write_text(json.dumps([{"backbone": "resnet18", "name": "lab", "url": str(path),
-                                "hash": smw.file_hash(path)}]))
+    reg.write_text(json.dumps([{"backbone": "resnet18", "name": "lab", "url": str(path), "hash": smw.file_hash(path)}]))
     monkeypatch.setenv(smw.REGISTRY_ENV, str(reg))
     model = sm.Unet("resnet18", input_shape=(64, 64, 3), encoder_weights="lab")
     np.testing.assert_array_equal(

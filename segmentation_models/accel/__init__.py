@@ -16,6 +16,7 @@ model. So a user's model gives bitwise the results it gives without the package.
 ``SM_ACCEL=0`` turns everything off; ``SM_TORCH_FAST_OPS=0`` / ``SM_TF_FAST_OPS=0`` one backend's fast paths.
 A model loaded from a file was not built by the package: :func:`adopt` it, or ``enable(everywhere=True)``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,9 +68,13 @@ def _allowed(force: bool) -> bool:
         return True
     if not _STATE["warned"]:
         _STATE["warned"] = True
-        warnings.warn(f"segmentation_models: the fast paths were verified on Keras {', '.join(VERIFIED_KERAS)}; this "
-                      f"is Keras {keras.__version__}, so they stay off. SM_ACCEL_FORCE=1 or "
-                      f"segmentation_models.accel.enable(force=True) turns them on.", RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"segmentation_models: the fast paths were verified on Keras {', '.join(VERIFIED_KERAS)}; this "
+            f"is Keras {keras.__version__}, so they stay off. SM_ACCEL_FORCE=1 or "
+            f"segmentation_models.accel.enable(force=True) turns them on.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
     return False
 
 
@@ -112,8 +117,12 @@ def enable(*, everywhere: bool = False, allocator: bool = False, force: bool = F
     installed = _install(force)
     if everywhere and installed:
         _context.PROCESS["everywhere"] = True
-    if (allocator and switched_on("SM_ACCEL") and keras.backend.backend() == "torch"
-            and switched_on("SM_TORCH_RETAIN_MEMORY")):
+    if (
+        allocator
+        and switched_on("SM_ACCEL")
+        and keras.backend.backend() == "torch"
+        and switched_on("SM_TORCH_RETAIN_MEMORY")
+    ):
         from .allocator import retain_freed_memory
 
         _STATE["allocator"] = retain_freed_memory(True) or _STATE["allocator"]
@@ -167,10 +176,17 @@ def status() -> dict:
     or only the package's take them, the allocator setting, and how often the fast paths were entered."""
     from .allocator import retaining_freed_memory
 
-    return {"backend": keras.backend.backend(), "keras": keras.__version__, "verified": verified(),
-            "installed": list(_STATE["installed"]), "everywhere": _context.PROCESS["everywhere"],
-            "allocator": retaining_freed_memory(), "recompute": switched_on("SM_TORCH_RECOMPUTE"),
-            "models": len(_context.MODELS), "counters": dict(_context.COUNTERS)}
+    return {
+        "backend": keras.backend.backend(),
+        "keras": keras.__version__,
+        "verified": verified(),
+        "installed": list(_STATE["installed"]),
+        "everywhere": _context.PROCESS["everywhere"],
+        "allocator": retaining_freed_memory(),
+        "recompute": switched_on("SM_TORCH_RECOMPUTE"),
+        "models": len(_context.MODELS),
+        "counters": dict(_context.COUNTERS),
+    }
 
 
 def scope():

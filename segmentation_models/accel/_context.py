@@ -1,5 +1,6 @@
 """Which calls take the fast paths: the package's models, a ``scope()`` block, or every model after
 ``enable(everywhere=True)``; everything else runs Keras' own code."""
+
 from __future__ import annotations
 
 import collections

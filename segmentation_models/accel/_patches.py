@@ -1,5 +1,6 @@
 """Keras functions replaced while the fast paths are installed, each dispatching per call: the fast version
 inside a package model (see ``_context``), Keras' own untouched otherwise."""
+
 from __future__ import annotations
 
 import functools
@@ -52,8 +53,12 @@ def install(paths: dict, replacements: dict, wrap) -> list[str]:
     targets, missing = resolve(paths)
     for name in missing:
         module, cls, attr = paths[name]
-        warnings.warn(f"segmentation_models.accel: {module}.{cls + '.' if cls else ''}{attr} is not in this Keras "
-                      f"version: that fast path stays off (Keras' own runs)", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"segmentation_models.accel: {module}.{cls + '.' if cls else ''}{attr} is not in this Keras "
+            f"version: that fast path stays off (Keras' own runs)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     for name, (owner, attr) in targets.items():
         ORIGINAL[name] = getattr(owner, attr)
         setattr(owner, attr, wrap(name, replacements[name]))

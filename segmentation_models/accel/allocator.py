@@ -15,6 +15,7 @@ backend, unless ``SM_TORCH_RETAIN_MEMORY`` is 0/false/no/off), Python users opt 
 ``segmentation_models.accel.enable(allocator=True)``. :func:`release_freed_memory` hands the free memory back
 (``malloc_trim``), e.g. after training. Standard library only: benchmarks/worker.py loads it by path for SMP.
 """
+
 from __future__ import annotations
 
 import ctypes

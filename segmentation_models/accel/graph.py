@@ -20,6 +20,7 @@ as one convolution with the BN folded into its kernel and bias, cached per varia
 Only the package's models (and the blocks under ``accel.scope()``) run here: :func:`run_through_graph` hands every
 other model to Keras' own ``Function._run_through_graph``, untouched.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -83,8 +84,12 @@ def _schedule(function) -> list | None:
             node = step[0]
             if step[2] is None and _is_plain_relu(node.operation) and len(node.input_tensors) == 1:
                 source = node.input_tensors[0]
-                if (id(source) not in keep and id(source) not in inputs
-                        and len(consumers.get(id(source), [])) == 1 and _fresh_output(source)):
+                if (
+                    id(source) not in keep
+                    and id(source) not in inputs
+                    and len(consumers.get(id(source), [])) == 1
+                    and _fresh_output(source)
+                ):
                     step[2] = "relu_"
         _FOLDS[function] = _conv_bn_pairs(steps, keep, consumers)
         schedule = [(node, tuple(drop), fusion, _direct_candidate(node)) for node, drop, fusion in steps]
@@ -132,9 +137,10 @@ def _argument_filler(arguments):
 
     def fill(tensor_dict):
         get = tensor_dict.get
-        filled = tuple(get(item[1]) if item[0] == 0
-                       else item[1](get(i) for i in item[2]) if item[0] == 1
-                       else item[1] for item in plan)
+        filled = tuple(
+            get(item[1]) if item[0] == 0 else item[1](get(i) for i in item[2]) if item[0] == 1 else item[1]
+            for item in plan
+        )
         return filled, dict(kwargs)
 
     return fill
@@ -154,17 +160,28 @@ def _conv_bn_pairs(steps, keep, consumers) -> dict:
     for step in steps:
         bn = step[0]
         layer = bn.operation
-        if (type(layer) is not layers.BatchNormalization or step[2] is not None or len(bn.input_tensors) != 1
-                or layer.axis not in (-1, 3) or getattr(layer, "renorm", False) or not _direct_candidate(bn)):
+        if (
+            type(layer) is not layers.BatchNormalization
+            or step[2] is not None
+            or len(bn.input_tensors) != 1
+            or layer.axis not in (-1, 3)
+            or getattr(layer, "renorm", False)
+            or not _direct_candidate(bn)
+        ):
             continue
         source = bn.input_tensors[0]
         conv_step = producer.get(id(source))
         if conv_step is None or id(source) in keep or len(consumers.get(id(source), [])) != 1:
             continue
         conv = conv_step[0].operation
-        if (type(conv) in (layers.Conv2D, layers.DepthwiseConv2D) and conv.data_format == "channels_last"
-                and len(source.shape) == 4 and getattr(conv.activation, "__name__", None) == "linear"
-                and _direct_candidate(conv_step[0]) and (conv_step[2] is None or isinstance(conv_step[2], tuple))):
+        if (
+            type(conv) in (layers.Conv2D, layers.DepthwiseConv2D)
+            and conv.data_format == "channels_last"
+            and len(source.shape) == 4
+            and getattr(conv.activation, "__name__", None) == "linear"
+            and _direct_candidate(conv_step[0])
+            and (conv_step[2] is None or isinstance(conv_step[2], tuple))
+        ):
             pairs[id(conv_step[0])] = bn
             step[2] = "folded"
     return pairs
@@ -174,11 +191,18 @@ def _folded_factors(conv, bn):
     """(kernel, bias) of ``conv`` followed by ``bn`` in inference, cached per version of their variables:
     kernel * scale and (bias - mean) * scale + beta with scale = gamma / sqrt(moving variance + epsilon); the
     kernel in torch's layout (its HWIO view), so the convolution uses it without a copy."""
-    variables = [conv.kernel, conv.bias if conv.use_bias else None, bn.gamma if bn.scale else None,
-                 bn.beta if bn.center else None, bn.moving_mean, bn.moving_variance]
+    variables = [
+        conv.kernel,
+        conv.bias if conv.use_bias else None,
+        bn.gamma if bn.scale else None,
+        bn.beta if bn.center else None,
+        bn.moving_mean,
+        bn.moving_variance,
+    ]
     tensors = [None if v is None else v.value for v in variables]
     if not all(t is None or isinstance(t, torch.nn.Parameter) for t in tensors):
         return None
+
     def fold():
         kernel, bias, gamma, beta, mean, variance = tensors
         with torch.no_grad():
@@ -201,9 +225,14 @@ def _fold_conv_bn(conv, bn, args, fusion):
     call must run the two layers (mixed precision, LoRA, quantization, anything :func:`_direct_call_allowed`
     refuses)."""
     convolve = torch_ops.convolve
-    if (len(args) != 1 or getattr(conv, "lora_enabled", False)
-            or conv.compute_dtype != "float32" or bn.compute_dtype != "float32"
-            or not _direct_call_allowed(conv, args) or not bn.built):
+    if (
+        len(args) != 1
+        or getattr(conv, "lora_enabled", False)
+        or conv.compute_dtype != "float32"
+        or bn.compute_dtype != "float32"
+        or not _direct_call_allowed(conv, args)
+        or not bn.built
+    ):
         return None
     factors = _folded_factors(conv, bn)
     if factors is None:
@@ -211,8 +240,9 @@ def _fold_conv_bn(conv, bn, args, fusion):
     if isinstance(fusion, tuple):
         _FUSED.padding = fusion[0]
     try:
-        return convolve(args[0], factors[0], conv.strides, conv.padding, conv.data_format, conv.dilation_rate,
-                        bias=factors[1])
+        return convolve(
+            args[0], factors[0], conv.strides, conv.padding, conv.data_format, conv.dilation_rate, bias=factors[1]
+        )
     finally:
         _FUSED.padding = None
 
@@ -286,7 +316,8 @@ def _direct_candidate(node) -> bool:
     _direct_call)."""
     kwargs = node.arguments.kwargs  # Keras records mask=None (and training=None) for layers that take them
     return type(node.operation) in direct_classes() and all(
-        key in ("mask", "training") and value is None for key, value in kwargs.items())
+        key in ("mask", "training") and value is None for key, value in kwargs.items()
+    )
 
 
 def _direct_calls_context():
@@ -312,8 +343,12 @@ def _direct_call_allowed(layer, args, autocast_dtype=None) -> bool:
     """The per-call conditions: no quantization/remat/activity loss; the autocast scope that ``Layer.__call__``
     would run ``call`` under is the active one (float32 layers, or a mixed-precision layer inside a model of
     the same policy); plain inputs already in the layer's input dtype (else Keras casts them)."""
-    if (getattr(layer, "quantization_mode", None) is not None or layer._remat_mode
-            or layer.activity_regularizer is not None or not layer.built):
+    if (
+        getattr(layer, "quantization_mode", None) is not None
+        or layer._remat_mode
+        or layer.activity_regularizer is not None
+        or not layer.built
+    ):
         return False
     compute = layer.compute_dtype
     if autocast_dtype is None:
@@ -323,8 +358,7 @@ def _direct_call_allowed(layer, args, autocast_dtype=None) -> bool:
         return False
     want = getattr(torch, layer.input_dtype, None)
     tensors = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
-    return all(type(x) is torch.Tensor and x.dtype is want and getattr(x, "_keras_mask", None) is None
-               for x in tensors)
+    return all(type(x) is torch.Tensor and x.dtype is want and getattr(x, "_keras_mask", None) is None for x in tensors)
 
 
 def _direct_call(layer, training):
@@ -378,8 +412,9 @@ def _run_through_graph(function, original, inputs, operation_fn):
     training = _direct_calls_context()
     fillers = _FILLERS[function]  # made with the schedule
     folds = _FOLDS.get(function)
-    if folds and not (training is not False and not training[0] and training[1] is None
-                      and not torch.is_grad_enabled()):
+    if folds and not (
+        training is not False and not training[0] and training[1] is None and not torch.is_grad_enabled()
+    ):
         folds = None  # BN folding: inference on float32 only
     folded = set()
     scope = recompute._recompute_scope(training)
@@ -405,8 +440,11 @@ def _run_through_graph(function, original, inputs, operation_fn):
                 outputs = overwritten  # the input's only use (see _fresh_output)
             elif fusion == "folded" and id(node.input_tensors[0]) in folded:
                 outputs = args[0]  # already normalized by the folded convolution
-            elif (folds and id(node) in folds
-                  and (result := _fold_conv_bn(node.operation, folds[id(node)].operation, args, fusion)) is not None):
+            elif (
+                folds
+                and id(node) in folds
+                and (result := _fold_conv_bn(node.operation, folds[id(node)].operation, args, fusion)) is not None
+            ):
                 outputs = result
                 folded.add(id(node.outputs[0]))
             else:

@@ -8,6 +8,7 @@
 Both act only for the package's models: their ``train_step``/``test_step`` run with the fast paths on (so do the
 optimizer step and the metrics inside them, e.g. ``MeanIoU``'s scatter); any other model's steps are Keras' own.
 """
+
 from __future__ import annotations
 
 import keras

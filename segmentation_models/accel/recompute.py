@@ -10,6 +10,7 @@ SMP's level or below; the recomputation costs 4-7% of a step. On by default; ``S
 per call) keeps them. A recomputed tensor may differ in the last bit, so layers whose gradient compares saved
 values (a max reduction) keep what they save (see ``tables.takes_recipes``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -86,7 +87,8 @@ def _dense_strides(shape, stride) -> bool:
 def _same_layout(tensor, stride) -> bool:
     """Whether ``tensor`` has ``stride`` on every axis longer than 1 (and starts its memory)."""
     return tensor.storage_offset() == 0 and all(
-        size == 1 or a == b for size, a, b in zip(tensor.shape, tensor.stride(), stride))
+        size == 1 or a == b for size, a, b in zip(tensor.shape, tensor.stride(), stride)
+    )
 
 
 def _recompute_activations() -> dict:
@@ -95,10 +97,12 @@ def _recompute_activations() -> dict:
     from keras import activations
 
     functional = torch.nn.functional
-    return {activations.relu: (torch.relu, torch.relu_),
-            activations.silu: (functional.silu, functools.partial(functional.silu, inplace=True)),
-            activations.relu6: (functional.relu6, functools.partial(functional.relu6, inplace=True)),
-            activations.sigmoid: (torch.sigmoid, torch.sigmoid_)}
+    return {
+        activations.relu: (torch.relu, torch.relu_),
+        activations.silu: (functional.silu, functools.partial(functional.silu, inplace=True)),
+        activations.relu6: (functional.relu6, functools.partial(functional.relu6, inplace=True)),
+        activations.sigmoid: (torch.sigmoid, torch.sigmoid_),
+    }
 
 
 def _keep_saved(tensor):
@@ -108,6 +112,7 @@ def _keep_saved(tensor):
 
 def _keeping_saved(call):
     """``call`` with the tensors that autograd saves during it kept as they are (not as recipes)."""
+
     def keeping(*args, **kwargs):
         with torch.autograd.graph.saved_tensors_hooks(_keep_saved, _keep_saved):
             return call(*args, **kwargs)
@@ -178,8 +183,12 @@ def _step_recipe(op, args, outputs):
     of the output at factor 2)."""
     from keras import layers
 
-    if not args or type(outputs) is not torch.Tensor or outputs.dtype != torch.float32 or not all(
-            type(a) is torch.Tensor for a in (args[0] if type(op) is layers.Concatenate else args)):
+    if (
+        not args
+        or type(outputs) is not torch.Tensor
+        or outputs.dtype != torch.float32
+        or not all(type(a) is torch.Tensor for a in (args[0] if type(op) is layers.Concatenate else args))
+    ):
         return None
     kind = type(op)
     if kind is layers.Concatenate and len(args) == 1:
@@ -191,8 +200,13 @@ def _step_recipe(op, args, outputs):
         return None
     if kind in upsampling_classes():
         return _Recipe(op.call, (_registered_recipe(args[0]) or args[0],), outputs)
-    functions = (_RECOMPUTE.activations.get(op.activation) if kind is layers.Activation
-                 else _RECOMPUTE.activations[_RECOMPUTE.relu] if _is_plain_relu(op) else None)
+    functions = (
+        _RECOMPUTE.activations.get(op.activation)
+        if kind is layers.Activation
+        else _RECOMPUTE.activations[_RECOMPUTE.relu]
+        if _is_plain_relu(op)
+        else None
+    )
     source = None if functions is None else _registered_recipe(args[0])
     return None if source is None else _Recipe(functions[0], (source,), outputs, in_place=functions[1])
 
@@ -201,8 +215,14 @@ def _recompute_scope(training):
     """A saved_tensors_hooks context that saves registered tensors as recipes (see :class:`_Recipe`), for the
     outermost training forward pass with autograd on, outside any mixed-precision autocast and any saved-tensor
     hooks of the caller's, unless ``SM_TORCH_RECOMPUTE=0`` (read per call); None otherwise."""
-    if (training is False or not training[0] or training[1] is not None or not torch.is_grad_enabled()
-            or getattr(_RECOMPUTE, "registry", None) is not None or not switched_on("SM_TORCH_RECOMPUTE", default="1")):
+    if (
+        training is False
+        or not training[0]
+        or training[1] is not None
+        or not torch.is_grad_enabled()
+        or getattr(_RECOMPUTE, "registry", None) is not None
+        or not switched_on("SM_TORCH_RECOMPUTE", default="1")
+    ):
         return None
     autograd = torch._C._autograd
     try:  # hooks of the caller's (torch.autograd.graph.save_on_cpu, checkpointing) are left to work alone

@@ -1,5 +1,6 @@
 """What the torch graph executor knows about layers, kept here so that the layers themselves carry nothing of it:
 which layers it may call directly, which may take recomputed saved tensors, which are plain ReLUs."""
+
 from __future__ import annotations
 
 import functools
@@ -14,12 +15,30 @@ def direct_classes() -> tuple:
     from ..blocks import AdaptiveAveragePooling, GridPooling2D, ResizeByFactor, ResizeToMatch, ResizeToReference
     from ..decoders.common import CropToInput, PadToMultiple
 
-    return (layers.Conv2D, layers.DepthwiseConv2D, layers.BatchNormalization, layers.Activation, layers.ReLU,
-            layers.Add, layers.Multiply, layers.Concatenate, layers.UpSampling2D, layers.MaxPooling2D,
-            layers.AveragePooling2D, layers.ZeroPadding2D, layers.GlobalAveragePooling2D, layers.Reshape,
-            layers.Dropout,
-            GridPooling2D, AdaptiveAveragePooling, ResizeToReference, ResizeToMatch, ResizeByFactor, PadToMultiple,
-            CropToInput)
+    return (
+        layers.Conv2D,
+        layers.DepthwiseConv2D,
+        layers.BatchNormalization,
+        layers.Activation,
+        layers.ReLU,
+        layers.Add,
+        layers.Multiply,
+        layers.Concatenate,
+        layers.UpSampling2D,
+        layers.MaxPooling2D,
+        layers.AveragePooling2D,
+        layers.ZeroPadding2D,
+        layers.GlobalAveragePooling2D,
+        layers.Reshape,
+        layers.Dropout,
+        GridPooling2D,
+        AdaptiveAveragePooling,
+        ResizeToReference,
+        ResizeToMatch,
+        ResizeByFactor,
+        PadToMultiple,
+        CropToInput,
+    )
 
 
 @functools.cache
@@ -44,16 +63,52 @@ def _recipe_safe() -> dict:
     from ..decoders.common import CropToInput, PadToMultiple
 
     keras_classes = (
-        layers.Conv1D, layers.Conv2D, layers.Conv3D, layers.DepthwiseConv2D, layers.SeparableConv2D,
-        layers.Conv2DTranspose, layers.Dense, layers.EinsumDense, layers.BatchNormalization,
-        layers.LayerNormalization, layers.GroupNormalization, layers.ReLU, layers.Softmax, layers.Add,
-        layers.Subtract, layers.Multiply, layers.Average, layers.Concatenate, layers.UpSampling2D,
-        layers.MaxPooling2D, layers.AveragePooling2D, layers.GlobalAveragePooling2D, layers.ZeroPadding2D,
-        layers.Cropping2D, layers.Reshape, layers.Permute, layers.Flatten, layers.Dropout,
-        layers.SpatialDropout2D, layers.Identity, layers.Resizing, Functional)  # MaxPooling2D: by indices
-    package_classes = (AdaptiveAveragePooling, ResizeToMatch, ResizeToReference, PositionAttention, StochasticDepth,
-                       ResizeByFactor, PadToMultiple, CropToInput, LayerScale, ScaledResidual,
-                       SpatialReductionAttention)
+        layers.Conv1D,
+        layers.Conv2D,
+        layers.Conv3D,
+        layers.DepthwiseConv2D,
+        layers.SeparableConv2D,
+        layers.Conv2DTranspose,
+        layers.Dense,
+        layers.EinsumDense,
+        layers.BatchNormalization,
+        layers.LayerNormalization,
+        layers.GroupNormalization,
+        layers.ReLU,
+        layers.Softmax,
+        layers.Add,
+        layers.Subtract,
+        layers.Multiply,
+        layers.Average,
+        layers.Concatenate,
+        layers.UpSampling2D,
+        layers.MaxPooling2D,
+        layers.AveragePooling2D,
+        layers.GlobalAveragePooling2D,
+        layers.ZeroPadding2D,
+        layers.Cropping2D,
+        layers.Reshape,
+        layers.Permute,
+        layers.Flatten,
+        layers.Dropout,
+        layers.SpatialDropout2D,
+        layers.Identity,
+        layers.Resizing,
+        Functional,
+    )  # MaxPooling2D: by indices
+    package_classes = (
+        AdaptiveAveragePooling,
+        ResizeToMatch,
+        ResizeToReference,
+        PositionAttention,
+        StochasticDepth,
+        ResizeByFactor,
+        PadToMultiple,
+        CropToInput,
+        LayerScale,
+        ScaledResidual,
+        SpatialReductionAttention,
+    )
     table = dict.fromkeys(keras_classes + package_classes)
     table[GridPooling2D] = lambda op: op.pooling == "avg"  # a max compares its inputs with the saved result
     # the built-in activations; a function of the user's may reduce
@@ -92,4 +147,5 @@ def is_plain_relu(op) -> bool:
     from keras import activations, layers
 
     return (type(op) is layers.Activation and op.activation is activations.relu) or (
-        type(op) is layers.ReLU and op.max_value is None and not op.negative_slope and not op.threshold)
+        type(op) is layers.ReLU and op.max_value is None and not op.negative_slope and not op.threshold
+    )

@@ -22,6 +22,7 @@ minimum; 1.0.1's SE-ResNets use 1e-5), and functions compiled by XLA (see :func:
 models are plain Keras models: nothing here is serialized. Any other model's batch normalisation is Keras' own.
 This is backend code beside Keras', like ``torch_ops``: model, loss and metric code stays ``keras.ops`` only.
 """
+
 from __future__ import annotations
 
 import keras
@@ -52,10 +53,17 @@ def _xla_compilation_check():
 
 def _fusable(layer, inputs, training, mask, in_xla_compilation) -> bool:
     """Whether this call can take FusedBatchNormV3 with Keras' exact semantics."""
-    return (mask is None and not layer.renorm and not getattr(layer, "synchronized", False)
-            and isinstance(training, (bool, type(None))) and len(inputs.shape) == 4 and layer.axis in (3, -1)
-            and layer.epsilon >= MIN_EPSILON and keras.backend.standardize_dtype(inputs.dtype) in _FUSED_DTYPES
-            and not in_xla_compilation())
+    return (
+        mask is None
+        and not layer.renorm
+        and not getattr(layer, "synchronized", False)
+        and isinstance(training, (bool, type(None)))
+        and len(inputs.shape) == 4
+        and layer.axis in (3, -1)
+        and layer.epsilon >= MIN_EPSILON
+        and keras.backend.standardize_dtype(inputs.dtype) in _FUSED_DTYPES
+        and not in_xla_compilation()
+    )
 
 
 _IN_XLA_COMPILATION = _xla_compilation_check()
@@ -73,8 +81,16 @@ def bn_call(self, inputs, training=None, mask=None):
     beta = ops.cast(self.beta, "float32") if self.center else tf.zeros((channels,), tf.float32)
     if training and self.trainable:
         y, batch_mean, batch_variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-            x=x, scale=gamma, offset=beta, mean=_EMPTY, variance=_EMPTY, epsilon=self.epsilon,
-            exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+            x=x,
+            scale=gamma,
+            offset=beta,
+            mean=_EMPTY,
+            variance=_EMPTY,
+            epsilon=self.epsilon,
+            exponential_avg_factor=1.0,
+            data_format="NHWC",
+            is_training=True,
+        )
         # The kernel returns the batch variance times n / max(n - 1, 1); Keras' moments give the biased one.
         count = ops.cast(ops.size(x) // channels, "float32")
         batch_variance = batch_variance * (ops.maximum(count - 1.0, 1.0) / count)
@@ -83,9 +99,15 @@ def bn_call(self, inputs, training=None, mask=None):
         self.moving_variance.assign(ops.cast(self.moving_variance, "float32") * m + batch_variance * (1.0 - m))
     else:
         y, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-            x=x, scale=gamma, offset=beta, mean=ops.cast(self.moving_mean, "float32"),
-            variance=ops.cast(self.moving_variance, "float32"), epsilon=self.epsilon, data_format="NHWC",
-            is_training=False)
+            x=x,
+            scale=gamma,
+            offset=beta,
+            mean=ops.cast(self.moving_mean, "float32"),
+            variance=ops.cast(self.moving_variance, "float32"),
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=False,
+        )
     return ops.cast(y, self.compute_dtype)
 
 

@@ -37,6 +37,7 @@ Inside the package's models these run instead, all with the same mathematics:
 Anything outside these fast paths (channels_first, 1D/3D convolutions, masks, renorm, synchronized batch
 norm, other axes) goes to Keras' own implementation, as does every call outside a package model.
 """
+
 from __future__ import annotations
 
 import functools
@@ -86,8 +87,11 @@ def _cached_on_versions(cache: dict, key, tensors, compute):
     tensor is collected."""
     versions = tuple(None if t is None else t._version for t in tensors)
     entry = cache.get(key)
-    if (entry is not None and entry[1] == versions
-            and all((r is None) if t is None else (r is not None and r() is t) for r, t in zip(entry[0], tensors))):
+    if (
+        entry is not None
+        and entry[1] == versions
+        and all((r is None) if t is None else (r is not None and r() is t) for r, t in zip(entry[0], tensors))
+    ):
         return entry[2]
     value = compute()
     try:
@@ -167,12 +171,14 @@ def _nearest_upsampling():
     (its gradient is a channel slice of the Concatenate's) is a full transpose: 73 ms against 3 ms for a
     (8, 64, 64, 64) input on 2 cores.
     """
+
     class NearestUpsampling(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x, fh, fw):
             ctx.factors = (fh, fw)
-            y = torch.nn.functional.interpolate(x.permute(0, 3, 1, 2), scale_factor=(float(fh), float(fw)),
-                                                mode="nearest")
+            y = torch.nn.functional.interpolate(
+                x.permute(0, 3, 1, 2), scale_factor=(float(fh), float(fw)), mode="nearest"
+            )
             return y.permute(0, 2, 3, 1)
 
         @staticmethod
@@ -203,6 +209,7 @@ def _block_average_pool():
     Forward: torch's ``avg_pool2d`` on the channels-last view. Backward: each output gradient / (fh * fw) spread
     over its block (zeros on the rows and columns that pooling drops when a size is not divisible).
     """
+
     class BlockAveragePool(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x, fh, fw):
@@ -237,8 +244,12 @@ def torch_weight(kernel):
         # a view: the conv keeps the tensor itself, not a copy (a mixed-precision cast of a parameter keeps
         # its (O, H, W, I) memory order, so its view is already in torch's layout)
         return weight
-    return _cached_on_versions(_WEIGHT_CACHE, id(kernel), (kernel,),
-                               lambda: kernel.detach().permute(3, 2, 0, 1).contiguous(memory_format=channels_last))
+    return _cached_on_versions(
+        _WEIGHT_CACHE,
+        id(kernel),
+        (kernel,),
+        lambda: kernel.detach().permute(3, 2, 0, 1).contiguous(memory_format=channels_last),
+    )
 
 
 def zero_pad(x, rows_cols):
@@ -282,8 +293,10 @@ def convolve(inputs, kernel, strides=1, padding="valid", data_format=None, dilat
         x = split[0].permute(0, 3, 1, 2)
         shift = split[1].reshape(1, 1, 1, -1).expand(1, *inputs.shape[1:]).contiguous().permute(0, 3, 1, 2)
         if padding == "same":
-            (x, _), (shift, pad) = (apply_same_padding(t, weight.shape[2:], strides, "channels_first", "conv",
-                                                       dilation_rate) for t in (x, shift))
+            (x, _), (shift, pad) = (
+                apply_same_padding(t, weight.shape[2:], strides, "channels_first", "conv", dilation_rate)
+                for t in (x, shift)
+            )
         options = dict(stride=strides, padding=pad, dilation=dilation_rate, groups=groups)
         y = torch.nn.functional.conv2d(x, weight, bias=bias, **options).permute(0, 2, 3, 1)
         # Added in the NHWC view: the backward pass then sums the gradient over the batch in memory order
@@ -291,8 +304,9 @@ def convolve(inputs, kernel, strides=1, padding="valid", data_format=None, dilat
         return y.add_(torch.nn.functional.conv2d(shift, weight, **options).permute(0, 2, 3, 1))
     if padding == "same":
         x, pad = apply_same_padding(x, weight.shape[2:], strides, "channels_first", "conv", dilation_rate)
-    y = torch.nn.functional.conv2d(x, weight, bias=bias, stride=strides, padding=pad, dilation=dilation_rate,
-                                   groups=groups)
+    y = torch.nn.functional.conv2d(
+        x, weight, bias=bias, stride=strides, padding=pad, dilation=dilation_rate, groups=groups
+    )
     return y.permute(0, 2, 3, 1)
 
 
@@ -319,6 +333,7 @@ def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilo
     params = tuple(None if t is None else convert(t) for t in (mean, variance, scale, offset))
     shape = [1] * x.ndim
     shape[axis] = params[0].shape[0]
+
     # Inference on the layer's own variables: x * inv + shift with (inv, shift) cached per variable versions
     # (five small ops and their Python per call otherwise: ~7% of an EfficientNet's batch-1 latency).
     def factors():
@@ -328,8 +343,7 @@ def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilo
     if torch.is_grad_enabled() or not all(p is None or isinstance(p, torch.nn.Parameter) for p in params):
         inv, shift = factors()
     else:
-        inv, shift = _cached_on_versions(_BN_CACHE, (*(id(p) for p in params), epsilon, tuple(shape)), params,
-                                         factors)
+        inv, shift = _cached_on_versions(_BN_CACHE, (*(id(p) for p in params), epsilon, tuple(shape)), params, factors)
     return torch.addcmul(shift, x, inv)
 
 
@@ -389,8 +403,13 @@ def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=N
     # avg_pool2d keeps its whole input for the backward pass, which needs its shape only.
     x = convert(inputs)
     pool_size = _pair(pool_size)
-    if (x.ndim != 4 or padding != "valid" or (strides is not None and _pair(strides) != pool_size)
-            or standardize_data_format(data_format) != "channels_last" or not x.requires_grad):
+    if (
+        x.ndim != 4
+        or padding != "valid"
+        or (strides is not None and _pair(strides) != pool_size)
+        or standardize_data_format(data_format) != "channels_last"
+        or not x.requires_grad
+    ):
         return original("average_pool")(inputs, pool_size, strides, padding, data_format)
     return _block_average_pool().apply(x, *pool_size)
 
@@ -419,6 +438,7 @@ def scatter(indices, values, shape):
     values = values.reshape((-1, *tuple(shape)[depth:]))
     return out.index_put_(tuple(indices.t()), values, accumulate=True)  # duplicates add, as in Keras
 
+
 # name -> (module, class or None, attribute): what is replaced. Entries this Keras version lacks are skipped.
 TARGET_PATHS = {
     "conv": ("keras.src.backend.torch.nn", None, "conv"),
@@ -431,9 +451,17 @@ TARGET_PATHS = {
     "bn_call": ("keras.src.layers.normalization.batch_normalization", "BatchNormalization", "call"),
     "resize_images": ("keras.src.layers.reshaping.up_sampling2d", "UpSampling2D", "_resize_images"),
 }
-REPLACEMENTS = {"conv": conv, "moments": moments, "batch_normalization": batch_normalization, "max_pool": max_pool,
-                "average_pool": average_pool, "transpose_spatial_inputs": spatial_inputs, "scatter": scatter,
-                "bn_call": bn_call, "resize_images": resize_images}
+REPLACEMENTS = {
+    "conv": conv,
+    "moments": moments,
+    "batch_normalization": batch_normalization,
+    "max_pool": max_pool,
+    "average_pool": average_pool,
+    "transpose_spatial_inputs": spatial_inputs,
+    "scatter": scatter,
+    "bn_call": bn_call,
+    "resize_images": resize_images,
+}
 
 
 def restore_layouts() -> None:

@@ -7,6 +7,7 @@ by name. This builder makes the same layers in the same order (so the published 
 block and flat stem/downsampling layers. ConvNeXt has no stride-2 feature map (its stem is a 4x4
 convolution with stride 4): decoders upsample without a skip there.
 """
+
 from __future__ import annotations
 
 import keras
@@ -27,8 +28,10 @@ class LayerScale(layers.Layer):
 
     def build(self, input_shape):
         self.gamma = self.add_weight(
-            name="gamma", shape=(self.projection_dim,),
-            initializer=keras.initializers.Constant(self.init_values), trainable=True,
+            name="gamma",
+            shape=(self.projection_dim,),
+            initializer=keras.initializers.Constant(self.init_values),
+            trainable=True,
         )
 
     def call(self, x):
@@ -82,16 +85,18 @@ for _variant, (_depths, _dims) in CONVNEXT_CONFIGS.items():
         16: f"{_name}_stage_2_block_{_depths[2] - 1}_add",
         32: f"{_name}_head_layernorm",
     }
-    register_backbone(BackboneSpec(
-        name=_name,
-        family="convnext",
-        builder=lambda input_tensor, _d=_depths, _c=_dims, _n=_name, **_: build_convnext(input_tensor, _d, _c, _n),
-        features=_features,
-        channels=dict(zip((4, 8, 16, 32), _dims)),
-        default_skips=tuple(_features[s] for s in (16, 8, 4)),
-        preprocessing="identity",
-        first_conv=f"{_name}_stem_conv",
-        description=f"ConvNeXt-{_variant.capitalize()} (keras.applications weights)",
-        weights_layout="by_order",
-        notes="no stride-2 map (4x4 stem with stride 4); ImageNet mean/std inside the model (images in 0..255)",
-    ))
+    register_backbone(
+        BackboneSpec(
+            name=_name,
+            family="convnext",
+            builder=lambda input_tensor, _d=_depths, _c=_dims, _n=_name, **_: build_convnext(input_tensor, _d, _c, _n),
+            features=_features,
+            channels=dict(zip((4, 8, 16, 32), _dims)),
+            default_skips=tuple(_features[s] for s in (16, 8, 4)),
+            preprocessing="identity",
+            first_conv=f"{_name}_stem_conv",
+            description=f"ConvNeXt-{_variant.capitalize()} (keras.applications weights)",
+            weights_layout="by_order",
+            notes="no stride-2 map (4x4 stem with stride 4); ImageNet mean/std inside the model (images in 0..255)",
+        )
+    )

@@ -7,6 +7,7 @@ cannot build them on Keras 3: their stem layers are named ``conv1/conv``, and Ke
 1.0.1's feature layers were given by index (e.g. 311, 139, 51, 4 for DenseNet-121): they are the
 transition convolutions ``pool4_conv``, ``pool3_conv``, ``pool2_conv`` and ``conv1_relu``.
 """
+
 from __future__ import annotations
 
 import keras

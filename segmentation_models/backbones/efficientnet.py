@@ -7,6 +7,7 @@ weights of 1.0.1 models load by layer name. Swish is Keras' ``swish`` activation
 per-sample stochastic depth is a ``Dropout`` with ``noise_shape=(None, 1, 1, 1)``, as in
 efficientnet 1.0.0's ``FixedDropout``.
 """
+
 from __future__ import annotations
 
 import math
@@ -75,25 +76,41 @@ def mb_conv_block(inputs, args: BlockArgs, drop_rate: float, prefix: str, dilati
     filters = args.input_filters * args.expand_ratio
     x = inputs
     if args.expand_ratio != 1:
-        x = layers.Conv2D(filters, 1, padding="same", use_bias=False, kernel_initializer=CONV_INIT,
-                          name=prefix + "expand_conv")(x)
+        x = layers.Conv2D(
+            filters, 1, padding="same", use_bias=False, kernel_initializer=CONV_INIT, name=prefix + "expand_conv"
+        )(x)
         x = layers.BatchNormalization(axis=-1, name=prefix + "expand_bn")(x)
         x = layers.Activation("swish", name=prefix + "expand_activation")(x)
-    x = layers.DepthwiseConv2D(args.kernel_size, strides=args.strides, padding="same", dilation_rate=dilation,
-                               use_bias=False, depthwise_initializer=CONV_INIT, name=prefix + "dwconv")(x)
+    x = layers.DepthwiseConv2D(
+        args.kernel_size,
+        strides=args.strides,
+        padding="same",
+        dilation_rate=dilation,
+        use_bias=False,
+        depthwise_initializer=CONV_INIT,
+        name=prefix + "dwconv",
+    )(x)
     x = layers.BatchNormalization(axis=-1, name=prefix + "bn")(x)
     x = layers.Activation("swish", name=prefix + "activation")(x)
     if args.se_ratio and 0 < args.se_ratio <= 1:
         reduced = max(1, int(args.input_filters * args.se_ratio))
         se = layers.GlobalAveragePooling2D(name=prefix + "se_squeeze")(x)
         se = layers.Reshape((1, 1, filters), name=prefix + "se_reshape")(se)
-        se = layers.Conv2D(reduced, 1, activation="swish", padding="same", kernel_initializer=CONV_INIT,
-                           name=prefix + "se_reduce")(se)
-        se = layers.Conv2D(filters, 1, activation="sigmoid", padding="same", kernel_initializer=CONV_INIT,
-                           name=prefix + "se_expand")(se)
+        se = layers.Conv2D(
+            reduced, 1, activation="swish", padding="same", kernel_initializer=CONV_INIT, name=prefix + "se_reduce"
+        )(se)
+        se = layers.Conv2D(
+            filters, 1, activation="sigmoid", padding="same", kernel_initializer=CONV_INIT, name=prefix + "se_expand"
+        )(se)
         x = layers.Multiply(name=prefix + "se_excite")([x, se])
-    x = layers.Conv2D(args.output_filters, 1, padding="same", use_bias=False, kernel_initializer=CONV_INIT,
-                      name=prefix + "project_conv")(x)
+    x = layers.Conv2D(
+        args.output_filters,
+        1,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=CONV_INIT,
+        name=prefix + "project_conv",
+    )(x)
     x = layers.BatchNormalization(axis=-1, name=prefix + "project_bn")(x)
     if args.id_skip and args.strides == 1 and args.input_filters == args.output_filters:
         if drop_rate > 0:
@@ -119,15 +136,25 @@ def build_efficientnet(
     blocks after it get twice that. Layers and weights are unchanged, so pretrained files still load.
     """
     validate_output_stride(output_stride)
-    x = layers.Conv2D(round_filters(32, width_coefficient, depth_divisor), 3, strides=2, padding="same",
-                      use_bias=False, kernel_initializer=CONV_INIT, name="stem_conv")(input_tensor)
+    x = layers.Conv2D(
+        round_filters(32, width_coefficient, depth_divisor),
+        3,
+        strides=2,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=CONV_INIT,
+        name="stem_conv",
+    )(input_tensor)
     x = layers.BatchNormalization(axis=-1, name="stem_bn")(x)
     x = layers.Activation("swish", name="stem_activation")(x)
 
     blocks_args = [
-        replace(a, input_filters=round_filters(a.input_filters, width_coefficient, depth_divisor),
-                output_filters=round_filters(a.output_filters, width_coefficient, depth_divisor),
-                num_repeat=round_repeats(a.num_repeat, depth_coefficient))
+        replace(
+            a,
+            input_filters=round_filters(a.input_filters, width_coefficient, depth_divisor),
+            output_filters=round_filters(a.output_filters, width_coefficient, depth_divisor),
+            num_repeat=round_repeats(a.num_repeat, depth_coefficient),
+        )
         for a in blocks_args
     ]
     total = sum(a.num_repeat for a in blocks_args)
@@ -145,17 +172,32 @@ def build_efficientnet(
             x = mb_conv_block(x, args, drop_connect_rate * block_num / total, prefix, dilation=block_dilation)
             block_num += 1
 
-    x = layers.Conv2D(round_filters(1280, width_coefficient, depth_divisor), 1, padding="same", use_bias=False,
-                      kernel_initializer=CONV_INIT, name="top_conv")(x)
+    x = layers.Conv2D(
+        round_filters(1280, width_coefficient, depth_divisor),
+        1,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=CONV_INIT,
+        name="top_conv",
+    )(x)
     x = layers.BatchNormalization(axis=-1, name="top_bn")(x)
     x = layers.Activation("swish", name="top_activation")(x)
     return keras.Model(input_tensor, x, name=name)
 
 
-EFFICIENTNET_SKIPS = ("block6a_expand_activation", "block4a_expand_activation",
-                      "block3a_expand_activation", "block2a_expand_activation")
-EFFICIENTNET_FEATURES = {2: "block2a_expand_activation", 4: "block3a_expand_activation",
-                         8: "block4a_expand_activation", 16: "block6a_expand_activation", 32: "top_activation"}
+EFFICIENTNET_SKIPS = (
+    "block6a_expand_activation",
+    "block4a_expand_activation",
+    "block3a_expand_activation",
+    "block2a_expand_activation",
+)
+EFFICIENTNET_FEATURES = {
+    2: "block2a_expand_activation",
+    4: "block3a_expand_activation",
+    8: "block4a_expand_activation",
+    16: "block6a_expand_activation",
+    32: "top_activation",
+}
 
 
 def _efficientnet_smp_taps(width: float, depth: float) -> tuple[dict[int, str], dict[int, int]]:

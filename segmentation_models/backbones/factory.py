@@ -1,4 +1,5 @@
 """Building an encoder: input, backbone, pretrained weights, feature selection, freezing."""
+
 from __future__ import annotations
 
 import logging

@@ -8,6 +8,7 @@ published files, which carry Keras' auto-generated names, load by position
 (`segmentation_models.weights.loading.assign_weights`). Inception-ResNet's residual scaling (a
 ``Lambda`` in the original) is the registered `ScaledResidual` layer.
 """
+
 from __future__ import annotations
 
 import keras
@@ -29,8 +30,9 @@ class _Namer:
 
 def conv2d_bn(x, filters, num_row, num_col, name: str, strides=1, padding="same", activation="relu", use_bias=False):
     """keras-applications' ``conv2d_bn``: conv (``name_conv``), BN without scale (``name_bn``), relu (``name``)."""
-    x = layers.Conv2D(filters, (num_row, num_col), strides=strides, padding=padding, use_bias=use_bias,
-                      name=name + "_conv")(x)
+    x = layers.Conv2D(
+        filters, (num_row, num_col), strides=strides, padding=padding, use_bias=use_bias, name=name + "_conv"
+    )(x)
     x = layers.BatchNormalization(axis=-1, scale=False, name=name + "_bn")(x)
     return layers.Activation(activation, name=name)(x) if activation else x
 

@@ -13,6 +13,7 @@ Input normalisation that keras.applications puts inside the model (EfficientNetV
 rebuilt in front of the builder with per-channel statistics cycled over the input channels, so that
 inputs with 1, 2, 4, ... channels work (`input_preprocessing`).
 """
+
 from __future__ import annotations
 
 import re
@@ -79,8 +80,9 @@ def name_unnamed_layers(model: keras.Model) -> keras.Model:
     return model
 
 
-def input_preprocessing(x, scale: float = 1.0, offset: float = 0.0, mean: Sequence[float] | None = None,
-                        std: Sequence[float] | None = None):
+def input_preprocessing(
+    x, scale: float = 1.0, offset: float = 0.0, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+):
     """In-model input normalisation ``((x * scale + offset) - mean) / std`` with the per-channel
     ``mean``/``std`` cycled over the input's channels (ImageNet statistics for RGB)."""
     channels = x.shape[-1]
@@ -93,8 +95,9 @@ def input_preprocessing(x, scale: float = 1.0, offset: float = 0.0, mean: Sequen
     return x
 
 
-def _keras_app_builder(constructor: Callable, name: str, preprocess: Callable | None = None,
-                       input_padding: int = 0, **app_kwargs) -> Callable:
+def _keras_app_builder(
+    constructor: Callable, name: str, preprocess: Callable | None = None, input_padding: int = 0, **app_kwargs
+) -> Callable:
     def builder(input_tensor, output_stride: int = 32, **_):
         x = input_tensor
         if preprocess is not None:
@@ -155,26 +158,28 @@ _EFFICIENTNETV2 = {
 
 
 def _efficientnetv2_preprocessing(name: str) -> Callable:
-    if name[len("efficientnetv2"):].startswith("b"):  # as keras.applications: B0-B3 use ImageNet mean/std
+    if name[len("efficientnetv2") :].startswith("b"):  # as keras.applications: B0-B3 use ImageNet mean/std
         return lambda x: input_preprocessing(x, scale=1.0 / 255, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return lambda x: input_preprocessing(x, scale=1.0 / 128.0, offset=-1.0)
 
 
 for _name, (_ctor, _feats, _chans) in _EFFICIENTNETV2.items():
     _features = dict(zip((2, 4, 8, 16, 32), _feats + ("top_activation",)))
-    register_backbone(BackboneSpec(
-        name=_name,
-        family="efficientnetv2",
-        builder=_keras_app_builder(_ctor, _name, _efficientnetv2_preprocessing(_name), include_preprocessing=False),
-        features=_features,
-        channels=dict(zip((2, 4, 8, 16, 32), _chans)),
-        default_skips=_skips(_features),
-        preprocessing="identity",
-        first_conv="stem_conv",
-        description=f"EfficientNetV2-{_name[len('efficientnetv2'):].upper()} (keras.applications)",
-        weights_layout="by_order",
-        notes="normalises inside the model (images in 0..255): B0-B3 ImageNet mean/std, S/M/L to [-1, 1]",
-    ))
+    register_backbone(
+        BackboneSpec(
+            name=_name,
+            family="efficientnetv2",
+            builder=_keras_app_builder(_ctor, _name, _efficientnetv2_preprocessing(_name), include_preprocessing=False),
+            features=_features,
+            channels=dict(zip((2, 4, 8, 16, 32), _chans)),
+            default_skips=_skips(_features),
+            preprocessing="identity",
+            first_conv="stem_conv",
+            description=f"EfficientNetV2-{_name[len('efficientnetv2') :].upper()} (keras.applications)",
+            weights_layout="by_order",
+            notes="normalises inside the model (images in 0..255): B0-B3 ImageNet mean/std, S/M/L to [-1, 1]",
+        )
+    )
 
 
 # ---- MobileNetV3 -------------------------------------------------------------------------
@@ -197,19 +202,21 @@ _MOBILENETV3 = {
 
 for _name, (_ctor, _feats, _chans) in _MOBILENETV3.items():
     _features = dict(zip((2, 4, 8, 16, 32), _feats + ("conv_1_bn_activation",)))
-    register_backbone(BackboneSpec(
-        name=_name,
-        family="mobilenetv3",
-        builder=_keras_app_builder(_ctor, _name, _mobilenetv3_preprocessing, include_preprocessing=False),
-        features=_features,
-        channels=dict(zip((2, 4, 8, 16, 32), _chans)),
-        default_skips=_skips(_features),
-        preprocessing="identity",
-        first_conv="conv",
-        description=f"MobileNetV3-{_name[11:].capitalize()} 1.0 (keras.applications)",
-        weights_layout="by_order",
-        notes="scales to [-1, 1] inside the model (images in 0..255)",
-    ))
+    register_backbone(
+        BackboneSpec(
+            name=_name,
+            family="mobilenetv3",
+            builder=_keras_app_builder(_ctor, _name, _mobilenetv3_preprocessing, include_preprocessing=False),
+            features=_features,
+            channels=dict(zip((2, 4, 8, 16, 32), _chans)),
+            default_skips=_skips(_features),
+            preprocessing="identity",
+            first_conv="conv",
+            description=f"MobileNetV3-{_name[11:].capitalize()} 1.0 (keras.applications)",
+            weights_layout="by_order",
+            notes="scales to [-1, 1] inside the model (images in 0..255)",
+        )
+    )
 
 
 # ---- ResNetV2 ----------------------------------------------------------------------------
@@ -229,19 +236,21 @@ for _name, (_ctor, _blocks) in _RESNETV2.items():
         16: f"conv4_block{_blocks[2]}_preact_relu",
         32: "post_relu",
     }
-    register_backbone(BackboneSpec(
-        name=_name,
-        family="resnetv2",
-        builder=_keras_app_builder(_ctor, _name),
-        features=_features,
-        channels={2: 64, 4: 256, 8: 512, 16: 1024, 32: 2048},
-        default_skips=_skips(_features),
-        preprocessing="tf",
-        first_conv="conv1_conv",
-        description=f"ResNet-{_name[6:-2]} v2 (pre-activation, keras.applications)",
-        weights_layout="by_order",
-        notes="stride-2 map is the stem convolution's output (no BN/ReLU there in ResNetV2)",
-    ))
+    register_backbone(
+        BackboneSpec(
+            name=_name,
+            family="resnetv2",
+            builder=_keras_app_builder(_ctor, _name),
+            features=_features,
+            channels={2: 64, 4: 256, 8: 512, 16: 1024, 32: 2048},
+            default_skips=_skips(_features),
+            preprocessing="tf",
+            first_conv="conv1_conv",
+            description=f"ResNet-{_name[6:-2]} v2 (pre-activation, keras.applications)",
+            weights_layout="by_order",
+            notes="stride-2 map is the stem convolution's output (no BN/ReLU there in ResNetV2)",
+        )
+    )
 
 
 # ---- Xception ----------------------------------------------------------------------------
@@ -255,16 +264,18 @@ _XCEPTION_FEATURES = {
     16: "block12_sepconv3_bn_add",
     32: "block14_sepconv2_act",
 }
-register_backbone(BackboneSpec(
-    name="xception",
-    family="xception",
-    builder=_keras_app_builder(_APPS.Xception, "xception", input_padding=3),
-    features=_XCEPTION_FEATURES,
-    channels={2: 64, 4: 128, 8: 256, 16: 728, 32: 2048},
-    default_skips=_skips(_XCEPTION_FEATURES),
-    preprocessing="tf",
-    first_conv="block1_conv1",
-    description="Xception (keras.applications)",
-    weights_layout="by_order",
-    notes="input zero-padded by 3 pixels ('valid' stem) so that maps are exactly H/2 ... H/32",
-))
+register_backbone(
+    BackboneSpec(
+        name="xception",
+        family="xception",
+        builder=_keras_app_builder(_APPS.Xception, "xception", input_padding=3),
+        features=_XCEPTION_FEATURES,
+        channels={2: 64, 4: 128, 8: 256, 16: 728, 32: 2048},
+        default_skips=_skips(_XCEPTION_FEATURES),
+        preprocessing="tf",
+        first_conv="block1_conv1",
+        description="Xception (keras.applications)",
+        weights_layout="by_order",
+        notes="input zero-padded by 3 pixels ('valid' stem) so that maps are exactly H/2 ... H/32",
+    )
+)

@@ -19,6 +19,7 @@ load by `load_mit_safetensors` (registered for the ``mit`` family in
 Works with any input size divisible by 32 and with ``None`` spatial dimensions, on TensorFlow, JAX
 and PyTorch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,7 @@ def _dense_init():  # the reference's initialisation (used when no pretrained we
 
 def _conv_init():
     return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+
 
 # name -> (hidden sizes, depths)
 MIT_CONFIGS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -103,8 +105,14 @@ class SpatialReductionAttention(layers.Layer):
 def _patch_embedding(x, stage: int, filters: int):
     kernel, stride = PATCH_SIZES[stage - 1], PATCH_STRIDES[stage - 1]
     x = layers.ZeroPadding2D(kernel // 2, name=f"patch_embed{stage}_pad")(x)
-    x = layers.Conv2D(filters, kernel, strides=stride, padding="valid", kernel_initializer=_conv_init(),
-                      name=f"patch_embed{stage}_proj")(x)
+    x = layers.Conv2D(
+        filters,
+        kernel,
+        strides=stride,
+        padding="valid",
+        kernel_initializer=_conv_init(),
+        name=f"patch_embed{stage}_proj",
+    )(x)
     return layers.LayerNormalization(epsilon=LN_EPS, name=f"patch_embed{stage}_norm")(x)
 
 
@@ -249,7 +257,7 @@ def convert_mit_tensors(
     for name, value in tensors.items():
         if name.startswith(IGNORED_PREFIXES):
             continue
-        key = name[len(MODEL_PREFIX):] if name.startswith(MODEL_PREFIX) else name
+        key = name[len(MODEL_PREFIX) :] if name.startswith(MODEL_PREFIX) else name
         stripped[key] = np.asarray(value)
     missing = sorted(set(table) - set(stripped))
     unexpected = sorted(set(stripped) - set(table))
@@ -280,7 +288,8 @@ def convert_mit_tensors(
         arrays[index] = transform(stripped[torch_name]).astype("float32")
     if problems:
         raise WeightsMismatchError(
-            f"The {source} does not fit {model.name}:\n  - " + "\n  - ".join(problems)
+            f"The {source} does not fit {model.name}:\n  - "
+            + "\n  - ".join(problems)
             + "\nIs it a checkpoint of another MiT variant (or another model)?"
         )
     return layer_weights

@@ -5,6 +5,7 @@ segmentation_models 1.0.1) with the same names, shapes and order; 1.0.8's first-
 zero padding (``conv1_pad``/``Conv1_pad``, no weights) is a 'same' convolution in Keras 3, which
 is the same computation for the even input sizes these encoders accept (multiples of 32).
 """
+
 from __future__ import annotations
 
 import keras
@@ -27,8 +28,13 @@ register_backbone(
         name="mobilenet",
         family="mobilenet",
         builder=build_mobilenet,
-        features={2: "conv_pw_1_relu", 4: "conv_pw_3_relu", 8: "conv_pw_5_relu", 16: "conv_pw_11_relu",
-                  32: "conv_pw_13_relu"},
+        features={
+            2: "conv_pw_1_relu",
+            4: "conv_pw_3_relu",
+            8: "conv_pw_5_relu",
+            16: "conv_pw_11_relu",
+            32: "conv_pw_13_relu",
+        },
         channels={2: 64, 4: 128, 8: 256, 16: 512, 32: 1024},
         default_skips=("conv_pw_11_relu", "conv_pw_5_relu", "conv_pw_3_relu", "conv_pw_1_relu"),
         preprocessing="tf",
@@ -42,13 +48,23 @@ register_backbone(
         name="mobilenetv2",
         family="mobilenetv2",
         builder=build_mobilenetv2,
-        features={2: "block_1_expand_relu", 4: "block_3_expand_relu", 8: "block_6_expand_relu",
-                  16: "block_13_expand_relu", 32: "out_relu"},
+        features={
+            2: "block_1_expand_relu",
+            4: "block_3_expand_relu",
+            8: "block_6_expand_relu",
+            16: "block_13_expand_relu",
+            32: "out_relu",
+        },
         channels={2: 96, 4: 144, 8: 192, 16: 576, 32: 1280},
         default_skips=("block_13_expand_relu", "block_6_expand_relu", "block_3_expand_relu", "block_1_expand_relu"),
         # SMP (torchvision's MobileNetV2) taps the output of the last block at each stride
-        smp_features={2: "expanded_conv_project_BN", 4: "block_2_add", 8: "block_5_add", 16: "block_12_add",
-                      32: "out_relu"},
+        smp_features={
+            2: "expanded_conv_project_BN",
+            4: "block_2_add",
+            8: "block_5_add",
+            16: "block_12_add",
+            32: "out_relu",
+        },
         smp_channels={2: 16, 4: 24, 8: 32, 16: 96, 32: 1280},
         preprocessing="tf",
         first_conv="Conv1",

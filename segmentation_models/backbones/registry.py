@@ -1,4 +1,5 @@
 """The backbone registry: one `BackboneSpec` per name, filled by the family modules."""
+
 from __future__ import annotations
 
 import difflib

@@ -4,6 +4,7 @@ The architecture and the layer names are those of image-classifiers, including t
 input normalisation, so that its published ImageNet ``.h5`` files and the weights of models saved
 with segmentation_models 1.0.1 load by layer name.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -32,8 +33,9 @@ def _pad_conv(x, filters, kernel, strides, name, dilation=1):
     )
 
 
-def residual_conv_block(x, filters, stage, block, strides=1, cut="pre", attention=None, dilation=1,
-                        first_dilation=None):
+def residual_conv_block(
+    x, filters, stage, block, strides=1, cut="pre", attention=None, dilation=1, first_dilation=None
+):
     """Pre-activation basic block (ResNet-18/34).
 
     ``first_dilation`` (default ``dilation``) is the dilation of the first 3x3 conv: in a dilated network the
@@ -54,8 +56,9 @@ def residual_conv_block(x, filters, stage, block, strides=1, cut="pre", attentio
     return layers.Add(name=f"stage{stage + 1}_unit{block + 1}_add")([x, shortcut])
 
 
-def residual_bottleneck_block(x, filters, stage, block, strides=1, cut="pre", attention=None, dilation=1,
-                              first_dilation=None):
+def residual_bottleneck_block(
+    x, filters, stage, block, strides=1, cut="pre", attention=None, dilation=1, first_dilation=None
+):
     """Pre-activation bottleneck block (ResNet-50/101/152); ``first_dilation`` is that of its (strided) 3x3 conv."""
     conv_name, bn_name, relu_name, sc_name = _names(stage, block)
     shortcut = x
@@ -114,8 +117,17 @@ def build_resnet(
                 max(1, dilation // 2) if (unit == 0 and strides == 1 and stage > 0 and dilation > 1) else dilation
             )
             cut = "post" if unit == 0 else "pre"
-            x = block(x, filters, stage, unit, strides=strides, cut=cut, attention=attention, dilation=dilation,
-                      first_dilation=first_dilation)
+            x = block(
+                x,
+                filters,
+                stage,
+                unit,
+                strides=strides,
+                cut=cut,
+                attention=attention,
+                dilation=dilation,
+                first_dilation=first_dilation,
+            )
 
     x = layers.BatchNormalization(name="bn1", **BN_PARAMS)(x)
     x = layers.Activation("relu", name="relu1")(x)

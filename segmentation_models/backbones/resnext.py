@@ -6,6 +6,7 @@ is one ``Conv2D(groups=32)`` named ``stageX_unitY_conv2``. Published files (auto
 those per-group convolutions) load by position with the per-group kernels concatenated
 (`segmentation_models.weights.loading.assign_weights`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,8 +28,9 @@ def resnext_block(x, filters: int, stage: int, block: int, strides: int = 1, gro
     y = layers.BatchNormalization(name=base + "bn1", **BN_PARAMS)(y)
     y = layers.Activation("relu", name=base + "relu1")(y)
     y = layers.ZeroPadding2D(padding=(dilation, dilation), name=base + "conv2_pad")(y)
-    y = layers.Conv2D(filters, (3, 3), strides=strides, groups=groups, dilation_rate=dilation, name=base + "conv2",
-                      **CONV_PARAMS)(y)
+    y = layers.Conv2D(
+        filters, (3, 3), strides=strides, groups=groups, dilation_rate=dilation, name=base + "conv2", **CONV_PARAMS
+    )(y)
     y = layers.BatchNormalization(name=base + "bn2", **BN_PARAMS)(y)
     y = layers.Activation("relu", name=base + "relu2")(y)
     y = layers.Conv2D(filters * 2, (1, 1), name=base + "conv3", **CONV_PARAMS)(y)
@@ -62,8 +64,9 @@ def build_resnext(
                 strides, dilation = 1, dilation * 2
             elif strides == 2:
                 current_stride *= 2
-            x = resnext_block(x, filters, stage, block, strides=strides,
-                              dilation=block_dilation if block == 0 else dilation)
+            x = resnext_block(
+                x, filters, stage, block, strides=strides, dilation=block_dilation if block == 0 else dilation
+            )
     return keras.Model(input_tensor, x, name=name)
 
 
@@ -73,9 +76,15 @@ for _name, _reps in {"resnext50": (3, 4, 6, 3), "resnext101": (3, 4, 23, 3)}.ite
             name=_name,
             family="resnext",
             builder=lambda input_tensor, output_stride=32, _r=_reps, _n=_name, **_: build_resnext(
-                input_tensor, _r, output_stride=output_stride, name=_n),
-            features={2: "relu0", 4: "stage2_unit1_relu1", 8: "stage3_unit1_relu1", 16: "stage4_unit1_relu1",
-                      32: f"stage4_unit{_reps[-1]}_relu"},
+                input_tensor, _r, output_stride=output_stride, name=_n
+            ),
+            features={
+                2: "relu0",
+                4: "stage2_unit1_relu1",
+                8: "stage3_unit1_relu1",
+                16: "stage4_unit1_relu1",
+                32: f"stage4_unit{_reps[-1]}_relu",
+            },
             channels={2: 64, 4: 256, 8: 512, 16: 1024, 32: 2048},
             default_skips=("stage4_unit1_relu1", "stage3_unit1_relu1", "stage2_unit1_relu1", "relu0"),
             preprocessing="identity",

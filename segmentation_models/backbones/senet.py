@@ -11,6 +11,7 @@ and the published files, which carry Keras' auto-generated names, load by positi
 sliced ``Conv2D`` layers, concatenated) is one ``Conv2D(groups=...)``: loading concatenates the
 per-group kernels.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -43,12 +44,29 @@ def resnet_se_attention(x, stage: int, block: int):
 def _conv(x, filters, kernel, name, strides=1, groups=1, pad=0, dilation=1):
     if pad:
         x = layers.ZeroPadding2D(pad, name=name + "_pad")(x)
-    return layers.Conv2D(filters, kernel, strides=strides, groups=groups, dilation_rate=dilation, use_bias=False,
-                         kernel_initializer="he_uniform", name=name)(x)
+    return layers.Conv2D(
+        filters,
+        kernel,
+        strides=strides,
+        groups=groups,
+        dilation_rate=dilation,
+        use_bias=False,
+        kernel_initializer="he_uniform",
+        name=name,
+    )(x)
 
 
-def se_bottleneck(x, filters: int, prefix: str, kind: str, strides: int = 1, groups: int = 1,
-                  is_first: bool = False, dilation: int = 1, reduction: int = 16):
+def se_bottleneck(
+    x,
+    filters: int,
+    prefix: str,
+    kind: str,
+    strides: int = 1,
+    groups: int = 1,
+    is_first: bool = False,
+    dilation: int = 1,
+    reduction: int = 16,
+):
     """One SENet unit: ``kind`` is 'seresnet', 'seresnext' or 'senet' (image-classifiers' three blocks)."""
     residual = x
     if kind == "seresnet":
@@ -61,8 +79,16 @@ def se_bottleneck(x, filters: int, prefix: str, kind: str, strides: int = 1, gro
     x = _conv(x, width, 1, prefix + "conv1", strides=conv1_strides)
     x = layers.BatchNormalization(name=prefix + "bn1", **SE_BN)(x)
     x = layers.Activation("relu", name=prefix + "relu1")(x)
-    x = _conv(x, mid, 3, prefix + "conv2", strides=conv2_strides, groups=1 if kind == "seresnet" else groups,
-              pad=dilation, dilation=dilation)
+    x = _conv(
+        x,
+        mid,
+        3,
+        prefix + "conv2",
+        strides=conv2_strides,
+        groups=1 if kind == "seresnet" else groups,
+        pad=dilation,
+        dilation=dilation,
+    )
     x = layers.BatchNormalization(name=prefix + "bn2", **SE_BN)(x)
     x = layers.Activation("relu", name=prefix + "relu2")(x)
     x = _conv(x, filters, 1, prefix + "conv3")
@@ -113,8 +139,16 @@ def build_senet(
                     strides, dilation = 1, dilation * 2
                 else:
                     current_stride *= 2
-            x = se_bottleneck(x, filters, f"stage{stage + 1}_unit{unit + 1}_", kind, strides=strides, groups=groups,
-                              is_first=(stage == 0 and unit == 0), dilation=unit_dilation if unit == 0 else dilation)
+            x = se_bottleneck(
+                x,
+                filters,
+                f"stage{stage + 1}_unit{unit + 1}_",
+                kind,
+                strides=strides,
+                groups=groups,
+                is_first=(stage == 0 and unit == 0),
+                dilation=unit_dilation if unit == 0 else dilation,
+            )
     return keras.Model(input_tensor, x, name=name)
 
 
@@ -138,8 +172,14 @@ def _senet_builder(reps, kind, groups, input_3x3, name):
 
 def _seresnet_small_builder(reps, name):
     def builder(input_tensor, output_stride: int = 32, **_):
-        return build_resnet(input_tensor, reps, residual_conv_block, attention=resnet_se_attention,
-                            output_stride=output_stride, name=name)
+        return build_resnet(
+            input_tensor,
+            reps,
+            residual_conv_block,
+            attention=resnet_se_attention,
+            output_stride=output_stride,
+            name=name,
+        )
 
     return builder
 

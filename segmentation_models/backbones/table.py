@@ -4,6 +4,7 @@ Regenerate after adding backbones (builds every backbone once to count its param
 
     python -m segmentation_models backbones --markdown docs/backbones.md
 """
+
 from __future__ import annotations
 
 import re
@@ -90,9 +91,14 @@ def _millions(n: int | None) -> str:
 def backbones_markdown(parameters: Mapping[str, int] | None = None) -> str:
     """The whole ``docs/backbones.md`` text; ``parameters`` maps names to counts (counted if absent)."""
     parameters = dict(parameters or {})
-    lines = [HEADER.rstrip("\n"), "", "## Table", "",
-             "| name | family | parameters | features (stride: channels) | weights | preprocessing | dilatable |",
-             "|---|---|---:|---|---|---|---|"]
+    lines = [
+        HEADER.rstrip("\n"),
+        "",
+        "## Table",
+        "",
+        "| name | family | parameters | features (stride: channels) | weights | preprocessing | dilatable |",
+        "|---|---|---:|---|---|---|---|",
+    ]
     notes: dict[str, str] = {}
     for name in available_backbones():
         spec = get_backbone_spec(name)
@@ -116,8 +122,10 @@ def backbones_markdown(parameters: Mapping[str, int] | None = None) -> str:
 
 def parameters_from_markdown(text: str) -> dict[str, int]:
     """The parameter counts recorded in a generated table (to re-render it without building)."""
-    return {m.group(1): int(m.group(2).replace(",", ""))
-            for m in re.finditer(r"^\| `([^`]+)` \| [^|]+ \| [^|(]*\(([\d,]+)\)", text, flags=re.M)}
+    return {
+        m.group(1): int(m.group(2).replace(",", ""))
+        for m in re.finditer(r"^\| `([^`]+)` \| [^|]+ \| [^|(]*\(([\d,]+)\)", text, flags=re.M)
+    }
 
 
 def write_backbones_markdown(path: str | Path = "docs/backbones.md") -> Path:

@@ -1,4 +1,5 @@
 """VGG-16/19 with the layer names of keras.applications (so its ImageNet ``.h5`` files load)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -27,6 +27,7 @@ Also here: SMP-style :func:`get_stats` (per-image, per-class tp/fp/fn/tn counts)
 :func:`score_from_stats` with the reductions ``micro``, ``macro``, ``weighted``, ``micro-imagewise``,
 ``macro-imagewise``, ``weighted-imagewise`` and ``none``.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -46,6 +47,7 @@ _IGNORED_KWARGS = {"backend", "layers", "models", "utils"}
 # ----------------------------------------------------------------------------------------------------------
 #   Input handling
 # ----------------------------------------------------------------------------------------------------------
+
 
 class Prepared(NamedTuple):
     """Targets and predictions brought to one channels-last form."""
@@ -82,8 +84,9 @@ def resolve_mode(mode: str | None, classes: int, default_multi: str = "multiclas
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES} or None; got {mode!r}")
     if mode == "binary" and classes != 1:
-        raise ValueError(f"mode='binary' needs y_pred with 1 channel; got {classes} channels. "
-                         f"Use mode='multilabel' or 'multiclass'.")
+        raise ValueError(
+            f"mode='binary' needs y_pred with 1 channel; got {classes} channels. Use mode='multilabel' or 'multiclass'."
+        )
     return mode
 
 
@@ -96,8 +99,10 @@ def check_class_indexes(class_indexes, classes: int, pred_shape: tuple) -> list[
         raise ValueError("class_indexes is empty; pass None to use all classes")
     bad = [i for i in idx if not 0 <= i < classes]
     if bad:
-        raise ValueError(f"class_indexes {bad} out of range: y_pred has shape {pred_shape}, i.e. {classes} classes "
-                         f"(valid indexes 0..{classes - 1})")
+        raise ValueError(
+            f"class_indexes {bad} out of range: y_pred has shape {pred_shape}, i.e. {classes} classes "
+            f"(valid indexes 0..{classes - 1})"
+        )
     return idx
 
 
@@ -107,15 +112,22 @@ def check_class_weights(class_weights, classes: int, pred_shape: tuple, class_in
         return 1.0
     if isinstance(class_weights, (int, float, np.number)):
         return float(class_weights)
-    w = np.asarray(keras.ops.convert_to_numpy(class_weights) if not isinstance(class_weights, (list, tuple))
-                   else class_weights, dtype="float32").reshape(-1)
+    w = np.asarray(
+        keras.ops.convert_to_numpy(class_weights) if not isinstance(class_weights, (list, tuple)) else class_weights,
+        dtype="float32",
+    ).reshape(-1)
     if w.size == 1:
         return float(w[0])
     if w.size != classes:
-        where = (f"{classes} classes selected by class_indexes={list(class_indexes)}" if class_indexes is not None
-                 else f"{classes} classes")
-        raise ValueError(f"class_weights has {w.size} values but y_pred with shape {pred_shape} has {where}; "
-                         f"give one weight per class")
+        where = (
+            f"{classes} classes selected by class_indexes={list(class_indexes)}"
+            if class_indexes is not None
+            else f"{classes} classes"
+        )
+        raise ValueError(
+            f"class_weights has {w.size} values but y_pred with shape {pred_shape} has {where}; "
+            f"give one weight per class"
+        )
     return w
 
 
@@ -138,17 +150,31 @@ def pixel_weights(sample_weight, pred_shape: tuple):
             w = ops.moveaxis(w, 1, -1)
     else:
         w = None
-    ok = w is not None and w.shape[-1] in (1, pred[-1], None) and all(
-        a is None or b is None or a in (1, b) for a, b in zip(w.shape[:-1], pred[:-1]))
+    ok = (
+        w is not None
+        and w.shape[-1] in (1, pred[-1], None)
+        and all(a is None or b is None or a in (1, b) for a, b in zip(w.shape[:-1], pred[:-1]))
+    )
     if not ok:
-        raise ValueError(f"sample_weight with shape {given} does not fit y_pred with shape {tuple(pred_shape)}: "
-                         f"give per-pixel weights (B, H, W) or (B, H, W, 1), per-image weights (B,), or one "
-                         f"weight per element (y_pred's shape)")
+        raise ValueError(
+            f"sample_weight with shape {given} does not fit y_pred with shape {tuple(pred_shape)}: "
+            f"give per-pixel weights (B, H, W) or (B, H, W, 1), per-image weights (B,), or one "
+            f"weight per element (y_pred's shape)"
+        )
     return w
 
 
-def prepare(y_true, y_pred, *, mode: str | None = None, from_logits: bool = False, ignore_index=None,
-            class_indexes=None, default_multi: str = "multiclass", sample_weight=None) -> Prepared:
+def prepare(
+    y_true,
+    y_pred,
+    *,
+    mode: str | None = None,
+    from_logits: bool = False,
+    ignore_index=None,
+    class_indexes=None,
+    default_multi: str = "multiclass",
+    sample_weight=None,
+) -> Prepared:
     """Validate shapes, expand integer masks, apply the activation, mask ``ignore_index`` and weight-0 pixels
     of ``sample_weight`` (which joins ``valid``), gather classes."""
     y_pred = _float32(y_pred)
@@ -168,19 +194,25 @@ def prepare(y_true, y_pred, *, mode: str | None = None, from_logits: bool = Fals
     if len(y_true.shape) == rank - 1:
         y_true = ops.expand_dims(y_true, -1)
     if len(y_true.shape) != rank:
-        raise ValueError(f"y_true with shape {true_shape} does not match y_pred with shape {pred_shape}: expected "
-                         f"y_true of the same shape, or an integer mask without the class axis")
+        raise ValueError(
+            f"y_true with shape {true_shape} does not match y_pred with shape {pred_shape}: expected "
+            f"y_true of the same shape, or an integer mask without the class axis"
+        )
     for a, b in zip(y_true.shape[:-1], y_pred.shape[:-1]):
         if a is not None and b is not None and a != b:
             raise ValueError(f"y_true shape {true_shape} and y_pred shape {pred_shape} differ in batch/spatial size")
     true_channels = y_true.shape[-1]
     integer_mask = true_channels == 1 and classes > 1
     if integer_mask and mode != "multiclass":
-        raise ValueError(f"y_true with shape {true_shape} has one channel but y_pred with shape {pred_shape} has "
-                         f"{classes}: an integer class mask needs mode='multiclass' (mode is {mode!r})")
+        raise ValueError(
+            f"y_true with shape {true_shape} has one channel but y_pred with shape {pred_shape} has "
+            f"{classes}: an integer class mask needs mode='multiclass' (mode is {mode!r})"
+        )
     if not integer_mask and true_channels is not None and true_channels != classes:
-        raise ValueError(f"y_true shape {true_shape} does not match y_pred shape {pred_shape}: y_true needs "
-                         f"{classes} channels (one-hot/multilabel) or none/1 (integer class mask)")
+        raise ValueError(
+            f"y_true shape {true_shape} does not match y_pred shape {pred_shape}: y_true needs "
+            f"{classes} channels (one-hot/multilabel) or none/1 (integer class mask)"
+        )
 
     logits = None
     if from_logits:
@@ -246,6 +278,7 @@ def _confusion(p: Prepared, per_image: bool, threshold=None):
 #   1.0.1 helpers
 # ----------------------------------------------------------------------------------------------------------
 
+
 def gather_channels(*xs, indexes=None, **kwargs):
     """Slice tensors along the channels axis by the given indexes (1.0.1)."""
     _check_kwargs(kwargs)
@@ -282,11 +315,20 @@ def average(x, per_image: bool = False, class_weights=None, **kwargs):
     return ops.mean(x)
 
 
-def _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight=None,
-             default_multi="multiclass"):
+def _options(
+    gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight=None, default_multi="multiclass"
+):
     _check_kwargs(kwargs)
-    return prepare(gt, pr, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
-                   class_indexes=class_indexes, default_multi=default_multi, sample_weight=sample_weight)
+    return prepare(
+        gt,
+        pr,
+        mode=mode,
+        from_logits=from_logits,
+        ignore_index=ignore_index,
+        class_indexes=class_indexes,
+        default_multi=default_multi,
+        sample_weight=sample_weight,
+    )
 
 
 def _weights_for(p: Prepared, class_weights, class_indexes):
@@ -297,8 +339,22 @@ def _weights_for(p: Prepared, class_weights, class_indexes):
 #   Metric functions (1.0.1 signatures)
 # ----------------------------------------------------------------------------------------------------------
 
-def iou_score(gt, pr, class_weights=1.0, class_indexes=None, smooth=SMOOTH, per_image=False, threshold=None, *,
-              mode=None, from_logits=False, ignore_index=None, sample_weight=None, **kwargs):
+
+def iou_score(
+    gt,
+    pr,
+    class_weights=1.0,
+    class_indexes=None,
+    smooth=SMOOTH,
+    per_image=False,
+    threshold=None,
+    *,
+    mode=None,
+    from_logits=False,
+    ignore_index=None,
+    sample_weight=None,
+    **kwargs,
+):
     r"""Jaccard index :math:`(tp + s) / (tp + fp + fn + s)` per class, averaged like 1.0.1 (see module doc)."""
     p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight)
     w = _weights_for(p, class_weights, class_indexes)
@@ -306,18 +362,45 @@ def iou_score(gt, pr, class_weights=1.0, class_indexes=None, smooth=SMOOTH, per_
     return average((tp + smooth) / (tp + fp + fn + smooth), per_image, w)
 
 
-def f_score(gt, pr, beta=1, class_weights=1, class_indexes=None, smooth=SMOOTH, per_image=False, threshold=None, *,
-            mode=None, from_logits=False, ignore_index=None, sample_weight=None, **kwargs):
+def f_score(
+    gt,
+    pr,
+    beta=1,
+    class_weights=1,
+    class_indexes=None,
+    smooth=SMOOTH,
+    per_image=False,
+    threshold=None,
+    *,
+    mode=None,
+    from_logits=False,
+    ignore_index=None,
+    sample_weight=None,
+    **kwargs,
+):
     r"""F-beta (Dice for beta=1): :math:`((1+b^2) tp + s) / ((1+b^2) tp + b^2 fn + fp + s)`."""
     p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight)
     w = _weights_for(p, class_weights, class_indexes)
     tp, fp, fn = _confusion(p, per_image, threshold)
-    b2 = beta ** 2
+    b2 = beta**2
     return average(((1 + b2) * tp + smooth) / ((1 + b2) * tp + b2 * fn + fp + smooth), per_image, w)
 
 
-def precision(gt, pr, class_weights=1, class_indexes=None, smooth=SMOOTH, per_image=False, threshold=None, *,
-              mode=None, from_logits=False, ignore_index=None, sample_weight=None, **kwargs):
+def precision(
+    gt,
+    pr,
+    class_weights=1,
+    class_indexes=None,
+    smooth=SMOOTH,
+    per_image=False,
+    threshold=None,
+    *,
+    mode=None,
+    from_logits=False,
+    ignore_index=None,
+    sample_weight=None,
+    **kwargs,
+):
     r"""Precision :math:`(tp + s) / (tp + fp + s)`."""
     p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight)
     w = _weights_for(p, class_weights, class_indexes)
@@ -325,8 +408,21 @@ def precision(gt, pr, class_weights=1, class_indexes=None, smooth=SMOOTH, per_im
     return average((tp + smooth) / (tp + fp + smooth), per_image, w)
 
 
-def recall(gt, pr, class_weights=1, class_indexes=None, smooth=SMOOTH, per_image=False, threshold=None, *,
-           mode=None, from_logits=False, ignore_index=None, sample_weight=None, **kwargs):
+def recall(
+    gt,
+    pr,
+    class_weights=1,
+    class_indexes=None,
+    smooth=SMOOTH,
+    per_image=False,
+    threshold=None,
+    *,
+    mode=None,
+    from_logits=False,
+    ignore_index=None,
+    sample_weight=None,
+    **kwargs,
+):
     r"""Recall :math:`(tp + s) / (tp + fn + s)`."""
     p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight)
     w = _weights_for(p, class_weights, class_indexes)
@@ -334,8 +430,23 @@ def recall(gt, pr, class_weights=1, class_indexes=None, smooth=SMOOTH, per_image
     return average((tp + smooth) / (tp + fn + smooth), per_image, w)
 
 
-def tversky_score(gt, pr, alpha=0.5, beta=0.5, class_weights=1, class_indexes=None, smooth=SMOOTH, per_image=False,
-                  threshold=None, *, mode=None, from_logits=False, ignore_index=None, sample_weight=None, **kwargs):
+def tversky_score(
+    gt,
+    pr,
+    alpha=0.5,
+    beta=0.5,
+    class_weights=1,
+    class_indexes=None,
+    smooth=SMOOTH,
+    per_image=False,
+    threshold=None,
+    *,
+    mode=None,
+    from_logits=False,
+    ignore_index=None,
+    sample_weight=None,
+    **kwargs,
+):
     r"""Tversky index :math:`(tp + s) / (tp + \alpha fp + \beta fn + s)` (alpha = beta = 0.5 is Dice)."""
     p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight)
     w = _weights_for(p, class_weights, class_indexes)
@@ -347,8 +458,19 @@ def tversky_score(gt, pr, alpha=0.5, beta=0.5, class_weights=1, class_indexes=No
 #   Loss functions (1.0.1 signatures)
 # ----------------------------------------------------------------------------------------------------------
 
-def categorical_crossentropy(gt, pr, class_weights=1.0, class_indexes=None, *, from_logits=False,
-                             ignore_index=None, mode=None, sample_weight=None, **kwargs):
+
+def categorical_crossentropy(
+    gt,
+    pr,
+    class_weights=1.0,
+    class_indexes=None,
+    *,
+    from_logits=False,
+    ignore_index=None,
+    mode=None,
+    sample_weight=None,
+    **kwargs,
+):
     """1.0.1's categorical cross-entropy: ``-mean(gt * log(pr) * class_weights)`` over all elements.
 
     As in 1.0.1, predictions are renormalised over the selected classes and the mean runs over classes too
@@ -372,19 +494,31 @@ def _binary_log_probs(p: Prepared):
     return ops.log(q), ops.log(1.0 - q)
 
 
-def binary_crossentropy(gt, pr, *, class_weights=None, from_logits=False, ignore_index=None, mode=None,
-                        sample_weight=None, **kwargs):
+def binary_crossentropy(
+    gt, pr, *, class_weights=None, from_logits=False, ignore_index=None, mode=None, sample_weight=None, **kwargs
+):
     """Mean binary cross-entropy over all elements (1.0.1); ``class_weights`` weight channels."""
-    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, sample_weight,
-                 default_multi="multilabel")
+    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, sample_weight, default_multi="multilabel")
     w = _weights_for(p, class_weights, None)
     log_p, log_1mp = _binary_log_probs(p)
     loss = -(p.gt * log_p + (1.0 - p.gt) * log_1mp)
     return _masked_mean(loss * w, p.valid)
 
 
-def categorical_focal_loss(gt, pr, gamma=2.0, alpha=0.25, class_indexes=None, *, class_weights=None,
-                           from_logits=False, ignore_index=None, mode=None, sample_weight=None, **kwargs):
+def categorical_focal_loss(
+    gt,
+    pr,
+    gamma=2.0,
+    alpha=0.25,
+    class_indexes=None,
+    *,
+    class_weights=None,
+    from_logits=False,
+    ignore_index=None,
+    mode=None,
+    sample_weight=None,
+    **kwargs,
+):
     r"""Focal loss :math:`-gt \alpha (1 - pr)^\gamma \log(pr)`, mean over all elements (1.0.1)."""
     p = _options(gt, pr, class_indexes, mode, from_logits, ignore_index, kwargs, sample_weight)
     w = _weights_for(p, class_weights, class_indexes)
@@ -393,22 +527,31 @@ def categorical_focal_loss(gt, pr, gamma=2.0, alpha=0.25, class_indexes=None, *,
     return _masked_mean(loss * w, p.valid)
 
 
-def binary_focal_loss(gt, pr, gamma=2.0, alpha=0.25, *, from_logits=False, ignore_index=None, mode=None,
-                      sample_weight=None, **kwargs):
+def binary_focal_loss(
+    gt, pr, gamma=2.0, alpha=0.25, *, from_logits=False, ignore_index=None, mode=None, sample_weight=None, **kwargs
+):
     r"""Binary focal loss :math:`-gt\,\alpha(1-pr)^\gamma\log pr - (1-gt)(1-\alpha)pr^\gamma\log(1-pr)` (1.0.1)."""
-    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, sample_weight,
-                 default_multi="multilabel")
+    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, sample_weight, default_multi="multilabel")
     q = ops.clip(p.pr, EPSILON, 1.0 - EPSILON)
     loss_1 = -p.gt * (alpha * ops.power(1.0 - q, gamma) * ops.log(q))
     loss_0 = -(1.0 - p.gt) * ((1.0 - alpha) * ops.power(q, gamma) * ops.log(1.0 - q))
     return _masked_mean(loss_0 + loss_1, p.valid)
 
 
-def soft_binary_crossentropy(gt, pr, smooth_factor=0.0, pos_weight=None, *, from_logits=False, ignore_index=None,
-                             mode=None, sample_weight=None, **kwargs):
+def soft_binary_crossentropy(
+    gt,
+    pr,
+    smooth_factor=0.0,
+    pos_weight=None,
+    *,
+    from_logits=False,
+    ignore_index=None,
+    mode=None,
+    sample_weight=None,
+    **kwargs,
+):
     """SMP's SoftBCE: targets smoothed to ``(1 - y) * f + y * (1 - f)``; ``pos_weight`` weights positives."""
-    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, sample_weight,
-                 default_multi="multilabel")
+    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, sample_weight, default_multi="multilabel")
     target = (1.0 - p.gt) * smooth_factor + p.gt * (1.0 - smooth_factor)
     log_p, log_1mp = _binary_log_probs(p)
     pw = 1.0 if pos_weight is None else check_class_weights(pos_weight, p.gt.shape[-1], p.pred_shape)
@@ -416,8 +559,18 @@ def soft_binary_crossentropy(gt, pr, smooth_factor=0.0, pos_weight=None, *, from
     return _masked_mean(loss, p.valid)
 
 
-def soft_categorical_crossentropy(gt, pr, smooth_factor=0.0, class_weights=None, *, from_logits=False,
-                                  ignore_index=None, mode=None, sample_weight=None, **kwargs):
+def soft_categorical_crossentropy(
+    gt,
+    pr,
+    smooth_factor=0.0,
+    class_weights=None,
+    *,
+    from_logits=False,
+    ignore_index=None,
+    mode=None,
+    sample_weight=None,
+    **kwargs,
+):
     """Label-smoothed cross-entropy (SMP's SoftCrossEntropyLoss): per-pixel CE, mean over kept pixels.
 
     Targets become ``(1 - f) * y + f / C``; unlike 1.0.1's ``categorical_crossentropy`` this is not divided
@@ -439,6 +592,7 @@ def soft_categorical_crossentropy(gt, pr, smooth_factor=0.0, class_weights=None,
 #   Lovasz losses (Berman et al. 2018), vectorised over images/classes with sorting
 # ----------------------------------------------------------------------------------------------------------
 
+
 def _lovasz_grad(gt_sorted):
     """Gradient of the Lovasz extension of the Jaccard loss w.r.t. sorted errors, along the last axis."""
     gts = ops.sum(gt_sorted, axis=-1, keepdims=True)
@@ -454,16 +608,16 @@ def _sorted_desc(errors, *others):
     return [ops.take_along_axis(t, order, axis=-1) for t in (errors,) + others]
 
 
-def lovasz_hinge(gt, pr, per_image=False, *, from_logits=False, ignore_index=None, mode=None,
-                 sample_weight=None, **kwargs):
+def lovasz_hinge(
+    gt, pr, per_image=False, *, from_logits=False, ignore_index=None, mode=None, sample_weight=None, **kwargs
+):
     """Binary/multilabel Lovasz hinge loss (SMP's ``LovaszLoss`` in binary/multilabel mode).
 
     Probabilities are turned into logits (``log(p / (1 - p))``) unless ``from_logits``. All channels and pixels
     of an image (or of the batch) form one set, as in SMP. Weight-0 elements (``ignore_index``, ``sample_weight``)
     are left out; other weights act as a mask.
     """
-    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, sample_weight,
-                 default_multi="multilabel")
+    p = _options(gt, pr, None, mode, from_logits, ignore_index, kwargs, sample_weight, default_multi="multilabel")
     if p.mode == "multiclass":
         raise ValueError("lovasz_hinge is for mode 'binary' or 'multilabel'; use lovasz_softmax for 'multiclass'")
     if p.logits is not None:
@@ -484,11 +638,20 @@ def lovasz_hinge(gt, pr, per_image=False, *, from_logits=False, ignore_index=Non
     return ops.mean(losses)
 
 
-def lovasz_softmax(gt, pr, per_image=False, class_indexes=None, *, from_logits=False, ignore_index=None,
-                   mode=None, sample_weight=None, **kwargs):
+def lovasz_softmax(
+    gt,
+    pr,
+    per_image=False,
+    class_indexes=None,
+    *,
+    from_logits=False,
+    ignore_index=None,
+    mode=None,
+    sample_weight=None,
+    **kwargs,
+):
     """Multiclass Lovasz-softmax loss over the classes present in the ground truth (SMP's ``classes='present'``)."""
-    p = _options(gt, pr, class_indexes, mode or "multiclass", from_logits, ignore_index, kwargs,
-                 sample_weight)
+    p = _options(gt, pr, class_indexes, mode or "multiclass", from_logits, ignore_index, kwargs, sample_weight)
     errors = ops.abs(p.gt - p.pr)
     gt = p.gt
     batch = ops.shape(errors)[0]
@@ -497,8 +660,10 @@ def lovasz_softmax(gt, pr, per_image=False, class_indexes=None, *, from_logits=F
     elif p.valid.shape[-1] == 1:  # ignored pixels (weight 0) drop out; other weights act as a mask
         valid = ops.ones_like(errors[..., :1]) * ops.cast(p.valid > 0, "float32")
     else:
-        raise ValueError(f"lovasz_softmax needs per-pixel (B, H, W) or per-image (B,) sample weights; got one "
-                         f"weight per class (y_pred has shape {p.pred_shape})")
+        raise ValueError(
+            f"lovasz_softmax needs per-pixel (B, H, W) or per-image (B,) sample weights; got one "
+            f"weight per class (y_pred has shape {p.pred_shape})"
+        )
     errors = ops.where(valid > 0, errors, -1.0)
 
     def flat(x):  # (B, ..., c) -> (B', c, N)
@@ -517,6 +682,7 @@ def lovasz_softmax(gt, pr, per_image=False, class_indexes=None, *, from_logits=F
 # ----------------------------------------------------------------------------------------------------------
 #   SMP-style statistics and reductions
 # ----------------------------------------------------------------------------------------------------------
+
 
 def get_stats(output, target, mode: str, ignore_index=None, threshold=None, num_classes: int | None = None):
     """True/false positives/negatives per image and class, as SMP's ``get_stats`` (channels-last).
@@ -559,22 +725,30 @@ def get_stats(output, target, mode: str, ignore_index=None, threshold=None, num_
             elif target.shape[-1] == classes:
                 target = ops.cast(ops.argmax(target, axis=-1), "float32")
             else:
-                raise ValueError(f"target shape {tuple(target.shape)} does not match output shape "
-                                 f"{tuple(output.shape)} ({classes} classes)")
+                raise ValueError(
+                    f"target shape {tuple(target.shape)} does not match output shape "
+                    f"{tuple(output.shape)} ({classes} classes)"
+                )
         if tuple(target.shape) != tuple(labels_out.shape):
             raise ValueError(f"target shape {tuple(target.shape)} does not match output shape {tuple(output.shape)}")
         class_ids = ops.arange(classes, dtype="float32")
         out_oh = ops.cast(ops.equal(ops.expand_dims(labels_out, -1), class_ids), "float32")
         tgt_oh = ops.cast(ops.equal(ops.expand_dims(ops.round(target), -1), class_ids), "float32")
-        valid = (ops.ones_like(out_oh[..., :1]) if ignore_index is None else
-                 ops.expand_dims(ops.cast(ops.not_equal(target, float(ignore_index)), "float32"), -1))
+        valid = (
+            ops.ones_like(out_oh[..., :1])
+            if ignore_index is None
+            else ops.expand_dims(ops.cast(ops.not_equal(target, float(ignore_index)), "float32"), -1)
+        )
     else:
         if tuple(output.shape) != tuple(target.shape):
             raise ValueError(f"output shape {tuple(output.shape)} and target shape {tuple(target.shape)} differ")
         if out_float and threshold is None:
             raise ValueError("output holds scores: pass threshold (e.g. 0.5) to binarise it, or pass 0/1 integers")
-        valid = (ops.ones_like(target) if ignore_index is None else
-                 ops.cast(ops.not_equal(target, float(ignore_index)), "float32"))
+        valid = (
+            ops.ones_like(target)
+            if ignore_index is None
+            else ops.cast(ops.not_equal(target, float(ignore_index)), "float32")
+        )
         out_oh = ops.cast(output >= threshold, "float32") if threshold is not None else output
         tgt_oh = ops.cast(target >= threshold, "float32") if threshold is not None else target
         tgt_oh = tgt_oh * valid
@@ -594,7 +768,7 @@ def _score(metric: str, tp, fp, fn, tn, beta: float, zero_division: float):
     if metric == "iou":
         return ratio(tp, tp + fp + fn)
     if metric == "fscore":
-        b2 = beta ** 2
+        b2 = beta**2
         return ratio((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp)
     if metric == "precision":
         return ratio(tp, tp + fp)
@@ -609,8 +783,17 @@ def _score(metric: str, tp, fp, fn, tn, beta: float, zero_division: float):
     raise ValueError(f"metric must be one of {STAT_SCORES}; got {metric!r}")
 
 
-def score_from_stats(tp, fp, fn, tn, metric: str = "iou", reduction: str = "micro", class_weights=None,
-                     beta: float = 1.0, zero_division: float = 1.0):
+def score_from_stats(
+    tp,
+    fp,
+    fn,
+    tn,
+    metric: str = "iou",
+    reduction: str = "micro",
+    class_weights=None,
+    beta: float = 1.0,
+    zero_division: float = 1.0,
+):
     """A score from (B, C) statistics, reduced like SMP's metric functions.
 
     ``micro``: sum everything, then score. ``macro``: sum over images, score per class, mean over classes.

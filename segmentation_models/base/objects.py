@@ -4,6 +4,7 @@
 ``"{a}_plus_{b}"`` and ``0.5 * loss`` a :class:`MultipliedLoss` named ``"0.5{name}"``. Both are registered,
 serialisable Keras losses, so a model compiled with them saves to ``.keras`` and reloads compiled.
 """
+
 from __future__ import annotations
 
 import functools
@@ -87,8 +88,11 @@ class MultipliedLoss(Loss):
         return self.multiplier * self.loss(y_true, y_pred, sample_weight=sample_weight)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "loss": keras.saving.serialize_keras_object(self.loss),
-                "multiplier": self.multiplier}
+        return {
+            **super().get_config(),
+            "loss": keras.saving.serialize_keras_object(self.loss),
+            "multiplier": self.multiplier,
+        }
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -105,12 +109,16 @@ class SumOfLosses(Loss):
         self.l2 = l2
 
     def call(self, y_true, y_pred, sample_weight=None):
-        return (self.l1(y_true, y_pred, sample_weight=sample_weight)
-                + self.l2(y_true, y_pred, sample_weight=sample_weight))
+        return self.l1(y_true, y_pred, sample_weight=sample_weight) + self.l2(
+            y_true, y_pred, sample_weight=sample_weight
+        )
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "l1": keras.saving.serialize_keras_object(self.l1),
-                "l2": keras.saving.serialize_keras_object(self.l2)}
+        return {
+            **super().get_config(),
+            "l1": keras.saving.serialize_keras_object(self.l1),
+            "l2": keras.saving.serialize_keras_object(self.l2),
+        }
 
 
 @functools.cache

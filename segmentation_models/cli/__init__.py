@@ -2,6 +2,7 @@
 
 Each sub-command lives in its own module with ``add_parser(subparsers)`` that sets ``func``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def interrupted_message(args: argparse.Namespace) -> str:
     run_folder = getattr(args, "run_folder", None)
     if args.command == "train" and run_folder is not None:
-        return (f"interrupted: the completed epochs are kept; continue with "
-                f"`segmentation-models train --output {run_folder} --resume`")
+        return (
+            f"interrupted: the completed epochs are kept; continue with "
+            f"`segmentation-models train --output {run_folder} --resume`"
+        )
     return f"interrupted: {args.command} stopped; files it wrote are complete, the others were not written"

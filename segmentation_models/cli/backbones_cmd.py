@@ -1,4 +1,5 @@
 """`segmentation-models backbones`: list the registered backbones, or write docs/backbones.md."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,9 +7,13 @@ import argparse
 
 def add_parser(sub) -> None:
     p = sub.add_parser("backbones", help="list backbones; --markdown PATH writes the generated backbone table")
-    p.add_argument("--markdown", metavar="PATH", default=None,
-                   help="write the Markdown table (name, family, parameters, features, weights, preprocessing) "
-                        "to PATH, e.g. docs/backbones.md; builds every backbone once to count parameters")
+    p.add_argument(
+        "--markdown",
+        metavar="PATH",
+        default=None,
+        help="write the Markdown table (name, family, parameters, features, weights, preprocessing) "
+        "to PATH, e.g. docs/backbones.md; builds every backbone once to count parameters",
+    )
     p.set_defaults(func=_run)
 
 

@@ -1,4 +1,5 @@
 """Shared pieces of the train / evaluate / predict commands: run folders, atomic files, pictures, models."""
+
 from __future__ import annotations
 
 import csv
@@ -112,8 +113,10 @@ def remove_marked_folder(folder: Path, marker: str, hint: str) -> None:
     if not folder.exists():
         return
     if not folder.is_dir() or not is_marked(folder, marker):
-        raise ValueError(f"{folder} exists and was not made by segmentation-models (no {marker} file in it): it is "
-                         f"never removed or replaced; {hint}")
+        raise ValueError(
+            f"{folder} exists and was not made by segmentation-models (no {marker} file in it): it is "
+            f"never removed or replaced; {hint}"
+        )
     shutil.rmtree(folder)
 
 
@@ -128,8 +131,10 @@ def prepare_output_folder(out: Path, marker: str, targets: Sequence[Path], overw
         shown = ", ".join(str(t) for t in existing[:3]) + (
             f" and {len(existing) - 3} more" if len(existing) > 3 else ""
         )
-        raise ValueError(f"{shown} already exist(s) in {out}, which segmentation-models did not make: nothing was "
-                         "written; choose another --output, or --overwrite to replace these files")
+        raise ValueError(
+            f"{shown} already exist(s) in {out}, which segmentation-models did not make: nothing was "
+            "written; choose another --output, or --overwrite to replace these files"
+        )
     out.mkdir(parents=True, exist_ok=True)
     if not is_marked(out, marker):
         write_marker(out, marker, what)
@@ -210,22 +215,29 @@ def check_model_fits_run(model, config: dict, model_file: Path) -> None:
     source = f"the run's {CONFIG_FILE} ({Path(model_file).parent / CONFIG_FILE})"
     classes = model.outputs[0].shape[-1]
     if classes != len(names):
-        raise ValueError(f"{model_file} predicts {classes} classes, but {source} declares {len(names)} ({names}): "
-                         "the model is not of this run; give the run folder it was trained in")
+        raise ValueError(
+            f"{model_file} predicts {classes} classes, but {source} declares {len(names)} ({names}): "
+            "the model is not of this run; give the run folder it was trained in"
+        )
     channels = model.input_shape[-1]
     if channels != 3:
-        raise ValueError(f"{model_file} takes {channels}-channel images, but the commands read images as RGB "
-                         "(3 channels): use a model trained on 3-channel input")
+        raise ValueError(
+            f"{model_file} takes {channels}-channel images, but the commands read images as RGB "
+            "(3 channels): use a model trained on 3-channel input"
+        )
     recorded = config.get("preprocessing")
     mode = getattr(get_preprocessing(config["model"]["backbone"]), "mode", None)
     if recorded is not None and recorded != mode:
-        raise ValueError(f"{source} records {recorded!r} preprocessing, but its backbone "
-                         f"{config['model']['backbone']!r} uses {mode!r}: the config was edited; restore it")
+        raise ValueError(
+            f"{source} records {recorded!r} preprocessing, but its backbone "
+            f"{config['model']['backbone']!r} uses {mode!r}: the config was edited; restore it"
+        )
 
 
 # ----------------------------------------------------------------------------------------- inference
-def predict_probabilities(model, images: list[np.ndarray], preprocessing: Callable | None, scale: float = 1.0,
-                          max_pixels: int | None = None) -> list[np.ndarray]:
+def predict_probabilities(
+    model, images: list[np.ndarray], preprocessing: Callable | None, scale: float = 1.0, max_pixels: int | None = None
+) -> list[np.ndarray]:
     """Class probabilities (H, W, C) at each image's own size: rescale, pad to a multiple of 32, predict, crop,
     resize back (bilinear). A batch above ``max_pixels`` (default: what fits in memory, see
     `segmentation_models.inference`) goes image by image, and an image above it by overlapping tiles."""
@@ -245,9 +257,11 @@ def predict_probabilities(model, images: list[np.ndarray], preprocessing: Callab
             if pixels <= limit:
                 probs += _forward(model, [s], preprocessing)
                 continue
-            tile = max(64, min(1024, int(limit ** 0.5) // 32 * 32))
-            print(f"note: a {s.shape[1]}x{s.shape[0]} image needs more memory than one forward pass may take "
-                  f"(about {limit / 1e6:.1f} megapixels): predicting it by overlapping {tile}x{tile} tiles")
+            tile = max(64, min(1024, int(limit**0.5) // 32 * 32))
+            print(
+                f"note: a {s.shape[1]}x{s.shape[0]} image needs more memory than one forward pass may take "
+                f"(about {limit / 1e6:.1f} megapixels): predicting it by overlapping {tile}x{tile} tiles"
+            )
             probs.append(predict_tiled(model, s, tile, tile // 8, preprocessing=preprocessing))
     out = []
     for im, p in zip(images, probs):
@@ -379,8 +393,15 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path) -
     if n <= 20:
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{norm[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title("confusion matrix (row-normalised)")
     fig.tight_layout()
@@ -408,8 +429,13 @@ def scores_from_confusion(matrix: np.ndarray, class_names: Sequence[str]) -> dic
     precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), np.nan)
     recall = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), np.nan)
     per_class = {
-        name: {"iou": _f(iou[i]), "f1": _f(f1[i]), "precision": _f(precision[i]), "recall": _f(recall[i]),
-               "pixels": int(matrix[i].sum())}
+        name: {
+            "iou": _f(iou[i]),
+            "f1": _f(f1[i]),
+            "precision": _f(precision[i]),
+            "recall": _f(recall[i]),
+            "pixels": int(matrix[i].sum()),
+        }
         for i, name in enumerate(class_names)
     }
     total = matrix.sum()

@@ -1,4 +1,5 @@
 """Command-line options that describe a data set, shared by train and evaluate."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,17 +8,24 @@ from pathlib import Path
 
 def add_data_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", required=False,
-                   help="CamVid-layout folder (train/ trainannot/ val/ ...), a folder with images/ and masks/, "
-                        "or a CSV of 'image,mask' lines")
+    g.add_argument(
+        "--data",
+        required=False,
+        help="CamVid-layout folder (train/ trainannot/ val/ ...), a folder with images/ and masks/, "
+        "or a CSV of 'image,mask' lines",
+    )
     g.add_argument("--images", help="folder of images (with --masks; instead of --data)")
     g.add_argument("--masks", help="folder of masks paired with --images by file name")
     g.add_argument("--val-data", help="validation data (same forms as --data); default: CamVid's val/, else a split")
     g.add_argument("--val-fraction", type=float, default=0.2, help="validation share when splitting (default 0.2)")
     g.add_argument("--classes", help="number of classes or comma-separated names (CamVid and palettes: automatic)")
-    g.add_argument("--mask-mode", choices=("index", "palette", "binary"), default="index",
-                   help="masks hold class indices (default), palette colors (--palette), or binary 0/255 values")
-    g.add_argument("--palette", help="JSON class->color map for color masks: {\"classes\": {\"road\": [128,64,128]}}")
+    g.add_argument(
+        "--mask-mode",
+        choices=("index", "palette", "binary"),
+        default="index",
+        help="masks hold class indices (default), palette colors (--palette), or binary 0/255 values",
+    )
+    g.add_argument("--palette", help='JSON class->color map for color masks: {"classes": {"road": [128,64,128]}}')
     g.add_argument("--ignore-index", type=int, help="class index ignored in losses and metrics (CamVid: 11, automatic)")
     g.add_argument("--mask-suffix", default="", help="mask name = image stem + this (e.g. _mask)")
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable or inconsistent pairs with a warning")
@@ -44,13 +52,18 @@ def data_config(args: argparse.Namespace) -> dict:
     }
 
 
-def open_source(path: str | None, cfg: dict, split: str, skip_bad: bool, images: str | None = None,
-                masks: str | None = None):
+def open_source(
+    path: str | None, cfg: dict, split: str, skip_bad: bool, images: str | None = None, masks: str | None = None
+):
     """A data set from a CamVid folder (``split``), an images/ + masks/ folder, a CSV, or two folders."""
     from .. import data
 
-    kw = dict(classes=cfg.get("classes"), mask_mode=cfg.get("mask_mode", "index"),
-              ignore_index=cfg.get("ignore_index"), palette=cfg.get("palette"))
+    kw = dict(
+        classes=cfg.get("classes"),
+        mask_mode=cfg.get("mask_mode", "index"),
+        ignore_index=cfg.get("ignore_index"),
+        palette=cfg.get("palette"),
+    )
     if images and masks:
         return data.from_folders(images, masks, mask_suffix=cfg.get("mask_suffix", ""), skip_bad=skip_bad, **kw)
     p = Path(path)
@@ -59,12 +72,15 @@ def open_source(path: str | None, cfg: dict, split: str, skip_bad: bool, images:
     if data.is_camvid(p):
         return data.from_camvid(p, split, skip_bad=skip_bad)
     if (p / "images").is_dir() and (p / "masks").is_dir():
-        return data.from_folders(p / "images", p / "masks", mask_suffix=cfg.get("mask_suffix", ""),
-                                 skip_bad=skip_bad, name=p.name, **kw)
+        return data.from_folders(
+            p / "images", p / "masks", mask_suffix=cfg.get("mask_suffix", ""), skip_bad=skip_bad, name=p.name, **kw
+        )
     if not p.exists():
         raise data.DataError(f"data {p} does not exist")
-    raise data.DataError(f"{p}: expected a CamVid layout (train/, trainannot/, ...), images/ + masks/ folders, "
-                         "or a CSV file of image,mask pairs")
+    raise data.DataError(
+        f"{p}: expected a CamVid layout (train/, trainannot/, ...), images/ + masks/ folders, "
+        "or a CSV file of image,mask pairs"
+    )
 
 
 def open_train_val(cfg: dict, seed: int, skip_bad: bool):

@@ -3,6 +3,7 @@
 Writes a generated data set (PNG images and masks) to <output>/data, then runs the same code as
 `segmentation-models train`, `evaluate` and `predict` on it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,12 @@ SHAPE_CLASSES = ["background", "disc", "square"]
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="train, evaluate and predict on generated shapes (no download, about a minute)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "demo",
+        help="train, evaluate and predict on generated shapes (no download, about a minute)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "--output", default="runs/demo", help="demo folder (default runs/demo; a previous demo there is replaced)"
     )
@@ -66,16 +71,48 @@ def write_shapes_dataset(folder: str | Path, n: int, size: int, seed: int = 0) -
 def demo_config(data_dir: Path, backbone: str, epochs: int) -> dict:
     """The demo's training configuration (that of `segmentation-models train`) for the shapes in ``data_dir``."""
     return {
-        "data": {"data": str(Path(data_dir).resolve()), "images": None, "masks": None, "val_data": None,
-                 "val_fraction": 0.2, "classes": SHAPE_CLASSES, "mask_mode": "index", "palette": None,
-                 "ignore_index": None, "mask_suffix": ""},
-        "model": {"arch": "unet", "backbone": backbone, "encoder_weights": None, "encoder_freeze": False,
-                  "options": {"decoder_filters": [128, 64, 32, 16, 8]}},
-        "train": {"epochs": epochs, "batch_size": 8, "lr": 2e-3, "schedule": "cosine", "warmup_epochs": 0,
-                  "optimizer": "adam", "weight_decay": None, "loss": "categorical_crossentropy",
-                  "metrics": ["mean_iou", "accuracy"], "precision": "float32", "crop": None, "scale": 1.0,
-                  "augment": True, "bn_batches": BN_BATCHES, "steps_per_epoch": None, "val_steps": None, "workers": 2,
-                  "multiprocessing": False, "seed": 0, "deterministic": False, "overlays": 4},
+        "data": {
+            "data": str(Path(data_dir).resolve()),
+            "images": None,
+            "masks": None,
+            "val_data": None,
+            "val_fraction": 0.2,
+            "classes": SHAPE_CLASSES,
+            "mask_mode": "index",
+            "palette": None,
+            "ignore_index": None,
+            "mask_suffix": "",
+        },
+        "model": {
+            "arch": "unet",
+            "backbone": backbone,
+            "encoder_weights": None,
+            "encoder_freeze": False,
+            "options": {"decoder_filters": [128, 64, 32, 16, 8]},
+        },
+        "train": {
+            "epochs": epochs,
+            "batch_size": 8,
+            "lr": 2e-3,
+            "schedule": "cosine",
+            "warmup_epochs": 0,
+            "optimizer": "adam",
+            "weight_decay": None,
+            "loss": "categorical_crossentropy",
+            "metrics": ["mean_iou", "accuracy"],
+            "precision": "float32",
+            "crop": None,
+            "scale": 1.0,
+            "augment": True,
+            "bn_batches": BN_BATCHES,
+            "steps_per_epoch": None,
+            "val_steps": None,
+            "workers": 2,
+            "multiprocessing": False,
+            "seed": 0,
+            "deterministic": False,
+            "overlays": 4,
+        },
     }
 
 

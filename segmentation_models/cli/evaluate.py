@@ -3,6 +3,7 @@
 Writes <output>/results.json (scores, confusion matrix), per_class.csv and confusion_matrix.png.
 Ignored pixels (void, e.g. CamVid's class 11) are left out of every count.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,12 @@ OUTPUTS = ("results.json", "per_class.csv", "confusion_matrix.png")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="per-class IoU/F1, mean IoU and a confusion matrix of a trained model",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "evaluate",
+        help="per-class IoU/F1, mean IoU and a confusion matrix of a trained model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model", help="run folder of `segmentation-models train` (uses best.keras) or a .keras file")
     p.add_argument("--data", help="data to evaluate on (default: the run's data: CamVid test/, else its val split)")
     p.add_argument("--images", help="folder of images (with --masks)")
@@ -39,14 +44,26 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    evaluate(args.model, data=args.data, images=args.images, masks=args.masks, split=args.split,
-             output=args.output, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
-             skip_bad=args.skip_bad, verbose=not args.quiet, overwrite=args.overwrite)
+    evaluate(
+        args.model,
+        data=args.data,
+        images=args.images,
+        masks=args.masks,
+        split=args.split,
+        output=args.output,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        workers=args.workers,
+        skip_bad=args.skip_bad,
+        verbose=not args.quiet,
+        overwrite=args.overwrite,
+    )
     return 0
 
 
-def open_eval_set(config: dict, data: str | None, images: str | None, masks: str | None, split: str | None,
-                  skip_bad: bool):
+def open_eval_set(
+    config: dict, data: str | None, images: str | None, masks: str | None, split: str | None, skip_bad: bool
+):
     from .. import data as sm_data
 
     dcfg = dict(config["data"])
@@ -67,10 +84,20 @@ def open_eval_set(config: dict, data: str | None, images: str | None, masks: str
     return ds
 
 
-def evaluate(model_path: str | Path, data: str | None = None, images: str | None = None, masks: str | None = None,
-             split: str | None = None, output: str | Path | None = None, batch_size: int = 4,
-             limit: int | None = None, workers: int = 2, skip_bad: bool = False, verbose: bool = True,
-             overwrite: bool = False) -> dict:
+def evaluate(
+    model_path: str | Path,
+    data: str | None = None,
+    images: str | None = None,
+    masks: str | None = None,
+    split: str | None = None,
+    output: str | Path | None = None,
+    batch_size: int = 4,
+    limit: int | None = None,
+    workers: int = 2,
+    skip_bad: bool = False,
+    verbose: bool = True,
+    overwrite: bool = False,
+) -> dict:
     """Evaluate a run (or .keras file with config.json beside it); returns the results dict."""
     import keras
 
@@ -122,9 +149,15 @@ def evaluate(model_path: str | Path, data: str | None = None, images: str | None
         print(f"warning: skipped: {message}")
     scores = common.scores_from_confusion(matrix, ds.class_names)
     results = {
-        "model": str(model_file), "data": ds.name, "images": len(ds) - len(bad), "skipped": bad,
-        "ignore_index": ds.mask_format.ignore_index, "seconds": round(time.time() - started, 1),
-        **scores, "class_names": ds.class_names, "confusion_matrix": matrix.tolist(),
+        "model": str(model_file),
+        "data": ds.name,
+        "images": len(ds) - len(bad),
+        "skipped": bad,
+        "ignore_index": ds.mask_format.ignore_index,
+        "seconds": round(time.time() - started, 1),
+        **scores,
+        "class_names": ds.class_names,
+        "confusion_matrix": matrix.tolist(),
     }
     common.write_json(out / "results.json", results)
     common.write_csv(out / "per_class.csv", [{"class": k, **v} for k, v in scores["per_class"].items()])

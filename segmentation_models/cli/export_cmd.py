@@ -6,6 +6,7 @@ model; the command fails if they differ. Batch, height and width stay dynamic un
 preprocessing inside). A run folder's classes, backbone and preprocessing are stored with the export (ONNX
 metadata_props; segmentation_models.json in a SavedModel folder).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,34 +18,64 @@ from . import common
 def add_parser(sub) -> None:
     from ..export import EXPORT_FORMATS
 
-    p = sub.add_parser("export", help="export a trained model to ONNX or a TensorFlow SavedModel (checked)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "export",
+        help="export a trained model to ONNX or a TensorFlow SavedModel (checked)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model", help="run folder of `segmentation-models train` (uses best.keras) or a .keras file")
     p.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="default onnx")
-    p.add_argument("--output", help="file (ONNX) or folder (SavedModel); default beside the model: "
-                                    "<run>/model.onnx or <run>/saved_model")
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
-                   help="fix the input height and width (default: the model's, dynamic where it is)")
+    p.add_argument(
+        "--output",
+        help="file (ONNX) or folder (SavedModel); default beside the model: <run>/model.onnx or <run>/saved_model",
+    )
+    p.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("HEIGHT", "WIDTH"),
+        help="fix the input height and width (default: the model's, dynamic where it is)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="fix the batch size (default dynamic)")
-    p.add_argument("--with-preprocessing", action="store_true",
-                   help="put the backbone's preprocessing inside the export: it takes 0..255 pixels")
-    p.add_argument("--backbone", help="the backbone whose preprocessing to use, for a .keras file without a run "
-                                      "folder's config.json")
+    p.add_argument(
+        "--with-preprocessing",
+        action="store_true",
+        help="put the backbone's preprocessing inside the export: it takes 0..255 pixels",
+    )
+    p.add_argument(
+        "--backbone",
+        help="the backbone whose preprocessing to use, for a .keras file without a run folder's config.json",
+    )
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default the converter's)")
     p.add_argument("--no-check", action="store_true", help="do not run the export against the model")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing file at --output (an earlier export is replaced without it; a folder "
-                        "that is not an export never is)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing file at --output (an earlier export is replaced without it; a folder "
+        "that is not an export never is)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = export(args.model, format=args.format, output=args.output, input_size=args.input_size,
-                    batch_size=args.batch_size, with_preprocessing=args.with_preprocessing, backbone=args.backbone,
-                    opset=args.opset, check=not args.no_check, overwrite=args.overwrite)
+    result = export(
+        args.model,
+        format=args.format,
+        output=args.output,
+        input_size=args.input_size,
+        batch_size=args.batch_size,
+        with_preprocessing=args.with_preprocessing,
+        backbone=args.backbone,
+        opset=args.opset,
+        check=not args.no_check,
+        overwrite=args.overwrite,
+    )
     shape = "x".join("?" if v is None else str(v) for v in result.input_shape)
-    print(f"exported {result.path} ({result.format}, {_size_mb(Path(result.path)):.1f} MB) in {result.seconds:.1f} s "
-          f"with {result.converter}")
+    print(
+        f"exported {result.path} ({result.format}, {_size_mb(Path(result.path)):.1f} MB) in {result.seconds:.1f} s "
+        f"with {result.converter}"
+    )
     print(f"  input  {result.input_name}: float32 {shape} ({result.metadata['input_values']})")
     print(f"  output {result.output_name}: float32 {shape[: shape.rfind('x')]}xclasses")
     if result.max_abs_diff is not None:
@@ -53,9 +84,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def export(model_path, format: str = "onnx", output=None, input_size=None, batch_size=None,
-           with_preprocessing: bool = False, backbone: str | None = None, opset: int | None = None,
-           check: bool = True, overwrite: bool = False):
+def export(
+    model_path,
+    format: str = "onnx",
+    output=None,
+    input_size=None,
+    batch_size=None,
+    with_preprocessing: bool = False,
+    backbone: str | None = None,
+    opset: int | None = None,
+    check: bool = True,
+    overwrite: bool = False,
+):
     """Export a run folder's model (or a .keras file); returns the :class:`ExportResult`."""
     from ..backbones import get_backbone_spec
     from ..export import export_model
@@ -66,8 +106,10 @@ def export(model_path, format: str = "onnx", output=None, input_size=None, batch
     backbone = backbone or config.get("model", {}).get("backbone")
     mode = get_backbone_spec(backbone).preprocessing if backbone else None
     if with_preprocessing and mode is None:
-        raise ValueError(f"--with-preprocessing: {model_file} has no run folder config.json to name its backbone; "
-                         "give --backbone NAME")
+        raise ValueError(
+            f"--with-preprocessing: {model_file} has no run folder config.json to name its backbone; "
+            "give --backbone NAME"
+        )
     metadata = {"source": model_file.name}
     if backbone:
         metadata.update(backbone=backbone, backbone_preprocessing=mode)
@@ -77,9 +119,18 @@ def export(model_path, format: str = "onnx", output=None, input_size=None, batch
         metadata.update(classes=config["classes"].get("names"), class_colors=config["classes"].get("colors"))
     if output is None:
         output = model_file.parent / ("model.onnx" if format == "onnx" else "saved_model")
-    return export_model(model_file, output, format, input_size=input_size, batch_size=batch_size,
-                        preprocessing=mode if with_preprocessing else None, metadata=metadata, opset=opset,
-                        check=check, overwrite=overwrite)
+    return export_model(
+        model_file,
+        output,
+        format,
+        input_size=input_size,
+        batch_size=batch_size,
+        preprocessing=mode if with_preprocessing else None,
+        metadata=metadata,
+        opset=opset,
+        check=check,
+        overwrite=overwrite,
+    )
 
 
 def _config_and_model(path) -> tuple[dict, Path]:

@@ -1,4 +1,5 @@
 """`segmentation-models info`: architectures, backbones and registered pretrained weights."""
+
 from __future__ import annotations
 
 import argparse

@@ -4,6 +4,7 @@ For each input image NAME, writes <output>/NAME_mask.png (pixel value = class in
 (images whose names clash, e.g. x.png and x.jpg, get NAME_EXTENSION or the folders below the common one).
 Files already in --output are replaced only in a folder that predict made, or with --overwrite.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,12 @@ from . import common
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("predict", help="predict masks and color overlays for image files or folders",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "predict",
+        help="predict masks and color overlays for image files or folders",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model", help="run folder of `segmentation-models train` (uses best.keras) or a .keras file")
     p.add_argument("inputs", nargs="+", help="image files or folders of images")
     p.add_argument("--output", help="folder for the masks and overlays (default <run>/predictions)")
@@ -29,8 +34,15 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    predict(args.model, args.inputs, output=args.output, alpha=args.alpha, skip_bad=args.skip_bad,
-            verbose=not args.quiet, overwrite=args.overwrite)
+    predict(
+        args.model,
+        args.inputs,
+        output=args.output,
+        alpha=args.alpha,
+        skip_bad=args.skip_bad,
+        verbose=not args.quiet,
+        overwrite=args.overwrite,
+    )
     return 0
 
 
@@ -58,8 +70,10 @@ def output_stems(files: Sequence[Path]) -> list[str]:
     """A distinct output name per file: its stem; where stems clash, stem_extension (x_png, x_jpg); where those
     clash (a/x.png, b/x.png), the path below the files' common folder (a__x_png); then a number."""
     root = Path(os.path.commonpath([str(f.resolve().parent) for f in files])) if files else Path()
-    makers = [lambda f: f"{f.stem}_{f.suffix.lstrip('.')}",
-              lambda f: "__".join(f.resolve().parent.relative_to(root).parts + (f"{f.stem}_{f.suffix.lstrip('.')}",))]
+    makers = [
+        lambda f: f"{f.stem}_{f.suffix.lstrip('.')}",
+        lambda f: "__".join(f.resolve().parent.relative_to(root).parts + (f"{f.stem}_{f.suffix.lstrip('.')}",)),
+    ]
     names = [f.stem for f in files]
     for make in makers:
         counts = Counter(names)
@@ -72,8 +86,15 @@ def output_stems(files: Sequence[Path]) -> list[str]:
     return out
 
 
-def predict(model_path, inputs, output=None, alpha: float = 0.5, skip_bad: bool = False, verbose: bool = True,
-            overwrite: bool = False) -> list[dict]:
+def predict(
+    model_path,
+    inputs,
+    output=None,
+    alpha: float = 0.5,
+    skip_bad: bool = False,
+    verbose: bool = True,
+    overwrite: bool = False,
+) -> list[dict]:
     """Predict each image; returns one dict per image with its mask and overlay paths. Existing files are
     replaced only in the package's own prediction folder or with ``overwrite``."""
     import keras

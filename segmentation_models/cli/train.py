@@ -5,6 +5,7 @@ training_curves.png, val_predictions.png (+ overlays), best.keras, last.keras an
 completed epoch, written atomically). `--resume` continues a run from its last completed epoch with the same
 optimizer state and data order.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,46 +28,79 @@ _CKPT = re.compile(r"^epoch_(\d{4,})\.keras$")
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "train", help="train a segmentation model (run folder with config, curves, checkpoints, best/last model)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "train",
+        help="train a segmentation model (run folder with config, curves, checkpoints, best/last model)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_data_arguments(p)
     m = p.add_argument_group("model")
     m.add_argument("--arch", default="unet", help="architecture (see `segmentation-models info`; default unet)")
     m.add_argument("--backbone", default="resnet34", help="encoder backbone (default resnet34)")
     m.add_argument("--encoder-weights", default="imagenet", help="'imagenet' (default), 'none' or a weights file")
     m.add_argument("--encoder-freeze", action="store_true", help="freeze the encoder (BatchNorm excepted)")
-    m.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra builder argument, VALUE as JSON (e.g. decoder_filters=[64,32,16,8,8]); repeatable")
+    m.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra builder argument, VALUE as JSON (e.g. decoder_filters=[64,32,16,8,8]); repeatable",
+    )
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
-    t.add_argument("--schedule", choices=("constant", "cosine", "poly"), default="cosine",
-                   help="learning-rate schedule over all steps (default cosine)")
+    t.add_argument(
+        "--schedule",
+        choices=("constant", "cosine", "poly"),
+        default="cosine",
+        help="learning-rate schedule over all steps (default cosine)",
+    )
     t.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up (cosine schedule)")
     t.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
     t.add_argument("--weight-decay", type=float, default=None, help="weight decay (adamw, sgd)")
-    t.add_argument("--loss", default="categorical_crossentropy",
-                   help="loss by name (the package's losses, or a Keras loss); default categorical_crossentropy")
+    t.add_argument(
+        "--loss",
+        default="categorical_crossentropy",
+        help="loss by name (the package's losses, or a Keras loss); default categorical_crossentropy",
+    )
     t.add_argument(
         "--metrics", default="mean_iou,accuracy", help="comma-separated metric names (default mean_iou,accuracy)"
     )
-    t.add_argument("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"), default="float32",
-                   help="mixed precision policy (default float32)")
-    t.add_argument("--crop", type=_size, default=None, metavar="N|HxW",
-                   help="random training crop, a multiple of 32 (default: whole images padded to 32)")
+    t.add_argument(
+        "--precision",
+        choices=("float32", "mixed_float16", "mixed_bfloat16"),
+        default="float32",
+        help="mixed precision policy (default float32)",
+    )
+    t.add_argument(
+        "--crop",
+        type=_size,
+        default=None,
+        metavar="N|HxW",
+        help="random training crop, a multiple of 32 (default: whole images padded to 32)",
+    )
     t.add_argument("--scale", type=float, default=1.0, help="resize every image by this factor first (e.g. 0.5)")
     t.add_argument("--no-augment", dest="augment", action="store_false", help="no flip/affine/color augmentation")
-    t.add_argument("--bn-batches", type=int, default=None, metavar="N",
-                   help="re-estimate BatchNorm statistics from N batches of training images (no augmentation) "
-                        f"before each validation and save (default {BN_BATCHES}; 0 keeps Keras' moving averages)")
+    t.add_argument(
+        "--bn-batches",
+        type=int,
+        default=None,
+        metavar="N",
+        help="re-estimate BatchNorm statistics from N batches of training images (no augmentation) "
+        f"before each validation and save (default {BN_BATCHES}; 0 keeps Keras' moving averages)",
+    )
     t.add_argument("--steps-per-epoch", type=int, default=None, help="cap the batches per epoch")
     t.add_argument("--val-steps", type=int, default=None, help="cap the validation batches")
     t.add_argument("--workers", type=int, default=2, help="data loading threads (default 2)")
     t.add_argument("--multiprocessing", action="store_true", help="load data in processes instead of threads")
-    t.add_argument("--cache-mb", type=float, default=1024,
-                   help="keep decoded images in memory up to this size, so later epochs skip decoding (default "
-                        "1024; 0 disables; threads only)")
+    t.add_argument(
+        "--cache-mb",
+        type=float,
+        default=1024,
+        help="keep decoded images in memory up to this size, so later epochs skip decoding (default "
+        "1024; 0 disables; threads only)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower; exact resumes)")
     o = p.add_argument_group("output")
@@ -96,9 +130,11 @@ def _model_args(items) -> dict:
         try:
             out[key.strip()] = json.loads(value)
         except json.JSONDecodeError as err:
-            if value.strip()[:1] in ('[', '{', '"') or value.strip()[:1].isdigit():  # meant as JSON, not a word
-                raise ValueError(f"--model-arg {item!r}: the value is not valid JSON ({err.msg} at character "
-                                 f"{err.pos}); e.g. decoder_filters=[64,32,16,8,8] (a bare word is a string)") from None
+            if value.strip()[:1] in ("[", "{", '"') or value.strip()[:1].isdigit():  # meant as JSON, not a word
+                raise ValueError(
+                    f"--model-arg {item!r}: the value is not valid JSON ({err.msg} at character "
+                    f"{err.pos}); e.g. decoder_filters=[64,32,16,8,8] (a bare word is a string)"
+                ) from None
             out[key.strip()] = value
     return out
 
@@ -115,17 +151,37 @@ def config_from_args(args: argparse.Namespace) -> dict:
         raise ValueError(f"--bn-batches must be >= 0 (0: no re-estimation), got {bn_batches}")
     return {
         "data": data_config(args),
-        "model": {"arch": args.arch, "backbone": args.backbone, "encoder_weights": weights,
-                  "encoder_freeze": args.encoder_freeze, "options": _model_args(args.model_arg)},
-        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule,
-                  "warmup_epochs": args.warmup_epochs, "optimizer": args.optimizer, "weight_decay": args.weight_decay,
-                  "loss": args.loss, "metrics": [m.strip() for m in args.metrics.split(",") if m.strip()],
-                  "precision": args.precision, "crop": list(args.crop) if args.crop else None, "scale": args.scale,
-                  "augment": args.augment, "bn_batches": bn_batches, "steps_per_epoch": args.steps_per_epoch,
-                  "val_steps": args.val_steps,
-                  "workers": args.workers, "multiprocessing": args.multiprocessing, "cache_mb": args.cache_mb,
-                  "seed": args.seed,
-                  "deterministic": args.deterministic, "overlays": args.overlays},
+        "model": {
+            "arch": args.arch,
+            "backbone": args.backbone,
+            "encoder_weights": weights,
+            "encoder_freeze": args.encoder_freeze,
+            "options": _model_args(args.model_arg),
+        },
+        "train": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "schedule": args.schedule,
+            "warmup_epochs": args.warmup_epochs,
+            "optimizer": args.optimizer,
+            "weight_decay": args.weight_decay,
+            "loss": args.loss,
+            "metrics": [m.strip() for m in args.metrics.split(",") if m.strip()],
+            "precision": args.precision,
+            "crop": list(args.crop) if args.crop else None,
+            "scale": args.scale,
+            "augment": args.augment,
+            "bn_batches": bn_batches,
+            "steps_per_epoch": args.steps_per_epoch,
+            "val_steps": args.val_steps,
+            "workers": args.workers,
+            "multiprocessing": args.multiprocessing,
+            "cache_mb": args.cache_mb,
+            "seed": args.seed,
+            "deterministic": args.deterministic,
+            "overlays": args.overlays,
+        },
     }
 
 
@@ -139,8 +195,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = config_from_args(args)
     args.run_folder = out  # named by the hint printed when the run is interrupted
-    train(config, out, resume=args.resume, overwrite=args.overwrite, skip_bad=args.skip_bad,
-          verbose=0 if args.quiet else 1)
+    train(
+        config,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        skip_bad=args.skip_bad,
+        verbose=0 if args.quiet else 1,
+    )
     return 0
 
 
@@ -159,8 +221,10 @@ def prepare_run_folder(out: Path, resume: bool, overwrite: bool, inputs=()) -> N
     elif out.is_dir() and any(out.iterdir()):
         never_started = common.is_marked(out, common.RUN_MARKER) and not _has_results(out)
         if not (overwrite or never_started):
-            raise ValueError(f"run folder {out} already exists and is not empty: --resume continues it, --overwrite "
-                             "replaces it, or choose another --output")
+            raise ValueError(
+                f"run folder {out} already exists and is not empty: --resume continues it, --overwrite "
+                "replaces it, or choose another --output"
+            )
         if never_started and not overwrite:
             print(f"{out} holds a run that never completed an epoch: starting it again")
         common.remove_marked_folder(out, common.RUN_MARKER, "choose another --output (or remove it yourself)")
@@ -198,12 +262,16 @@ def latest_checkpoint(out: Path) -> tuple[int, Path | None]:
             print(f"warning: not resuming from {path}: {err}")
             continue
         if epoch < newest:
-            print(f"the checkpoint of epoch {newest} is missing or corrupt: resuming from the newest intact one, "
-                  f"{path} (epochs {epoch + 1}..{newest} are trained again)")
+            print(
+                f"the checkpoint of epoch {newest} is missing or corrupt: resuming from the newest intact one, "
+                f"{path} (epochs {epoch + 1}..{newest} are trained again)"
+            )
         return epoch, path
     if newest or _has_results(out):
-        raise ValueError(f"--resume: {out / CHECKPOINTS} has no intact checkpoint, although {newest} epoch(s) were "
-                         "completed: the run cannot continue; --overwrite starts it again, or choose another --output")
+        raise ValueError(
+            f"--resume: {out / CHECKPOINTS} has no intact checkpoint, although {newest} epoch(s) were "
+            "completed: the run cannot continue; --overwrite starts it again, or choose another --output"
+        )
     print(f"{out} has no completed epoch: training starts at epoch 1")
     return 0, None
 
@@ -216,9 +284,11 @@ def check_crop(crop, scale: float, dataset) -> None:
     high = max(round(h * scale) for h, _ in sizes)
     wide = max(round(w * scale) for _, w in sizes)
     if crop[0] > high or crop[1] > wide:
-        raise ValueError(f"--crop {crop[0]}x{crop[1]} is larger than every training image (the largest are "
-                         f"{high} pixels high and {wide} wide{f' after --scale {scale}' if scale != 1 else ''}): "
-                         f"choose a crop of at most {high // 32 * 32}x{wide // 32 * 32}, or no --crop")
+        raise ValueError(
+            f"--crop {crop[0]}x{crop[1]} is larger than every training image (the largest are "
+            f"{high} pixels high and {wide} wide{f' after --scale {scale}' if scale != 1 else ''}): "
+            f"choose a crop of at most {high // 32 * 32}x{wide // 32 * 32}, or no --crop"
+        )
 
 
 def get_loss(name: str):
@@ -253,8 +323,10 @@ def _pixel_mean_keras_loss(name: str, loss):
                 continue
             if getattr(instance, "fn", None) is loss:
                 return instance
-    raise ValueError(f"loss {name!r} is not one of Keras' loss functions or classes: use a name of "
-                     "segmentation_models.losses or keras.losses (e.g. categorical_crossentropy)")
+    raise ValueError(
+        f"loss {name!r} is not one of Keras' loss functions or classes: use a name of "
+        "segmentation_models.losses or keras.losses (e.g. categorical_crossentropy)"
+    )
 
 
 def get_metrics(names, num_classes: int) -> list:
@@ -282,8 +354,10 @@ def get_metrics(names, num_classes: int) -> list:
                 try:
                     metric = keras.metrics.get(name)
                 except (ValueError, TypeError):
-                    raise ValueError(f"unknown metric {name!r}: use mean_iou, accuracy, or a name of "
-                                     "segmentation_models.metrics / keras.metrics") from None
+                    raise ValueError(
+                        f"unknown metric {name!r}: use mean_iou, accuracy, or a name of "
+                        "segmentation_models.metrics / keras.metrics"
+                    ) from None
             out.append(metric)
     return out
 
@@ -298,8 +372,9 @@ def learning_rate_schedule(cfg: dict, steps_per_epoch: int):
     if cfg["schedule"] == "cosine":
         warmup = int(cfg.get("warmup_epochs", 0) * steps_per_epoch)
         if warmup:
-            return keras.optimizers.schedules.CosineDecay(lr * 0.01, max(1, total - warmup), alpha=0.01,
-                                                          warmup_target=lr, warmup_steps=warmup)
+            return keras.optimizers.schedules.CosineDecay(
+                lr * 0.01, max(1, total - warmup), alpha=0.01, warmup_target=lr, warmup_steps=warmup
+            )
         return keras.optimizers.schedules.CosineDecay(lr, total, alpha=0.01)
     if cfg["schedule"] == "poly":
         return keras.optimizers.schedules.PolynomialDecay(lr, total, end_learning_rate=lr * 0.01, power=0.9)
@@ -322,8 +397,11 @@ def compile_for_training(model, cfg: dict, steps_per_epoch: int, num_classes: in
     """Compile ``model`` with the training config's optimizer, loss and metrics. The metrics are weighted: the
     loader's pixel weights (0 at void and padding) reach them (Keras passes sample weights only to
     ``weighted_metrics``; plain ``metrics`` would count those pixels as class 0)."""
-    model.compile(make_optimizer(cfg, steps_per_epoch), loss=get_loss(cfg["loss"]),
-                  weighted_metrics=get_metrics(cfg["metrics"], num_classes))
+    model.compile(
+        make_optimizer(cfg, steps_per_epoch),
+        loss=get_loss(cfg["loss"]),
+        weighted_metrics=get_metrics(cfg["metrics"], num_classes),
+    )
 
 
 def build_model(model_cfg: dict, num_classes: int):
@@ -332,13 +410,21 @@ def build_model(model_cfg: dict, num_classes: int):
     options = model_cfg.get("options", {})
     try:
         return create_model(
-            model_cfg["arch"], backbone_name=model_cfg["backbone"], input_shape=(None, None, 3), classes=num_classes,
-            activation="softmax", encoder_weights=model_cfg["encoder_weights"],
-            encoder_freeze=model_cfg.get("encoder_freeze", False), **options)
+            model_cfg["arch"],
+            backbone_name=model_cfg["backbone"],
+            input_shape=(None, None, 3),
+            classes=num_classes,
+            activation="softmax",
+            encoder_weights=model_cfg["encoder_weights"],
+            encoder_freeze=model_cfg.get("encoder_freeze", False),
+            **options,
+        )
     except TypeError as err:  # a keyword the builder does not take, or a value of the wrong type
         given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "none"
-        raise ValueError(f"{err} (--model-arg options given: {given}; `segmentation-models info` and "
-                         "docs/architectures.md list each architecture's arguments)") from None
+        raise ValueError(
+            f"{err} (--model-arg options given: {given}; `segmentation-models info` and "
+            "docs/architectures.md list each architecture's arguments)"
+        ) from None
 
 
 def init_input_normalization(model, loader, batches: int = 4) -> None:
@@ -347,8 +433,11 @@ def init_input_normalization(model, loader, batches: int = 4) -> None:
     inference on 0..255 inputs wrong until the moving averages catch up, hundreds of steps later."""
     import keras
 
-    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
-              and any(layer.input is t for t in model.inputs)]
+    layers = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization) and any(layer.input is t for t in model.inputs)
+    ]
     if not layers:
         return
     mean, var = input_statistics(loader, batches)
@@ -425,7 +514,8 @@ def _make_callbacks(out: Path, loader, monitor: str, history: list[dict], verbos
                 print(f"warning: training curves not drawn: {err}", file=sys.stderr)
             value = row.get(monitor)
             improved = value is not None and (
-                self.best is None or (value < self.best if self.mode == "min" else value > self.best))
+                self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+            )
             folder = out / CHECKPOINTS
             folder.mkdir(exist_ok=True)
             ckpt = folder / f"epoch_{epoch + 1:04d}.keras"
@@ -447,8 +537,14 @@ def _make_callbacks(out: Path, loader, monitor: str, history: list[dict], verbos
 
 
 # ----------------------------------------------------------------------------------------- train
-def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool = False, skip_bad: bool = False,
-          verbose: int = 1) -> dict:
+def train(
+    config: dict,
+    out: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    skip_bad: bool = False,
+    verbose: int = 1,
+) -> dict:
     """Train as described by ``config`` (see `config_from_args`) into run folder ``out``; returns a summary."""
     import keras
 
@@ -465,15 +561,21 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
         train_set = train_set.check(skip_bad=skip_bad, verbose=bool(verbose))
         val_set = val_set.check(skip_bad=skip_bad, verbose=bool(verbose))
         if val_set.class_names != train_set.class_names:
-            raise data.DataError(f"validation classes {val_set.class_names} differ from training classes "
-                                 f"{train_set.class_names}")
+            raise data.DataError(
+                f"validation classes {val_set.class_names} differ from training classes {train_set.class_names}"
+            )
         check_crop(tcfg["crop"], tcfg["scale"], train_set)
         from ..preprocessing import get_preprocessing
 
         preprocessing = get_preprocessing(mcfg["backbone"])
-        loader_kw = dict(preprocessing=preprocessing, scale=tcfg["scale"], workers=tcfg["workers"],
-                         use_multiprocessing=tcfg["multiprocessing"], cache_mb=tcfg.get("cache_mb", 1024),
-                         seed=tcfg["seed"])
+        loader_kw = dict(
+            preprocessing=preprocessing,
+            scale=tcfg["scale"],
+            workers=tcfg["workers"],
+            use_multiprocessing=tcfg["multiprocessing"],
+            cache_mb=tcfg.get("cache_mb", 1024),
+            seed=tcfg["seed"],
+        )
         train_loader = data.SegmentationLoader(
             train_set,
             tcfg["batch_size"],
@@ -488,13 +590,19 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
         )
 
         resolved = dict(config, skip_bad=skip_bad)
-        resolved["classes"] = {"names": train_set.class_names, "colors": train_set.colors,
-                               "ignore_index": train_set.mask_format.ignore_index,
-                               "mask_format": train_set.mask_format.mode}
+        resolved["classes"] = {
+            "names": train_set.class_names,
+            "colors": train_set.colors,
+            "ignore_index": train_set.mask_format.ignore_index,
+            "mask_format": train_set.mask_format.mode,
+        }
         resolved["preprocessing"] = getattr(preprocessing, "mode", None)
         resolved["counts"] = {"train": len(train_set), "val": len(val_set), "steps_per_epoch": len(train_loader)}
-        resolved["versions"] = {"segmentation_models": __version__, "keras": keras.__version__,
-                                "backend": keras.backend.backend()}
+        resolved["versions"] = {
+            "segmentation_models": __version__,
+            "keras": keras.__version__,
+            "backend": keras.backend.backend(),
+        }
         history: list[dict] = []
         initial_epoch, ckpt = latest_checkpoint(out) if resume else (0, None)
         if ckpt is not None:
@@ -519,10 +627,17 @@ def train(config: dict, out: str | Path, resume: bool = False, overwrite: bool =
                 # Keras' IoU metrics count in integers and warn about float sample weights; the loader's pixel
                 # weights are 0 or 1, so the cast is exact
                 warnings.filterwarnings("ignore", message="You are passing weight as `float`")
-                model.fit(train_loader, validation_data=val_loader, epochs=tcfg["epochs"],
-                          initial_epoch=initial_epoch, shuffle=False, verbose=verbose,
-                          callbacks=_make_callbacks(out, train_loader, monitor, history, verbose,
-                                                    tcfg.get("bn_batches", BN_BATCHES)))
+                model.fit(
+                    train_loader,
+                    validation_data=val_loader,
+                    epochs=tcfg["epochs"],
+                    initial_epoch=initial_epoch,
+                    shuffle=False,
+                    verbose=verbose,
+                    callbacks=_make_callbacks(
+                        out, train_loader, monitor, history, verbose, tcfg.get("bn_batches", BN_BATCHES)
+                    ),
+                )
         elapsed = time.time() - started
         if not history:
             raise RuntimeError("training produced no epoch (stopped by NaN loss?)")
@@ -545,8 +660,9 @@ def _monitor_name(metrics) -> str:
     return "loss"
 
 
-def finish_run(out: Path, config: dict, history: list[dict], val_set, preprocessing, tcfg: dict, monitor: str,
-               elapsed: float) -> dict:
+def finish_run(
+    out: Path, config: dict, history: list[dict], val_set, preprocessing, tcfg: dict, monitor: str, elapsed: float
+) -> dict:
     """Overlays of a few validation images (best model), summary.json, and a printed summary."""
     model_path = out / "best.keras" if (out / "best.keras").is_file() else out / "last.keras"
     model = common.load_model(model_path)
@@ -564,18 +680,29 @@ def finish_run(out: Path, config: dict, history: list[dict], val_set, preprocess
             common.save_rgb_png(path, common.overlay(image, pred, val_set.colors))
         common.plot_predictions(images, truths, preds, val_set.colors, out / "val_predictions.png", names)
         pictures.append(str(out / "val_predictions.png"))
-    best_row = max(history, key=lambda r: r.get(monitor, float("-inf"))) if not monitor.endswith("loss") else \
-        min(history, key=lambda r: r.get(monitor, float("inf")))
+    best_row = (
+        max(history, key=lambda r: r.get(monitor, float("-inf")))
+        if not monitor.endswith("loss")
+        else min(history, key=lambda r: r.get(monitor, float("inf")))
+    )
     summary = {
-        "run_folder": str(out), "epochs": len(history), "best_epoch": best_row["epoch"],
-        f"best_{monitor}": best_row.get(monitor), "final": history[-1], "seconds_this_session": round(elapsed, 1),
-        "best_model": str(out / "best.keras"), "last_model": str(out / "last.keras"),
-        "training_curves": str(out / "training_curves.png"), "pictures": pictures,
+        "run_folder": str(out),
+        "epochs": len(history),
+        "best_epoch": best_row["epoch"],
+        f"best_{monitor}": best_row.get(monitor),
+        "final": history[-1],
+        "seconds_this_session": round(elapsed, 1),
+        "best_model": str(out / "best.keras"),
+        "last_model": str(out / "last.keras"),
+        "training_curves": str(out / "training_curves.png"),
+        "pictures": pictures,
     }
     common.write_json(out / "summary.json", summary)
     print("\n" + "=" * 72)
-    print(f"trained {config['model']['arch']}-{config['model']['backbone']} on {config['counts']['train']} images "
-          f"({config['counts']['val']} for validation), {len(history)} epoch(s), {elapsed:.0f} s this session")
+    print(
+        f"trained {config['model']['arch']}-{config['model']['backbone']} on {config['counts']['train']} images "
+        f"({config['counts']['val']} for validation), {len(history)} epoch(s), {elapsed:.0f} s this session"
+    )
     final = history[-1]
     shown = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k not in ("epoch", "seconds"))
     print(f"last epoch: {shown}")

@@ -1,4 +1,5 @@
 """`segmentation-models weights list|download`: see and prefetch pretrained weights."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,12 @@ def add_parser(sub) -> None:
     p = sub.add_parser("weights", help="list or prefetch pretrained weights")
     wsub = p.add_subparsers(dest="weights_command", metavar="ACTION")
     dl = wsub.add_parser("download", help="download and verify weights into the cache (for offline use later)")
-    dl.add_argument("names", nargs="+", metavar="BACKBONE[:WEIGHTS]",
-                    help="backbones to fetch, e.g. resnet34 or resnet152:imagenet11k; 'all' for every file")
+    dl.add_argument(
+        "names",
+        nargs="+",
+        metavar="BACKBONE[:WEIGHTS]",
+        help="backbones to fetch, e.g. resnet34 or resnet152:imagenet11k; 'all' for every file",
+    )
     dl.set_defaults(func=_download)
     ls = wsub.add_parser("list", help="list registered weights files with URL, hash and cache state")
     ls.set_defaults(func=_list)

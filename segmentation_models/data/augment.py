@@ -1,4 +1,5 @@
 """Joint image + mask augmentation (albumentations) and the size policy shared by training and inference."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,9 @@ def train_augmentation(crop_size: tuple[int, int] | None = None, augment: bool =
     if augment:
         steps += [
             A.HorizontalFlip(p=0.5),
-            A.Affine(scale=(0.8, 1.25), translate_percent=(-0.1, 0.1), rotate=(-10, 10), fill=0, fill_mask=IGNORE,
-                     p=0.5),
+            A.Affine(
+                scale=(0.8, 1.25), translate_percent=(-0.1, 0.1), rotate=(-10, 10), fill=0, fill_mask=IGNORE, p=0.5
+            ),
         ]
     if crop_size:
         h, w = crop_size

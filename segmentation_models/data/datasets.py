@@ -1,4 +1,5 @@
 """Segmentation data sets: pairs of image and mask files, with class names and a mask format."""
+
 from __future__ import annotations
 
 import csv
@@ -13,24 +14,71 @@ import numpy as np
 from .io import IGNORE, DataError, MaskFormat, list_images, read_image, read_mask
 
 __all__ = [
-    "SegmentationDataset", "from_folders", "from_camvid", "from_pairs", "load_palette",
-    "CAMVID_CLASSES", "CAMVID_COLORS", "default_colors",
+    "SegmentationDataset",
+    "from_folders",
+    "from_camvid",
+    "from_pairs",
+    "load_palette",
+    "CAMVID_CLASSES",
+    "CAMVID_COLORS",
+    "default_colors",
 ]
 
 log = logging.getLogger("segmentation_models")
 
-CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "signsymbol", "fence", "car",
-                  "pedestrian", "bicyclist")
+CAMVID_CLASSES = (
+    "sky",
+    "building",
+    "pole",
+    "road",
+    "pavement",
+    "tree",
+    "signsymbol",
+    "fence",
+    "car",
+    "pedestrian",
+    "bicyclist",
+)
 # The colors of the SegNet tutorial's CamVid palette (same order as the classes).
-CAMVID_COLORS = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
-                 (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192))
+CAMVID_COLORS = (
+    (128, 128, 128),
+    (128, 0, 0),
+    (192, 192, 128),
+    (128, 64, 128),
+    (60, 40, 222),
+    (128, 128, 0),
+    (192, 128, 128),
+    (64, 64, 128),
+    (64, 0, 128),
+    (64, 64, 0),
+    (0, 128, 192),
+)
 
 
 def default_colors(n: int) -> list[tuple[int, int, int]]:
     """``n`` distinct colors (background black, then a fixed qualitative palette)."""
-    base = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
-            (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128)]
+    base = [
+        (0, 0, 0),
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (210, 245, 60),
+        (250, 190, 212),
+        (0, 128, 128),
+        (220, 190, 255),
+        (170, 110, 40),
+        (255, 250, 200),
+        (128, 0, 0),
+        (170, 255, 195),
+        (128, 128, 0),
+        (255, 215, 180),
+        (0, 0, 128),
+    ]
     rng = np.random.default_rng(1)
     while len(base) < n:
         base.append(tuple(int(v) for v in rng.integers(0, 256, 3)))
@@ -106,8 +154,10 @@ class SegmentationDataset:
             raise DataError(f"data set {self.name!r} has {len(self)} pair(s): too few to split into train and val")
         order = np.random.default_rng(seed).permutation(len(self))
         n_val = min(max(1, int(round(val_fraction * len(self)))), len(self) - 1)
-        return (self.subset(sorted(order[n_val:]), f"{self.name}-train"),
-                self.subset(sorted(order[:n_val]), f"{self.name}-val"))
+        return (
+            self.subset(sorted(order[n_val:]), f"{self.name}-train"),
+            self.subset(sorted(order[:n_val]), f"{self.name}-val"),
+        )
 
     def check(self, skip_bad: bool = False, verbose: bool = True) -> SegmentationDataset:
         """Read every pair; raise a DataError for the first bad one, or skip bad ones with a warning."""
@@ -166,8 +216,10 @@ def _pair_folders(images: Path, masks: Path, mask_suffix: str, skip_bad: bool) -
         else:
             pairs.append((img, mask))
     if missing:
-        message = (f"{len(missing)} image(s) in {images} have no mask in {masks} (e.g. {missing[0].name}; masks are "
-                   f"paired by file name{' + ' + repr(mask_suffix) if mask_suffix else ''})")
+        message = (
+            f"{len(missing)} image(s) in {images} have no mask in {masks} (e.g. {missing[0].name}; masks are "
+            f"paired by file name{' + ' + repr(mask_suffix) if mask_suffix else ''})"
+        )
         if not skip_bad:
             raise DataError(message + "; --skip-bad skips them")
         print(f"warning: {message}; skipped")
@@ -190,8 +242,10 @@ def load_palette(path: str | Path) -> tuple[list[str], list[tuple[int, int, int]
         names = [str(d["name"]) for d in data]
         colors = [tuple(int(v) for v in d["color"]) for d in data]
     except (KeyError, TypeError) as err:
-        raise ValueError(f"palette {path}: expected {{'classes': {{name: [r, g, b]}}}} or a list of "
-                         f"{{'name', 'color'}} entries ({err})") from None
+        raise ValueError(
+            f"palette {path}: expected {{'classes': {{name: [r, g, b]}}}} or a list of "
+            f"{{'name', 'color'}} entries ({err})"
+        ) from None
     return names, colors, ignore
 
 
@@ -226,11 +280,17 @@ def from_folders(
         classes = classes or palette_names
         mask_mode = "palette"
     names_given = classes if not isinstance(classes, int) else None
-    fmt = MaskFormat(mode=mask_mode, ignore_index=ignore_index, colors=colors, ignore_colors=ignore_colors,
-                     num_classes=(classes if isinstance(classes, int) else len(names_given) if names_given else None))
+    fmt = MaskFormat(
+        mode=mask_mode,
+        ignore_index=ignore_index,
+        colors=colors,
+        ignore_colors=ignore_colors,
+        num_classes=(classes if isinstance(classes, int) else len(names_given) if names_given else None),
+    )
     pairs = _pair_folders(Path(images), Path(masks), mask_suffix, skip_bad)
-    return SegmentationDataset(pairs, _class_names(classes, fmt), fmt, colors=list(colors or []),
-                               name=name or Path(images).name)
+    return SegmentationDataset(
+        pairs, _class_names(classes, fmt), fmt, colors=list(colors or []), name=name or Path(images).name
+    )
 
 
 def from_camvid(root: str | Path, split: str = "train", skip_bad: bool = False) -> SegmentationDataset:
@@ -278,7 +338,13 @@ def from_pairs(
         classes = classes or palette_names
         mask_mode = "palette"
     names_given = classes if not isinstance(classes, int) else None
-    fmt = MaskFormat(mode=mask_mode, ignore_index=ignore_index, colors=colors, ignore_colors=ignore_colors,
-                     num_classes=(classes if isinstance(classes, int) else len(names_given) if names_given else None))
-    return SegmentationDataset(pairs, _class_names(classes, fmt), fmt, colors=list(colors or []),
-                               name=name or listing.stem)
+    fmt = MaskFormat(
+        mode=mask_mode,
+        ignore_index=ignore_index,
+        colors=colors,
+        ignore_colors=ignore_colors,
+        num_classes=(classes if isinstance(classes, int) else len(names_given) if names_given else None),
+    )
+    return SegmentationDataset(
+        pairs, _class_names(classes, fmt), fmt, colors=list(colors or []), name=name or listing.stem
+    )

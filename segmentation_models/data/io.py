@@ -1,4 +1,5 @@
 """Reading images and masks, with errors that name the file and say how to fix the problem."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,4 +1,5 @@
 """`SegmentationLoader`: a keras.utils.PyDataset that feeds `fit`/`evaluate` on every backend."""
+
 from __future__ import annotations
 
 import copy
@@ -149,7 +150,7 @@ class SegmentationLoader(keras.utils.PyDataset):
     def batch_indices(self, i: int) -> np.ndarray:
         if not 0 <= i < len(self):
             raise IndexError(f"batch {i} out of range (0..{len(self) - 1})")
-        return self.order()[i * self.batch_size:(i + 1) * self.batch_size]
+        return self.order()[i * self.batch_size : (i + 1) * self.batch_size]
 
     def __getitem__(self, i: int):
         epoch = self.epoch
@@ -170,7 +171,7 @@ class SegmentationLoader(keras.utils.PyDataset):
         rescaled, padded and preprocessed, with no crop or augmentation (decoded samples come from this loader's
         cache). What `recalibrate_batchnorm` needs to match inference."""
         n = len(self.dataset)
-        chosen = np.random.default_rng([self.seed, seed]).permutation(n)[:batches * self.batch_size]
+        chosen = np.random.default_rng([self.seed, seed]).permutation(n)[: batches * self.batch_size]
         return InferenceBatches(self, chosen)
 
     def on_epoch_end(self) -> None:
@@ -205,4 +206,6 @@ class InferenceBatches:
         if not 0 <= i < len(self):
             raise IndexError(f"batch {i} out of range (0..{len(self) - 1})")
         size = self.loader.batch_size
-        return self.loader.collate([self.loader.decoded_sample(int(j)) for j in self.indices[i * size:(i + 1) * size]])
+        return self.loader.collate(
+            [self.loader.decoded_sample(int(j)) for j in self.indices[i * size : (i + 1) * size]]
+        )

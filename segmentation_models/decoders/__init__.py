@@ -1,4 +1,5 @@
 """Segmentation architectures (decoders on top of backbones)."""
+
 from .unet import Unet
 
 # name -> builder; `create_model` and the command line look architectures up here.
@@ -21,8 +22,16 @@ from .pan import PAN  # noqa: E402
 from .unetplusplus import UnetPlusPlus  # noqa: E402
 from .upernet import UPerNet  # noqa: E402
 
-ARCHITECTURES.update({"UnetPlusPlus": UnetPlusPlus, "MAnet": MAnet, "PAN": PAN, "DeepLabV3": DeepLabV3,
-                      "DeepLabV3Plus": DeepLabV3Plus, "UPerNet": UPerNet})
+ARCHITECTURES.update(
+    {
+        "UnetPlusPlus": UnetPlusPlus,
+        "MAnet": MAnet,
+        "PAN": PAN,
+        "DeepLabV3": DeepLabV3,
+        "DeepLabV3Plus": DeepLabV3Plus,
+        "UPerNet": UPerNet,
+    }
+)
 __all__ += ["UnetPlusPlus", "MAnet", "PAN", "DeepLabV3", "DeepLabV3Plus", "UPerNet"]
 
 # ---- SegFormer ----

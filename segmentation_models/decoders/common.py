@@ -6,6 +6,7 @@ registered layers that compute the amounts with ``keras.ops`` at run time, so th
 dimensions on every backend. A fixed input that is already a multiple gets no extra layer at all, so the
 model (and its layer list) is exactly the 1.0.1 one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -80,7 +81,7 @@ class CropToInput(keras.layers.Layer):
         shape = ops.shape(image)
         top, _ = _pad_amounts(shape[1], self.multiple)
         left, _ = _pad_amounts(shape[2], self.multiple)
-        return output[:, top:top + shape[1], left:left + shape[2], :]
+        return output[:, top : top + shape[1], left : left + shape[2], :]
 
     def compute_output_shape(self, input_shape):
         output_shape, image_shape = input_shape
@@ -101,8 +102,16 @@ def min_input_size(backbone_min: int, size_multiple: int) -> int:
     return max(backbone_min, size_multiple // 2 + 1) if size_multiple > 1 else backbone_min
 
 
-def start(backbone_name, input_shape, classes, activation, encoder_weights, size_multiple=32,
-          feature_layout: str = "1.0.1", **kwargs) -> Encoder:
+def start(
+    backbone_name,
+    input_shape,
+    classes,
+    activation,
+    encoder_weights,
+    size_multiple=32,
+    feature_layout: str = "1.0.1",
+    **kwargs,
+) -> Encoder:
     """Validate the common arguments, make the input (padded to ``size_multiple`` when needed), build the encoder.
 
     ``size_multiple`` is what the decoder needs the backbone's input to divide by (32 for five x2 stages);
@@ -112,19 +121,23 @@ def start(backbone_name, input_shape, classes, activation, encoder_weights, size
     check_classes(classes)
     check_activation(activation)
     spec = get_backbone_spec(backbone_name)
-    image = make_input(input_shape, kwargs.pop("input_tensor", None), spec,
-                       min_size=min_input_size(spec.min_input_size, size_multiple))
+    image = make_input(
+        input_shape, kwargs.pop("input_tensor", None), spec, min_size=min_input_size(spec.min_input_size, size_multiple)
+    )
     if not needs_padding(image.shape[1:], size_multiple):
-        return build_encoder(backbone_name, encoder_weights=encoder_weights, input_tensor=image,
-                             feature_layout=feature_layout, **kwargs)
+        return build_encoder(
+            backbone_name, encoder_weights=encoder_weights, input_tensor=image, feature_layout=feature_layout, **kwargs
+        )
     padded = PadToMultiple(size_multiple, name=PAD_LAYER_NAME)(image)
-    encoder = build_encoder(backbone_name, encoder_weights=encoder_weights, input_tensor=padded,
-                            feature_layout=feature_layout, **kwargs)
+    encoder = build_encoder(
+        backbone_name, encoder_weights=encoder_weights, input_tensor=padded, feature_layout=feature_layout, **kwargs
+    )
     return dataclasses.replace(encoder, image=image, pad_multiple=size_multiple)
 
 
-def finish(encoder: Encoder, outputs, name: str, weights=None, encoder_freeze: bool = False,
-           aux_output=None) -> keras.Model:
+def finish(
+    encoder: Encoder, outputs, name: str, weights=None, encoder_freeze: bool = False, aux_output=None
+) -> keras.Model:
     """Make the model (the mask cropped back to the input size if `start` padded), freeze the encoder
     if asked, load full-model ``weights`` if given.
 
@@ -157,8 +170,10 @@ def check_encoder_depth(spec: BackboneSpec, encoder_depth, minimum: int = 3) -> 
         )
     if 2**encoder_depth not in spec.features:
         have = [d for d in allowed if 2**d in spec.features]
-        raise ValueError(f"backbone {spec.name!r} has no feature map at stride {2**encoder_depth}, so encoder_depth="
-                         f"{encoder_depth} is not available; use one of {have}")
+        raise ValueError(
+            f"backbone {spec.name!r} has no feature map at stride {2**encoder_depth}, so encoder_depth="
+            f"{encoder_depth} is not available; use one of {have}"
+        )
     return encoder_depth
 
 
@@ -186,8 +201,9 @@ def check_decoder_channels(decoder_channels, encoder_depth: int, default: tuple)
     channels = tuple(decoder_channels)
     if channels == tuple(default) and encoder_depth < len(default):
         channels = channels[:encoder_depth]
-    if len(channels) != encoder_depth or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0
-                                                  for c in channels):
+    if len(channels) != encoder_depth or not all(
+        isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels
+    ):
         raise ValueError(
             f"decoder_channels must have encoder_depth={encoder_depth} positive integers (one per decoder block, "
             f"deepest first), got {decoder_channels!r}; e.g. {tuple(default)[:encoder_depth]}"
@@ -244,6 +260,8 @@ def require_strides(spec: BackboneSpec, strides, architecture: str) -> None:
     """Raise when ``spec`` lacks a feature map that ``architecture`` needs."""
     missing = [s for s in strides if s not in spec.features]
     if missing:
-        raise ValueError(f"{architecture} needs encoder feature maps at strides {list(strides)}, but backbone "
-                         f"{spec.name!r} has none at {missing} (it has {sorted(spec.features)}); "
-                         f"use another architecture (e.g. Unet or FPN) or another backbone.")
+        raise ValueError(
+            f"{architecture} needs encoder feature maps at strides {list(strides)}, but backbone "
+            f"{spec.name!r} has none at {missing} (it has {sorted(spec.features)}); "
+            f"use another architecture (e.g. Unet or FPN) or another backbone."
+        )

@@ -1,5 +1,6 @@
 """DeepLabV3 (Chen et al. 2017) and DeepLabV3+ (Chen et al. 2018) on dilated encoders (as in
 segmentation_models_pytorch)."""
+
 from __future__ import annotations
 
 from keras import layers
@@ -36,8 +37,10 @@ def _check_upsampling(upsampling, needed: int, architecture: str) -> int:
     if upsampling is None:
         return needed
     if upsampling != needed:
-        raise ValueError(f"upsampling={upsampling!r} would not give a mask of the input's size: {architecture}'s "
-                         f"decoder output is at stride {needed} here; use upsampling=None or {needed}")
+        raise ValueError(
+            f"upsampling={upsampling!r} would not give a mask of the input's size: {architecture}'s "
+            f"decoder output is at stride {needed} here; use upsampling=None or {needed}"
+        )
     return upsampling
 
 
@@ -87,8 +90,16 @@ def DeepLabV3(
     stride = min(2**encoder_depth, encoder_output_stride)
     upsampling = _check_upsampling(upsampling, stride, "DeepLabV3")
     aux_params = check_aux_params(aux_params)
-    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights,
-                    output_stride=encoder_output_stride, feature_layout="smp", **kwargs)
+    encoder = start(
+        backbone_name,
+        input_shape,
+        classes,
+        activation,
+        encoder_weights,
+        output_stride=encoder_output_stride,
+        feature_layout="smp",
+        **kwargs,
+    )
 
     deepest = encoder.feature(2**encoder_depth)
     x = aspp(deepest, decoder_channels, rates, decoder_aspp_separable, decoder_aspp_dropout, name="decoder_aspp")
@@ -144,8 +155,16 @@ def DeepLabV3Plus(
     upsampling = _check_upsampling(upsampling, 4, "DeepLabV3Plus")
     aux_params = check_aux_params(aux_params)
     require_strides(spec, (4,), "DeepLabV3Plus")
-    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights,
-                    output_stride=encoder_output_stride, feature_layout="smp", **kwargs)
+    encoder = start(
+        backbone_name,
+        input_shape,
+        classes,
+        activation,
+        encoder_weights,
+        output_stride=encoder_output_stride,
+        feature_layout="smp",
+        **kwargs,
+    )
 
     deepest = encoder.feature(2**encoder_depth)
     x = aspp(deepest, decoder_channels, rates, decoder_aspp_separable, decoder_aspp_dropout, name="decoder_aspp")

@@ -1,4 +1,5 @@
 """FPN (Kirillov et al., panoptic FPN head) with the exact segmentation_models 1.0.1 signature and layer names."""
+
 from __future__ import annotations
 
 from keras import layers
@@ -104,8 +105,17 @@ def FPN(
         )
     segmentation_filters = pyramid_block_filters // 2
     if pyramid_style == "smp":
-        outputs = _smp_pyramid(encoder.output, skips[:3], classes, activation, pyramid_block_filters,
-                               segmentation_filters, pyramid_use_batchnorm, pyramid_aggregation, pyramid_dropout)
+        outputs = _smp_pyramid(
+            encoder.output,
+            skips[:3],
+            classes,
+            activation,
+            pyramid_block_filters,
+            segmentation_filters,
+            pyramid_use_batchnorm,
+            pyramid_aggregation,
+            pyramid_dropout,
+        )
         return finish(encoder, outputs, f"fpn_{encoder.spec.name}", weights, encoder_freeze)
 
     x = encoder.output
@@ -121,8 +131,17 @@ def FPN(
     return finish(encoder, outputs, f"fpn_{encoder.spec.name}", weights, encoder_freeze)
 
 
-def _smp_pyramid(x, skips, classes: int, activation, filters: int, segmentation_filters: int,
-                 use_batchnorm: bool, aggregation: str, dropout: float | None):
+def _smp_pyramid(
+    x,
+    skips,
+    classes: int,
+    activation,
+    filters: int,
+    segmentation_filters: int,
+    use_batchnorm: bool,
+    aggregation: str,
+    dropout: float | None,
+):
     """SMP's FPN decoder on the encoder output (stride 32) and three skips (strides 16, 8, 4)."""
     x = layers.Conv2D(filters, 1, kernel_initializer="he_uniform", name="fpn_stage_p5_pre_conv")(x)
     pyramid = [x]
@@ -133,8 +152,9 @@ def _smp_pyramid(x, skips, classes: int, activation, filters: int, segmentation_
     for stage, level in zip((5, 4, 3, 2), pyramid):
         upsamplings = stage - 2  # stride 2**stage -> stride 4
         for i in range(max(1, upsamplings)):
-            level = conv_bn_act(level, segmentation_filters, 3, name=f"segm_stage{stage}_{i}",
-                                use_batchnorm=use_batchnorm)
+            level = conv_bn_act(
+                level, segmentation_filters, 3, name=f"segm_stage{stage}_{i}", use_batchnorm=use_batchnorm
+            )
             if i < upsamplings:
                 level = ResizeByFactor(2, name=f"segm_stage{stage}_{i}_upsampling")(level)
         branches.append(level)

@@ -1,4 +1,5 @@
 """Linknet (Chaurasia & Culurciello 2017) with the exact segmentation_models 1.0.1 signature and layer names."""
+
 from __future__ import annotations
 
 from keras import layers
@@ -21,8 +22,14 @@ def _decoder_block(x, skip, filters, stage: int, use_batchnorm: bool, block_type
         x = layers.UpSampling2D(2, name=f"decoder_stage{stage}_upsampling")(x)
         x = conv_bn_act(x, bottleneck, 3, name=f"decoder_stage{stage}b", use_batchnorm=use_batchnorm)
     else:
-        x = layers.Conv2DTranspose(bottleneck, 4, strides=2, padding="same", use_bias=not use_batchnorm,
-                                   name=f"decoder_stage{stage}b_transpose")(x)
+        x = layers.Conv2DTranspose(
+            bottleneck,
+            4,
+            strides=2,
+            padding="same",
+            use_bias=not use_batchnorm,
+            name=f"decoder_stage{stage}b_transpose",
+        )(x)
         if use_batchnorm:
             x = layers.BatchNormalization(axis=-1, name=f"decoder_stage{stage}b_bn")(x)
         x = layers.Activation("relu", name=f"decoder_stage{stage}b_relu")(x)
@@ -37,8 +44,11 @@ def _check_decoder_filters(decoder_filters, n_skips: int) -> tuple:
         filters = tuple(decoder_filters)
     except TypeError:
         filters = None
-    valid = filters is not None and len(filters) == N_DECODER_BLOCKS and all(
-        f is None or (isinstance(f, int) and not isinstance(f, bool) and f > 0) for f in filters)
+    valid = (
+        filters is not None
+        and len(filters) == N_DECODER_BLOCKS
+        and all(f is None or (isinstance(f, int) and not isinstance(f, bool) and f > 0) for f in filters)
+    )
     if valid and any(f is None for f in filters[n_skips:]):
         valid = False
     if not valid:
@@ -98,8 +108,9 @@ def Linknet(
     else:
         expected_skips = 4 if encoder_features == "default" else N_DECODER_BLOCKS  # a bad value fails below
     _check_decoder_filters(decoder_filters, min(expected_skips, N_DECODER_BLOCKS))
-    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights,
-                    feature_layout=feature_layout, **kwargs)
+    encoder = start(
+        backbone_name, input_shape, classes, activation, encoder_weights, feature_layout=feature_layout, **kwargs
+    )
     skips = encoder.skips(encoder_features, n=4)
     filters = _check_decoder_filters(decoder_filters, min(len(skips), N_DECODER_BLOCKS))  # the backbone's skips
 

@@ -1,4 +1,5 @@
 """MA-Net (Fan et al. 2020): position attention on the deepest map, multi-scale fusion attention in the decoder."""
+
 from __future__ import annotations
 
 from ..backbones.registry import get_backbone_spec

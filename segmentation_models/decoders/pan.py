@@ -1,4 +1,5 @@
 """PAN, Pyramid Attention Network (Li et al. 2018): FPA on the deepest map, GAU blocks up to stride 4."""
+
 from __future__ import annotations
 
 from ..backbones.registry import get_backbone_spec
@@ -40,12 +41,22 @@ def PAN(
     check_output_stride(spec, encoder_output_stride, allowed=(16, 32))
     check_positive_int("decoder_channels", decoder_channels)
     if upsampling != 4:
-        raise ValueError(f"upsampling must be 4 for PAN (its decoder ends at stride 4, the mask must match the "
-                         f"input size), got {upsampling!r}")
+        raise ValueError(
+            f"upsampling must be 4 for PAN (its decoder ends at stride 4, the mask must match the "
+            f"input size), got {upsampling!r}"
+        )
     aux_params = check_aux_params(aux_params)
     require_strides(spec, (4, 8, 16, 32), "PAN")
-    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights,
-                    output_stride=encoder_output_stride, feature_layout="smp", **kwargs)
+    encoder = start(
+        backbone_name,
+        input_shape,
+        classes,
+        activation,
+        encoder_weights,
+        output_stride=encoder_output_stride,
+        feature_layout="smp",
+        **kwargs,
+    )
 
     deepest = encoder.feature(32)
     x = feature_pyramid_attention(deepest, decoder_channels, name="decoder_fpa")

@@ -1,4 +1,5 @@
 """PSPNet (Zhao et al. 2017) with the exact segmentation_models 1.0.1 signature and layer names, any input size."""
+
 from __future__ import annotations
 
 from keras import layers
@@ -79,15 +80,28 @@ def PSPNet(
     check_positive_int("psp_conv_filters", psp_conv_filters)
     check_dropout("psp_dropout", psp_dropout)
     _check_min_size(backbone_name, input_shape, kwargs.get("input_tensor"), downsample_factor)
-    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights,
-                    size_multiple=max(PYRAMID_BINS) * downsample_factor, **kwargs)
+    encoder = start(
+        backbone_name,
+        input_shape,
+        classes,
+        activation,
+        encoder_weights,
+        size_multiple=max(PYRAMID_BINS) * downsample_factor,
+        **kwargs,
+    )
     skips = list(encoder.spec.default_skips)
     index = _SKIP_INDEX[downsample_factor]
     x = encoder.layer_output(skips[index]) if index < len(skips) else encoder.feature(downsample_factor)
 
     branches = [
-        pyramid_pooling_branch(x, bins, psp_conv_filters, name=f"psp_level{bins}", pooling=psp_pooling_type,
-                               use_batchnorm=psp_use_batchnorm)
+        pyramid_pooling_branch(
+            x,
+            bins,
+            psp_conv_filters,
+            name=f"psp_level{bins}",
+            pooling=psp_pooling_type,
+            use_batchnorm=psp_use_batchnorm,
+        )
         for bins in PYRAMID_BINS
     ]
     x = layers.Concatenate(axis=-1, name="psp_concat")([x, *branches])

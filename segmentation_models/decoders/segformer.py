@@ -7,6 +7,7 @@ average-pooled, which equals bilinear downsampling by 2), concatenated deepest f
 1x1 convolution + batch norm + ReLU, classified by a 1x1 convolution and upsampled x4 (bilinear) to
 the input size. Works with any backbone: MiT (strides 4-32) as in the paper, or CNNs (strides 2-32).
 """
+
 from __future__ import annotations
 
 from keras import layers
@@ -20,8 +21,11 @@ DECODER_STRIDES = (32, 16, 8, 4, 2)  # deepest first, as SMP concatenates them
 
 
 def _check_channels(decoder_segmentation_channels) -> int:
-    if isinstance(decoder_segmentation_channels, bool) or not isinstance(decoder_segmentation_channels, int) \
-            or decoder_segmentation_channels < 1:
+    if (
+        isinstance(decoder_segmentation_channels, bool)
+        or not isinstance(decoder_segmentation_channels, int)
+        or decoder_segmentation_channels < 1
+    ):
         raise ValueError(
             "decoder_segmentation_channels must be a positive integer (the width of the all-MLP decoder, "
             f"256 in SegFormer/SMP), got {decoder_segmentation_channels!r}"

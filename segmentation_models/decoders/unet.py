@@ -1,4 +1,5 @@
 """Unet (Ronneberger et al. 2015) with the exact segmentation_models 1.0.1 signature and layer names."""
+
 from __future__ import annotations
 
 from keras import layers
@@ -16,8 +17,14 @@ def _upsampling_block(x, skip, filters, stage, use_batchnorm, attention_type=Non
 
 
 def _transpose_block(x, skip, filters, stage, use_batchnorm, attention_type=None):
-    x = layers.Conv2DTranspose(filters, (4, 4), strides=(2, 2), padding="same", use_bias=not use_batchnorm,
-                               name=f"decoder_stage{stage}a_transpose")(x)
+    x = layers.Conv2DTranspose(
+        filters,
+        (4, 4),
+        strides=(2, 2),
+        padding="same",
+        use_bias=not use_batchnorm,
+        name=f"decoder_stage{stage}a_transpose",
+    )(x)
     if use_batchnorm:
         x = layers.BatchNormalization(axis=-1, name=f"decoder_stage{stage}a_bn")(x)
     x = layers.Activation("relu", name=f"decoder_stage{stage}a_relu")(x)
@@ -95,8 +102,9 @@ def Unet(
             decoder_filters = check_decoder_channels(decoder_filters, encoder_depth, (256, 128, 64, 32, 16))
         except ValueError as err:
             raise ValueError(str(err).replace("decoder_channels", "decoder_filters")) from None
-    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights,
-                    feature_layout=feature_layout, **kwargs)
+    encoder = start(
+        backbone_name, input_shape, classes, activation, encoder_weights, feature_layout=feature_layout, **kwargs
+    )
     skips = encoder.skips(encoder_features, n=4)
     block = _upsampling_block if decoder_block_type == "upsampling" else _transpose_block
 
@@ -104,7 +112,7 @@ def Unet(
     if encoder_depth < 5:  # start deeper in the encoder: its stride-2**depth map; only the shallower skips
         x = encoder.feature(2**encoder_depth)
         if encoder_features == "default":
-            skips = skips[5 - encoder_depth:]
+            skips = skips[5 - encoder_depth :]
     elif isinstance(encoder.model.layers[-1], layers.MaxPooling2D):  # VGG: add a centre block (as 1.0.1)
         x = conv_bn_act(x, 512, 3, name="center_block1", use_batchnorm=decoder_use_batchnorm)
         x = conv_bn_act(x, 512, 3, name="center_block2", use_batchnorm=decoder_use_batchnorm)

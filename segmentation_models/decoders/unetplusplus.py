@@ -1,4 +1,5 @@
 """Unet++ (Zhou et al. 2018): Unet with a nested grid of dense skip connections (segmentation_models_pytorch design)."""
+
 from __future__ import annotations
 
 from ..backbones.registry import get_backbone_spec

@@ -1,6 +1,7 @@
 """UPerNet (Xiao et al. 2018) as segmentation_models_pytorch 0.6 builds it: the encoder maps at strides 4 ..
 2**encoder_depth layer-normalised, pyramid pooling on the deepest, a top-down FPN with a 3x3 conv per level, all
 levels fused at stride 4."""
+
 from __future__ import annotations
 
 from keras import layers
@@ -55,8 +56,10 @@ def UPerNet(
     check_encoder_depth(spec, encoder_depth)
     check_positive_int("decoder_channels", decoder_channels)
     if upsampling != 4:
-        raise ValueError(f"upsampling must be 4 for UPerNet (its decoder ends at stride 4, the mask must match "
-                         f"the input size), got {upsampling!r}")
+        raise ValueError(
+            f"upsampling must be 4 for UPerNet (its decoder ends at stride 4, the mask must match "
+            f"the input size), got {upsampling!r}"
+        )
     aux_params = check_aux_params(aux_params)
     require_strides(spec, (4,), "UPerNet")
     encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, feature_layout="smp", **kwargs)

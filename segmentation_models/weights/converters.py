@@ -5,6 +5,7 @@ A converter maps the tensors of a reference checkpoint (PyTorch names and layout
 and used by `segmentation_models.backbones.factory.load_encoder_weights` whenever the weights file
 is in the ``safetensors`` format. Checkpoints are never read with pickle.
 """
+
 from __future__ import annotations
 
 import os

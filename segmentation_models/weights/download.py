@@ -10,6 +10,7 @@ Every file is checked against its recorded hash before use. A download goes to a
 the cache folder and is renamed into place only once complete and verified, so a partial or corrupt
 download is never used and never left behind.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,7 +64,7 @@ def _local_path(url: str) -> Path | None:
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "file":
         return Path(urllib.request.url2pathname(parsed.path))
-    if parsed.scheme in ("", ) or (len(parsed.scheme) == 1 and os.name == "nt"):
+    if parsed.scheme in ("",) or (len(parsed.scheme) == 1 and os.name == "nt"):
         return Path(url).expanduser()
     return None
 

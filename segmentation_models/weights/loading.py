@@ -1,4 +1,5 @@
 """Loading weights into models by layer name, with checks that name what does not fit."""
+
 from __future__ import annotations
 
 import os
@@ -125,7 +126,8 @@ def assign_weights_by_name(
         assignments.append((layer, arrays))
     if problems:
         raise WeightsMismatchError(
-            f"The {source} does not fit this model ({model.name}):\n  - " + "\n  - ".join(problems)
+            f"The {source} does not fit this model ({model.name}):\n  - "
+            + "\n  - ".join(problems)
             + "\nIs it a file for another backbone or another input channel count?"
         )
     for layer, arrays in assignments:
@@ -171,8 +173,14 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
 # Keras' auto-generated names ('conv2d_17'), which depend on the session that wrote them. Keras 2
 # loaded such files by position; `assign_weights` does the same when matching by name fails.
 _AUTO_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z][a-z0-9]*)*(_\d+)?$")
-_KERAS_CLASS_NAMES = ("conv2d", "batch_normalization", "dense", "depthwise_conv2d", "separable_conv2d",
-                      "conv2d_transpose")
+_KERAS_CLASS_NAMES = (
+    "conv2d",
+    "batch_normalization",
+    "dense",
+    "depthwise_conv2d",
+    "separable_conv2d",
+    "conv2d_transpose",
+)
 
 
 def is_auto_generated_name(name: str) -> bool:
@@ -192,7 +200,10 @@ def _weighted_layers_in_order(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def assign_weights_by_order(
-    model: keras.Model, weights: Mapping[str, Sequence[np.ndarray]], *, source: str = "weights file",
+    model: keras.Model,
+    weights: Mapping[str, Sequence[np.ndarray]],
+    *,
+    source: str = "weights file",
     adapt: Adapter | None = None,
 ) -> list[str]:
     """Set the weights of ``model``'s weighted layers from ``weights`` taken in file order (Keras 2 semantics).
@@ -242,8 +253,13 @@ def assign_weights_by_order(
     return [layer.name for layer, _ in assignments]
 
 
-def assign_weights(model: keras.Model, weights: Mapping[str, Sequence[np.ndarray]], *, source: str = "weights file",
-                   adapt: Adapter | None = None) -> list[str]:
+def assign_weights(
+    model: keras.Model,
+    weights: Mapping[str, Sequence[np.ndarray]],
+    *,
+    source: str = "weights file",
+    adapt: Adapter | None = None,
+) -> list[str]:
     """Match ``weights`` to ``model`` by layer name; when that fails and the file has Keras auto-generated
     layer names (``conv2d_17``), match by position as Keras 2 did. Errors name what does not fit."""
     if any("/" in n for n in weights):  # keras-applications DenseNet files: 'conv1/conv' is 'conv1_conv' in Keras 3
@@ -260,6 +276,7 @@ def assign_weights(model: keras.Model, weights: Mapping[str, Sequence[np.ndarray
             raise WeightsMismatchError(
                 f"{by_name}\nMatching by position (Keras 2 style) failed too: {by_order}"
             ) from None
+
 
 # ---- layers that 1.0.1 left unnamed ----------------------------------------------------------------------
 _AUTO_NAME_KIND = re.compile(r"^(?P<kind>[a-z0-9_]+?)(_\d+)?$")
@@ -292,7 +309,6 @@ def match_auto_named_layers(model: keras.Model, weights: dict[str, list[np.ndarr
             renamed[layer.name] = renamed.pop(same_kind[0])
             unexpected.remove(same_kind[0])
     return renamed
-
 
 
 # ---- keras.applications files: layers matched by position -----------------------------------
@@ -340,7 +356,7 @@ def align_weights_by_order(
     position = 0
     for leaf in leaves:
         variables = _legacy_order_weights(leaf)
-        chunk = stream[position:position + len(variables)]
+        chunk = stream[position : position + len(variables)]
         position += len(variables)
         # back to the layer's own weight order (what set_weights expects)
         by_id = {id(v): a for v, a in zip(variables, chunk)}

@@ -5,6 +5,7 @@ Every file is the original public one with its published hash. Users add their o
 
     [{"backbone": "resnet34", "name": "imagenet", "url": "/data/r34.h5", "hash": "<md5 or sha256>"}]
 """
+
 from __future__ import annotations
 
 import json
@@ -90,8 +91,13 @@ def _load_env_registry() -> None:
     for item in items:
         try:
             register_weights(
-                item["backbone"], item.get("name", "imagenet"), item["url"], item.get("hash"),
-                item.get("filename"), item.get("format", "keras-h5"), source=f"{REGISTRY_ENV}:{path}",
+                item["backbone"],
+                item.get("name", "imagenet"),
+                item["url"],
+                item.get("hash"),
+                item.get("filename"),
+                item.get("format", "keras-h5"),
+                source=f"{REGISTRY_ENV}:{path}",
             )
         except KeyError as err:
             raise ValueError(
@@ -135,26 +141,47 @@ for _bb, _md5 in {
 }.items():
     register_weights(_bb, "imagenet", _IC + f"{_bb}_imagenet_1000_no_top.h5", _md5, source="image-classifiers 1.0.0")
 register_weights(
-    "resnet152", "imagenet11k", _IC + "resnet152_imagenet11k_11221_no_top.h5",
-    "25ab66dec217cb774a27d0f3659cafb3", source="image-classifiers 1.0.0",
+    "resnet152",
+    "imagenet11k",
+    _IC + "resnet152_imagenet11k_11221_no_top.h5",
+    "25ab66dec217cb774a27d0f3659cafb3",
+    source="image-classifiers 1.0.0",
 )
 
 _KA = "https://storage.googleapis.com/tensorflow/keras-applications/"
-register_weights("vgg16", "imagenet", _KA + "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                 "6d6bbae143d832006294945121d1f1fc", source="keras-applications")
-register_weights("vgg19", "imagenet", _KA + "vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                 "253f8cb515780f3b799900260a226db6", source="keras-applications")
+register_weights(
+    "vgg16",
+    "imagenet",
+    _KA + "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "6d6bbae143d832006294945121d1f1fc",
+    source="keras-applications",
+)
+register_weights(
+    "vgg19",
+    "imagenet",
+    _KA + "vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "253f8cb515780f3b799900260a226db6",
+    source="keras-applications",
+)
 
 # --- the rest of the segmentation_models 1.0.1 backbone set (branch bb101) ----------------------
 # MobileNets: the URLs keras-applications 1.0.8 used; it recorded no hash, these md5s are the
 # ones published with mirrors of the same files.
-register_weights("mobilenet", "imagenet",
-                 "https://github.com/fchollet/deep-learning-models/releases/download/v0.6/mobilenet_1_0_224_tf_no_top.h5",
-                 "725ccbd03d61d7ced5b5c4cd17e7d527", source="keras-applications 1.0.8")
-register_weights("mobilenetv2", "imagenet",
-                 "https://github.com/JonathanCMitchell/mobilenet_v2_keras/releases/download/v1.1/"
-                 "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-                 "f1a68526548f7541cda07e19ba6c85f4", source="keras-applications 1.0.8")
+register_weights(
+    "mobilenet",
+    "imagenet",
+    "https://github.com/fchollet/deep-learning-models/releases/download/v0.6/mobilenet_1_0_224_tf_no_top.h5",
+    "725ccbd03d61d7ced5b5c4cd17e7d527",
+    source="keras-applications 1.0.8",
+)
+register_weights(
+    "mobilenetv2",
+    "imagenet",
+    "https://github.com/JonathanCMitchell/mobilenet_v2_keras/releases/download/v1.1/"
+    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+    "f1a68526548f7541cda07e19ba6c85f4",
+    source="keras-applications 1.0.8",
+)
 
 _EFF = "https://github.com/Callidior/keras-applications/releases/download/efficientnet/"
 for _bb, _sha256 in {  # efficientnet 1.0.0 WEIGHTS_HASHES (no-top, autoaugment)
@@ -167,9 +194,13 @@ for _bb, _sha256 in {  # efficientnet 1.0.0 WEIGHTS_HASHES (no-top, autoaugment)
     "b6": "1d0923bb038f2f8060faaf0a0449db4b96549a881747b7c7678724ac79f427ed",
     "b7": "60b56ff3a8daccc8d96edfd40b204c113e51748da657afd58034d54d3cec2bac",
 }.items():
-    register_weights(f"efficientnet{_bb}", "imagenet",
-                     _EFF + f"efficientnet-{_bb}_weights_tf_dim_ordering_tf_kernels_autoaugment_notop.h5",
-                     _sha256, source="efficientnet 1.0.0")
+    register_weights(
+        f"efficientnet{_bb}",
+        "imagenet",
+        _EFF + f"efficientnet-{_bb}_weights_tf_dim_ordering_tf_kernels_autoaugment_notop.h5",
+        _sha256,
+        source="efficientnet 1.0.0",
+    )
 
 # --- MiT (SegFormer) encoders: NVIDIA's ImageNet-1k checkpoints, safetensors, converted on load ----
 # Hugging Face tensor names (SegformerForImageClassification); the classifier is dropped on load.
@@ -190,8 +221,13 @@ for _bb, (_commit, _sha256) in {
     ),
 }.items():
     register_weights(
-        _bb, "imagenet", _HF.format(repo=_bb.replace("_", "-"), commit=_commit), _sha256,
-        filename=f"{_bb}_imagenet_nvidia.safetensors", format="safetensors", source="nvidia (Hugging Face hub)",
+        _bb,
+        "imagenet",
+        _HF.format(repo=_bb.replace("_", "-"), commit=_commit),
+        _sha256,
+        filename=f"{_bb}_imagenet_nvidia.safetensors",
+        format="safetensors",
+        source="nvidia (Hugging Face hub)",
     )
 for _bb, _md5 in {  # image-classifiers 1.0.0 WEIGHTS_COLLECTION (ImageNet, no top)
     "seresnet18": "a46e5cd4114ac946ecdc58741e8d92ea",
@@ -213,17 +249,30 @@ for _bb, _md5 in {  # keras-applications 1.0.8 densenet.py (no top)
     "densenet169": "b8c4d4c20dd625c148057b9ff1c1176b",
     "densenet201": "c13680b51ded0fb44dff2d8f86ac8bb1",
 }.items():
-    register_weights(_bb, "imagenet", _DN + f"{_bb}_weights_tf_dim_ordering_tf_kernels_notop.h5", _md5,
-                     source="keras-applications 1.0.8")
+    register_weights(
+        _bb,
+        "imagenet",
+        _DN + f"{_bb}_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        _md5,
+        source="keras-applications 1.0.8",
+    )
 
-register_weights("inceptionv3", "imagenet",  # keras-applications 1.0.8 / segmentation_models 1.0.1
-                 "https://github.com/fchollet/deep-learning-models/releases/download/v0.5/"
-                 "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                 "bcbd6486424b2319ff4ef7d526e38f63", source="keras-applications 1.0.8")
-register_weights("inceptionresnetv2", "imagenet",
-                 "https://github.com/fchollet/deep-learning-models/releases/download/v0.7/"
-                 "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                 "d19885ff4a710c122648d3b5c3b684e4", source="keras-applications 1.0.8")
+register_weights(
+    "inceptionv3",
+    "imagenet",  # keras-applications 1.0.8 / segmentation_models 1.0.1
+    "https://github.com/fchollet/deep-learning-models/releases/download/v0.5/"
+    "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "bcbd6486424b2319ff4ef7d526e38f63",
+    source="keras-applications 1.0.8",
+)
+register_weights(
+    "inceptionresnetv2",
+    "imagenet",
+    "https://github.com/fchollet/deep-learning-models/releases/download/v0.7/"
+    "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "d19885ff4a710c122648d3b5c3b684e4",
+    source="keras-applications 1.0.8",
+)
 # --- keras.applications ImageNet files of the modern families (URLs and hashes from Keras 3's
 # keras/src/applications/*.py; loaded by position, see BackboneSpec.weights_layout) -------------
 _KA_SOURCE = "keras.applications (Keras 3)"
