@@ -218,11 +218,12 @@ def run_smp(args: argparse.Namespace, out: Path) -> dict:
     import torch
 
     from benchmarks.smp_env import import_smp
-    from segmentation_models import data
-    from segmentation_models.cli import build_parser, common
-    from segmentation_models.cli.data_args import open_train_val
-    from segmentation_models.cli.train import config_from_args, input_statistics, learning_rate_schedule
+    from segmentation_models import data, evaluation, runs
+    from segmentation_models.cli import build_parser
+    from segmentation_models.cli.train import config_from_args
+    from segmentation_models.data.sources import open_train_val
     from segmentation_models.preprocessing import get_preprocessing
+    from segmentation_models.training import input_statistics, learning_rate_schedule
 
     if args.backbone not in SMP_ENCODERS:
         raise ValueError(
@@ -286,8 +287,8 @@ def run_smp(args: argparse.Namespace, out: Path) -> dict:
         matrix = np.zeros((classes, classes), "int64")
         for x, y, w in prefetched(val_loader, tcfg["workers"]):
             prediction = segmenter(x).argmax(-1)
-            matrix += common.confusion_matrix(target_indices(y, w), prediction, classes)
-        val_miou = common.scores_from_confusion(matrix, train_set.class_names)["mean_iou"]
+            matrix += evaluation.confusion_matrix(target_indices(y, w), prediction, classes)
+        val_miou = evaluation.scores_from_confusion(matrix, train_set.class_names)["mean_iou"]
         if val_miou is not None and (best is None or val_miou > best):
             best, best_state, best_epoch = val_miou, copy.deepcopy(model.state_dict()), epoch + 1
         history.append(
@@ -299,7 +300,7 @@ def run_smp(args: argparse.Namespace, out: Path) -> dict:
                 "seconds": round(time.perf_counter() - epoch_started, 2),
             }
         )
-        common.write_json(out / "history.json", history)
+        runs.write_json(out / "history.json", history)
         shown = "-" if val_miou is None else f"{val_miou:.4f}"
         print(
             f"smp epoch {epoch + 1}/{tcfg['epochs']}: loss {history[-1]['loss']:.4f} val mIoU {shown} "
@@ -314,7 +315,7 @@ def run_smp(args: argparse.Namespace, out: Path) -> dict:
 
     results = _test_scores(segmenter, args, config, preprocessing)
     (out / "eval-test").mkdir(exist_ok=True)
-    common.write_json(out / "eval-test" / "results.json", results)
+    runs.write_json(out / "eval-test" / "results.json", results)
     summary = {
         "epochs": len(history),
         "best_epoch": best_epoch,
@@ -327,7 +328,7 @@ def run_smp(args: argparse.Namespace, out: Path) -> dict:
         "params": int(sum(p.numel() for p in model.parameters())),
         "config": config,
     }
-    common.write_json(out / "summary.json", summary)
+    runs.write_json(out / "summary.json", summary)
     return summary
 
 
@@ -343,8 +344,7 @@ def _test_scores(segmenter, args, config: dict, preprocessing) -> dict:
     """Test-set scores as `segmentation-models evaluate` computes them (same functions, same batches of 4)."""
     import numpy as np
 
-    from segmentation_models import data
-    from segmentation_models.cli import common
+    from segmentation_models import data, evaluation, inference
 
     test_set = data.from_camvid(config["data"]["data"], "test")
     if args.eval_limit:
@@ -354,10 +354,11 @@ def _test_scores(segmenter, args, config: dict, preprocessing) -> dict:
     started = time.perf_counter()
     for first in range(0, len(test_set), 4):
         pairs = [test_set.load(i) for i in range(first, min(first + 4, len(test_set)))]
-        probs = common.predict_probabilities(segmenter, [p[0] for p in pairs], preprocessing, config["train"]["scale"])
+        images = [p[0] for p in pairs]
+        probs = inference.predict_probabilities(segmenter, images, preprocessing, config["train"]["scale"])
         for (_, truth), prob in zip(pairs, probs):
-            matrix += common.confusion_matrix(truth, prob.argmax(-1), classes)
-    scores = common.scores_from_confusion(matrix, test_set.class_names)
+            matrix += evaluation.confusion_matrix(truth, prob.argmax(-1), classes)
+    scores = evaluation.scores_from_confusion(matrix, test_set.class_names)
     return {
         "data": test_set.name,
         "images": len(test_set),

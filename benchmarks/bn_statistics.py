@@ -36,7 +36,7 @@ def val_miou(model, val_set, config: dict, training: bool = False) -> float:
     ``training=True`` normalises with each batch's statistics."""
     import numpy as np
 
-    from segmentation_models.cli import common
+    from segmentation_models import evaluation, inference
     from segmentation_models.preprocessing import get_preprocessing
 
     preprocessing = get_preprocessing(config["model"]["backbone"])
@@ -45,19 +45,18 @@ def val_miou(model, val_set, config: dict, training: bool = False) -> float:
     matrix = np.zeros((val_set.num_classes,) * 2, "int64")
     for first in range(0, len(val_set), batch):
         pairs = [val_set.load(i) for i in range(first, min(first + batch, len(val_set)))]
-        probs = common.predict_probabilities(call, [p[0] for p in pairs], preprocessing, config["train"]["scale"])
+        probs = inference.predict_probabilities(call, [p[0] for p in pairs], preprocessing, config["train"]["scale"])
         for (_, truth), prob in zip(pairs, probs):
-            matrix += common.confusion_matrix(truth, prob.argmax(-1), val_set.num_classes)
-    return common.scores_from_confusion(matrix, val_set.class_names)["mean_iou"]
+            matrix += evaluation.confusion_matrix(truth, prob.argmax(-1), val_set.num_classes)
+    return evaluation.scores_from_confusion(matrix, val_set.class_names)["mean_iou"]
 
 
 def measure_run(run: Path, batches: list[int]) -> dict:
     import keras
 
-    from segmentation_models import data
+    from segmentation_models import data, runs
     from segmentation_models.batchnorm import recalibrate_batchnorm
-    from segmentation_models.cli import common
-    from segmentation_models.cli.data_args import open_train_val
+    from segmentation_models.data.sources import open_train_val
     from segmentation_models.preprocessing import get_preprocessing
 
     config = json.loads((run / "config.json").read_text())
@@ -71,7 +70,7 @@ def measure_run(run: Path, batches: list[int]) -> dict:
         seed=tcfg["seed"],
         workers=1,
     )
-    model = common.load_model(run / "best.keras")
+    model = runs.load_model(run / "best.keras")
     saved = [keras.ops.convert_to_numpy(w) for w in model.weights]
     momenta = sorted({layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)})
     result = {
@@ -118,13 +117,14 @@ def train_demo(output: Path, momentum: float, epochs: int) -> Path:
     """The demo's data and training configuration, Keras' moving averages only, BatchNormalization ``momentum``."""
     import keras
 
-    from segmentation_models.cli import demo as demo_cli, train as train_cli
+    from segmentation_models.cli import demo as demo_cli
+    from segmentation_models.training import loop as training_loop, train
 
     data_dir = demo_cli.write_shapes_dataset(output / "data", 192, 64, seed=0)
     config = json.loads(json.dumps(demo_cli.demo_config(data_dir, "resnet18", epochs)))
     config["train"]["bn_batches"] = 0
     config["train"]["overlays"] = 0
-    build = train_cli.build_model
+    build = training_loop.build_model  # what train() builds the model with
 
     def build_with_momentum(model_cfg, num_classes):
         model = build(model_cfg, num_classes)
@@ -133,12 +133,12 @@ def train_demo(output: Path, momentum: float, epochs: int) -> Path:
                 layer.momentum = momentum
         return model
 
-    train_cli.build_model = build_with_momentum
+    training_loop.build_model = build_with_momentum
     try:
         run = output / f"demo-momentum-{momentum:g}"
-        train_cli.train(config, run, overwrite=True, verbose=0)
+        train(config, run, overwrite=True, verbose=0)
     finally:
-        train_cli.build_model = build
+        training_loop.build_model = build
     return run
 
 

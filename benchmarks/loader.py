@@ -163,7 +163,7 @@ def cli_defaults() -> dict:
 
 
 def make_loader(dataset, args):
-    """The training loader exactly as `segmentation_models.cli.train.train` builds it."""
+    """The training loader exactly as `segmentation_models.training.train` builds it."""
     from segmentation_models import data
     from segmentation_models.preprocessing import get_preprocessing
 
@@ -287,7 +287,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     import keras
 
-    from segmentation_models.cli import train as cli_train
+    from segmentation_models import training
 
     defaults = cli_defaults()
     if args.workers is None:
@@ -380,14 +380,14 @@ def main(argv=None) -> int:
             def __getitem__(self, i):
                 return fixed[i % len(fixed)]
 
-        model = cli_train.build_model(
+        model = training.build_model(
             {"arch": args.arch, "backbone": args.backbone, "encoder_weights": None}, dataset.num_classes
         )
         tcfg = {"epochs": 1, "lr": 1e-3, "schedule": "cosine", "optimizer": "adam", "weight_decay": None}
         model.compile(
-            cli_train.make_optimizer(tcfg, 1000),
-            loss=cli_train.get_loss("categorical_crossentropy"),
-            metrics=cli_train.get_metrics(["mean_iou", "accuracy"], dataset.num_classes),
+            training.make_optimizer(tcfg, 1000),
+            loss=training.get_loss("categorical_crossentropy"),
+            metrics=training.get_metrics(["mean_iou", "accuracy"], dataset.num_classes),
         )
         t0 = time.perf_counter()
         model.fit(InMemoryBatches(), epochs=1, steps_per_epoch=2, shuffle=False, verbose=0)  # trace/compile

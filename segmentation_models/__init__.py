@@ -50,7 +50,7 @@ _compat._init_from_env()
 # importing changes nothing in Keras or the process (see segmentation_models/accel).
 from . import accel  # noqa: E402
 
-_LAZY_SUBMODULES = ("data", "cli", "export")
+_LAZY_SUBMODULES = ("data", "cli", "export", "training", "evaluation", "runs", "plots")
 
 
 def __getattr__(name: str):
@@ -62,6 +62,10 @@ def __getattr__(name: str):
         from .export import export_model
 
         return export_model
+    if name == "train":  # sm.train(config, run_folder): segmentation_models.training.train
+        from .training import train
+
+        return train
     if name in _compat.MOVED:
         raise AttributeError(
             f"segmentation_models has no attribute {name!r} (1.0.1 exposed the Keras submodules; Keras 3 does "

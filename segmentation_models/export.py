@@ -105,7 +105,7 @@ def export_model(
         model_file = Path(model)
         if not model_file.is_file():
             raise ExportError(f"{model_file} does not exist (give a keras.Model or a .keras file)")
-        from .cli.common import load_model
+        from .runs import load_model
 
         model = load_model(model_file)
     shape = _signature_shape(model, input_size, batch_size)
@@ -141,7 +141,7 @@ def export_model(
             _finish_onnx(work, output_name, meta)
         else:
             (work / "segmentation_models.json").write_text(json.dumps(meta, indent=2) + "\n")
-            from .cli.common import EXPORT_MARKER
+            from .runs import EXPORT_MARKER
 
             (work / EXPORT_MARKER).write_text("made by segmentation_models export; a new export may replace it\n")
         result = ExportResult(
@@ -172,7 +172,7 @@ def _remove(path: Path) -> None:
 def _made_here(path: Path) -> bool:
     """True for an export of this package: a SavedModel folder with its marker (or, from before markers, with
     segmentation_models.json beside saved_model.pb), or an ONNX file whose producer is this package."""
-    from .cli.common import EXPORT_MARKER
+    from .runs import EXPORT_MARKER
 
     if path.is_dir():
         return (path / EXPORT_MARKER).is_file() or (
@@ -376,7 +376,7 @@ def _export_in_tensorflow(model_file: Path, out: Path, format: str, shape: tuple
 
 def _main(spec: dict) -> None:
     """Entry point of the TensorFlow subprocess."""
-    from .cli.common import load_model
+    from .runs import load_model
 
     _keras_export(
         load_model(Path(spec["model"])), Path(spec["out"]), spec["format"], tuple(spec["shape"]), spec["opset"]

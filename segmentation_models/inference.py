@@ -12,7 +12,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["BYTES_PER_PIXEL", "MEMORY_BUDGET", "max_whole_pixels", "tile_starts", "blend_weights", "predict_tiled"]
+__all__ = [
+    "BYTES_PER_PIXEL",
+    "MEMORY_BUDGET",
+    "max_whole_pixels",
+    "tile_starts",
+    "blend_weights",
+    "predict_tiled",
+    "predict_probabilities",
+]
 
 BYTES_PER_PIXEL = 2400  # peak forward-pass memory per input pixel (Unet-resnet34, float32; heavier models more)
 MEMORY_BUDGET = 4 * 2**30  # at most this much for one forward pass, and at most half the available memory
@@ -98,3 +106,53 @@ def predict_tiled(
             total[y : y + th, x0 : x0 + tw] += p * weights
             norm[y : y + th, x0 : x0 + tw] += weights
     return (total / norm)[:h, :w]
+
+
+def predict_probabilities(
+    model, images: list[np.ndarray], preprocessing: Callable | None, scale: float = 1.0, max_pixels: int | None = None
+) -> list[np.ndarray]:
+    """Class probabilities (H, W, C) at each image's own size: rescale, pad to a multiple of 32, predict, crop,
+    resize back (bilinear). A batch above ``max_pixels`` (default: what fits in memory, see
+    `segmentation_models.inference`) goes image by image, and an image above it by overlapping tiles."""
+    import cv2
+
+    from .data import rescale
+
+    limit = max_whole_pixels() if max_pixels is None else max_pixels
+    scaled = [rescale(im, None, scale)[0] for im in images]
+    padded = [(-(-s.shape[0] // 32) * 32) * (-(-s.shape[1] // 32) * 32) for s in scaled]
+    if len(scaled) * max(padded) <= limit:
+        probs = _forward(model, scaled, preprocessing)
+    else:
+        probs = []
+        for s, pixels in zip(scaled, padded):
+            if pixels <= limit:
+                probs += _forward(model, [s], preprocessing)
+                continue
+            tile = max(64, min(1024, int(limit**0.5) // 32 * 32))
+            print(
+                f"note: a {s.shape[1]}x{s.shape[0]} image needs more memory than one forward pass may take "
+                f"(about {limit / 1e6:.1f} megapixels): predicting it by overlapping {tile}x{tile} tiles"
+            )
+            probs.append(predict_tiled(model, s, tile, tile // 8, preprocessing=preprocessing))
+    out = []
+    for im, p in zip(images, probs):
+        if p.shape[:2] != im.shape[:2]:
+            p = cv2.resize(p, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
+            if p.ndim == 2:
+                p = p[..., None]
+        out.append(p)
+    return out
+
+
+def _forward(model, images: list[np.ndarray], preprocessing: Callable | None) -> list[np.ndarray]:
+    """One padded batch through the model; probabilities cropped back to each image's size."""
+    import keras
+
+    from .data import pad_to_multiple
+
+    x = pad_to_multiple(images, 0).astype("float32")
+    if preprocessing is not None:
+        x = np.asarray(preprocessing(x), dtype="float32")
+    probs = keras.ops.convert_to_numpy(model(x, training=False)).astype("float32")
+    return [p[: im.shape[0], : im.shape[1]] for im, p in zip(images, probs)]

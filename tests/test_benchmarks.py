@@ -441,8 +441,8 @@ def test_smp_loss_equals_the_cli_training_loss():
     # equals the SMP side's torch loss, void and padding included.
     import torch
 
-    from segmentation_models.cli.train import get_loss
     from segmentation_models.data import IGNORE, one_hot_targets
+    from segmentation_models.training import get_loss
 
     rng = np.random.default_rng(0)
     classes = 5

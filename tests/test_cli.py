@@ -146,18 +146,20 @@ def test_evaluate_and_predict(trained_run, shapes, tmp_path, capsys):
 def _batch_statistics_miou(run: Path) -> float:
     """Validation mIoU of a run's best.keras with BatchNormalization on batch statistics (all val images in one
     batch): what the weights are worth, whatever the stored inference statistics."""
-    from segmentation_models.cli import common
-    from segmentation_models.cli.data_args import open_train_val
+    from segmentation_models.data.sources import open_train_val
+    from segmentation_models.evaluation import confusion_matrix, scores_from_confusion
+    from segmentation_models.inference import predict_probabilities
     from segmentation_models.preprocessing import get_preprocessing
+    from segmentation_models.runs import load_model
 
     config = json.loads((run / "config.json").read_text())
-    model = common.load_model(run / "best.keras")
+    model = load_model(run / "best.keras")
     _, val_set = open_train_val(config["data"], config["train"]["seed"], skip_bad=True)
     pairs = [val_set.load(i) for i in range(len(val_set))]
     in_training_mode = lambda x, training=False: model(x, training=True)  # noqa: E731
-    probs = common.predict_probabilities(in_training_mode, [p[0] for p in pairs], get_preprocessing("resnet18"))
-    matrix = sum(common.confusion_matrix(t, p.argmax(-1), val_set.num_classes) for (_, t), p in zip(pairs, probs))
-    return common.scores_from_confusion(matrix, val_set.class_names)["mean_iou"]
+    probs = predict_probabilities(in_training_mode, [p[0] for p in pairs], get_preprocessing("resnet18"))
+    matrix = sum(confusion_matrix(t, p.argmax(-1), val_set.num_classes) for (_, t), p in zip(pairs, probs))
+    return scores_from_confusion(matrix, val_set.class_names)["mean_iou"]
 
 
 @heavy
@@ -187,8 +189,9 @@ def test_export_a_run_folder_to_onnx_with_its_preprocessing(trained_run, shapes,
     onnx = pytest.importorskip("onnx")
     onnxruntime = pytest.importorskip("onnxruntime")
     pytest.importorskip("tf2onnx")
-    from segmentation_models.cli import common
+    from segmentation_models.inference import predict_probabilities
     from segmentation_models.preprocessing import get_preprocessing
+    from segmentation_models.runs import load_model
 
     out = tmp_path / "run.onnx"
     assert main(["export", str(trained_run), "--with-preprocessing", "--output", str(out)]) == 0
@@ -199,8 +202,8 @@ def test_export_a_run_folder_to_onnx_with_its_preprocessing(trained_run, shapes,
     assert meta["architecture"] == "unet" and meta["source"] == "best.keras"
 
     image = _png(shapes / "images" / "shape_0001.png")
-    model = common.load_model(trained_run / "best.keras")
-    expected = common.predict_probabilities(model, [image], get_preprocessing("resnet18"))[0]
+    model = load_model(trained_run / "best.keras")
+    expected = predict_probabilities(model, [image], get_preprocessing("resnet18"))[0]
     session = onnxruntime.InferenceSession(str(out))
     got = session.run(None, {"image": image[None].astype("float32")})[0][0]
     np.testing.assert_allclose(got, expected, atol=1e-4)
@@ -351,9 +354,9 @@ def test_camvid_short_run(tmp_path, capsys):
 def test_training_metrics_leave_ignored_pixels_out():
     # The loader gives weight 0 to void and padding (all-zero one-hot rows): the compiled mean IoU and accuracy
     # must not count them (as class 0), so that validation agrees with `evaluate`.
-    from segmentation_models.cli import common
-    from segmentation_models.cli.train import compile_for_training
     from segmentation_models.data import IGNORE, one_hot_targets
+    from segmentation_models.evaluation import confusion_matrix, scores_from_confusion
+    from segmentation_models.training import compile_for_training
 
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 3, (2, 8, 8)).astype("uint8")
@@ -373,7 +376,7 @@ def test_training_metrics_leave_ignored_pixels_out():
     }
     compile_for_training(model, config, 1, 3)
     scores = model.evaluate(np.eye(3, dtype="float32")[pred], y, sample_weight=w, verbose=0, return_dict=True)
-    expected = common.scores_from_confusion(common.confusion_matrix(truth, pred, 3), ["a", "b", "c"])
+    expected = scores_from_confusion(confusion_matrix(truth, pred, 3), ["a", "b", "c"])
     assert scores["mean_iou"] == pytest.approx(expected["mean_iou"], abs=1e-6)
     assert scores["accuracy"] == pytest.approx(expected["pixel_accuracy"], abs=1e-6)
 
@@ -390,7 +393,7 @@ def test_get_loss_leaves_ignored_pixels_out():
     """The loader's (one-hot with zero rows at void, pixel weights with 0 at void): the package's losses and
     Keras' per-pixel losses chosen by name both give the mean over the non-void pixels."""
     from segmentation_models import losses as sm_losses
-    from segmentation_models.cli.train import get_loss
+    from segmentation_models.training import get_loss
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, (2, 8, 8))

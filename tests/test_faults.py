@@ -20,9 +20,10 @@ import pytest
 from PIL import Image
 
 import segmentation_models as sm
-from segmentation_models.cli import common, main
+from segmentation_models import runs
+from segmentation_models.cli import main
 from segmentation_models.cli.demo import write_shapes_dataset
-from segmentation_models.cli.predict import output_stems
+from segmentation_models.prediction import output_stems
 
 from conftest import BACKEND, ON_TF, ROOT
 
@@ -154,7 +155,7 @@ def test_overwrite_never_removes_an_unmarked_folder_and_a_failed_start_does_not_
     # a run that failed before its first epoch (config.json only, marked) is started again by the same command
     failed = tmp_path / "failed"
     failed.mkdir()
-    common.write_marker(failed, common.RUN_MARKER, "train")
+    runs.write_marker(failed, runs.RUN_MARKER, "train")
     (failed / "config.json").write_text("{}")
     assert main(_train(shapes, failed, "--epochs", "1")) == 0
     assert "never completed an epoch" in capsys.readouterr().out
@@ -261,7 +262,7 @@ def test_corrupt_keras_files_are_named_corrupt(run, tmp_path, damage):
         start = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2
         path.write_bytes(data[:start] + bytes(b ^ 0xFF for b in data[start : start + 64]) + data[start + 64 :])
     with pytest.raises(ValueError, match="corrupt"):
-        common.load_model(path)
+        runs.load_model(path)
 
 
 # ---- 6. memory that cannot explode --------------------------------------------------------------

@@ -761,9 +761,12 @@ def get_stats(output, target, mode: str, ignore_index=None, threshold=None, num_
     return tuple(ops.cast(ops.round(x), "int32") for x in (tp, fp, fn, tn))
 
 
-def _score(metric: str, tp, fp, fn, tn, beta: float, zero_division: float):
+def _score(metric: str, tp, fp, fn, tn, beta: float, zero_division: float, where=ops.where):
+    """The score ``metric`` of counts: the one place of these formulas (tensors with ``ops.where``, NumPy arrays
+    with ``np.where``, see `score_from_counts`)."""
+
     def ratio(num, den):
-        return ops.where(den > 0, num / ops.where(den > 0, den, 1.0), zero_division)
+        return where(den > 0, num / where(den > 0, den, 1.0), zero_division)
 
     if metric == "iou":
         return ratio(tp, tp + fp + fn)
@@ -781,6 +784,16 @@ def _score(metric: str, tp, fp, fn, tn, beta: float, zero_division: float):
     if metric == "balanced_accuracy":
         return (ratio(tp, tp + fn) + ratio(tn, tn + fp)) / 2
     raise ValueError(f"metric must be one of {STAT_SCORES}; got {metric!r}")
+
+
+def score_from_counts(
+    tp, fp, fn, tn=0, metric: str = "iou", beta: float = 1.0, zero_division: float = float("nan")
+) -> np.ndarray:
+    """The score ``metric`` (one of ``STAT_SCORES``) of exact counts, e.g. per class from a whole data set's
+    confusion matrix, in NumPy float64 (no tensor, no rounding to float32): the formulas of
+    `score_from_stats`. A 0/0 score is ``zero_division`` (default NaN: undefined)."""
+    counts = (np.asarray(x, "float64") for x in (tp, fp, fn, tn))
+    return _score(metric, *counts, beta=beta, zero_division=zero_division, where=np.where)
 
 
 def score_from_stats(

@@ -1,4 +1,4 @@
-"""Command-line options that describe a data set, shared by train and evaluate."""
+"""Command-line options that describe a data set (the data section of a run config, `DataConfig`)."""
 
 from __future__ import annotations
 
@@ -50,46 +50,3 @@ def data_config(args: argparse.Namespace) -> dict:
         "ignore_index": args.ignore_index,
         "mask_suffix": args.mask_suffix,
     }
-
-
-def open_source(
-    path: str | None, cfg: dict, split: str, skip_bad: bool, images: str | None = None, masks: str | None = None
-):
-    """A data set from a CamVid folder (``split``), an images/ + masks/ folder, a CSV, or two folders."""
-    from .. import data
-
-    kw = dict(
-        classes=cfg.get("classes"),
-        mask_mode=cfg.get("mask_mode", "index"),
-        ignore_index=cfg.get("ignore_index"),
-        palette=cfg.get("palette"),
-    )
-    if images and masks:
-        return data.from_folders(images, masks, mask_suffix=cfg.get("mask_suffix", ""), skip_bad=skip_bad, **kw)
-    p = Path(path)
-    if p.is_file():
-        return data.from_pairs(p, **kw)
-    if data.is_camvid(p):
-        return data.from_camvid(p, split, skip_bad=skip_bad)
-    if (p / "images").is_dir() and (p / "masks").is_dir():
-        return data.from_folders(
-            p / "images", p / "masks", mask_suffix=cfg.get("mask_suffix", ""), skip_bad=skip_bad, name=p.name, **kw
-        )
-    if not p.exists():
-        raise data.DataError(f"data {p} does not exist")
-    raise data.DataError(
-        f"{p}: expected a CamVid layout (train/, trainannot/, ...), images/ + masks/ folders, "
-        "or a CSV file of image,mask pairs"
-    )
-
-
-def open_train_val(cfg: dict, seed: int, skip_bad: bool):
-    """(train, val) data sets of a run config."""
-    from .. import data
-
-    full = open_source(cfg["data"], cfg, "train", skip_bad, cfg.get("images"), cfg.get("masks"))
-    if cfg.get("val_data"):
-        return full, open_source(cfg["val_data"], cfg, "val", skip_bad)
-    if cfg.get("data") and data.is_camvid(cfg["data"]):
-        return full, data.from_camvid(cfg["data"], "val", skip_bad=skip_bad)
-    return full.split(cfg.get("val_fraction", 0.2), seed=seed)

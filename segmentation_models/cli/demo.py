@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import common
-from .train import BN_BATCHES
+from .. import runs
+from ..training.config import BN_BATCHES
 
-MARKER = common.DEMO_MARKER
+MARKER = runs.DEMO_MARKER
 SHAPE_CLASSES = ["background", "disc", "square"]
 
 
@@ -119,16 +119,16 @@ def demo_config(data_dir: Path, backbone: str, epochs: int) -> dict:
 def run(args: argparse.Namespace) -> int:
     import keras
 
-    from .evaluate import evaluate
-    from .predict import predict
-    from .train import train
+    from ..evaluation import evaluate
+    from ..prediction import predict
+    from ..training import train
 
     if args.size % 32:
         raise ValueError(f"--size must be a multiple of 32, got {args.size}")
     root = Path(args.output)
-    common.remove_marked_folder(root, MARKER, "choose another --output")
+    runs.remove_marked_folder(root, MARKER, "choose another --output")
     root.mkdir(parents=True)
-    common.write_marker(root, MARKER, "demo")
+    runs.write_marker(root, MARKER, "demo")
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()}")
     print(f"writing {args.samples} generated images and masks to {root / 'data'}")
     data_dir = write_shapes_dataset(root / "data", args.samples, args.size, seed=0)

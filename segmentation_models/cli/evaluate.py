@@ -7,16 +7,6 @@ Ignored pixels (void, e.g. CamVid's class 11) are left out of every count.
 from __future__ import annotations
 
 import argparse
-import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-
-import numpy as np
-
-from . import common
-from .data_args import open_source, open_train_val
-
-OUTPUTS = ("results.json", "per_class.csv", "confusion_matrix.png")
 
 
 def add_parser(sub) -> None:
@@ -44,6 +34,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..evaluation import evaluate
+
     evaluate(
         args.model,
         data=args.data,
@@ -59,109 +51,3 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     return 0
-
-
-def open_eval_set(
-    config: dict, data: str | None, images: str | None, masks: str | None, split: str | None, skip_bad: bool
-):
-    from .. import data as sm_data
-
-    dcfg = dict(config["data"])
-    names = config["classes"]["names"]
-    if dcfg.get("classes") is None and dcfg.get("mask_mode") != "binary":
-        dcfg["classes"] = names
-    if data or (images and masks):
-        ds = open_source(data, dcfg, split or "test", skip_bad, images, masks)
-    elif dcfg.get("data") and sm_data.is_camvid(dcfg["data"]) and (split or "test") != "val":
-        ds = sm_data.from_camvid(dcfg["data"], split or "test", skip_bad=skip_bad)
-    else:
-        if split not in (None, "val", "train"):
-            raise ValueError(f"--split {split!r}: this run's data has only its train and val split; give --data")
-        train_set, val_set = open_train_val(dcfg, config["train"]["seed"], skip_bad)
-        ds = train_set if split == "train" else val_set
-    if ds.class_names != names:
-        raise sm_data.DataError(f"the data's classes {ds.class_names} differ from the model's {names}")
-    return ds
-
-
-def evaluate(
-    model_path: str | Path,
-    data: str | None = None,
-    images: str | None = None,
-    masks: str | None = None,
-    split: str | None = None,
-    output: str | Path | None = None,
-    batch_size: int = 4,
-    limit: int | None = None,
-    workers: int = 2,
-    skip_bad: bool = False,
-    verbose: bool = True,
-    overwrite: bool = False,
-) -> dict:
-    """Evaluate a run (or .keras file with config.json beside it); returns the results dict."""
-    import keras
-
-    from ..preprocessing import get_preprocessing
-
-    config, model_file = common.load_run_config(model_path)
-    ds = open_eval_set(config, data, images, masks, split, skip_bad)
-    if limit:
-        ds = ds.subset(range(min(limit, len(ds))))
-    name = split or ("test" if "camvid" in ds.name and ds.name.endswith("test") else ds.name)
-    out = Path(output) if output else model_file.parent / f"eval-{name}"
-    model = common.load_run_model(model_file, config)
-    common.prepare_output_folder(out, common.EVALUATION_MARKER, [out / n for n in OUTPUTS], overwrite, "evaluate")
-    preprocessing = get_preprocessing(config["model"]["backbone"])
-    scale = config["train"].get("scale", 1.0)
-    n_classes = ds.num_classes
-    matrix = np.zeros((n_classes, n_classes), "int64")
-    batches = [list(range(i, min(i + batch_size, len(ds)))) for i in range(0, len(ds), batch_size)]
-    if verbose:
-        print(f"evaluating {model_file} on {len(ds)} images of {ds.name!r}")
-    bar = keras.utils.Progbar(len(ds), unit_name="image") if verbose else None
-    started = time.time()
-    bad: list[str] = []
-
-    def load(i):
-        try:
-            return ds.load(i)
-        except Exception as err:
-            if not skip_bad:
-                raise
-            bad.append(str(err))
-            return None
-
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        futures = [pool.map(load, b) for b in batches[:2]]
-        done = 0
-        for k in range(len(batches)):
-            pairs = [p for p in futures[k] if p is not None]
-            if k + 2 < len(batches):
-                futures.append(pool.map(load, batches[k + 2]))
-            if pairs:
-                probs = common.predict_probabilities(model, [p[0] for p in pairs], preprocessing, scale)
-                for (_image, truth), prob in zip(pairs, probs):
-                    matrix += common.confusion_matrix(truth, prob.argmax(-1), n_classes)
-            done += len(batches[k])
-            if bar:
-                bar.update(done)
-    for message in bad:
-        print(f"warning: skipped: {message}")
-    scores = common.scores_from_confusion(matrix, ds.class_names)
-    results = {
-        "model": str(model_file),
-        "data": ds.name,
-        "images": len(ds) - len(bad),
-        "skipped": bad,
-        "ignore_index": ds.mask_format.ignore_index,
-        "seconds": round(time.time() - started, 1),
-        **scores,
-        "class_names": ds.class_names,
-        "confusion_matrix": matrix.tolist(),
-    }
-    common.write_json(out / "results.json", results)
-    common.write_csv(out / "per_class.csv", [{"class": k, **v} for k, v in scores["per_class"].items()])
-    common.plot_confusion(matrix, ds.class_names, out / "confusion_matrix.png")
-    print(common.format_table(scores))
-    print(f"results: {out / 'results.json'}\nconfusion matrix: {out / 'confusion_matrix.png'}")
-    return results

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import common
+from .. import runs
 
 
 def add_parser(sub) -> None:
@@ -102,7 +102,7 @@ def export(
 
     config, model_file = _config_and_model(model_path)
     if config:
-        common.load_run_model(model_file, config)  # the model must fit the run whose classes go into the export
+        runs.load_run_model(model_file, config)  # the model must fit the run whose classes go into the export
     backbone = backbone or config.get("model", {}).get("backbone")
     mode = get_backbone_spec(backbone).preprocessing if backbone else None
     if with_preprocessing and mode is None:
@@ -136,9 +136,9 @@ def export(
 def _config_and_model(path) -> tuple[dict, Path]:
     """A run folder's (config, model file); a bare .keras file gives an empty config."""
     path = Path(path)
-    if path.is_file() and not (path.parent / common.CONFIG_FILE).is_file():
+    if path.is_file() and not (path.parent / runs.CONFIG_FILE).is_file():
         return {}, path
-    return common.load_run_config(path)
+    return runs.load_run_config(path)
 
 
 def _size_mb(path: Path) -> float:
