@@ -5,6 +5,12 @@ import pytest
 
 import segmentation_models as sm
 
+from conftest import ON_TF
+
+pytestmark = pytest.mark.skipif(
+    not ON_TF, reason="argument checks run before any backend op: checked once, on the TensorFlow pass"
+)
+
 
 def test_unknown_backbone_suggests_close_names():
     with pytest.raises(ValueError, match=r"Unknown backbone 'resnet35'.*Did you mean.*resnet34"):

@@ -12,7 +12,12 @@ import pytest
 import segmentation_models as sm
 from segmentation_models import weights as smw
 
+from conftest import ON_TF
 from helpers import write_model_as_keras2_h5
+
+pytestmark = pytest.mark.skipif(
+    not ON_TF, reason="downloading, verifying and caching files is backend-free: checked once, on the TensorFlow pass"
+)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
