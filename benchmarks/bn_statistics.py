@@ -117,11 +117,12 @@ def train_demo(output: Path, momentum: float, epochs: int) -> Path:
     """The demo's data and training configuration, Keras' moving averages only, BatchNormalization ``momentum``."""
     import keras
 
-    from segmentation_models.cli import demo as demo_cli
+    from segmentation_models.data.shapes import write_shapes_dataset
+    from segmentation_models.demo import demo_config
     from segmentation_models.training import loop as training_loop, train
 
-    data_dir = demo_cli.write_shapes_dataset(output / "data", 192, 64, seed=0)
-    config = json.loads(json.dumps(demo_cli.demo_config(data_dir, "resnet18", epochs)))
+    data_dir = write_shapes_dataset(output / "data", 192, 64, seed=0)
+    config = demo_config(data_dir, "resnet18", epochs).to_dict()
     config["train"]["bn_batches"] = 0
     config["train"]["overlays"] = 0
     build = training_loop.build_model  # what train() builds the model with

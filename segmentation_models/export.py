@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EXPORT_FORMATS", "ExportError", "ExportResult", "export_model"]
+__all__ = ["EXPORT_FORMATS", "ExportError", "ExportResult", "export_model", "export_run"]
 
 EXPORT_FORMATS = ("onnx", "savedmodel")
 INPUT_NAME = "image"
@@ -160,6 +160,68 @@ def export_model(
     finally:
         _remove(work)
     return result
+
+
+def export_run(
+    model_path: str | Path,
+    format: str = "onnx",
+    output: str | Path | None = None,
+    input_size: Sequence[int] | None = None,
+    batch_size: int | None = None,
+    with_preprocessing: bool = False,
+    backbone: str | None = None,
+    opset: int | None = None,
+    check: bool = True,
+    overwrite: bool = False,
+) -> ExportResult:
+    """Export a run folder's best model (or a .keras file) as :func:`export_model` does, with the run's classes,
+    colors, architecture and backbone in the export's metadata; ``with_preprocessing`` puts the backbone's
+    preprocessing inside (``backbone`` names it for a bare .keras file). Default ``output``: beside the model,
+    ``model.onnx`` or ``saved_model``."""
+    from . import runs
+    from .backbones import get_backbone_spec
+
+    config, model_file = _run_config_and_model(model_path)
+    if config:
+        runs.load_run_model(model_file, config)  # the model must fit the run whose classes go into the export
+    backbone = backbone or config.get("model", {}).get("backbone")
+    mode = get_backbone_spec(backbone).preprocessing if backbone else None
+    if with_preprocessing and mode is None:
+        raise ValueError(
+            f"--with-preprocessing: {model_file} has no run folder config.json to name its backbone; "
+            "give --backbone NAME"
+        )
+    metadata = {"source": model_file.name}
+    if backbone:
+        metadata.update(backbone=backbone, backbone_preprocessing=mode)
+    if config.get("model", {}).get("arch"):
+        metadata["architecture"] = config["model"]["arch"]
+    if config.get("classes"):
+        metadata.update(classes=config["classes"].get("names"), class_colors=config["classes"].get("colors"))
+    if output is None:
+        output = model_file.parent / ("model.onnx" if format == "onnx" else "saved_model")
+    return export_model(
+        model_file,
+        output,
+        format,
+        input_size=input_size,
+        batch_size=batch_size,
+        preprocessing=mode if with_preprocessing else None,
+        metadata=metadata,
+        opset=opset,
+        check=check,
+        overwrite=overwrite,
+    )
+
+
+def _run_config_and_model(path: str | Path) -> tuple[dict, Path]:
+    """A run folder's (config, model file); a bare .keras file gives an empty config."""
+    from . import runs
+
+    path = Path(path)
+    if path.is_file() and not (path.parent / runs.CONFIG_FILE).is_file():
+        return {}, path
+    return runs.load_run_config(path)
 
 
 def _remove(path: Path) -> None:

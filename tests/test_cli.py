@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from segmentation_models.cli import main
-from segmentation_models.cli.demo import write_shapes_dataset
+from segmentation_models.data.shapes import write_shapes_dataset
 
 from conftest import BACKEND, ON_TF, ROOT, shared_path
 

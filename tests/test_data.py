@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from segmentation_models import data
-from segmentation_models.cli.demo import write_shapes_dataset
+from segmentation_models.data.shapes import write_shapes_dataset
 from segmentation_models.preprocessing import get_preprocessing
 
 from conftest import shared_path

@@ -22,7 +22,7 @@ from PIL import Image
 import segmentation_models as sm
 from segmentation_models import runs
 from segmentation_models.cli import main
-from segmentation_models.cli.demo import write_shapes_dataset
+from segmentation_models.data.shapes import write_shapes_dataset
 from segmentation_models.prediction import output_stems
 
 from conftest import BACKEND, ON_TF, ROOT

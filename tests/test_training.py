@@ -10,8 +10,8 @@ import pytest
 
 import segmentation_models as sm
 from segmentation_models.cli import build_parser, main
-from segmentation_models.cli.demo import write_shapes_dataset
 from segmentation_models.cli.train import train_config_from_args
+from segmentation_models.data.shapes import write_shapes_dataset
 from segmentation_models.runs import load_model
 from segmentation_models.training import DataConfig, ModelConfig, TrainConfig, TrainingOptions
 

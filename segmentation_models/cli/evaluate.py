@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import add_model_argument, command_parser
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "evaluate",
-        help="per-class IoU/F1, mean IoU and a confusion matrix of a trained model",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("model", help="run folder of `segmentation-models train` (uses best.keras) or a .keras file")
+    p = command_parser(sub, "evaluate", "per-class IoU/F1, mean IoU and a confusion matrix of a trained model", __doc__)
+    add_model_argument(p)
     p.add_argument("--data", help="data to evaluate on (default: the run's data: CamVid test/, else its val split)")
     p.add_argument("--images", help="folder of images (with --masks)")
     p.add_argument("--masks", help="folder of masks")

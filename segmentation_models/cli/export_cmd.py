@@ -12,19 +12,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import runs
+from .arguments import add_model_argument, command_parser
 
 
 def add_parser(sub) -> None:
     from ..export import EXPORT_FORMATS
 
-    p = sub.add_parser(
-        "export",
-        help="export a trained model to ONNX or a TensorFlow SavedModel (checked)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("model", help="run folder of `segmentation-models train` (uses best.keras) or a .keras file")
+    p = command_parser(sub, "export", "export a trained model to ONNX or a TensorFlow SavedModel (checked)", __doc__)
+    add_model_argument(p)
     p.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="default onnx")
     p.add_argument(
         "--output",
@@ -59,7 +54,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = export(
+    from ..export import export_run
+
+    result = export_run(
         args.model,
         format=args.format,
         output=args.output,
@@ -82,63 +79,6 @@ def run(args: argparse.Namespace) -> int:
         checked = "x".join(map(str, result.checked_shape))
         print(f"  checked on a random {checked} batch: max |export - model| = {result.max_abs_diff:.2g}")
     return 0
-
-
-def export(
-    model_path,
-    format: str = "onnx",
-    output=None,
-    input_size=None,
-    batch_size=None,
-    with_preprocessing: bool = False,
-    backbone: str | None = None,
-    opset: int | None = None,
-    check: bool = True,
-    overwrite: bool = False,
-):
-    """Export a run folder's model (or a .keras file); returns the :class:`ExportResult`."""
-    from ..backbones import get_backbone_spec
-    from ..export import export_model
-
-    config, model_file = _config_and_model(model_path)
-    if config:
-        runs.load_run_model(model_file, config)  # the model must fit the run whose classes go into the export
-    backbone = backbone or config.get("model", {}).get("backbone")
-    mode = get_backbone_spec(backbone).preprocessing if backbone else None
-    if with_preprocessing and mode is None:
-        raise ValueError(
-            f"--with-preprocessing: {model_file} has no run folder config.json to name its backbone; "
-            "give --backbone NAME"
-        )
-    metadata = {"source": model_file.name}
-    if backbone:
-        metadata.update(backbone=backbone, backbone_preprocessing=mode)
-    if config.get("model", {}).get("arch"):
-        metadata["architecture"] = config["model"]["arch"]
-    if config.get("classes"):
-        metadata.update(classes=config["classes"].get("names"), class_colors=config["classes"].get("colors"))
-    if output is None:
-        output = model_file.parent / ("model.onnx" if format == "onnx" else "saved_model")
-    return export_model(
-        model_file,
-        output,
-        format,
-        input_size=input_size,
-        batch_size=batch_size,
-        preprocessing=mode if with_preprocessing else None,
-        metadata=metadata,
-        opset=opset,
-        check=check,
-        overwrite=overwrite,
-    )
-
-
-def _config_and_model(path) -> tuple[dict, Path]:
-    """A run folder's (config, model file); a bare .keras file gives an empty config."""
-    path = Path(path)
-    if path.is_file() and not (path.parent / runs.CONFIG_FILE).is_file():
-        return {}, path
-    return runs.load_run_config(path)
 
 
 def _size_mb(path: Path) -> float:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import add_model_argument, command_parser
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "predict",
-        help="predict masks and color overlays for image files or folders",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("model", help="run folder of `segmentation-models train` (uses best.keras) or a .keras file")
+    p = command_parser(sub, "predict", "predict masks and color overlays for image files or folders", __doc__)
+    add_model_argument(p)
     p.add_argument("inputs", nargs="+", help="image files or folders of images")
     p.add_argument("--output", help="folder for the masks and overlays (default <run>/predictions)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")

@@ -14,15 +14,15 @@ from pathlib import Path
 
 from ..runs import CONFIG_FILE
 from ..training.config import BN_BATCHES, DataConfig, ModelConfig, TrainConfig, TrainingOptions
-from .data_args import add_data_arguments, data_config
+from .arguments import add_data_arguments, command_parser, data_config
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
+    p = command_parser(
+        sub,
         "train",
-        help="train a segmentation model (run folder with config, curves, checkpoints, best/last model)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train a segmentation model (run folder with config, curves, checkpoints, best/last model)",
+        __doc__,
     )
     add_data_arguments(p)
     m = p.add_argument_group("model")
@@ -186,13 +186,11 @@ def run(args: argparse.Namespace) -> int:
     from ..training import train
 
     out = Path(args.output or f"runs/{args.arch}-{args.backbone}")
+    config = None if args.resume else train_config_from_args(args)  # a resumed run keeps its recorded config
     if args.resume:
         if not (out / CONFIG_FILE).is_file():
             raise ValueError(f"--resume: {out / CONFIG_FILE} does not exist (nothing to resume there)")
-        config = TrainConfig.from_dict(json.loads((out / CONFIG_FILE).read_text()))
         print(f"resuming {out} with its recorded configuration (other options are ignored)")
-    else:
-        config = train_config_from_args(args)
     args.run_folder = out  # named by the hint printed when the run is interrupted
     train(
         config,

@@ -46,20 +46,25 @@ MODELS = {
 CLASSES = 3
 
 
+def pattern_value(variable: keras.Variable) -> np.ndarray | None:
+    """The value ``pattern_weights`` gives ``variable`` (None: left as it is, e.g. random-seed states)."""
+    if "float" not in str(variable.dtype):
+        return None
+    shape = tuple(variable.shape)
+    name = variable.path.split("/")[-1]
+    if name in ("gamma", "moving_variance", "layer_scale") or name.endswith("variance"):
+        return np.ones(shape, "float32")
+    if len(shape) <= 1:
+        return 0.01 * np.resize(PATTERN, shape)
+    return np.resize(PATTERN, shape) / math.sqrt(max(1, int(np.prod(shape[:-1]))))
+
+
 def pattern_weights(model: keras.Model) -> None:
     """Sets every variable to the repeating pattern, scaled so that activations stay of order one."""
     for variable in model.variables:
-        if "float" not in str(variable.dtype):
-            continue  # random-seed states
-        shape = tuple(variable.shape)
-        name = variable.path.split("/")[-1]
-        if name in ("gamma", "moving_variance", "layer_scale") or name.endswith("variance"):
-            value = np.ones(shape, "float32")
-        elif len(shape) <= 1:
-            value = 0.01 * np.resize(PATTERN, shape)
-        else:
-            value = np.resize(PATTERN, shape) / math.sqrt(max(1, int(np.prod(shape[:-1]))))
-        variable.assign(value.astype(variable.dtype))
+        value = pattern_value(variable)
+        if value is not None:
+            variable.assign(value.astype(variable.dtype))
 
 
 def example_input(size: int, variant: int = 0) -> np.ndarray:

@@ -1,9 +1,20 @@
-"""Command-line options that describe a data set (the data section of a run config, `DataConfig`)."""
+"""Arguments shared by several commands: a sub-command's parser, the model to use, and the options that describe a
+data set (the data section of a run config, `DataConfig`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+
+def command_parser(sub, name: str, summary: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of sub-command ``name``: ``summary`` in the command list, the module's ``doc`` in its --help."""
+    return sub.add_parser(name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_model_argument(p: argparse.ArgumentParser) -> None:
+    """The positional MODEL: a run folder or a .keras file."""
+    p.add_argument("model", help="run folder of `segmentation-models train` (uses best.keras) or a .keras file")
 
 
 def add_data_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
