@@ -97,7 +97,7 @@ def cli_train_argv(args: argparse.Namespace, output: Path) -> list[str]:
         "--optimizer",
         "adam",
         "--loss",
-        "categorical_crossentropy",
+        args.loss,
         "--metrics",
         "mean_iou",
         "--scale",
@@ -138,22 +138,39 @@ def cli_evaluate_argv(args: argparse.Namespace, run_folder: Path) -> list[str]:
     return argv
 
 
-def cli_equivalent_loss(logits, target, num_classes: int):
-    """The loss `segmentation-models train` minimises, for NCHW logits and (B, H, W) int64 targets with
-    ``IGNORE`` (255) at void/padded pixels.
+LOSSES = ("categorical_crossentropy", "cce_dice_loss")
 
-    The CLI compiles ``categorical_crossentropy`` (this package's 1.0.1 loss: ``-mean(gt * log(pr))`` over every
-    pixel *and class*) with the loader's pixel weights (0 at void and padding) as Keras ``sample_weight``; the
-    package's losses take pixel weights inside (ignored pixels are left out of the mean), so the value is
-    ``sum of the cross-entropy over non-void pixels / (non-void pixels * classes)``.
+
+def cli_equivalent_loss(logits, target, num_classes: int, loss: str = "categorical_crossentropy"):
+    """The loss `segmentation-models train --loss LOSS` minimises, for NCHW logits and (B, H, W) int64 targets
+    with ``IGNORE`` (255) at void/padded pixels.
+
+    The CLI compiles the package's losses with the loader's pixel weights (0 at void and padding) as Keras
+    ``sample_weight``, which they apply inside (ignored pixels are left out of every sum and mean).
+    ``categorical_crossentropy`` (1.0.1's: ``-mean(gt * log(pr))`` over every pixel *and class*) is then
+    ``sum of the cross-entropy over non-void pixels / (non-void pixels * classes)``. ``cce_dice_loss`` adds
+    ``1 - mean over classes of (2 tp + s) / (2 tp + fp + fn + s)`` with soft counts summed over the batch and the
+    non-void pixels (``DiceLoss()``: beta 1, per_image False, s = 1e-5).
     """
+    import torch
     import torch.nn.functional as F
 
     from segmentation_models.data import IGNORE
 
+    if loss not in LOSSES:
+        raise ValueError(f"loss {loss!r}: the SMP side implements {LOSSES}")
     ce_sum = F.nll_loss(F.log_softmax(logits, dim=1), target, ignore_index=IGNORE, reduction="sum")
-    valid = (target != IGNORE).sum().clamp(min=1)
-    return ce_sum / (valid * num_classes)
+    valid = target != IGNORE
+    value = ce_sum / (valid.sum().clamp(min=1) * num_classes)
+    if loss == "cce_dice_loss":
+        probabilities = torch.softmax(logits, dim=1) * valid[:, None]
+        onehot = F.one_hot(torch.where(valid, target, 0), num_classes).permute(0, 3, 1, 2) * valid[:, None]
+        tp = (onehot * probabilities).sum((0, 2, 3))
+        fp = probabilities.sum((0, 2, 3)) - tp
+        fn = onehot.sum((0, 2, 3)) - tp
+        smooth = 1e-5
+        value = value + 1.0 - ((2 * tp + smooth) / (2 * tp + fp + fn + smooth)).mean()
+    return value
 
 
 def target_indices(onehot, weights):
@@ -276,7 +293,8 @@ def run_smp(args: argparse.Namespace, out: Path) -> dict:
             lr = _lr_at(schedule, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = cli_equivalent_loss(segmenter.logits(x), torch.from_numpy(target_indices(y, w)), classes)
+            target = torch.from_numpy(target_indices(y, w))
+            loss = cli_equivalent_loss(segmenter.logits(x), target, classes, tcfg["loss"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -578,6 +596,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--schedule", choices=("constant", "cosine", "poly"), default="cosine")
+    p.add_argument("--loss", choices=LOSSES, default="categorical_crossentropy", help="both contenders' loss")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps-per-epoch", type=int, default=None, help="cap the training batches per epoch")
     p.add_argument("--val-steps", type=int, default=None, help="cap the validation batches")

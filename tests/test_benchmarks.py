@@ -436,7 +436,8 @@ def test_equal_wall_clock_mode_trains_the_epochs_that_fit(tmp_path, monkeypatch)
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="torch on the torch pass only")
-def test_smp_loss_equals_the_cli_training_loss():
+@pytest.mark.parametrize("loss", ["categorical_crossentropy", "cce_dice_loss"])
+def test_smp_loss_equals_the_cli_training_loss(loss):
     # What `segmentation-models train` minimises (its compiled loss, fed the loader's targets and pixel weights)
     # equals the SMP side's torch loss, void and padding included.
     import torch
@@ -454,10 +455,10 @@ def test_smp_loss_equals_the_cli_training_loss():
     probs = keras.ops.softmax(keras.ops.convert_to_tensor(logits), axis=-1)
     inputs = keras.Input((6, 7, classes))
     model = keras.Model(inputs, keras.layers.Identity()(inputs))
-    model.compile(loss=get_loss("categorical_crossentropy"))
+    model.compile(loss=get_loss(loss))
     cli = float(keras.ops.convert_to_numpy(model.compute_loss(y=y, y_pred=probs, sample_weight=w)))
     ours = accuracy.cli_equivalent_loss(
-        torch.from_numpy(logits).permute(0, 3, 1, 2), torch.from_numpy(accuracy.target_indices(y, w)), classes
+        torch.from_numpy(logits).permute(0, 3, 1, 2), torch.from_numpy(accuracy.target_indices(y, w)), classes, loss
     )
     assert float(ours) == pytest.approx(cli, rel=1e-5)
     np.testing.assert_array_equal(accuracy.target_indices(y, w), masks)
