@@ -35,31 +35,20 @@ def preprocess_input(x, mode: str = "identity"):
         raise ValueError(f"unknown preprocessing mode {mode!r}; choose one of {PREPROCESSING_MODES}")
     if mode == "identity":
         return x
-    if not isinstance(x, np.ndarray) and not np.isscalar(x):  # backend tensors: compute with keras.ops
-        return _preprocess_tensor(x, mode)
-    x = np.asarray(x)
-    x = x.astype("float32") if not np.issubdtype(x.dtype, np.floating) else x.copy()
+    on_numpy = isinstance(x, np.ndarray) or np.isscalar(x)  # else backend tensors: compute with keras.ops
+    if on_numpy:
+        x = np.asarray(x)
+        x = x.astype("float32") if not np.issubdtype(x.dtype, np.floating) else x.copy()
+    else:
+        x = keras.ops.cast(x, "float32")
     channels = x.shape[-1]
     if mode == "tf":
         return x / 127.5 - 1.0
     if mode == "torch":
         return (x / 255.0 - _cycled(IMAGENET_MEAN_RGB, channels)) / _cycled(IMAGENET_STD_RGB, channels)
-    # caffe
+    # caffe: BGR order, ImageNet means subtracted
     if channels == 3:
-        x = x[..., ::-1]
-    return x - _cycled(CAFFE_MEAN_BGR, channels)
-
-
-def _preprocess_tensor(x, mode: str):
-    ops = keras.ops
-    x = ops.cast(x, "float32")
-    channels = x.shape[-1]
-    if mode == "tf":
-        return x / 127.5 - 1.0
-    if mode == "torch":
-        return (x / 255.0 - _cycled(IMAGENET_MEAN_RGB, channels)) / _cycled(IMAGENET_STD_RGB, channels)
-    if channels == 3:
-        x = ops.flip(x, axis=-1)
+        x = x[..., ::-1] if on_numpy else keras.ops.flip(x, axis=-1)
     return x - _cycled(CAFFE_MEAN_BGR, channels)
 
 
@@ -93,7 +82,7 @@ class ImagePreprocessing(keras.layers.Layer):
         self.mode = mode
 
     def call(self, x):
-        return x if self.mode == "identity" else _preprocess_tensor(x, self.mode)
+        return preprocess_input(x, self.mode)
 
     def compute_output_shape(self, input_shape):
         return input_shape

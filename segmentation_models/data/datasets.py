@@ -274,6 +274,19 @@ def from_folders(
 ) -> SegmentationDataset:
     """A data set from a folder of images and a folder of masks paired by file stem (``mask_suffix`` is
     appended to the image stem, e.g. '_mask')."""
+    pairs = _pair_folders(Path(images), Path(masks), mask_suffix, skip_bad)
+    return _dataset(pairs, classes, mask_mode, ignore_index, palette, name or Path(images).name)
+
+
+def _dataset(
+    pairs: list,
+    classes: int | Sequence[str] | None,
+    mask_mode: str,
+    ignore_index: int | None,
+    palette: str | Path | None,
+    name: str,
+) -> SegmentationDataset:
+    """The data set of ``pairs`` with its mask format and class names (a palette file gives both)."""
     colors, ignore_colors = None, []
     if palette:
         palette_names, colors, ignore_colors = load_palette(palette)
@@ -287,10 +300,7 @@ def from_folders(
         ignore_colors=ignore_colors,
         num_classes=(classes if isinstance(classes, int) else len(names_given) if names_given else None),
     )
-    pairs = _pair_folders(Path(images), Path(masks), mask_suffix, skip_bad)
-    return SegmentationDataset(
-        pairs, _class_names(classes, fmt), fmt, colors=list(colors or []), name=name or Path(images).name
-    )
+    return SegmentationDataset(pairs, _class_names(classes, fmt), fmt, colors=list(colors or []), name=name)
 
 
 def from_camvid(root: str | Path, split: str = "train", skip_bad: bool = False) -> SegmentationDataset:
@@ -332,19 +342,4 @@ def from_pairs(
             pairs.append(tuple((listing.parent / c.strip()) for c in row[:2]))
     if not pairs:
         raise DataError(f"pair list {listing} is empty")
-    colors, ignore_colors = None, []
-    if palette:
-        palette_names, colors, ignore_colors = load_palette(palette)
-        classes = classes or palette_names
-        mask_mode = "palette"
-    names_given = classes if not isinstance(classes, int) else None
-    fmt = MaskFormat(
-        mode=mask_mode,
-        ignore_index=ignore_index,
-        colors=colors,
-        ignore_colors=ignore_colors,
-        num_classes=(classes if isinstance(classes, int) else len(names_given) if names_given else None),
-    )
-    return SegmentationDataset(
-        pairs, _class_names(classes, fmt), fmt, colors=list(colors or []), name=name or listing.stem
-    )
+    return _dataset(pairs, classes, mask_mode, ignore_index, palette, name or listing.stem)
