@@ -218,7 +218,7 @@ class BatchNormRecalibration(keras.callbacks.Callback):
         self.verbose = verbose
         self._trained = False
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._trained = True
 
     def _recalibrate(self) -> None:
@@ -226,11 +226,11 @@ class BatchNormRecalibration(keras.callbacks.Callback):
             recalibrate_batchnorm(self.model, self.data, self.steps, verbose=self.verbose)
             self._trained = False
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: dict | None = None) -> None:
         self._recalibrate()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._recalibrate()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict | None = None) -> None:
         self._recalibrate()

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = [
     "BYTES_PER_PIXEL",
@@ -61,7 +65,7 @@ def blend_weights(height: int, width: int, mode: str = "gaussian") -> np.ndarray
 
 
 def predict_tiled(
-    model,
+    model: keras.Model,
     image: np.ndarray,
     tile: int = 512,
     overlap: int = 64,
@@ -109,7 +113,11 @@ def predict_tiled(
 
 
 def predict_probabilities(
-    model, images: list[np.ndarray], preprocessing: Callable | None, scale: float = 1.0, max_pixels: int | None = None
+    model: keras.Model,
+    images: list[np.ndarray],
+    preprocessing: Callable | None,
+    scale: float = 1.0,
+    max_pixels: int | None = None,
 ) -> list[np.ndarray]:
     """Class probabilities (H, W, C) at each image's own size: rescale, pad to a multiple of 32, predict, crop,
     resize back (bilinear). A batch above ``max_pixels`` (default: what fits in memory, see

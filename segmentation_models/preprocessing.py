@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["PREPROCESSING_MODES", "preprocess_input", "get_preprocessing", "ImagePreprocessing"]
 
@@ -29,7 +30,7 @@ def _cycled(values, channels: int) -> np.ndarray:
     return np.array([values[i % len(values)] for i in range(channels)], dtype="float32")
 
 
-def preprocess_input(x, mode: str = "identity"):
+def preprocess_input(x: ArrayLike, mode: str = "identity") -> ArrayLike:
     """Apply a 1.0.1 preprocessing ``mode`` to images ``x`` (..., H, W, C) with values in 0..255."""
     if mode not in PREPROCESSING_MODES:
         raise ValueError(f"unknown preprocessing mode {mode!r}; choose one of {PREPROCESSING_MODES}")
@@ -81,11 +82,11 @@ class ImagePreprocessing(keras.layers.Layer):
             raise ValueError(f"unknown preprocessing mode {mode!r}; choose one of {PREPROCESSING_MODES}")
         self.mode = mode
 
-    def call(self, x):
+    def call(self, x: ArrayLike) -> ArrayLike:
         return preprocess_input(x, self.mode)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "mode": self.mode}

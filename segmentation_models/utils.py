@@ -81,11 +81,11 @@ def set_trainable(model: keras.Model, recompile: bool = True, **kwargs) -> None:
 
 def set_regularization(
     model: keras.Model,
-    kernel_regularizer=None,
-    bias_regularizer=None,
-    activity_regularizer=None,
-    beta_regularizer=None,
-    gamma_regularizer=None,
+    kernel_regularizer: keras.regularizers.Regularizer | None = None,
+    bias_regularizer: keras.regularizers.Regularizer | None = None,
+    activity_regularizer: keras.regularizers.Regularizer | None = None,
+    beta_regularizer: keras.regularizers.Regularizer | None = None,
+    gamma_regularizer: keras.regularizers.Regularizer | None = None,
 ) -> keras.Model:
     """Set regularizers on every layer that has the attribute; returns a rebuilt model (1.0.1 API)."""
     for layer in model.layers:

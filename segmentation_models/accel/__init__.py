@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import warnings
+from collections.abc import Iterator
 
 import keras
 
@@ -95,7 +96,7 @@ def _install(force: bool = False) -> bool:
     return bool(_STATE["installed"])
 
 
-def adopt(model):
+def adopt(model: keras.Model) -> keras.Model:
     """Let ``model`` take the fast paths, as the package's own models do (e.g. one loaded from a ``.keras`` file);
     returns it. Installs the fast paths on first use (see :func:`enable`)."""
     _context.MODELS.add(model)
@@ -147,7 +148,7 @@ def disable() -> dict:
 
 
 @contextlib.contextmanager
-def process_wide():
+def process_wide() -> Iterator[None]:
     """A context for a program that owns its process (the command line): every model takes the fast paths and
     glibc keeps freed memory (torch) while it runs; afterwards both are as before (an in-process caller, e.g. a
     test, gets its process back)."""
@@ -189,7 +190,7 @@ def status() -> dict:
     }
 
 
-def scope():
+def scope() -> contextlib.AbstractContextManager:
     """A context: everything called in the block, on this thread, takes the fast paths (installed if needed),
     not only the package's models (tests, comparisons)."""
     _STATE["tried"] = True
@@ -197,7 +198,7 @@ def scope():
     return _context.mode(True)
 
 
-def disabled():
+def disabled() -> contextlib.AbstractContextManager:
     """A context: everything in the block, on this thread, runs Keras' own code, the package's models included
     (e.g. to reproduce a result on plain Keras)."""
     return _context.mode(False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .io import IGNORE
@@ -11,7 +13,7 @@ __all__ = ["train_augmentation", "rescale", "pad_to_multiple", "STRIDE"]
 STRIDE = 32  # inputs of every architecture are padded to a multiple of this
 
 
-def train_augmentation(crop_size: tuple[int, int] | None = None, augment: bool = True):
+def train_augmentation(crop_size: tuple[int, int] | None = None, augment: bool = True) -> Callable:
     """The default training pipeline: horizontal flip, affine (shift, scale, rotate), a random crop (padded with
     ignored pixels where the image is smaller), then color jitter. ``augment=False`` keeps only the crop.
 
@@ -40,7 +42,7 @@ def train_augmentation(crop_size: tuple[int, int] | None = None, augment: bool =
     return A.Compose(steps, seed=0)
 
 
-def rescale(image: np.ndarray, mask: np.ndarray | None, scale: float):
+def rescale(image: np.ndarray, mask: np.ndarray | None, scale: float) -> tuple[np.ndarray, np.ndarray | None]:
     """Resize by ``scale`` (area interpolation for images, nearest for masks)."""
     if scale == 1.0:
         return image, mask
@@ -55,7 +57,7 @@ def rescale(image: np.ndarray, mask: np.ndarray | None, scale: float):
 
 
 def pad_to_multiple(
-    arrays: list[np.ndarray], fill, multiple: int = STRIDE, shape: tuple[int, int] | None = None
+    arrays: list[np.ndarray], fill: float, multiple: int = STRIDE, shape: tuple[int, int] | None = None
 ) -> np.ndarray:
     """Stack arrays of different (H, W) into one batch padded (bottom/right) to a common multiple of ``multiple``."""
     if shape is None:

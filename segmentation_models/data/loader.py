@@ -156,7 +156,7 @@ class SegmentationLoader(keras.utils.PyDataset):
         epoch = self.epoch
         return self.collate([self.load_sample(j, epoch) for j in self.batch_indices(i)])
 
-    def collate(self, samples: list[tuple[np.ndarray, np.ndarray]]):
+    def collate(self, samples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One batch ``(x, y, weights)`` from ``load_sample`` outputs: padded, preprocessed, one-hot."""
         images = pad_to_multiple([s[0] for s in samples], 0)
         masks = pad_to_multiple([s[1] for s in samples], IGNORE)
