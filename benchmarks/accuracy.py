@@ -596,7 +596,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--schedule", choices=("constant", "cosine", "poly"), default="cosine")
-    p.add_argument("--loss", choices=LOSSES, default="categorical_crossentropy", help="both contenders' loss")
+    p.add_argument("--loss", choices=LOSSES, default="cce_dice_loss", help="both contenders' loss (default: the CLI's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps-per-epoch", type=int, default=None, help="cap the training batches per epoch")
     p.add_argument("--val-steps", type=int, default=None, help="cap the validation batches")

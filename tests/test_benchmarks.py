@@ -384,7 +384,7 @@ def test_accuracy_protocol_is_the_cli_configuration(tmp_path):
         1,
     )
     assert (t["loss"], t["optimizer"], t["schedule"], t["lr"], t["seed"], t["augment"]) == (
-        "categorical_crossentropy",
+        "cce_dice_loss",
         "adam",
         "cosine",
         1e-3,

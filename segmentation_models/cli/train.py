@@ -52,8 +52,8 @@ def add_parser(sub) -> None:
     t.add_argument("--weight-decay", type=float, default=None, help="weight decay (adamw, sgd)")
     t.add_argument(
         "--loss",
-        default="categorical_crossentropy",
-        help="loss by name (the package's losses, or a Keras loss); default categorical_crossentropy",
+        default="cce_dice_loss",
+        help="loss by name (the package's losses, or a Keras loss); default cce_dice_loss (cross-entropy + Dice)",
     )
     t.add_argument(
         "--metrics", default="mean_iou,accuracy", help="comma-separated metric names (default mean_iou,accuracy)"

@@ -156,7 +156,7 @@ class TrainingOptions:
     warmup_epochs: float = 0.0
     optimizer: str = "adam"
     weight_decay: float | None = None
-    loss: str = "categorical_crossentropy"
+    loss: str = "cce_dice_loss"
     metrics: list[str] = field(default_factory=lambda: ["mean_iou", "accuracy"])
     precision: str = "float32"
     crop: list[int] | None = None
