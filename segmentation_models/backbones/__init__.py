@@ -5,13 +5,22 @@ from .registry import (
     available_backbones,
     get_backbone_spec,
     register_backbone,
+    register_family,
     suggest_names,
 )
-from . import resnet, vgg  # noqa: F401  (registration side effects)
 
-# --- segmentation_models 1.0.1 backbone set (branch bb101) ---
-from . import densenet, efficientnet, inception, mobilenet, resnext, senet  # noqa: F401,E402
-from . import mit  # noqa: F401,E402  (MiT / SegFormer encoders)
-from . import convnext, keras_apps  # noqa: F401,E402  (modern families, registration side effects)
+# Each family module registers its backbones and their pretrained files; the import order is the order of
+# available_backbones() and docs/backbones.md.
+from . import resnet, vgg  # noqa: F401
+from . import densenet, efficientnet, inception, mobilenet, resnext, senet  # noqa: F401
+from . import mit  # noqa: F401
+from . import convnext, keras_apps  # noqa: F401
 
-__all__ = ["BackboneSpec", "available_backbones", "get_backbone_spec", "register_backbone", "suggest_names"]
+__all__ = [
+    "BackboneSpec",
+    "available_backbones",
+    "get_backbone_spec",
+    "register_backbone",
+    "register_family",
+    "suggest_names",
+]

@@ -3,18 +3,21 @@
 keras.applications' ConvNeXt closes every block with an unnamed ``inputs + x`` operation and its
 stem/downsampling layers sit in nested ``Sequential`` models, so its stage outputs cannot be picked
 by name. This builder makes the same layers in the same order (so the published keras.applications
-``_notop.h5`` files load by position, like keras.applications loads them) with a named ``Add`` per
+``_notop.h5`` files, registered here, load by position, like keras.applications loads them) with a named ``Add`` per
 block and flat stem/downsampling layers. ConvNeXt has no stride-2 feature map (its stem is a 4x4
 convolution with stride 4): decoders upsample without a skip there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 from keras import layers
 
-from .keras_apps import IMAGENET_MEAN, IMAGENET_STD, input_preprocessing
-from .registry import BackboneSpec, register_backbone
+from ..weights.registry import KERAS_APPLICATIONS_URL, register_published
+from .keras_apps import IMAGENET_MEAN, IMAGENET_STD, KERAS_3, input_preprocessing
+from .registry import register_family
 
 
 @keras.saving.register_keras_serializable(package="segmentation_models")
@@ -77,26 +80,31 @@ def build_convnext(input_tensor, depths, dims, name: str = "convnext") -> keras.
     return keras.Model(input_tensor, x, name=name)
 
 
-for _variant, (_depths, _dims) in CONVNEXT_CONFIGS.items():
-    _name = f"convnext_{_variant}"
-    _features = {
-        4: f"{_name}_stage_0_block_{_depths[0] - 1}_add",
-        8: f"{_name}_stage_1_block_{_depths[1] - 1}_add",
-        16: f"{_name}_stage_2_block_{_depths[2] - 1}_add",
-        32: f"{_name}_head_layernorm",
-    }
-    register_backbone(
-        BackboneSpec(
-            name=_name,
-            family="convnext",
-            builder=lambda input_tensor, _d=_depths, _c=_dims, _n=_name, **_: build_convnext(input_tensor, _d, _c, _n),
-            features=_features,
-            channels=dict(zip((4, 8, 16, 32), _dims)),
-            default_skips=tuple(_features[s] for s in (16, 8, 4)),
-            preprocessing="identity",
-            first_conv=f"{_name}_stem_conv",
-            description=f"ConvNeXt-{_variant.capitalize()} (keras.applications weights)",
-            weights_layout="by_order",
-            notes="no stride-2 map (4x4 stem with stride 4); ImageNet mean/std inside the model (images in 0..255)",
-        )
+def _convnext_variant(name: str, depths: Sequence[int], dims: Sequence[int]) -> dict:
+    stages = {4 * 2**stage: f"{name}_stage_{stage}_block_{depths[stage] - 1}_add" for stage in range(3)}
+    return dict(
+        builder=lambda input_tensor, **_: build_convnext(input_tensor, depths, dims, name),
+        features={**stages, 32: f"{name}_head_layernorm"},
+        channels=dict(zip((4, 8, 16, 32), dims)),
+        first_conv=f"{name}_stem_conv",
+        description=f"ConvNeXt-{name[9:].capitalize()} (keras.applications weights)",
     )
+
+
+register_family(
+    "convnext",
+    {f"convnext_{size}": _convnext_variant(f"convnext_{size}", *config) for size, config in CONVNEXT_CONFIGS.items()},
+    preprocessing="identity",
+    weights_layout="by_order",
+    notes="no stride-2 map (4x4 stem with stride 4); ImageNet mean/std inside the model (images in 0..255)",
+)
+register_published(
+    KERAS_3,
+    {
+        "convnext_tiny": "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1",
+        "convnext_small": "6fc8009faa2f00c1c1dfce59feea9b0745eb260a7dd11bee65c8e20843da6eab",
+        "convnext_base": "40a20c5548a5e9202f69735ecc06c990e6b7c9d2de39f0361e27baeb24cb7c45",
+        "convnext_large": "96f02b6f0753d4f543261bc9d09bed650f24dd6bc02ddde3066135b63d23a1cd",
+    },
+    KERAS_APPLICATIONS_URL + "convnext/{backbone}_notop.h5",
+)

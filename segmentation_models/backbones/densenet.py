@@ -10,36 +10,44 @@ transition convolutions ``pool4_conv``, ``pool3_conv``, ``pool2_conv`` and ``con
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 
-from .registry import BackboneSpec, register_backbone
+from ..weights.registry import register_published
+from .registry import register_family
 
-_DENSENETS = {
-    "densenet121": (keras.applications.DenseNet121, (512, 1024)),
-    "densenet169": (keras.applications.DenseNet169, (640, 1664)),
-    "densenet201": (keras.applications.DenseNet201, (896, 1920)),
+_DENSENETS = {  # name: (constructor, channels at strides 16 and 32, md5 of keras-applications 1.0.8's file)
+    "densenet121": (keras.applications.DenseNet121, (512, 1024), "30ee3e1110167f948a6b9946edeeb738"),
+    "densenet169": (keras.applications.DenseNet169, (640, 1664), "b8c4d4c20dd625c148057b9ff1c1176b"),
+    "densenet201": (keras.applications.DenseNet201, (896, 1920), "c13680b51ded0fb44dff2d8f86ac8bb1"),
 }
-DENSENET_SKIPS = ("pool4_conv", "pool3_conv", "pool2_conv", "conv1_relu")
 
 
-def _densenet_builder(application, name):
+def _densenet_builder(application: Callable, name: str) -> Callable:
     def builder(input_tensor, **_):
         return application(input_tensor=input_tensor, include_top=False, weights=None, name=name)
 
     return builder
 
 
-for _name, (_application, (_c16, _c32)) in _DENSENETS.items():
-    register_backbone(
-        BackboneSpec(
-            name=_name,
-            family="densenet",
-            builder=_densenet_builder(_application, _name),
-            features={2: "conv1_relu", 4: "pool2_conv", 8: "pool3_conv", 16: "pool4_conv", 32: "relu"},
-            channels={2: 64, 4: 128, 8: 256, 16: _c16, 32: _c32},
-            default_skips=DENSENET_SKIPS,
-            preprocessing="torch",
-            first_conv="conv1_conv",
-            description=f"DenseNet-{_name[8:]} (keras.applications layout)",
+register_family(
+    "densenet",
+    {
+        name: dict(
+            builder=_densenet_builder(application, name),
+            channels={2: 64, 4: 128, 8: 256, 16: c16, 32: c32},
+            description=f"DenseNet-{name[8:]} (keras.applications layout)",
         )
-    )
+        for name, (application, (c16, c32), _) in _DENSENETS.items()
+    },
+    features={2: "conv1_relu", 4: "pool2_conv", 8: "pool3_conv", 16: "pool4_conv", 32: "relu"},
+    preprocessing="torch",
+    first_conv="conv1_conv",
+)
+register_published(
+    "keras-applications 1.0.8",
+    {name: md5 for name, (_, _, md5) in _DENSENETS.items()},
+    "https://github.com/keras-team/keras-applications/releases/download/densenet/"
+    "{backbone}_weights_tf_dim_ordering_tf_kernels_notop.h5",
+)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import math
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import keras
 from keras import layers
 
-from .registry import BackboneSpec, register_backbone, validate_output_stride
+from ..weights.registry import register_published
+from .registry import register_family, validate_output_stride
 
 CONV_INIT = keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="normal")
 
@@ -71,16 +73,27 @@ def round_repeats(repeats: int, depth_coefficient: float) -> int:
     return int(math.ceil(depth_coefficient * repeats))
 
 
+def _conv_bn(x, filters: int, kernel: int, prefix: str, strides: int = 1, activation: bool = True):
+    """'same' convolution, BN and swish named ``{prefix}conv``, ``{prefix}bn``, ``{prefix}activation``."""
+    x = layers.Conv2D(
+        filters,
+        kernel,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=CONV_INIT,
+        name=prefix + "conv",
+    )(x)
+    x = layers.BatchNormalization(axis=-1, name=prefix + "bn")(x)
+    return layers.Activation("swish", name=prefix + "activation")(x) if activation else x
+
+
 def mb_conv_block(inputs, args: BlockArgs, drop_rate: float, prefix: str, dilation: int = 1):
     """Mobile inverted residual bottleneck with squeeze-and-excitation (efficientnet 1.0.0 names)."""
     filters = args.input_filters * args.expand_ratio
     x = inputs
     if args.expand_ratio != 1:
-        x = layers.Conv2D(
-            filters, 1, padding="same", use_bias=False, kernel_initializer=CONV_INIT, name=prefix + "expand_conv"
-        )(x)
-        x = layers.BatchNormalization(axis=-1, name=prefix + "expand_bn")(x)
-        x = layers.Activation("swish", name=prefix + "expand_activation")(x)
+        x = _conv_bn(x, filters, 1, prefix + "expand_")
     x = layers.DepthwiseConv2D(
         args.kernel_size,
         strides=args.strides,
@@ -103,15 +116,7 @@ def mb_conv_block(inputs, args: BlockArgs, drop_rate: float, prefix: str, dilati
             filters, 1, activation="sigmoid", padding="same", kernel_initializer=CONV_INIT, name=prefix + "se_expand"
         )(se)
         x = layers.Multiply(name=prefix + "se_excite")([x, se])
-    x = layers.Conv2D(
-        args.output_filters,
-        1,
-        padding="same",
-        use_bias=False,
-        kernel_initializer=CONV_INIT,
-        name=prefix + "project_conv",
-    )(x)
-    x = layers.BatchNormalization(axis=-1, name=prefix + "project_bn")(x)
+    x = _conv_bn(x, args.output_filters, 1, prefix + "project_", activation=False)
     if args.id_skip and args.strides == 1 and args.input_filters == args.output_filters:
         if drop_rate > 0:
             x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=prefix + "drop")(x)
@@ -136,17 +141,7 @@ def build_efficientnet(
     blocks after it get twice that. Layers and weights are unchanged, so pretrained files still load.
     """
     validate_output_stride(output_stride)
-    x = layers.Conv2D(
-        round_filters(32, width_coefficient, depth_divisor),
-        3,
-        strides=2,
-        padding="same",
-        use_bias=False,
-        kernel_initializer=CONV_INIT,
-        name="stem_conv",
-    )(input_tensor)
-    x = layers.BatchNormalization(axis=-1, name="stem_bn")(x)
-    x = layers.Activation("swish", name="stem_activation")(x)
+    x = _conv_bn(input_tensor, round_filters(32, width_coefficient, depth_divisor), 3, "stem_", strides=2)
 
     blocks_args = [
         replace(
@@ -172,32 +167,8 @@ def build_efficientnet(
             x = mb_conv_block(x, args, drop_connect_rate * block_num / total, prefix, dilation=block_dilation)
             block_num += 1
 
-    x = layers.Conv2D(
-        round_filters(1280, width_coefficient, depth_divisor),
-        1,
-        padding="same",
-        use_bias=False,
-        kernel_initializer=CONV_INIT,
-        name="top_conv",
-    )(x)
-    x = layers.BatchNormalization(axis=-1, name="top_bn")(x)
-    x = layers.Activation("swish", name="top_activation")(x)
+    x = _conv_bn(x, round_filters(1280, width_coefficient, depth_divisor), 1, "top_")
     return keras.Model(input_tensor, x, name=name)
-
-
-EFFICIENTNET_SKIPS = (
-    "block6a_expand_activation",
-    "block4a_expand_activation",
-    "block3a_expand_activation",
-    "block2a_expand_activation",
-)
-EFFICIENTNET_FEATURES = {
-    2: "block2a_expand_activation",
-    4: "block3a_expand_activation",
-    8: "block4a_expand_activation",
-    16: "block6a_expand_activation",
-    32: "top_activation",
-}
 
 
 def _efficientnet_smp_taps(width: float, depth: float) -> tuple[dict[int, str], dict[int, int]]:
@@ -213,7 +184,7 @@ def _efficientnet_smp_taps(width: float, depth: float) -> tuple[dict[int, str], 
     return features, channels
 
 
-def _efficientnet_builder(width: float, depth: float, name: str):
+def _efficientnet_builder(width: float, depth: float, name: str) -> Callable:
     def builder(input_tensor, output_stride: int = 32, **_):
         return build_efficientnet(input_tensor, width, depth, name=name, output_stride=output_stride)
 
@@ -228,21 +199,46 @@ def _efficientnet_channels(width: float) -> dict[int, int]:
     return channels
 
 
-for _name, (_width, _depth, _resolution, _dropout) in EFFICIENTNET_PARAMS.items():
-    _smp_features, _smp_channels = _efficientnet_smp_taps(_width, _depth)
-    register_backbone(
-        BackboneSpec(
-            name=_name,
-            family="efficientnet",
-            builder=_efficientnet_builder(_width, _depth, _name),
-            features=EFFICIENTNET_FEATURES,
-            channels=_efficientnet_channels(_width),
-            default_skips=EFFICIENTNET_SKIPS,
-            preprocessing="torch",
-            first_conv="stem_conv",
-            can_dilate=True,
-            description=f"EfficientNet-B{_name[-1]} (efficientnet 1.0.0 layout, {_resolution}px ImageNet)",
-            smp_features=_smp_features,
-            smp_channels=_smp_channels,
-        )
+def _efficientnet_variant(name: str, width: float, depth: float, resolution: int) -> dict:
+    smp_features, smp_channels = _efficientnet_smp_taps(width, depth)
+    return dict(
+        builder=_efficientnet_builder(width, depth, name),
+        channels=_efficientnet_channels(width),
+        description=f"EfficientNet-B{name[-1]} (efficientnet 1.0.0 layout, {resolution}px ImageNet)",
+        smp_features=smp_features,
+        smp_channels=smp_channels,
     )
+
+
+register_family(
+    "efficientnet",
+    {name: _efficientnet_variant(name, *params[:3]) for name, params in EFFICIENTNET_PARAMS.items()},
+    features={
+        2: "block2a_expand_activation",
+        4: "block3a_expand_activation",
+        8: "block4a_expand_activation",
+        16: "block6a_expand_activation",
+        32: "top_activation",
+    },
+    preprocessing="torch",
+    first_conv="stem_conv",
+    can_dilate=True,
+)
+# efficientnet 1.0.0's WEIGHTS_HASHES (no top, autoaugment)
+register_published(
+    "efficientnet 1.0.0",
+    {
+        "efficientnetb0": "c1421ad80a9fc67c2cc4000f666aa50789ce39eedb4e06d531b0c593890ccff3",
+        "efficientnetb1": "75de265d03ac52fa74f2f510455ba64f9c7c5fd96dc923cd4bfefa3d680c4b68",
+        "efficientnetb2": "433b60584fafba1ea3de07443b74cfd32ce004a012020b07ef69e22ba8669333",
+        "efficientnetb3": "c5d42eb6cfae8567b418ad3845cfd63aa48b87f1bd5df8658a49375a9f3135c7",
+        "efficientnetb4": "7942c1407ff1feb34113995864970cd4d9d91ea64877e8d9c38b6c1e0767c411",
+        "efficientnetb5": "9d197bc2bfe29165c10a2af8c2ebc67507f5d70456f09e584c71b822941b1952",
+        "efficientnetb6": "1d0923bb038f2f8060faaf0a0449db4b96549a881747b7c7678724ac79f427ed",
+        "efficientnetb7": "60b56ff3a8daccc8d96edfd40b204c113e51748da657afd58034d54d3cec2bac",
+    },
+    lambda name: (
+        "https://github.com/Callidior/keras-applications/releases/download/efficientnet/"
+        f"efficientnet-{name[-2:]}_weights_tf_dim_ordering_tf_kernels_autoaugment_notop.h5"
+    ),
+)

@@ -165,9 +165,9 @@ def load_encoder_weights(model: keras.Model, spec: BackboneSpec, encoder_weights
     """
     path, source = resolve_weights_path(spec.name, encoder_weights)
     weights = read_encoder_weights(model, spec, path, source)
-    if spec.weights_layout == "by_order":
-        weights = align_weights_by_order(model, weights, source=source)
     adapt = input_channel_adapter(spec.first_conv, spec.input_channel_layers)
+    if spec.weights_layout == "by_order":
+        weights = align_weights_by_order(model, weights, source=source, adapt=adapt)
     assign_weights(model, weights, source=source, adapt=adapt)
     logger.info("loaded %s into %s", source, spec.name)
 

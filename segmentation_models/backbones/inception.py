@@ -11,10 +11,13 @@ published files, which carry Keras' auto-generated names, load by position
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import keras
 from keras import layers
 
-from .registry import BackboneSpec, register_backbone
+from ..weights.registry import register_published
+from .registry import by_stride, register_family
 
 
 class _Namer:
@@ -37,6 +40,26 @@ def conv2d_bn(x, filters, num_row, num_col, name: str, strides=1, padding="same"
     return layers.Activation(activation, name=name)(x) if activation else x
 
 
+def _branches_35(x, conv: Callable, n: _Namer, widths: Sequence[int], kernel: int, pool_filters: int = 0) -> list:
+    """The 35x35 Inception branches: 1x1 | 1x1, ``kernel`` | 1x1, 3x3, 3x3 | with ``pool_filters``: 3x3 average
+    pooling, 1x1. ``widths``: the first six convolutions' filters in that order; ``conv(x, filters, kernel, name)``."""
+    w = iter(widths)
+    b0 = conv(x, next(w), 1, n())
+    b1 = conv(x, next(w), 1, n())
+    b1 = conv(b1, next(w), kernel, n())
+    b2 = conv(x, next(w), 1, n())
+    b2 = conv(b2, next(w), 3, n())
+    b2 = conv(b2, next(w), 3, n())
+    if not pool_filters:
+        return [b0, b1, b2]
+    pool = layers.AveragePooling2D((3, 3), strides=1, padding="same", name=n.prefix + "_pool")(x)
+    return [b0, b1, b2, conv(pool, pool_filters, 1, n())]
+
+
+def _square_conv2d_bn(x, filters: int, kernel: int, name: str):
+    return conv2d_bn(x, filters, kernel, kernel, name)
+
+
 def _avg_branch(x, filters, n: _Namer):
     pool = layers.AveragePooling2D((3, 3), strides=1, padding="same", name=n.prefix + "_pool")(x)
     return conv2d_bn(pool, filters, 1, 1, n())
@@ -54,15 +77,8 @@ def build_inceptionv3(input_tensor, name: str = "inceptionv3", **_) -> keras.Mod
     x = layers.MaxPooling2D((3, 3), strides=2, padding="same", name="stem_pool2")(x)
 
     for i, pool_filters in enumerate((32, 64, 64)):  # mixed 0, 1, 2: 35 x 35 x 256/288
-        n = _Namer(f"mixed{i}")
-        b1 = conv2d_bn(x, 64, 1, 1, n())
-        b5 = conv2d_bn(x, 48, 1, 1, n())
-        b5 = conv2d_bn(b5, 64, 5, 5, n())
-        b3 = conv2d_bn(x, 64, 1, 1, n())
-        b3 = conv2d_bn(b3, 96, 3, 3, n())
-        b3 = conv2d_bn(b3, 96, 3, 3, n())
-        bp = _avg_branch(x, pool_filters, n)
-        x = layers.Concatenate(axis=-1, name=f"mixed{i}")([b1, b5, b3, bp])
+        branches = _branches_35(x, _square_conv2d_bn, _Namer(f"mixed{i}"), (64, 48, 64, 64, 96, 96), 5, pool_filters)
+        x = layers.Concatenate(axis=-1, name=f"mixed{i}")(branches)
 
     n = _Namer("mixed3")  # 17 x 17 x 768
     b3 = conv2d_bn(x, 384, 3, 3, n(), strides=2)
@@ -113,21 +129,6 @@ def build_inceptionv3(input_tensor, name: str = "inceptionv3", **_) -> keras.Mod
     return keras.Model(input_tensor, x, name=name)
 
 
-register_backbone(
-    BackboneSpec(
-        name="inceptionv3",
-        family="inceptionv3",
-        builder=build_inceptionv3,
-        features={2: "stem_b3", 4: "stem_b5", 8: "mixed2", 16: "mixed7", 32: "mixed10"},
-        channels={2: 64, 4: 192, 8: 288, 16: 768, 32: 2048},
-        default_skips=("mixed7", "mixed2", "stem_b5", "stem_b3"),
-        preprocessing="tf",
-        first_conv="stem_b1_conv",
-        description="Inception-v3 ('same'-padded, as segmentation_models 1.0.1)",
-    )
-)
-
-
 # ---- Inception-ResNet-v2 ------------------------------------------------------------------------
 @keras.saving.register_keras_serializable(package="segmentation_models")
 class ScaledResidual(layers.Layer):
@@ -162,13 +163,7 @@ def inception_resnet_block(x, scale: float, block_type: str, block_idx: int, act
     block_name = f"{block_type}_{block_idx}"
     n = _Namer(block_name)
     if block_type == "block35":
-        b0 = irv2_conv2d_bn(x, 32, 1, n())
-        b1 = irv2_conv2d_bn(x, 32, 1, n())
-        b1 = irv2_conv2d_bn(b1, 32, 3, n())
-        b2 = irv2_conv2d_bn(x, 32, 1, n())
-        b2 = irv2_conv2d_bn(b2, 48, 3, n())
-        b2 = irv2_conv2d_bn(b2, 64, 3, n())
-        branches = [b0, b1, b2]
+        branches = _branches_35(x, irv2_conv2d_bn, n, (32, 32, 32, 32, 48, 64), 3)
     elif block_type == "block17":
         b0 = irv2_conv2d_bn(x, 192, 1, n())
         b1 = irv2_conv2d_bn(x, 128, 1, n())
@@ -201,16 +196,8 @@ def build_inceptionresnetv2(input_tensor, name: str = "inceptionresnetv2", **_) 
     x = irv2_conv2d_bn(x, 192, 3, n())
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool2")(x)
 
-    n = _Namer("mixed_5b")
-    b0 = irv2_conv2d_bn(x, 96, 1, n())
-    b1 = irv2_conv2d_bn(x, 48, 1, n())
-    b1 = irv2_conv2d_bn(b1, 64, 5, n())
-    b2 = irv2_conv2d_bn(x, 64, 1, n())
-    b2 = irv2_conv2d_bn(b2, 96, 3, n())
-    b2 = irv2_conv2d_bn(b2, 96, 3, n())
-    bp = layers.AveragePooling2D(3, strides=1, padding="same", name="mixed_5b_pool")(x)
-    bp = irv2_conv2d_bn(bp, 64, 1, n())
-    x = layers.Concatenate(axis=-1, name="mixed_5b")([b0, b1, b2, bp])
+    branches = _branches_35(x, irv2_conv2d_bn, _Namer("mixed_5b"), (96, 48, 64, 64, 96, 96), 5, pool_filters=64)
+    x = layers.Concatenate(axis=-1, name="mixed_5b")(branches)
     for idx in range(1, 11):
         x = inception_resnet_block(x, 0.17, "block35", idx)
 
@@ -241,16 +228,38 @@ def build_inceptionresnetv2(input_tensor, name: str = "inceptionresnetv2", **_) 
     return keras.Model(input_tensor, x, name=name)
 
 
-register_backbone(
-    BackboneSpec(
-        name="inceptionresnetv2",
-        family="inceptionresnetv2",
-        builder=build_inceptionresnetv2,
-        features={2: "stem_b3_ac", 4: "stem_b5_ac", 8: "block35_10_ac", 16: "block17_20_ac", 32: "conv_7b_ac"},
-        channels={2: 64, 4: 192, 8: 320, 16: 1088, 32: 1536},
-        default_skips=("block17_20_ac", "block35_10_ac", "stem_b5_ac", "stem_b3_ac"),
+# name: (builder, feature layers at strides 2..32, their channels, first conv)
+_INCEPTIONS = {
+    "inceptionv3": (
+        build_inceptionv3,
+        "stem_b3 stem_b5 mixed2 mixed7 mixed10",
+        (64, 192, 288, 768, 2048),
+        "stem_b1_conv",
+    ),
+    "inceptionresnetv2": (
+        build_inceptionresnetv2,
+        "stem_b3_ac stem_b5_ac block35_10_ac block17_20_ac conv_7b_ac",
+        (64, 192, 320, 1088, 1536),
+        "stem_b1",
+    ),
+}
+_TITLES = {"inceptionv3": "Inception-v3", "inceptionresnetv2": "Inception-ResNet-v2"}
+for _name, (_builder, _features, _channels, _first_conv) in _INCEPTIONS.items():
+    register_family(
+        _name,
+        {_name: dict(builder=_builder, description=f"{_TITLES[_name]} ('same'-padded, as segmentation_models 1.0.1)")},
+        features=by_stride(_features),
+        channels=by_stride(_channels),
         preprocessing="tf",
-        first_conv="stem_b1",
-        description="Inception-ResNet-v2 ('same'-padded, as segmentation_models 1.0.1)",
+        first_conv=_first_conv,
     )
+# keras-applications 1.0.8's ImageNet files (no top), the ones segmentation_models 1.0.1 loaded
+_RELEASES = "https://github.com/fchollet/deep-learning-models/releases/download/"
+register_published(
+    "keras-applications 1.0.8",
+    {"inceptionv3": "bcbd6486424b2319ff4ef7d526e38f63", "inceptionresnetv2": "d19885ff4a710c122648d3b5c3b684e4"},
+    {
+        "inceptionv3": _RELEASES + "v0.5/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "inceptionresnetv2": _RELEASES + "v0.7/inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    }.get,
 )

@@ -29,7 +29,8 @@ import numpy as np
 from keras import layers, ops
 
 from ..blocks import StochasticDepth
-from .registry import BackboneSpec, register_backbone
+from ..weights.registry import register_weights
+from .registry import BackboneSpec, register_family
 
 __all__ = ["MIT_CONFIGS", "SpatialReductionAttention", "build_mit", "mit_tensor_map", "load_mit_safetensors"]
 
@@ -307,31 +308,50 @@ def _mit_builder(hidden_sizes, depths, name):
     return builder
 
 
-MIT_FEATURES = {4: "stage1_norm", 8: "stage2_norm", 16: "stage3_norm", 32: "stage4_norm"}
-MIT_SKIPS = ("stage3_norm", "stage2_norm", "stage1_norm")  # deepest first; no stride-2 map
-
-for _name, (_sizes, _depths) in MIT_CONFIGS.items():
-    register_backbone(
-        BackboneSpec(
-            name=_name,
-            family="mit",
-            builder=_mit_builder(_sizes, _depths, _name),
-            features=MIT_FEATURES,
-            channels=dict(zip((4, 8, 16, 32), _sizes)),
-            default_skips=MIT_SKIPS,
-            preprocessing="torch",
-            first_conv="patch_embed1_proj",
-            input_channel_layers=(),
-            min_input_size=32,
-            can_dilate=False,
+register_family(
+    "mit",
+    {
+        name: dict(
+            builder=_mit_builder(sizes, depths, name),
+            channels=dict(zip((4, 8, 16, 32), sizes)),
             description=(
-                f"Mix Transformer {_name[4:].upper()} (SegFormer encoder; depths {_depths}, widths {_sizes}); "
+                f"Mix Transformer {name[4:].upper()} (SegFormer encoder; depths {depths}, widths {sizes}); "
                 "features at strides 4-32, none at stride 2"
             ),
         )
+        for name, (sizes, depths) in MIT_CONFIGS.items()
+    },
+    features={4: "stage1_norm", 8: "stage2_norm", 16: "stage3_norm", 32: "stage4_norm"},  # no stride-2 map
+    preprocessing="torch",
+    first_conv="patch_embed1_proj",
+)
+
+# NVIDIA's ImageNet-1k checkpoints (Hugging Face tensor names, SegformerForImageClassification; the classifier
+# is dropped on load), pinned to a commit. Only files whose published sha256 could be verified are registered
+# (mit_b0/b2/b4: none yet).
+for _name, (_commit, _sha256) in {
+    "mit_b1": (
+        "44575a0572f5374ed1e5b4e46ec8276222f6ffe8",
+        "4c19537dff32bbaa876174c371759ac1046c980bbf8096273bb03261429bdce1",
+    ),
+    "mit_b3": (
+        "4c2f314b6a213100cb822264a737f39d1ce062b8",
+        "8de18cbe1efd929b0caa6b54edb92a4524e10e4d6f9468645933af15f5b2923e",
+    ),
+    "mit_b5": (
+        "8c15ac959fdc3130572f9320d6955cef46046a72",
+        "ce3ad22d97c4352b2f28a5a732f547de19b9a03a8be2e769e12ff07c34febec0",
+    ),
+}.items():
+    register_weights(
+        _name,
+        "imagenet",
+        f"https://huggingface.co/nvidia/{_name.replace('_', '-')}/resolve/{_commit}/model.safetensors",
+        _sha256,
+        filename=f"{_name}_imagenet_nvidia.safetensors",
+        format="safetensors",
+        source="nvidia (Hugging Face hub)",
     )
-
-
 from ..weights.converters import register_converter  # noqa: E402
 
 register_converter("mit", load_mit_safetensors)

@@ -8,66 +8,62 @@ is the same computation for the even input sizes these encoders accept (multiple
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 
-from .registry import BackboneSpec, register_backbone
+from ..weights.registry import register_published
+from .registry import by_stride, register_family
 
 
-def build_mobilenet(input_tensor, name: str = "mobilenet", **_) -> keras.Model:
-    """MobileNet v1 (alpha 1.0) without its classifier."""
-    return keras.applications.MobileNet(input_tensor=input_tensor, include_top=False, weights=None, name=name)
+def _builder(application: Callable, name: str) -> Callable:
+    """keras.applications' ``application`` (alpha 1.0) without its classifier, as a backbone builder."""
+
+    def builder(input_tensor, **_):
+        return application(input_tensor=input_tensor, include_top=False, weights=None, name=name)
+
+    return builder
 
 
-def build_mobilenetv2(input_tensor, name: str = "mobilenetv2", **_) -> keras.Model:
-    """MobileNetV2 (alpha 1.0) without its classifier."""
-    return keras.applications.MobileNetV2(input_tensor=input_tensor, include_top=False, weights=None, name=name)
+build_mobilenet = _builder(keras.applications.MobileNet, "mobilenet")
+build_mobilenetv2 = _builder(keras.applications.MobileNetV2, "mobilenetv2")
 
-
-register_backbone(
-    BackboneSpec(
-        name="mobilenet",
-        family="mobilenet",
-        builder=build_mobilenet,
-        features={
-            2: "conv_pw_1_relu",
-            4: "conv_pw_3_relu",
-            8: "conv_pw_5_relu",
-            16: "conv_pw_11_relu",
-            32: "conv_pw_13_relu",
-        },
-        channels={2: 64, 4: 128, 8: 256, 16: 512, 32: 1024},
-        default_skips=("conv_pw_11_relu", "conv_pw_5_relu", "conv_pw_3_relu", "conv_pw_1_relu"),
-        preprocessing="tf",
-        first_conv="conv1",
-        description="MobileNet v1, alpha 1.0 (keras.applications layout)",
-    )
+register_family(
+    "mobilenet",
+    {
+        "mobilenet": dict(
+            builder=build_mobilenet,
+            features=by_stride("conv_pw_1_relu conv_pw_3_relu conv_pw_5_relu conv_pw_11_relu conv_pw_13_relu"),
+            channels=by_stride((64, 128, 256, 512, 1024)),
+            first_conv="conv1",
+            description="MobileNet v1, alpha 1.0 (keras.applications layout)",
+        ),
+        "mobilenetv2": dict(
+            family="mobilenetv2",
+            builder=build_mobilenetv2,
+            features=by_stride(
+                "block_1_expand_relu block_3_expand_relu block_6_expand_relu block_13_expand_relu out_relu"
+            ),
+            channels=by_stride((96, 144, 192, 576, 1280)),
+            # SMP (torchvision's MobileNetV2) taps the output of the last block at each stride
+            smp_features=by_stride("expanded_conv_project_BN block_2_add block_5_add block_12_add out_relu"),
+            smp_channels=by_stride((16, 24, 32, 96, 1280)),
+            first_conv="Conv1",
+            description="MobileNetV2, alpha 1.0 (keras.applications layout)",
+        ),
+    },
+    preprocessing="tf",
 )
-
-register_backbone(
-    BackboneSpec(
-        name="mobilenetv2",
-        family="mobilenetv2",
-        builder=build_mobilenetv2,
-        features={
-            2: "block_1_expand_relu",
-            4: "block_3_expand_relu",
-            8: "block_6_expand_relu",
-            16: "block_13_expand_relu",
-            32: "out_relu",
-        },
-        channels={2: 96, 4: 144, 8: 192, 16: 576, 32: 1280},
-        default_skips=("block_13_expand_relu", "block_6_expand_relu", "block_3_expand_relu", "block_1_expand_relu"),
-        # SMP (torchvision's MobileNetV2) taps the output of the last block at each stride
-        smp_features={
-            2: "expanded_conv_project_BN",
-            4: "block_2_add",
-            8: "block_5_add",
-            16: "block_12_add",
-            32: "out_relu",
-        },
-        smp_channels={2: 16, 4: 24, 8: 32, 16: 96, 32: 1280},
-        preprocessing="tf",
-        first_conv="Conv1",
-        description="MobileNetV2, alpha 1.0 (keras.applications layout)",
-    )
+# The URLs keras-applications 1.0.8 used; it recorded no hash, these md5s are the ones published with mirrors
+# of the same files.
+register_published(
+    "keras-applications 1.0.8",
+    {"mobilenet": "725ccbd03d61d7ced5b5c4cd17e7d527"},
+    "https://github.com/fchollet/deep-learning-models/releases/download/v0.6/mobilenet_1_0_224_tf_no_top.h5",
+)
+register_published(
+    "keras-applications 1.0.8",
+    {"mobilenetv2": "f1a68526548f7541cda07e19ba6c85f4"},
+    "https://github.com/JonathanCMitchell/mobilenet_v2_keras/releases/download/v1.1/"
+    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
 )

@@ -11,6 +11,8 @@ import keras
 __all__ = [
     "BackboneSpec",
     "register_backbone",
+    "register_family",
+    "by_stride",
     "get_backbone_spec",
     "available_backbones",
     "suggest_names",
@@ -111,6 +113,27 @@ def register_backbone(spec: BackboneSpec) -> BackboneSpec:
         raise ValueError(f"{spec.name}: smp_features and smp_channels must have the strides of features")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def by_stride(values: str | Sequence[object], first: int = 2) -> dict[int, object]:
+    """``{stride: value}`` over the strides ``first``, ``2 * first``, ...: layer names given as one
+    space-separated string, or any sequence (e.g. channels)."""
+    items = values.split() if isinstance(values, str) else list(values)
+    return {first * 2**i: value for i, value in enumerate(items)}
+
+
+def register_family(family: str, variants: Mapping[str, Mapping[str, object]], **shared: object) -> None:
+    """Register one backbone per variant of ``family``: ``{name: fields}`` over the ``shared`` fields.
+
+    A variant's fields may name another ``family`` (a sibling registered alongside). ``default_skips`` defaults to
+    the feature layers below the output stride, deepest first.
+    """
+    for name, fields in variants.items():
+        merged = {"family": family, **shared, **fields}
+        if "default_skips" not in merged:
+            features = merged["features"]
+            merged["default_skips"] = tuple(features[s] for s in sorted(features, reverse=True)[1:])
+        register_backbone(BackboneSpec(name=name, **merged))
 
 
 FEATURE_LAYOUTS = ("1.0.1", "smp")

@@ -9,12 +9,14 @@ those per-group convolutions) load by position with the per-group kernels concat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 from keras import layers
 
-from .registry import BackboneSpec, register_backbone, validate_output_stride
+from ..weights.registry import register_published
+from .registry import register_family, validate_output_stride
+from .resnet import IMAGE_CLASSIFIERS, IMAGE_CLASSIFIERS_FILES, RESNET_LAYOUT, image_classifiers_stem, stage_units
 
 BN_PARAMS = dict(axis=-1, momentum=0.99, epsilon=2e-5, center=True, scale=True)
 CONV_PARAMS = dict(kernel_initializer="glorot_uniform", use_bias=False, padding="valid")
@@ -47,50 +49,36 @@ def build_resnext(
 ) -> keras.Model:
     """ResNeXt without its classifier; ``output_stride`` 8/16 replaces the last strides by dilation."""
     validate_output_stride(output_stride)
-    x = layers.BatchNormalization(name="bn_data", **dict(BN_PARAMS, scale=False))(input_tensor)
-    x = layers.ZeroPadding2D(padding=(3, 3), name="conv0_pad")(x)
-    x = layers.Conv2D(64, (7, 7), strides=(2, 2), name="conv0", **CONV_PARAMS)(x)
-    x = layers.BatchNormalization(name="bn0", **BN_PARAMS)(x)
-    x = layers.Activation("relu", name="relu0")(x)
-    x = layers.ZeroPadding2D(padding=(1, 1), name="pooling0_pad")(x)
-    x = layers.MaxPooling2D((3, 3), strides=(2, 2), padding="valid", name="pooling0")(x)
-    current_stride, dilation = 4, 1
-    for stage, reps in enumerate(repetitions):
-        filters = 128 * 2**stage
-        for block in range(reps):
-            strides = 2 if (block == 0 and stage > 0) else 1
-            block_dilation = dilation
-            if strides == 2 and current_stride >= output_stride:
-                strides, dilation = 1, dilation * 2
-            elif strides == 2:
-                current_stride *= 2
-            x = resnext_block(
-                x, filters, stage, block, strides=strides, dilation=block_dilation if block == 0 else dilation
-            )
+    x = image_classifiers_stem(input_tensor, CONV_PARAMS)
+    for stage, block, strides, first_dilation, _ in stage_units(repetitions, output_stride):
+        # the one 3x3 conv of a unit is the strided one: it keeps the previous dilation (see `stage_units`)
+        x = resnext_block(x, 128 * 2**stage, stage, block, strides=strides, dilation=first_dilation)
     return keras.Model(input_tensor, x, name=name)
 
 
-for _name, _reps in {"resnext50": (3, 4, 6, 3), "resnext101": (3, 4, 23, 3)}.items():
-    register_backbone(
-        BackboneSpec(
-            name=_name,
-            family="resnext",
-            builder=lambda input_tensor, output_stride=32, _r=_reps, _n=_name, **_: build_resnext(
-                input_tensor, _r, output_stride=output_stride, name=_n
-            ),
-            features={
-                2: "relu0",
-                4: "stage2_unit1_relu1",
-                8: "stage3_unit1_relu1",
-                16: "stage4_unit1_relu1",
-                32: f"stage4_unit{_reps[-1]}_relu",
-            },
-            channels={2: 64, 4: 256, 8: 512, 16: 1024, 32: 2048},
-            default_skips=("stage4_unit1_relu1", "stage3_unit1_relu1", "stage2_unit1_relu1", "relu0"),
-            preprocessing="identity",
-            first_conv="conv0",
-            input_channel_layers=("bn_data",),
-            can_dilate=True,
-            description=f"ResNeXt-{_name[7:]} 32x4d (image-classifiers 1.0.0 layout)",
+def _resnext_builder(repetitions: Sequence[int], name: str) -> Callable:
+    def builder(input_tensor, output_stride: int = 32, **_):
+        return build_resnext(input_tensor, repetitions, output_stride=output_stride, name=name)
+
+    return builder
+
+
+_RESNEXTS = {"resnext50": (3, 4, 6, 3), "resnext101": (3, 4, 23, 3)}
+register_family(
+    "resnext",
+    {
+        name: dict(
+            builder=_resnext_builder(reps, name),
+            features={**RESNET_LAYOUT["features"], 32: f"stage4_unit{reps[-1]}_relu"},
+            description=f"ResNeXt-{name[7:]} 32x4d (image-classifiers 1.0.0 layout)",
         )
-    )
+        for name, reps in _RESNEXTS.items()
+    },
+    channels={2: 64, 4: 256, 8: 512, 16: 1024, 32: 2048},
+    **RESNET_LAYOUT,
+)
+register_published(
+    IMAGE_CLASSIFIERS,
+    {"resnext50": "7ade5c8aac9194af79b1724229bdaa50", "resnext101": "91fe0126320e49f6ee607a0719828c7e"},
+    IMAGE_CLASSIFIERS_FILES,
+)

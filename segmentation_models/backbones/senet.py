@@ -14,13 +14,14 @@ per-group kernels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 from keras import layers
 
-from .registry import BackboneSpec, register_backbone, validate_output_stride
-from .resnet import RESNET_FEATURES, RESNET_SKIPS, build_resnet, residual_conv_block
+from ..weights.registry import register_published
+from .registry import register_family, validate_output_stride
+from .resnet import IMAGE_CLASSIFIERS, IMAGE_CLASSIFIERS_FILES, RESNET_LAYOUT, resnet_builder, stage_units
 
 SE_BN = dict(axis=-1, epsilon=9.999999747378752e-06)
 
@@ -128,27 +129,18 @@ def build_senet(
     x = layers.ZeroPadding2D(1, name="pooling0_pad")(x)
     x = layers.MaxPooling2D((3, 3), strides=2, name="pooling0")(x)
 
-    filters, current_stride, dilation = 128, 4, 1
-    for stage, reps in enumerate(repetitions):
-        filters *= 2
-        for unit in range(reps):
-            strides = 2 if (unit == 0 and stage > 0) else 1
-            unit_dilation = dilation
-            if strides == 2:
-                if current_stride >= output_stride:
-                    strides, dilation = 1, dilation * 2
-                else:
-                    current_stride *= 2
-            x = se_bottleneck(
-                x,
-                filters,
-                f"stage{stage + 1}_unit{unit + 1}_",
-                kind,
-                strides=strides,
-                groups=groups,
-                is_first=(stage == 0 and unit == 0),
-                dilation=unit_dilation if unit == 0 else dilation,
-            )
+    for stage, unit, strides, first_dilation, _ in stage_units(repetitions, output_stride):
+        # the one 3x3 conv of a unit is the strided one: it keeps the previous dilation (see `stage_units`)
+        x = se_bottleneck(
+            x,
+            256 * 2**stage,
+            f"stage{stage + 1}_unit{unit + 1}_",
+            kind,
+            strides=strides,
+            groups=groups,
+            is_first=(stage == 0 and unit == 0),
+            dilation=first_dilation,
+        )
     return keras.Model(input_tensor, x, name=name)
 
 
@@ -163,58 +155,54 @@ _SENETS = {
 }
 
 
-def _senet_builder(reps, kind, groups, input_3x3, name):
+def _senet_builder(reps: Sequence[int], kind: str, groups: int, input_3x3: bool, name: str) -> Callable:
     def builder(input_tensor, output_stride: int = 32, **_):
         return build_senet(input_tensor, reps, kind, groups, input_3x3, output_stride=output_stride, name=name)
 
     return builder
 
 
-def _seresnet_small_builder(reps, name):
-    def builder(input_tensor, output_stride: int = 32, **_):
-        return build_resnet(
-            input_tensor,
-            reps,
-            residual_conv_block,
-            attention=resnet_se_attention,
-            output_stride=output_stride,
-            name=name,
-        )
-
-    return builder
+def _senet_variant(name: str, reps: Sequence[int], kind: str, groups: int, input_3x3: bool) -> dict:
+    stem = "relu0_3" if input_3x3 else "relu0"
+    return dict(
+        builder=_senet_builder(reps, kind, groups, input_3x3, name),
+        features={2: stem, **{2 ** (s + 2): f"stage{s + 1}_unit{r}_relu" for s, r in enumerate(reps)}},
+        channels={2: 128 if input_3x3 else 64, 4: 256, 8: 512, 16: 1024, 32: 2048},
+        first_conv="conv0_1" if input_3x3 else "conv0",
+        description=f"{name} (image-classifiers 1.0.0 SENet layout)",
+    )
 
 
-for _name, _reps in {"seresnet18": (2, 2, 2, 2), "seresnet34": (3, 4, 6, 3)}.items():
-    register_backbone(
-        BackboneSpec(
-            name=_name,
-            family="seresnet",
-            builder=_seresnet_small_builder(_reps, _name),
-            features=RESNET_FEATURES,
+_SERESNETS = {"seresnet18": (2, 2, 2, 2), "seresnet34": (3, 4, 6, 3)}
+register_family(
+    "seresnet",
+    {
+        name: dict(
+            builder=resnet_builder(reps, name, attention=resnet_se_attention),
             channels={2: 64, 4: 64, 8: 128, 16: 256, 32: 512},
-            default_skips=RESNET_SKIPS,
-            preprocessing="identity",
-            first_conv="conv0",
-            input_channel_layers=("bn_data",),
-            can_dilate=True,
-            description=f"SE-ResNet-{_name[8:]} (image-classifiers 1.0.0 layout: pre-activation ResNet + channel SE)",
+            description=f"SE-ResNet-{name[8:]} (image-classifiers 1.0.0 layout: pre-activation ResNet + channel SE)",
         )
-    )
-
-for _name, (_reps, _kind, _groups, _input_3x3) in _SENETS.items():
-    _stem = "relu0_3" if _input_3x3 else "relu0"
-    _outs = {2 ** (s + 2): f"stage{s + 1}_unit{r}_relu" for s, r in enumerate(_reps)}
-    register_backbone(
-        BackboneSpec(
-            name=_name,
-            family="senet",
-            builder=_senet_builder(_reps, _kind, _groups, _input_3x3, _name),
-            features={2: _stem, **_outs},
-            channels={2: 128 if _input_3x3 else 64, 4: 256, 8: 512, 16: 1024, 32: 2048},
-            default_skips=(_outs[16], _outs[8], _outs[4], _stem),
-            preprocessing="torch",
-            first_conv="conv0_1" if _input_3x3 else "conv0",
-            can_dilate=True,
-            description=f"{_name} (image-classifiers 1.0.0 SENet layout)",
-        )
-    )
+        for name, reps in _SERESNETS.items()
+    },
+    **RESNET_LAYOUT,
+)
+register_family(
+    "senet",
+    {name: _senet_variant(name, *row) for name, row in _SENETS.items()},
+    preprocessing="torch",
+    can_dilate=True,
+)
+register_published(
+    IMAGE_CLASSIFIERS,
+    {
+        "seresnet18": "a46e5cd4114ac946ecdc58741e8d92ea",
+        "seresnet34": "3348fd049f1f9ad307c070ff2b6ec4cb",
+        "seresnet50": "043777781b0d5ca756474d60bf115ef1",
+        "seresnet101": "1c373b0c196918713da86951d1239007",
+        "seresnet152": "f58d4c1a511c7445ab9a2c2b83ee4e7b",
+        "seresnext50": "b0f23d2e1cd406d67335fb92d85cc279",
+        "seresnext101": "e48708cbe40071cc3356016c37f6c9c7",
+        "senet154": "d854ff2cd7e6a87b05a8124cd283e0f2",
+    },
+    IMAGE_CLASSIFIERS_FILES,
+)

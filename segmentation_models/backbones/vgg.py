@@ -1,4 +1,4 @@
-"""VGG-16/19 with the layer names of keras.applications (so its ImageNet ``.h5`` files load)."""
+"""VGG-16/19 with the layer names of keras.applications (so its ImageNet ``.h5`` files, registered here, load)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from .registry import BackboneSpec, register_backbone
+from ..weights.registry import KERAS_APPLICATIONS_URL, register_published
+from .registry import register_family
 
 
 def build_vgg(input_tensor, convs_per_block: Sequence[int], name: str = "vgg") -> keras.Model:
@@ -21,20 +22,24 @@ def build_vgg(input_tensor, convs_per_block: Sequence[int], name: str = "vgg") -
     return keras.Model(input_tensor, x, name=name)
 
 
-_VGGS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
-
-for _name, _convs in _VGGS.items():
-    _last = [f"block{b}_conv{n}" for b, n in enumerate(_convs, start=1)]
-    register_backbone(
-        BackboneSpec(
-            name=_name,
-            family="vgg",
-            builder=lambda input_tensor, _c=_convs, _n=_name, **_: build_vgg(input_tensor, _c, name=_n),
-            features={1: _last[0], 2: _last[1], 4: _last[2], 8: _last[3], 16: _last[4], 32: "block5_pool"},
-            channels={1: 64, 2: 128, 4: 256, 8: 512, 16: 512, 32: 512},
-            default_skips=tuple(reversed(_last))[:5],
-            preprocessing="caffe",
-            first_conv="block1_conv1",
-            description=f"VGG-{_name[3:]} (keras.applications layout)",
-        )
+def _vgg_variant(name: str, convs_per_block: Sequence[int]) -> dict:
+    last = [f"block{b}_conv{n}" for b, n in enumerate(convs_per_block, start=1)]
+    return dict(
+        builder=lambda input_tensor, **_: build_vgg(input_tensor, convs_per_block, name=name),
+        features={**{2**i: layer for i, layer in enumerate(last)}, 32: "block5_pool"},
+        description=f"VGG-{name[3:]} (keras.applications layout)",
     )
+
+
+register_family(
+    "vgg",
+    {name: _vgg_variant(name, convs) for name, convs in {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}.items()},
+    channels={1: 64, 2: 128, 4: 256, 8: 512, 16: 512, 32: 512},
+    preprocessing="caffe",
+    first_conv="block1_conv1",
+)
+register_published(
+    "keras-applications",
+    {"vgg16": "6d6bbae143d832006294945121d1f1fc", "vgg19": "253f8cb515780f3b799900260a226db6"},
+    KERAS_APPLICATIONS_URL + "{backbone}/{backbone}_weights_tf_dim_ordering_tf_kernels_notop.h5",
+)

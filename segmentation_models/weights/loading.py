@@ -18,7 +18,6 @@ __all__ = [
     "is_keras3_weights_file",
     "WeightsMismatchError",
     "assign_weights",
-    "assign_weights_by_order",
     "match_auto_named_layers",
     "align_weights_by_order",
     "adapt_first_conv_kernel",
@@ -66,14 +65,19 @@ def read_h5_weights(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
         return out
 
 
-def _layers_with_weights(model: keras.Model) -> dict[str, keras.layers.Layer]:
-    found: dict[str, keras.layers.Layer] = {}
+def _weighted_leaves(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers with weights, nested models' included, in model order."""
+    found: list[keras.layers.Layer] = []
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            found.update(_layers_with_weights(layer))
+            found.extend(_weighted_leaves(layer))
         elif layer.weights:
-            found[layer.name] = layer
+            found.append(layer)
     return found
+
+
+def _layers_with_weights(model: keras.Model) -> dict[str, keras.layers.Layer]:
+    return {layer.name: layer for layer in _weighted_leaves(model)}
 
 
 Adapter = Callable[[keras.layers.Layer, list], "list | None"]
@@ -167,11 +171,9 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
     assign_weights(model, weights, source=f"weights file {path.name}")
 
 
-# --- loading by topological order (branch bb101) -----------------------------------------------
-# image-classifiers' SE-Nets/ResNeXts and keras-applications' Inceptions left many layers unnamed,
-# so their published files (and the weights of models saved with segmentation_models 1.0.1) carry
-# Keras' auto-generated names ('conv2d_17'), which depend on the session that wrote them. Keras 2
-# loaded such files by position; `assign_weights` does the same when matching by name fails.
+# Keras 2 named the layers it was given no name for ('conv2d_17', depending on the session); the files of
+# image-classifiers' SE-Nets/ResNeXts, keras-applications' Inceptions and models saved with segmentation_models 1.0.1
+# carry such names. Keras 2 loaded them by position; `assign_weights` does the same when matching by name fails.
 _AUTO_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z][a-z0-9]*)*(_\d+)?$")
 _KERAS_CLASS_NAMES = (
     "conv2d",
@@ -187,70 +189,6 @@ def is_auto_generated_name(name: str) -> bool:
     """True for names Keras makes up for unnamed layers (``conv2d``, ``conv2d_17``, ``batch_normalization_3``)."""
     base = re.sub(r"_\d+$", "", name)
     return bool(_AUTO_NAME.match(name)) and base in _KERAS_CLASS_NAMES
-
-
-def _weighted_layers_in_order(model: keras.Model) -> list[keras.layers.Layer]:
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            found.extend(_weighted_layers_in_order(layer))
-        elif layer.weights:
-            found.append(layer)
-    return found
-
-
-def assign_weights_by_order(
-    model: keras.Model,
-    weights: Mapping[str, Sequence[np.ndarray]],
-    *,
-    source: str = "weights file",
-    adapt: Adapter | None = None,
-) -> list[str]:
-    """Set the weights of ``model``'s weighted layers from ``weights`` taken in file order (Keras 2 semantics).
-
-    A grouped ``Conv2D`` (``groups=g``) takes ``g`` consecutive per-group convolutions of the file
-    (image-classifiers' ``GroupConv2D``), concatenated along the output channels. Every shape is
-    checked (``adapt(layer, arrays)`` may fit arrays of other shapes, as in `assign_weights_by_name`: the input
-    channels); raises `WeightsMismatchError` at the first layer that does not fit.
-    """
-    entries = [(name, [np.asarray(a) for a in arrays]) for name, arrays in weights.items()]
-    targets = _weighted_layers_in_order(model)
-    assignments, i = [], 0
-    for layer in targets:
-        expected = [tuple(v.shape) for v in layer.weights]
-        if i >= len(entries):
-            raise WeightsMismatchError(
-                f"The {source} has weights for {len(entries)} layers; the model ({model.name}) needs more "
-                f"(no weights left for layer {layer.name!r})."
-            )
-        name, arrays = entries[i]
-        got = [tuple(a.shape) for a in arrays]
-        groups = getattr(layer, "groups", 1)
-        if got != expected and isinstance(layer, keras.layers.Conv2D) and groups > 1 and i + groups <= len(entries):
-            parts = [entries[i + g][1] for g in range(groups)]
-            arrays = [np.concatenate([p[k] for p in parts], axis=-1) for k in range(len(parts[0]))]
-            got = [tuple(a.shape) for a in arrays]
-            name = f"{name}..{entries[i + groups - 1][0]}"
-            i += groups - 1
-        if got != expected and adapt is not None:
-            adapted = adapt(layer, arrays)
-            if adapted is not None:
-                arrays, got = adapted, [tuple(a.shape) for a in adapted]
-        if got != expected:
-            raise WeightsMismatchError(
-                f"The {source} does not fit this model ({model.name}) by position either: its layer #{i} "
-                f"{name!r} has shapes {got}, model layer {layer.name!r} expects {expected}."
-            )
-        assignments.append((layer, arrays))
-        i += 1
-    if i != len(entries):
-        raise WeightsMismatchError(
-            f"The {source} has weights for {len(entries) - i} more layer(s) than the model ({model.name}) has, "
-            f"from {entries[i][0]!r} on."
-        )
-    for layer, arrays in assignments:
-        layer.set_weights(arrays)
-    return [layer.name for layer, _ in assignments]
 
 
 def assign_weights(
@@ -271,11 +209,12 @@ def assign_weights(
         if not any(is_auto_generated_name(n) for n in unknown):
             raise
         try:
-            return assign_weights_by_order(model, weights, source=source, adapt=adapt)
+            aligned = align_weights_by_order(model, weights, source=source, adapt=adapt)
         except WeightsMismatchError as by_order:
             raise WeightsMismatchError(
-                f"{by_name}\nMatching by position (Keras 2 style) failed too: {by_order}"
+                f"{by_name}\nIt does not fit by position either (Keras 2 style): {by_order}"
             ) from None
+        return assign_weights_by_name(model, aligned, source=source, adapt=adapt)
 
 
 # ---- layers that 1.0.1 left unnamed ----------------------------------------------------------------------
@@ -311,19 +250,14 @@ def match_auto_named_layers(model: keras.Model, weights: dict[str, list[np.ndarr
     return renamed
 
 
-# ---- keras.applications files: layers matched by position -----------------------------------
+# ---- files matched to the model by position ------------------------------------------------
 def _legacy_order_weights(layer: keras.layers.Layer) -> list:
     """A layer's weights in the order Keras writes them to a legacy HDF5 file (trainable first)."""
     return list(layer.trainable_weights) + list(layer.non_trainable_weights)
 
 
-def _leaf_layers_with_weights(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    if isinstance(layer, keras.Model):
-        leaves: list[keras.layers.Layer] = []
-        for inner in layer.layers:
-            leaves.extend(_leaf_layers_with_weights(inner))
-        return leaves
-    return [layer] if layer.weights else []
+def _another_backbone(text: str) -> WeightsMismatchError:
+    return WeightsMismatchError(text + ": it is a file for another backbone (or another variant of this family).")
 
 
 def align_weights_by_order(
@@ -331,36 +265,59 @@ def align_weights_by_order(
     weights: Mapping[str, Sequence[np.ndarray]],
     *,
     source: str = "weights file",
+    adapt: Adapter | None = None,
 ) -> dict[str, list[np.ndarray]]:
-    """Key the arrays of a keras.applications HDF5 file by ``model``'s layer names, by position.
+    """Key the arrays of a legacy HDF5 file by ``model``'s layer names, by position.
 
-    keras.applications loads its published files by position (``model.load_weights`` on a legacy
-    ``.h5`` zips the model's weighted layers with the file's ``layer_names``); their stored names
-    (Keras 2 names such as ``Conv/BatchNorm``, auto names such as ``conv2d_3``, nested ``Sequential``
-    groups) need not match Keras 3's. This does the same: the file's arrays, in file order, are
-    handed out to the model's weighted layers in model order. The result goes through
-    `assign_weights_by_name`, which checks every shape (and adapts input channels).
+    Keras 2 and keras.applications load such files by position (``model.load_weights`` zips the model's weighted
+    layers with the file's ``layer_names``), and the stored names need not be Keras 3's: Keras 2 names such as
+    ``Conv/BatchNorm``, nested ``Sequential`` groups, auto-generated names such as ``conv2d_3``. This does the same:
+    the file's arrays, in file order, are handed out to the model's weighted layers in model order, each layer's
+    in the order Keras writes them (trainable first). A grouped ``Conv2D`` (``groups=g``) whose kernel is not next
+    takes ``g`` consecutive per-group convolutions (image-classifiers' ``GroupConv2D``), concatenated along the
+    output channels. Every shape is checked, ``adapt(layer, arrays)`` fitting arrays of other shapes (the input
+    channels) as in `assign_weights_by_name`; raises `WeightsMismatchError` at the first layer that does not fit.
     """
     stream = [np.asarray(a) for arrays in weights.values() for a in arrays]
-    leaves: list[keras.layers.Layer] = []
-    for layer in model.layers:
-        leaves.extend(_leaf_layers_with_weights(layer))
-    needed = sum(len(_legacy_order_weights(leaf)) for leaf in leaves)
-    if len(stream) != needed:
-        raise WeightsMismatchError(
+    leaves = _weighted_leaves(model)
+    grouped = {id(leaf) for leaf in leaves if isinstance(leaf, keras.layers.Conv2D) and leaf.groups > 1}
+    needed = sum(len(leaf.weights) for leaf in leaves)
+    if not grouped and len(stream) != needed:
+        raise _another_backbone(
             f"The {source} holds {len(stream)} arrays in {len(weights)} layers, but {model.name} needs "
-            f"{needed} arrays in {len(leaves)} layers: it is a file for another backbone "
-            "(or another variant of this family)."
+            f"{needed} arrays in {len(leaves)} layers"
         )
     out: dict[str, list[np.ndarray]] = {}
     position = 0
     for leaf in leaves:
         variables = _legacy_order_weights(leaf)
-        chunk = stream[position : position + len(variables)]
-        position += len(variables)
+        count = len(variables)
+        chunk = stream[position : position + count]
+        if id(leaf) in grouped and [a.shape for a in chunk] != [tuple(v.shape) for v in variables]:
+            parts = stream[position : position + count * leaf.groups]
+            chunk = [np.concatenate(parts[k::count], axis=-1) for k in range(count)] if parts else []
+            count = len(parts)
+        if len(chunk) < len(variables):
+            raise _another_backbone(f"The {source} holds {len(stream)} arrays, none left for layer {leaf.name!r}")
+        position += count
         # back to the layer's own weight order (what set_weights expects)
         by_id = {id(v): a for v, a in zip(variables, chunk)}
-        out[leaf.name] = [by_id[id(v)] for v in leaf.weights]
+        arrays = [by_id[id(v)] for v in leaf.weights]
+        expected = [tuple(v.shape) for v in leaf.weights]
+        got = [tuple(a.shape) for a in arrays]
+        if got != expected and adapt is not None:
+            arrays = adapt(leaf, arrays) or arrays
+            got = [tuple(a.shape) for a in arrays]
+        if got != expected:
+            raise _another_backbone(
+                f"The {source} does not fit {model.name} by position: arrays {position - count}..{position - 1} "
+                f"have shapes {got}, layer {leaf.name!r} expects {expected}"
+            )
+        out[leaf.name] = arrays
+    if position != len(stream):
+        raise _another_backbone(
+            f"The {source} holds {len(stream) - position} more arrays than {model.name} has weights"
+        )
     return out
 
 
