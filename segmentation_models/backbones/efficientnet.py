@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 import keras
 from keras import layers
 
-from .registry import BackboneSpec, register_backbone, validate_output_stride
+from ..validation import check_output_stride
+from .registry import BackboneSpec, register_backbone
 
 CONV_INIT = keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="normal")
 
@@ -135,7 +136,7 @@ def build_efficientnet(
     convolutions, as for the ResNets: the block that had the stride keeps the previous dilation, the
     blocks after it get twice that. Layers and weights are unchanged, so pretrained files still load.
     """
-    validate_output_stride(output_stride)
+    check_output_stride(output_stride)
     x = layers.Conv2D(
         round_filters(32, width_coefficient, depth_divisor),
         3,

@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 import keras
 from keras import layers
 
-from .registry import BackboneSpec, register_backbone, validate_output_stride
+from ..validation import check_output_stride
+from .registry import BackboneSpec, register_backbone
 
 BN_PARAMS = dict(axis=-1, momentum=0.99, epsilon=2e-5, center=True, scale=True)
 CONV_PARAMS = dict(kernel_initializer="he_uniform", use_bias=False, padding="valid")
@@ -90,7 +91,7 @@ def build_resnet(
 
     ``output_stride`` 16 or 8 replaces the strides of the last stages by dilation (DeepLab).
     """
-    validate_output_stride(output_stride)
+    check_output_stride(output_stride)
     x = layers.BatchNormalization(name="bn_data", **dict(BN_PARAMS, scale=False))(input_tensor)
     x = layers.ZeroPadding2D(padding=(3, 3), name="conv0_pad")(x)
     x = layers.Conv2D(64, (7, 7), strides=(2, 2), name="conv0", **CONV_PARAMS)(x)

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from .registry import BackboneSpec, register_backbone, validate_output_stride
+from ..validation import check_output_stride
+from .registry import BackboneSpec, register_backbone
 
 BN_PARAMS = dict(axis=-1, momentum=0.99, epsilon=2e-5, center=True, scale=True)
 CONV_PARAMS = dict(kernel_initializer="glorot_uniform", use_bias=False, padding="valid")
@@ -46,7 +47,7 @@ def build_resnext(
     input_tensor, repetitions: Sequence[int], output_stride: int = 32, name: str = "resnext"
 ) -> keras.Model:
     """ResNeXt without its classifier; ``output_stride`` 8/16 replaces the last strides by dilation."""
-    validate_output_stride(output_stride)
+    check_output_stride(output_stride)
     x = layers.BatchNormalization(name="bn_data", **dict(BN_PARAMS, scale=False))(input_tensor)
     x = layers.ZeroPadding2D(padding=(3, 3), name="conv0_pad")(x)
     x = layers.Conv2D(64, (7, 7), strides=(2, 2), name="conv0", **CONV_PARAMS)(x)

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from .registry import BackboneSpec, register_backbone, validate_output_stride
+from ..validation import check_output_stride
+from .registry import BackboneSpec, register_backbone
 from .resnet import RESNET_FEATURES, RESNET_SKIPS, build_resnet, residual_conv_block
 
 SE_BN = dict(axis=-1, epsilon=9.999999747378752e-06)
@@ -114,7 +115,7 @@ def build_senet(
     name: str = "senet",
 ) -> keras.Model:
     """image-classifiers' ``SENet`` without its classifier; ``output_stride`` 8/16 dilates the last stages."""
-    validate_output_stride(output_stride)
+    check_output_stride(output_stride)
     x = input_tensor
     if input_3x3:
         for i, (filters, strides) in enumerate([(64, 2), (64, 1), (128, 1)], start=1):
