@@ -19,7 +19,7 @@ def _act_name(activation) -> str:
 
 
 def conv_bn_act(
-    x,
+    x: keras.KerasTensor,
     filters: int,
     kernel_size=3,
     *,
@@ -31,7 +31,7 @@ def conv_bn_act(
     dilation_rate=1,
     kernel_initializer: str = "he_uniform",
     separable: bool = False,
-):
+) -> keras.KerasTensor:
     """Conv2D (no bias when followed by batch norm) -> BatchNormalization -> activation.
 
     ``separable=True`` uses a depthwise-separable convolution (DeepLabV3+'s ASPP and decoder).
@@ -55,7 +55,7 @@ def conv_bn_act(
     return x
 
 
-def transpose_bn_relu(x, filters: int, name: str, use_batchnorm: bool = True):
+def transpose_bn_relu(x: keras.KerasTensor, filters: int, name: str, use_batchnorm: bool = True) -> keras.KerasTensor:
     """x2 upsampling by a 4x4 transposed convolution -> BatchNormalization -> ReLU (1.0.1's Unet and Linknet
     ``decoder_block_type='transpose'``): layers ``{name}_transpose``, ``{name}_bn``, ``{name}_relu``."""
     x = layers.Conv2DTranspose(
@@ -67,7 +67,7 @@ def transpose_bn_relu(x, filters: int, name: str, use_batchnorm: bool = True):
 
 
 def segmentation_head(
-    x,
+    x: keras.KerasTensor,
     classes: int,
     activation,
     *,
@@ -75,7 +75,7 @@ def segmentation_head(
     name: str = "final_conv",
     upsampling: int = 1,
     upsampling_name: str = "final_upsampling",
-):
+) -> keras.KerasTensor:
     """The final convolution to ``classes`` channels, an optional bilinear x``upsampling`` and the output
     activation (float32 under mixed precision)."""
     x = layers.Conv2D(
@@ -88,8 +88,13 @@ def segmentation_head(
 
 
 def classification_head(
-    x, classes: int, pooling: str = "avg", dropout: float | None = None, activation=None, name: str = "aux"
-):
+    x: keras.KerasTensor,
+    classes: int,
+    pooling: str = "avg",
+    dropout: float | None = None,
+    activation=None,
+    name: str = "aux",
+) -> keras.KerasTensor:
     """SMP's auxiliary head: global pooling -> dropout -> dense -> activation (float32), output ``{name}_{act}``."""
     pool = layers.GlobalAveragePooling2D if pooling == "avg" else layers.GlobalMaxPooling2D
     x = pool(name=f"{name}_pool")(x)
@@ -187,14 +192,14 @@ class ResizeByFactor(layers.Layer):
 
 
 # ---- the Unet decoder block and scSE attention (Unet, Unet++, MAnet) -------------------------------------
-def channel_gate(x, channels: int, reduced: int, name: str):
+def channel_gate(x: keras.KerasTensor, channels: int, reduced: int, name: str) -> keras.KerasTensor:
     """Squeeze & excitation gate: global average -> 1x1 conv + relu -> 1x1 conv + sigmoid, shape (B, 1, 1, C)."""
     g = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
     g = conv_bn_act(g, reduced, 1, name=f"{name}_reduce", use_batchnorm=False)
     return conv_bn_act(g, channels, 1, name=f"{name}_expand", activation="sigmoid", use_batchnorm=False)
 
 
-def scse_attention(x, name: str, reduction: int = 16):
+def scse_attention(x: keras.KerasTensor, name: str, reduction: int = 16) -> keras.KerasTensor:
     """Concurrent spatial and channel squeeze & excitation (Roy et al. 2018): x * cSE(x) + x * sSE(x)."""
     channels = x.shape[-1]
     channel = channel_gate(x, channels, max(1, channels // reduction), name=f"{name}_cse")
@@ -207,15 +212,20 @@ def scse_attention(x, name: str, reduction: int = 16):
     )
 
 
-def attention(x, attention_type: str | None, name: str):
+def attention(x: keras.KerasTensor, attention_type: str | None, name: str) -> keras.KerasTensor:
     """Apply ``attention_type`` (None: identity, 'scse')."""
     check_attention_type(attention_type)
     return x if attention_type is None else scse_attention(x, name)
 
 
 def decoder_block(
-    x, skips: list, filters: int, name: str, use_batchnorm: bool = True, attention_type: str | None = None
-):
+    x: keras.KerasTensor,
+    skips: list,
+    filters: int,
+    name: str,
+    use_batchnorm: bool = True,
+    attention_type: str | None = None,
+) -> keras.KerasTensor:
     """Unet decoder block: x2 nearest upsampling, concatenation with ``skips``, two 3x3 conv-bn-relu.
 
     Layers are ``{name}_upsampling``, ``{name}_concat``, ``{name}a_*``, ``{name}b_*`` (1.0.1's Unet names

@@ -186,7 +186,7 @@ def finish(
     return model
 
 
-def center(encoder: Encoder, use_batchnorm: bool):
+def center(encoder: Encoder, use_batchnorm: bool) -> keras.KerasTensor:
     """The encoder output, through 1.0.1's centre block (two 3x3 conv-bn-relu of 512 channels) when the backbone
     ends with a max pooling (VGG), as 1.0.1's Unet and Linknet have it."""
     x = encoder.output
@@ -196,7 +196,7 @@ def center(encoder: Encoder, use_batchnorm: bool):
     return x
 
 
-def aux_head(x, aux_params: dict | None):
+def aux_head(x: keras.KerasTensor, aux_params: dict | None) -> keras.KerasTensor | None:
     """The auxiliary classification output on the deepest encoder feature ``x`` (None without aux_params)."""
     if aux_params is None:
         return None

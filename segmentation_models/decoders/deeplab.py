@@ -4,6 +4,8 @@ that fuses it with the stride-4 features."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 from keras import layers
 
@@ -16,8 +18,13 @@ HIGHRES_CHANNELS = 48  # DeepLabV3+'s projection of the stride-4 features, as in
 
 
 def aspp(
-    x, filters: int, atrous_rates=ATROUS_RATES, separable: bool = False, dropout: float | None = 0.5, name: str = "aspp"
-):
+    x: keras.KerasTensor,
+    filters: int,
+    atrous_rates=ATROUS_RATES,
+    separable: bool = False,
+    dropout: float | None = 0.5,
+    name: str = "aspp",
+) -> keras.KerasTensor:
     """Atrous spatial pyramid pooling (DeepLabV3): 1x1, three dilated 3x3 and an image-pooling branch."""
     branches = [conv_bn_act(x, filters, 1, name=f"{name}_branch0")]
     for i, rate in enumerate(atrous_rates, start=1):
@@ -45,13 +52,13 @@ def DeepLabV3(
     input_shape: tuple = (None, None, 3),
     classes: int = 1,
     activation: str | None = "sigmoid",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
     encoder_depth: int = 5,
     encoder_output_stride: int = 8,
     decoder_channels: int = 256,
-    decoder_atrous_rates=ATROUS_RATES,
+    decoder_atrous_rates: Sequence[int] = ATROUS_RATES,
     decoder_aspp_separable: bool = False,
     decoder_aspp_dropout: float | None = 0.5,
     upsampling: int | None = None,
@@ -83,13 +90,13 @@ def DeepLabV3Plus(
     input_shape: tuple = (None, None, 3),
     classes: int = 1,
     activation: str | None = "sigmoid",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
     encoder_depth: int = 5,
     encoder_output_stride: int = 16,
     decoder_channels: int = 256,
-    decoder_atrous_rates=ATROUS_RATES,
+    decoder_atrous_rates: Sequence[int] = ATROUS_RATES,
     decoder_aspp_separable: bool = True,
     decoder_aspp_dropout: float | None = 0.5,
     upsampling: int = 4,

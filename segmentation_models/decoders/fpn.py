@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 from keras import layers
 
@@ -48,10 +50,10 @@ def FPN(
     input_shape: tuple = (None, None, 3),
     classes: int = 21,
     activation: str | None = "softmax",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
-    encoder_features="default",
+    encoder_features: str | Sequence[str | int] = "default",
     pyramid_block_filters: int = 256,
     pyramid_use_batchnorm: bool = True,
     pyramid_aggregation: str = "concat",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 from keras import layers
 
@@ -55,12 +57,12 @@ def Linknet(
     input_shape: tuple = (None, None, 3),
     classes: int = 1,
     activation: str | None = "sigmoid",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
-    encoder_features="default",
+    encoder_features: str | Sequence[str | int] = "default",
     decoder_block_type: str = "upsampling",
-    decoder_filters=(None, None, None, None, 16),
+    decoder_filters: Sequence[int | None] = (None, None, None, None, 16),
     decoder_use_batchnorm: bool = True,
     *,
     feature_layout: str = "1.0.1",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 from keras import layers, ops
 
@@ -37,7 +39,7 @@ class PositionAttention(layers.Layer):
         return tuple(input_shape[2])
 
 
-def position_attention_block(x, pab_channels: int = 64, name: str = "pab"):
+def position_attention_block(x: keras.KerasTensor, pab_channels: int = 64, name: str = "pab") -> keras.KerasTensor:
     """MAnet's PAB: x + position attention (1x1 query/key, 3x3 value), then a 3x3 conv."""
     channels = x.shape[-1]
     plain = dict(use_batchnorm=False, activation=None)
@@ -49,7 +51,14 @@ def position_attention_block(x, pab_channels: int = 64, name: str = "pab"):
     return conv_bn_act(x, channels, 3, name=f"{name}_out", **plain)
 
 
-def multiscale_fusion_block(x, skip, filters: int, name: str, use_batchnorm: bool = True, reduction: int = 16):
+def multiscale_fusion_block(
+    x: keras.KerasTensor,
+    skip: keras.KerasTensor,
+    filters: int,
+    name: str,
+    use_batchnorm: bool = True,
+    reduction: int = 16,
+) -> keras.KerasTensor:
     """MAnet's MFAB: high-level features to the skip's channels, x2 up, gated by SE(high) + SE(skip), fused."""
     skip_channels = skip.shape[-1]
     x = conv_bn_act(x, x.shape[-1], 3, name=f"{name}_high1", use_batchnorm=use_batchnorm)
@@ -73,11 +82,11 @@ def MAnet(
     input_shape: tuple = (None, None, 3),
     classes: int = 1,
     activation: str | None = "sigmoid",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
     encoder_depth: int = 5,
-    decoder_channels=DEFAULT_DECODER_CHANNELS,
+    decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
     decoder_use_batchnorm: bool = True,
     decoder_pab_channels: int = 64,
     aux_params: dict | None = None,

@@ -10,7 +10,7 @@ from ..validation import check_positive_int, check_upsampling
 from .common import aux_head, check_arguments, finish, start
 
 
-def feature_pyramid_attention(x, filters: int, name: str = "fpa"):
+def feature_pyramid_attention(x: keras.KerasTensor, filters: int, name: str = "fpa") -> keras.KerasTensor:
     """PAN's FPA: a 3-level (7x7, 5x5, 3x3) single-channel pyramid gates a 1x1 projection; plus a global branch.
 
     Pooling is ceil-mode ('same') and every upsampling resizes to the partner tensor, so small and
@@ -38,7 +38,9 @@ def feature_pyramid_attention(x, filters: int, name: str = "fpa"):
     return layers.Add(name=f"{name}_add")([y, glob])
 
 
-def global_attention_upsample(low, high, filters: int, name: str = "gau"):
+def global_attention_upsample(
+    low: keras.KerasTensor, high: keras.KerasTensor, filters: int, name: str = "gau"
+) -> keras.KerasTensor:
     """PAN's GAU: the high-level map upsampled to the low-level one, plus conv3x3(low) gated by high's context."""
     high_up = ResizeToMatch(name=f"{name}_resize")([high, low])
     low = conv_bn_act(low, filters, 3, name=f"{name}_low")
@@ -52,8 +54,8 @@ def PAN(
     input_shape: tuple = (None, None, 3),
     classes: int = 1,
     activation: str | None = "sigmoid",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
     encoder_output_stride: int = 16,
     decoder_channels: int = 32,

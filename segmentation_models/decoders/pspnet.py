@@ -43,7 +43,9 @@ class GridPooling2D(keras.layers.Layer):
         return {**super().get_config(), "bins": self.bins, "pooling": self.pooling}
 
 
-def pyramid_pooling_branch(x, bins: int, filters: int, *, name: str, pooling: str = "avg", use_batchnorm: bool = True):
+def pyramid_pooling_branch(
+    x: keras.KerasTensor, bins: int, filters: int, *, name: str, pooling: str = "avg", use_batchnorm: bool = True
+) -> keras.KerasTensor:
     """PSP branch: pool into ``bins`` x ``bins`` cells, 1x1 conv-bn-relu, resize back to ``x``'s size.
 
     Layer names are 1.0.1's: ``{name}_pooling``, ``{name}_conv/_bn/_relu``, ``{name}_upsampling``.
@@ -77,8 +79,8 @@ def PSPNet(
     input_shape: tuple = (384, 384, 3),
     classes: int = 21,
     activation: str | None = "softmax",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
     downsample_factor: int = 8,
     psp_conv_filters: int = 512,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 from keras import layers
 
@@ -30,12 +32,12 @@ def Unet(
     input_shape: tuple = (None, None, 3),
     classes: int = 1,
     activation: str | None = "sigmoid",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
-    encoder_features="default",
+    encoder_features: str | Sequence[str | int] = "default",
     decoder_block_type: str = "upsampling",
-    decoder_filters=DEFAULT_DECODER_FILTERS,
+    decoder_filters: Sequence[int] = DEFAULT_DECODER_FILTERS,
     decoder_use_batchnorm: bool = True,
     decoder_attention_type: str | None = None,
     encoder_depth: int = 5,

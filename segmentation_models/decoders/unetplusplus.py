@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 
 from ..blocks import decoder_block, segmentation_head
@@ -16,11 +18,11 @@ def UnetPlusPlus(
     input_shape: tuple = (None, None, 3),
     classes: int = 1,
     activation: str | None = "sigmoid",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
     encoder_depth: int = 5,
-    decoder_channels=DEFAULT_DECODER_CHANNELS,
+    decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
     decoder_use_batchnorm: bool = True,
     decoder_attention_type: str | None = None,
     aux_params: dict | None = None,

@@ -45,7 +45,9 @@ class AdaptiveAveragePooling(keras.layers.Layer):
         return {**super().get_config(), "output_size": self.output_size}
 
 
-def pyramid_pooling(x, filters: int, bins=(1, 2, 3, 6), use_batchnorm: bool = True, name: str = "psp"):
+def pyramid_pooling(
+    x: keras.KerasTensor, filters: int, bins=(1, 2, 3, 6), use_batchnorm: bool = True, name: str = "psp"
+) -> keras.KerasTensor:
     """UPerNet's pyramid pooling module (as segmentation_models_pytorch 0.6), at any feature size.
 
     Each bin: adaptive average pooling to ``bin x bin``, 1x1 conv-bn-relu to ``filters``, bilinear resize back;
@@ -66,8 +68,8 @@ def UPerNet(
     input_shape: tuple = (None, None, 3),
     classes: int = 1,
     activation: str | None = "sigmoid",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
     encoder_depth: int = 5,
     decoder_channels: int = 256,
