@@ -20,10 +20,7 @@ from . import compat as _compat
 from .compat import Backbones, framework, set_framework
 from . import backbones, weights
 from .backbones import available_backbones as _available_backbones
-from .decoders import Unet
-from .decoders import FPN, Linknet, PSPNet
-from .decoders import DeepLabV3, DeepLabV3Plus, MAnet, PAN, UnetPlusPlus, UPerNet
-from .decoders import SegFormer
+from .decoders import FPN, PAN, DeepLabV3, DeepLabV3Plus, Linknet, MAnet, PSPNet, SegFormer, Unet, UnetPlusPlus, UPerNet
 from .factory import available_architectures, create_model
 from .preprocessing import get_preprocessing
 from . import inference, utils

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
+
+if TYPE_CHECKING:
+    from .backbones.registry import BackboneSpec
 
 __all__ = [
     "check_classes",
@@ -13,6 +17,13 @@ __all__ = [
     "check_choice",
     "check_positive_int",
     "check_dropout",
+    "check_encoder_depth",
+    "check_output_stride",
+    "require_strides",
+    "check_decoder_channels",
+    "check_upsampling",
+    "check_attention_type",
+    "check_aux_params",
 ]
 
 
@@ -60,9 +71,10 @@ def check_input_shape(input_shape, min_size: int = 32) -> tuple:
 
 
 # ---- decoder hyper-parameters ----------------------------------------------------------------------
-def check_positive_int(name: str, value) -> int:
+def check_positive_int(name: str, value, meaning: str = "") -> int:
+    """A positive integer; ``meaning`` (what the number is) goes into the message."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ValueError(f"{name} must be a positive integer{f' ({meaning})' if meaning else ''}, got {value!r}")
     return value
 
 
@@ -71,3 +83,125 @@ def check_dropout(name: str, value):
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1):
         raise ValueError(f"{name} must be None or a dropout rate in [0, 1), got {value!r}")
     return value
+
+
+# ---- architecture arguments: encoder depth and output stride, decoder widths, auxiliary head --------------
+ENCODER_DEPTHS = (3, 4, 5)
+OUTPUT_STRIDES = (8, 16, 32)  # 32: the plain backbone; 16 and 8 dilate its last stages
+ATTENTION_TYPES = (None, "scse")
+DECODER_BLOCK_TYPES = ("upsampling", "transpose")  # Unet and Linknet
+AUX_PARAMS_KEYS = ("classes", "pooling", "dropout", "activation")
+AUX_POOLINGS = ("avg", "max")
+
+
+def check_encoder_depth(spec: BackboneSpec, encoder_depth, minimum: int = 3) -> int:
+    """``encoder_depth`` d uses the feature maps at strides 2 .. 2**d; the backbone must have the deepest one."""
+    allowed = [d for d in ENCODER_DEPTHS if d >= minimum]
+    if isinstance(encoder_depth, bool) or encoder_depth not in allowed:
+        raise ValueError(
+            f"encoder_depth must be one of {allowed} (the decoder then starts at stride 2**encoder_depth), "
+            f"got {encoder_depth!r}"
+        )
+    if 2**encoder_depth not in spec.features:
+        have = [d for d in allowed if 2**d in spec.features]
+        raise ValueError(
+            f"backbone {spec.name!r} has no feature map at stride {2**encoder_depth}, so encoder_depth="
+            f"{encoder_depth} is not available; use one of {have}"
+        )
+    return encoder_depth
+
+
+def check_output_stride(
+    output_stride,
+    spec: BackboneSpec | None = None,
+    allowed: Sequence[int] = OUTPUT_STRIDES,
+    name: str = "output_stride",
+) -> int:
+    """An encoder output stride among ``allowed`` and, given ``spec``, one the backbone can produce
+    (``spec.output_strides``: 32, and 16/8 for the families that can be dilated)."""
+    if isinstance(output_stride, bool) or output_stride not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {output_stride!r}")
+    if spec is not None and output_stride not in spec.output_strides:
+        from .backbones.registry import available_backbones, get_backbone_spec  # the registry imports this module
+
+        dilatable = [n for n in available_backbones() if output_stride in get_backbone_spec(n).output_strides]
+        raise ValueError(
+            f"backbone {spec.name!r} ({spec.family} family) cannot be dilated, so {name}={output_stride} is not "
+            f"available. Use {name}={max(spec.output_strides)}, or a backbone that can be dilated: "
+            f"{', '.join(dilatable)}."
+        )
+    return output_stride
+
+
+def require_strides(spec: BackboneSpec, strides: Sequence[int], architecture: str) -> None:
+    """Raise when ``spec`` lacks a feature map that ``architecture`` needs."""
+    missing = [s for s in strides if s not in spec.features]
+    if missing:
+        raise ValueError(
+            f"{architecture} needs encoder feature maps at strides {list(strides)}, but backbone "
+            f"{spec.name!r} has none at {missing} (it has {sorted(spec.features)}); "
+            f"use another architecture (e.g. Unet or FPN) or another backbone."
+        )
+
+
+def check_decoder_channels(
+    decoder_channels, encoder_depth: int, default: tuple, name: str = "decoder_channels"
+) -> tuple[int, ...]:
+    """One positive channel count per decoder block; the default is cut to its first ``encoder_depth`` entries."""
+    if not isinstance(decoder_channels, (list, tuple)):
+        raise ValueError(f"{name} must be a list of {encoder_depth} positive integers, got {decoder_channels!r}")
+    channels = tuple(decoder_channels)
+    if channels == tuple(default) and encoder_depth < len(default):
+        channels = channels[:encoder_depth]
+    if len(channels) != encoder_depth or not all(
+        isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels
+    ):
+        raise ValueError(
+            f"{name} must have encoder_depth={encoder_depth} positive integers (one per decoder block, "
+            f"deepest first), got {decoder_channels!r}; e.g. {tuple(default)[:encoder_depth]}"
+        )
+    return channels
+
+
+def check_upsampling(upsampling, stride: int, architecture: str, allow_none: bool = False) -> int:
+    """The final upsampling must bring the decoder's output, at ``stride``, to the input size (None: that one)."""
+    if upsampling is None and allow_none:
+        return stride
+    if isinstance(upsampling, bool) or upsampling != stride:
+        raise ValueError(
+            f"upsampling must be {stride}{' (or None)' if allow_none else ''} for {architecture}: "
+            f"upsampling={upsampling!r} would not give a mask of the input's size (the decoder output is at "
+            f"stride {stride} here)"
+        )
+    return upsampling
+
+
+def check_attention_type(attention_type) -> None:
+    if attention_type not in ATTENTION_TYPES:
+        raise ValueError(
+            f"decoder_attention_type must be None or 'scse' (concurrent spatial and channel squeeze & "
+            f"excitation), got {attention_type!r}"
+        )
+
+
+def check_aux_params(aux_params) -> dict | None:
+    """Validate SMP's ``aux_params`` (classes, pooling, dropout, activation) and fill in the defaults."""
+    if aux_params is None:
+        return None
+    if not isinstance(aux_params, dict):
+        raise ValueError(f"aux_params must be None or a dict with keys {list(AUX_PARAMS_KEYS)}, got {aux_params!r}")
+    unknown = sorted(set(aux_params) - set(AUX_PARAMS_KEYS))
+    if unknown:
+        raise ValueError(f"aux_params has unknown key(s) {unknown}; allowed keys are {list(AUX_PARAMS_KEYS)}")
+    if "classes" not in aux_params:
+        raise ValueError("aux_params needs 'classes' (the number of image-level labels), e.g. {'classes': 4}")
+    params = {"pooling": "avg", "dropout": None, "activation": None, **aux_params}
+    try:
+        check_classes(params["classes"])
+    except ValueError as err:
+        raise ValueError(f"aux_params: {err}") from None
+    check_dropout("aux_params['dropout']", params["dropout"])
+    if params["pooling"] not in AUX_POOLINGS:
+        raise ValueError(f"aux_params['pooling'] must be one of {list(AUX_POOLINGS)}, got {params['pooling']!r}")
+    check_activation(params["activation"])
+    return params

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import segmentation_models as sm
-from segmentation_models.blocks import GridPooling2D, ResizeToReference
+from segmentation_models.blocks import ResizeToReference
 from segmentation_models.decoders.common import CropToInput, PadToMultiple
+from segmentation_models.decoders.pspnet import GridPooling2D
 
 from conftest import ON_TF
 from helpers import forward

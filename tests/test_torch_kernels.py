@@ -915,7 +915,7 @@ class _ChannelPeak(keras.layers.Layer):
 def _max_reduction_graph():
     """BN(-ReLU) outputs, which would be recipes, into max reductions: GlobalMaxPooling2D, GridPooling2D(max) and
     a user's layer; the same tensors also into layers that take recipes."""
-    from segmentation_models.blocks import GridPooling2D
+    from segmentation_models.decoders.pspnet import GridPooling2D
 
     layers = keras.layers
     # trained-like scales and offsets: with gamma 1 and beta 0 the recomputation happens to be bit-exact
@@ -939,7 +939,7 @@ def test_max_reductions_keep_their_inputs_instead_of_recipes(monkeypatch):
     """A recomputed tensor may differ in the last bit, and a max reduction's gradient goes to the inputs equal to
     its saved maximum (none: 0/0). Layers not known to take recipes keep what they save: the same gradients with
     recompute on as off (before: NaN weights after one step of a DeepLabV3 with a max-pooling aux head)."""
-    from segmentation_models.blocks import GridPooling2D
+    from segmentation_models.decoders.pspnet import GridPooling2D
 
     assert not tables.takes_recipes(keras.layers.GlobalMaxPooling2D())
     assert not tables.takes_recipes(GridPooling2D(2, pooling="max")) and not tables.takes_recipes(_ChannelPeak())

@@ -12,8 +12,10 @@ def direct_classes() -> tuple:
     may run without ``Layer.__call__`` (see ``graph._direct_call``)."""
     from keras import layers
 
-    from ..blocks import AdaptiveAveragePooling, GridPooling2D, ResizeByFactor, ResizeToMatch, ResizeToReference
+    from ..blocks import ResizeByFactor, ResizeToMatch, ResizeToReference
     from ..decoders.common import CropToInput, PadToMultiple
+    from ..decoders.pspnet import GridPooling2D
+    from ..decoders.upernet import AdaptiveAveragePooling
 
     return (
         layers.Conv2D,
@@ -50,17 +52,12 @@ def _recipe_safe() -> dict:
 
     from ..backbones.convnext import LayerScale
     from ..backbones.inception import ScaledResidual
-    from ..backbones.mit import SpatialReductionAttention
-    from ..blocks import (
-        AdaptiveAveragePooling,
-        GridPooling2D,
-        PositionAttention,
-        ResizeByFactor,
-        ResizeToMatch,
-        ResizeToReference,
-        StochasticDepth,
-    )
+    from ..backbones.mit import SpatialReductionAttention, StochasticDepth
+    from ..blocks import ResizeByFactor, ResizeToMatch, ResizeToReference
     from ..decoders.common import CropToInput, PadToMultiple
+    from ..decoders.manet import PositionAttention
+    from ..decoders.pspnet import GridPooling2D
+    from ..decoders.upernet import AdaptiveAveragePooling
 
     keras_classes = (
         layers.Conv1D,

@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 import keras
 from keras import layers
 
+from ..validation import check_output_stride
 from ..weights.registry import register_published
-from .registry import register_family, validate_output_stride
+from .registry import register_family
 
 CONV_INIT = keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="normal")
 
@@ -140,7 +141,7 @@ def build_efficientnet(
     convolutions, as for the ResNets: the block that had the stride keeps the previous dilation, the
     blocks after it get twice that. Layers and weights are unchanged, so pretrained files still load.
     """
-    validate_output_stride(output_stride)
+    check_output_stride(output_stride)
     x = _conv_bn(input_tensor, round_filters(32, width_coefficient, depth_divisor), 3, "stem_", strides=2)
 
     blocks_args = [

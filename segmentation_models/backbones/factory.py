@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import keras
 
-from ..validation import check_input_shape
+from ..validation import check_input_shape, check_output_stride
 from ..weights import (
     align_weights_by_order,
     fetch_weights,
@@ -187,10 +187,8 @@ def build_encoder(
     check_feature_layout(feature_layout)
     spec = get_backbone_spec(backbone_name)
     options = _check_kwargs(kwargs)
-    if options.get("output_stride", 32) != 32 and not spec.can_dilate:
-        raise ValueError(
-            f"backbone {spec.name!r} ({spec.family}) cannot be dilated; use output_stride=32 or a dilatable family"
-        )
+    if "output_stride" in options:
+        check_output_stride(options["output_stride"], spec)
     inputs = make_input(input_shape, input_tensor, spec)
     check_pretrained_channels(spec, inputs.shape[-1], encoder_weights)
     model = spec.build(inputs, **options)

@@ -28,7 +28,6 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from ..blocks import StochasticDepth
 from ..weights.registry import register_weights
 from .registry import BackboneSpec, register_family
 
@@ -48,6 +47,36 @@ def _dense_init():  # the reference's initialisation (used when no pretrained we
 
 def _conv_init():
     return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+
+
+@keras.saving.register_keras_serializable(package="segmentation_models")
+class StochasticDepth(layers.Layer):
+    """Drop a residual branch per sample with probability ``rate`` in training (DropPath); identity otherwise."""
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"StochasticDepth rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (keras.ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        noise = keras.random.uniform(shape, seed=self.seed_generator, dtype=x.dtype)
+        mask = keras.ops.floor(keep + noise)
+        return x / keep * mask
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rate=self.rate, seed=self.seed)
+        return config
 
 
 # name -> (hidden sizes, depths)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import keras
 
+from ..validation import OUTPUT_STRIDES
+
 __all__ = [
     "BackboneSpec",
     "register_backbone",
@@ -16,7 +18,6 @@ __all__ = [
     "get_backbone_spec",
     "available_backbones",
     "suggest_names",
-    "validate_output_stride",
     "check_feature_layout",
     "FEATURE_LAYOUTS",
 ]
@@ -74,6 +75,11 @@ class BackboneSpec:
     @property
     def output_stride(self) -> int:
         return max(self.features)
+
+    @property
+    def output_strides(self) -> tuple[int, ...]:
+        """The encoder output strides this backbone can produce: 32 (plain), and 16 and 8 where it can be dilated."""
+        return OUTPUT_STRIDES if self.can_dilate else (32,)
 
     def feature_layers(self, layout: str = "1.0.1") -> Mapping[int, str]:
         """``{stride: layer name}`` of the ``layout``: '1.0.1' (Unet, FPN, Linknet, PSPNet) or 'smp'."""
@@ -143,13 +149,6 @@ def check_feature_layout(layout: str) -> str:
     if layout not in FEATURE_LAYOUTS:
         raise ValueError(f"feature_layout must be one of {list(FEATURE_LAYOUTS)}, got {layout!r}")
     return layout
-
-
-def validate_output_stride(output_stride: int) -> int:
-    """A dilatable backbone's ``output_stride``: 32 (plain), or 16/8 (the last strides become dilations)."""
-    if output_stride not in (8, 16, 32):
-        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-    return output_stride
 
 
 def suggest_names(name: str, choices: Sequence[str], n: int = 5) -> list[str]:

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import keras
 from keras import layers
 
+from ..validation import check_output_stride
 from ..weights.registry import IMAGE_CLASSIFIERS_URL, register_published
-from .registry import register_family, validate_output_stride
+from .registry import register_family
 
 BN_PARAMS = dict(axis=-1, momentum=0.99, epsilon=2e-5, center=True, scale=True)
 CONV_PARAMS = dict(kernel_initializer="he_uniform", use_bias=False, padding="valid")
@@ -120,7 +121,7 @@ def build_resnet(
 
     ``output_stride`` 16 or 8 replaces the strides of the last stages by dilation (DeepLab).
     """
-    validate_output_stride(output_stride)
+    check_output_stride(output_stride)
     x = image_classifiers_stem(input_tensor, CONV_PARAMS)
     for stage, unit, strides, first_dilation, dilation in stage_units(repetitions, output_stride):
         x = block(

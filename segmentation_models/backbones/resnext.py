@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 import keras
 from keras import layers
 
+from ..validation import check_output_stride
 from ..weights.registry import register_published
-from .registry import register_family, validate_output_stride
+from .registry import register_family
 from .resnet import IMAGE_CLASSIFIERS, IMAGE_CLASSIFIERS_FILES, RESNET_LAYOUT, image_classifiers_stem, stage_units
 
 BN_PARAMS = dict(axis=-1, momentum=0.99, epsilon=2e-5, center=True, scale=True)
@@ -48,7 +49,7 @@ def build_resnext(
     input_tensor, repetitions: Sequence[int], output_stride: int = 32, name: str = "resnext"
 ) -> keras.Model:
     """ResNeXt without its classifier; ``output_stride`` 8/16 replaces the last strides by dilation."""
-    validate_output_stride(output_stride)
+    check_output_stride(output_stride)
     x = image_classifiers_stem(input_tensor, CONV_PARAMS)
     for stage, block, strides, first_dilation, _ in stage_units(repetitions, output_stride):
         # the one 3x3 conv of a unit is the strided one: it keeps the previous dilation (see `stage_units`)

@@ -19,8 +19,9 @@ from collections.abc import Callable, Sequence
 import keras
 from keras import layers
 
+from ..validation import check_output_stride
 from ..weights.registry import register_published
-from .registry import register_family, validate_output_stride
+from .registry import register_family
 from .resnet import IMAGE_CLASSIFIERS, IMAGE_CLASSIFIERS_FILES, RESNET_LAYOUT, resnet_builder, stage_units
 
 SE_BN = dict(axis=-1, epsilon=9.999999747378752e-06)
@@ -115,7 +116,7 @@ def build_senet(
     name: str = "senet",
 ) -> keras.Model:
     """image-classifiers' ``SENet`` without its classifier; ``output_stride`` 8/16 dilates the last stages."""
-    validate_output_stride(output_stride)
+    check_output_stride(output_stride)
     x = input_tensor
     if input_3x3:
         for i, (filters, strides) in enumerate([(64, 2), (64, 1), (128, 1)], start=1):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import keras
 from keras import layers
 
 from ..blocks import ResizeByFactor, conv_bn_act, segmentation_head
@@ -44,13 +47,13 @@ def _segmentation_branch(x, filters: int, stage: int, use_batchnorm: bool):
 
 def FPN(
     backbone_name: str = "vgg16",
-    input_shape=(None, None, 3),
+    input_shape: tuple = (None, None, 3),
     classes: int = 21,
     activation: str | None = "softmax",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
-    encoder_features="default",
+    encoder_features: str | Sequence[str | int] = "default",
     pyramid_block_filters: int = 256,
     pyramid_use_batchnorm: bool = True,
     pyramid_aggregation: str = "concat",
@@ -58,7 +61,7 @@ def FPN(
     *,
     pyramid_style: str = "1.0.1",
     **kwargs,
-):
+) -> keras.Model:
     """FPN: a feature pyramid on four encoder levels (strides 16..2 of 1.0.1's skips), a segmentation branch
     per level, aggregated and upsampled to the input size.
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import keras
 from keras import layers
 
-from ..blocks import conv_bn_act, segmentation_head
-from ..validation import check_choice
-from .common import finish, start
+from ..blocks import conv_bn_act, segmentation_head, transpose_bn_relu
+from ..validation import DECODER_BLOCK_TYPES, check_choice
+from .common import center, finish, start
 
-DECODER_BLOCK_TYPES = ("upsampling", "transpose")
 N_DECODER_BLOCKS = 5
 
 
@@ -22,17 +24,7 @@ def _decoder_block(x, skip, filters, stage: int, use_batchnorm: bool, block_type
         x = layers.UpSampling2D(2, name=f"decoder_stage{stage}_upsampling")(x)
         x = conv_bn_act(x, bottleneck, 3, name=f"decoder_stage{stage}b", use_batchnorm=use_batchnorm)
     else:
-        x = layers.Conv2DTranspose(
-            bottleneck,
-            4,
-            strides=2,
-            padding="same",
-            use_bias=not use_batchnorm,
-            name=f"decoder_stage{stage}b_transpose",
-        )(x)
-        if use_batchnorm:
-            x = layers.BatchNormalization(axis=-1, name=f"decoder_stage{stage}b_bn")(x)
-        x = layers.Activation("relu", name=f"decoder_stage{stage}b_relu")(x)
+        x = transpose_bn_relu(x, bottleneck, f"decoder_stage{stage}b", use_batchnorm)
     x = conv_bn_act(x, out_filters, 1, name=f"decoder_stage{stage}c", use_batchnorm=use_batchnorm)
     if skip is not None:
         x = layers.Add(name=f"decoder_stage{stage}_add")([x, skip])
@@ -62,42 +54,29 @@ def _check_decoder_filters(decoder_filters, n_skips: int) -> tuple:
 
 def Linknet(
     backbone_name: str = "vgg16",
-    input_shape=(None, None, 3),
+    input_shape: tuple = (None, None, 3),
     classes: int = 1,
     activation: str | None = "sigmoid",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
-    encoder_features="default",
+    encoder_features: str | Sequence[str | int] = "default",
     decoder_block_type: str = "upsampling",
-    decoder_filters=(None, None, None, None, 16),
+    decoder_filters: Sequence[int | None] = (None, None, None, None, 16),
     decoder_use_batchnorm: bool = True,
     *,
     feature_layout: str = "1.0.1",
     **kwargs,
-):
+) -> keras.Model:
     """Linknet: an encoder, then five x2 decoder blocks whose outputs are added to the encoder's skips
     (4 skips by default; the original paper has 3).
 
     Args:
-        backbone_name: a name from `get_available_backbone_names()`.
-        input_shape: (H, W, C); any H and W (>= 32) or None (other sizes than multiples of 32 are padded
-            inside the model and the mask is cropped back to the input size).
-        classes: output channels (1 for a binary mask).
-        activation: output activation ('sigmoid', 'softmax', None/'linear' for logits, ...).
-        weights: optional path to full-model weights (1.0.1 ``.h5``, Keras 3 ``.weights.h5`` or ``.keras``).
-        encoder_weights: 'imagenet', None (random), another registered name, or a file path.
-        encoder_freeze: freeze the encoder except its BatchNormalization layers.
-        encoder_features: 'default' or a list of backbone layer names/indices for the skips (deepest first).
+        backbone_name, input_shape, classes, activation, weights, encoder_weights, encoder_freeze, encoder_features,
+            decoder_use_batchnorm, feature_layout, **kwargs: as `Unet`.
         decoder_block_type: 'upsampling' (UpSampling2D + 3x3 conv) or 'transpose' (Conv2DTranspose).
         decoder_filters: output channels of the five blocks; blocks with a skip connection take its channels
             (give None), the others need an integer.
-        decoder_use_batchnorm: batch normalisation in the decoder.
-        feature_layout: where the decoder taps the encoder: '1.0.1' (1.0.1's skips) or 'smp'
-            (segmentation_models.pytorch's, each stage's output; they differ on EfficientNet and MobileNetV2,
-            see docs/backbones.md: 'smp' on efficientnetb0 is SMP's model, 5.9 GFLOP per 256x256 image for
-            the Unet against 9.4).
-        **kwargs: ``input_tensor`` (build on a Keras tensor); 1.0.1's backend/layers/models/utils are ignored.
 
     Returns:
         A `keras.Model` mapping images (B, H, W, C) to masks (B, H, W, classes).
@@ -114,10 +93,7 @@ def Linknet(
     skips = encoder.skips(encoder_features, n=4)
     filters = _check_decoder_filters(decoder_filters, min(len(skips), N_DECODER_BLOCKS))  # the backbone's skips
 
-    x = encoder.output
-    if isinstance(encoder.model.layers[-1], layers.MaxPooling2D):  # VGG: add a centre block (as 1.0.1)
-        x = conv_bn_act(x, 512, 3, name="center_block1", use_batchnorm=decoder_use_batchnorm)
-        x = conv_bn_act(x, 512, 3, name="center_block2", use_batchnorm=decoder_use_batchnorm)
+    x = center(encoder, decoder_use_batchnorm)
     for stage, stage_filters in enumerate(filters):
         skip = skips[stage] if stage < len(skips) else None
         x = _decoder_block(x, skip, stage_filters, stage, decoder_use_batchnorm, decoder_block_type)

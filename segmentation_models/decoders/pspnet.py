@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from keras import layers
+import keras
+from keras import layers, ops
 
 from ..backbones.registry import get_backbone_spec
-from ..blocks import conv_bn_act, pyramid_pooling_branch, segmentation_head
+from ..blocks import ResizeToReference, conv_bn_act, segmentation_head
 from ..validation import check_choice, check_dropout, check_positive_int
 from .common import finish, min_input_size, start
 
@@ -14,6 +15,44 @@ POOLING_TYPES = ("avg", "max")
 PYRAMID_BINS = (1, 2, 3, 6)
 # 1.0.1 took the pyramid's input from its feature layers list (deepest first): stride 16, 8, 4.
 _SKIP_INDEX = {16: 0, 8: 1, 4: 2}
+
+
+@keras.saving.register_keras_serializable(package="segmentation_models")
+class GridPooling2D(keras.layers.Layer):
+    """Average or max pooling of a (B, H, W, C) map into ``bins`` x ``bins`` equal cells, for any H and W
+    divisible by ``bins`` (also unknown ones). Equal to ``AveragePooling2D(H // bins)`` / ``MaxPooling2D``
+    with stride = pool size, which needs sizes known when the model is built."""
+
+    def __init__(self, bins: int, pooling: str = "avg", **kwargs):
+        super().__init__(**kwargs)
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
+        self.bins, self.pooling = int(bins), pooling
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        b = self.bins
+        cells = ops.reshape(inputs, (-1, b, shape[1] // b, b, shape[2] // b, shape[3]))
+        reduce = ops.mean if self.pooling == "avg" else ops.max
+        return reduce(cells, axis=(2, 4))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.bins, self.bins, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "bins": self.bins, "pooling": self.pooling}
+
+
+def pyramid_pooling_branch(
+    x: keras.KerasTensor, bins: int, filters: int, *, name: str, pooling: str = "avg", use_batchnorm: bool = True
+) -> keras.KerasTensor:
+    """PSP branch: pool into ``bins`` x ``bins`` cells, 1x1 conv-bn-relu, resize back to ``x``'s size.
+
+    Layer names are 1.0.1's: ``{name}_pooling``, ``{name}_conv/_bn/_relu``, ``{name}_upsampling``.
+    """
+    y = GridPooling2D(bins, pooling, name=f"{name}_pooling")(x)
+    y = conv_bn_act(y, filters, 1, name=name, use_batchnorm=use_batchnorm)
+    return ResizeToReference(name=f"{name}_upsampling")([y, x])
 
 
 def _check_min_size(backbone_name: str, input_shape, input_tensor, downsample_factor: int) -> None:
@@ -37,11 +76,11 @@ def _check_min_size(backbone_name: str, input_shape, input_tensor, downsample_fa
 
 def PSPNet(
     backbone_name: str = "vgg16",
-    input_shape=(384, 384, 3),
+    input_shape: tuple = (384, 384, 3),
     classes: int = 21,
     activation: str | None = "softmax",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
     downsample_factor: int = 8,
     psp_conv_filters: int = 512,
@@ -49,7 +88,7 @@ def PSPNet(
     psp_use_batchnorm: bool = True,
     psp_dropout: float | None = None,
     **kwargs,
-):
+) -> keras.Model:
     """PSPNet: a pyramid pooling module (1, 2, 3, 6 cells) on the encoder's stride-``downsample_factor`` map,
     a 1x1 aggregation and a bilinear upsampling to the input size.
 
@@ -80,15 +119,8 @@ def PSPNet(
     check_positive_int("psp_conv_filters", psp_conv_filters)
     check_dropout("psp_dropout", psp_dropout)
     _check_min_size(backbone_name, input_shape, kwargs.get("input_tensor"), downsample_factor)
-    encoder = start(
-        backbone_name,
-        input_shape,
-        classes,
-        activation,
-        encoder_weights,
-        size_multiple=max(PYRAMID_BINS) * downsample_factor,
-        **kwargs,
-    )
+    multiple = max(PYRAMID_BINS) * downsample_factor  # the pyramid's cells divide the map evenly
+    encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, multiple, **kwargs)
     skips = list(encoder.spec.default_skips)
     index = _SKIP_INDEX[downsample_factor]
     x = encoder.layer_output(skips[index]) if index < len(skips) else encoder.feature(downsample_factor)

@@ -10,27 +10,16 @@ the input size. Works with any backbone: MiT (strides 4-32) as in the paper, or 
 
 from __future__ import annotations
 
+import keras
 from keras import layers
 
-from ..blocks import ResizeByFactor, conv_bn_act, segmentation_head_by_factor
+from ..blocks import ResizeByFactor, conv_bn_act, segmentation_head
+from ..validation import check_positive_int
 from .common import finish, start
 
 __all__ = ["SegFormer"]
 
 DECODER_STRIDES = (32, 16, 8, 4, 2)  # deepest first, as SMP concatenates them
-
-
-def _check_channels(decoder_segmentation_channels) -> int:
-    if (
-        isinstance(decoder_segmentation_channels, bool)
-        or not isinstance(decoder_segmentation_channels, int)
-        or decoder_segmentation_channels < 1
-    ):
-        raise ValueError(
-            "decoder_segmentation_channels must be a positive integer (the width of the all-MLP decoder, "
-            f"256 in SegFormer/SMP), got {decoder_segmentation_channels!r}"
-        )
-    return decoder_segmentation_channels
 
 
 def _to_stride4(x, stride: int, name: str):
@@ -43,15 +32,15 @@ def _to_stride4(x, stride: int, name: str):
 
 def SegFormer(
     backbone_name: str = "mit_b0",
-    input_shape=(None, None, 3),
+    input_shape: tuple = (None, None, 3),
     classes: int = 1,
     activation: str | None = "sigmoid",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
     decoder_segmentation_channels: int = 256,
     **kwargs,
-):
+) -> keras.Model:
     """SegFormer: encoder features -> all-MLP decoder -> mask at the input size.
 
     Args:
@@ -70,7 +59,11 @@ def SegFormer(
     Returns:
         A `keras.Model` mapping images (B, H, W, C) to masks (B, H, W, classes).
     """
-    channels = _check_channels(decoder_segmentation_channels)
+    channels = check_positive_int(
+        "decoder_segmentation_channels",
+        decoder_segmentation_channels,
+        "the width of the all-MLP decoder, 256 in SegFormer/SMP",
+    )
     encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, feature_layout="smp", **kwargs)
     strides = [s for s in DECODER_STRIDES if s in encoder.features]
     if 4 not in strides or len(strides) < 2:
@@ -86,5 +79,5 @@ def SegFormer(
     x = layers.Concatenate(axis=-1, name="decoder_concat")(projected)
     x = conv_bn_act(x, channels, 1, name="decoder_fuse")
     # x4 to the (padded) image size, then `finish` crops to the input size
-    outputs = segmentation_head_by_factor(x, classes, activation, upsampling=4, kernel_size=1)
+    outputs = segmentation_head(x, classes, activation, kernel_size=1, upsampling=4)
     return finish(encoder, outputs, f"segformer_{encoder.spec.name}", weights, encoder_freeze)

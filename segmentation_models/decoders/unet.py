@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import keras
 from keras import layers
 
-from ..backbones.registry import get_backbone_spec
-from ..blocks import attention, check_attention_type, conv_bn_act, decoder_block, segmentation_head
-from ..validation import check_choice
-from .common import aux_head, check_aux_params, check_decoder_channels, check_encoder_depth, finish, start
+from ..blocks import attention, conv_bn_act, decoder_block, segmentation_head, transpose_bn_relu
+from ..validation import DECODER_BLOCK_TYPES, check_attention_type, check_choice, check_decoder_channels
+from .common import aux_head, center, check_arguments, finish, start
 
-DECODER_BLOCK_TYPES = ("upsampling", "transpose")
+DEFAULT_DECODER_FILTERS = (256, 128, 64, 32, 16)
 
 
-def _upsampling_block(x, skip, filters, stage, use_batchnorm, attention_type=None):
+def _upsampling_block(x, skip, filters: int, stage: int, use_batchnorm: bool, attention_type: str | None = None):
     return decoder_block(x, [skip], filters, f"decoder_stage{stage}", use_batchnorm, attention_type)
 
 
-def _transpose_block(x, skip, filters, stage, use_batchnorm, attention_type=None):
-    x = layers.Conv2DTranspose(
-        filters,
-        (4, 4),
-        strides=(2, 2),
-        padding="same",
-        use_bias=not use_batchnorm,
-        name=f"decoder_stage{stage}a_transpose",
-    )(x)
-    if use_batchnorm:
-        x = layers.BatchNormalization(axis=-1, name=f"decoder_stage{stage}a_bn")(x)
-    x = layers.Activation("relu", name=f"decoder_stage{stage}a_relu")(x)
+def _transpose_block(x, skip, filters: int, stage: int, use_batchnorm: bool, attention_type: str | None = None):
+    x = transpose_bn_relu(x, filters, f"decoder_stage{stage}a", use_batchnorm)
     if skip is not None:
         x = layers.Concatenate(axis=-1, name=f"decoder_stage{stage}_concat")([x, skip])
         x = attention(x, attention_type, f"decoder_stage{stage}_attention1")
@@ -37,15 +29,15 @@ def _transpose_block(x, skip, filters, stage, use_batchnorm, attention_type=None
 
 def Unet(
     backbone_name: str = "vgg16",
-    input_shape=(None, None, 3),
+    input_shape: tuple = (None, None, 3),
     classes: int = 1,
     activation: str | None = "sigmoid",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
-    encoder_features="default",
+    encoder_features: str | Sequence[str | int] = "default",
     decoder_block_type: str = "upsampling",
-    decoder_filters=(256, 128, 64, 32, 16),
+    decoder_filters: Sequence[int] = DEFAULT_DECODER_FILTERS,
     decoder_use_batchnorm: bool = True,
     decoder_attention_type: str | None = None,
     encoder_depth: int = 5,
@@ -53,7 +45,7 @@ def Unet(
     *,
     feature_layout: str = "1.0.1",
     **kwargs,
-):
+) -> keras.Model:
     """Unet: an encoder, then five x2 decoder blocks fed with the encoder's skip connections.
 
     Args:
@@ -87,35 +79,30 @@ def Unet(
     """
     check_choice("decoder_block_type", decoder_block_type, DECODER_BLOCK_TYPES)
     check_attention_type(decoder_attention_type)
-    spec = get_backbone_spec(backbone_name)
-    check_encoder_depth(spec, encoder_depth)
-    aux_params = check_aux_params(aux_params)
-    if encoder_depth == 5:
+    _, aux_params = check_arguments("Unet", backbone_name, aux_params, encoder_depth=encoder_depth)
+    if encoder_depth == 5:  # 1.0.1's check: five filters, the default is not cut
         decoder_filters = tuple(decoder_filters)
         if len(decoder_filters) != 5 or not all(isinstance(f, int) and f > 0 for f in decoder_filters):
             raise ValueError(
                 f"decoder_filters must be 5 positive integers (one per x2 upsampling block), got {decoder_filters!r}; "
-                "the default is (256, 128, 64, 32, 16)."
+                f"the default is {DEFAULT_DECODER_FILTERS}."
             )
     else:
-        try:
-            decoder_filters = check_decoder_channels(decoder_filters, encoder_depth, (256, 128, 64, 32, 16))
-        except ValueError as err:
-            raise ValueError(str(err).replace("decoder_channels", "decoder_filters")) from None
+        decoder_filters = check_decoder_channels(
+            decoder_filters, encoder_depth, DEFAULT_DECODER_FILTERS, name="decoder_filters"
+        )
     encoder = start(
         backbone_name, input_shape, classes, activation, encoder_weights, feature_layout=feature_layout, **kwargs
     )
     skips = encoder.skips(encoder_features, n=4)
     block = _upsampling_block if decoder_block_type == "upsampling" else _transpose_block
 
-    x = encoder.output
     if encoder_depth < 5:  # start deeper in the encoder: its stride-2**depth map; only the shallower skips
         x = encoder.feature(2**encoder_depth)
         if encoder_features == "default":
             skips = skips[5 - encoder_depth :]
-    elif isinstance(encoder.model.layers[-1], layers.MaxPooling2D):  # VGG: add a centre block (as 1.0.1)
-        x = conv_bn_act(x, 512, 3, name="center_block1", use_batchnorm=decoder_use_batchnorm)
-        x = conv_bn_act(x, 512, 3, name="center_block2", use_batchnorm=decoder_use_batchnorm)
+    else:
+        x = center(encoder, decoder_use_batchnorm)
     for stage, filters in enumerate(decoder_filters):
         skip = skips[stage] if stage < len(skips) else None
         x = block(x, skip, filters, stage, decoder_use_batchnorm, decoder_attention_type)

@@ -2,66 +2,56 @@
 
 from __future__ import annotations
 
-from ..backbones.registry import get_backbone_spec
-from ..blocks import check_attention_type, decoder_block, segmentation_head
-from .common import (
-    aux_head,
-    check_aux_params,
-    check_decoder_channels,
-    check_encoder_depth,
-    finish,
-    pyramid_features,
-    require_strides,
-    start,
-)
+from collections.abc import Sequence
+
+import keras
+
+from ..blocks import decoder_block, segmentation_head
+from ..validation import check_attention_type, check_decoder_channels
+from .common import aux_head, check_arguments, finish, pyramid_features, start
 
 DEFAULT_DECODER_CHANNELS = (256, 128, 64, 32, 16)
 
 
 def UnetPlusPlus(
     backbone_name: str = "resnet34",
-    input_shape=(None, None, 3),
+    input_shape: tuple = (None, None, 3),
     classes: int = 1,
     activation: str | None = "sigmoid",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
     encoder_depth: int = 5,
-    decoder_channels=DEFAULT_DECODER_CHANNELS,
+    decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
     decoder_use_batchnorm: bool = True,
     decoder_attention_type: str | None = None,
     aux_params: dict | None = None,
     **kwargs,
-):
+) -> keras.Model:
     """Unet++: decoder nodes ``x_{i}_{j}`` fed by every shallower node of their resolution and the encoder skip.
 
     Args:
-        backbone_name: a name from `get_available_backbone_names()`; it needs feature maps at every stride
-            2 .. 2**encoder_depth.
-        input_shape: (H, W, C); H and W multiples of 32 or None.
-        classes: output channels (1 for a binary mask).
-        activation: output activation ('sigmoid', 'softmax', None for logits, ...).
-        weights: optional path to full-model weights.
-        encoder_weights: 'imagenet', None (random), another registered name, or a file path.
-        encoder_freeze: freeze the encoder except its BatchNormalization layers.
-        encoder_depth: 3, 4 or 5: encoder maps at strides 2 .. 2**encoder_depth are used.
+        encoder_depth: 3, 4 or 5: encoder maps at strides 2 .. 2**encoder_depth are used (the backbone needs
+            every one of them).
         decoder_channels: one channel count per decoder column, deepest first (``encoder_depth`` entries;
             the default is cut to its first ones).
         decoder_use_batchnorm: batch normalisation in the decoder.
         decoder_attention_type: None or 'scse'.
-        aux_params: optional auxiliary classification head (dict: classes, pooling, dropout, activation);
-            the model then returns ``(mask, labels)``.
-        **kwargs: ``input_tensor`` (build on a Keras tensor).
+        backbone_name, input_shape, classes, activation, weights, encoder_weights, encoder_freeze, aux_params,
+            **kwargs: as `Unet`.
 
     Returns:
-        A `keras.Model` mapping images (B, H, W, C) to masks (B, H, W, classes).
+        The `keras.Model`: masks from the top row of nodes at the input size, or ``(mask, labels)``.
     """
-    spec = get_backbone_spec(backbone_name)
-    check_encoder_depth(spec, encoder_depth)
+    spec, aux_params = check_arguments(
+        "UnetPlusPlus",
+        backbone_name,
+        aux_params,
+        encoder_depth=encoder_depth,
+        required_strides=tuple(2**i for i in range(1, encoder_depth + 1)),
+    )
     channels = check_decoder_channels(decoder_channels, encoder_depth, DEFAULT_DECODER_CHANNELS)
     check_attention_type(decoder_attention_type)
-    aux_params = check_aux_params(aux_params)
-    require_strides(spec, [2**i for i in range(1, encoder_depth + 1)], "UnetPlusPlus")
     encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, feature_layout="smp", **kwargs)
 
     features = pyramid_features(encoder, encoder_depth)[::-1]  # deepest first
@@ -82,4 +72,4 @@ def UnetPlusPlus(
     x = decoder_block(nodes[(0, depth - 1)], [], channels[-1], f"decoder_x_0_{depth}", **block)
     outputs = segmentation_head(x, classes, activation)
     labels = aux_head(features[0], aux_params)
-    return finish(encoder, outputs, f"unetplusplus_{spec.name}", weights, encoder_freeze, aux_output=labels)
+    return finish(encoder, outputs, f"unetplusplus_{spec.name}", weights, encoder_freeze, labels)

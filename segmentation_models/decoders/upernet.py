@@ -4,29 +4,72 @@ levels fused at stride 4."""
 
 from __future__ import annotations
 
-from keras import layers
+import keras
+from keras import layers, ops
 
-from ..backbones.registry import get_backbone_spec
-from ..blocks import ResizeByFactor, ResizeToMatch, conv_bn_act, pyramid_pooling, segmentation_head
-from .common import (
-    aux_head,
-    check_aux_params,
-    check_encoder_depth,
-    check_positive_int,
-    finish,
-    pyramid_features,
-    require_strides,
-    start,
-)
+from ..blocks import ResizeByFactor, ResizeToMatch, ResizeToReference, conv_bn_act, segmentation_head
+from ..validation import check_positive_int, check_upsampling
+from .common import aux_head, check_arguments, finish, pyramid_features, start
+
+
+def _adaptive_pool_matrix(out_size: int, in_size, dtype):
+    """(out_size, in_size) averaging weights of adaptive average pooling (PyTorch's rule: cell i covers
+    rows floor(i * in / out) .. ceil((i + 1) * in / out) - 1), valid also when in_size < out_size."""
+    cell = ops.cast(ops.arange(out_size), "float32")
+    n, m = ops.cast(in_size, "float32"), float(out_size)
+    first, end = ops.floor(cell * n / m), ops.ceil((cell + 1.0) * n / m)
+    source = ops.cast(ops.arange(in_size), "float32")
+    inside = ops.cast(ops.logical_and(source[None, :] >= first[:, None], source[None, :] < end[:, None]), "float32")
+    return ops.cast(inside / ops.sum(inside, axis=1, keepdims=True), dtype)
+
+
+@keras.saving.register_keras_serializable(package="segmentation_models")
+class AdaptiveAveragePooling(keras.layers.Layer):
+    """Adaptive average pooling of (B, H, W, C) to ``output_size`` x ``output_size`` for any H and W, known
+    or not when the model is built, also smaller than ``output_size`` (as PyTorch's adaptive_avg_pool2d)."""
+
+    def __init__(self, output_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.output_size = int(output_size)
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        rows = _adaptive_pool_matrix(self.output_size, shape[1], inputs.dtype)
+        cols = _adaptive_pool_matrix(self.output_size, shape[2], inputs.dtype)
+        return ops.einsum("Hh,bhwc,Ww->bHWc", rows, inputs, cols)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_size, self.output_size, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "output_size": self.output_size}
+
+
+def pyramid_pooling(
+    x: keras.KerasTensor, filters: int, bins=(1, 2, 3, 6), use_batchnorm: bool = True, name: str = "psp"
+) -> keras.KerasTensor:
+    """UPerNet's pyramid pooling module (as segmentation_models_pytorch 0.6), at any feature size.
+
+    Each bin: adaptive average pooling to ``bin x bin``, 1x1 conv-bn-relu to ``filters``, bilinear resize back;
+    the input and the bins are concatenated and fused by a 3x3 conv-bn-relu to ``filters`` (always with batch
+    normalisation, as SMP's).
+    """
+    branches = [x]
+    for size in bins:
+        y = AdaptiveAveragePooling(size, name=f"{name}_pool{size}")(x)
+        y = conv_bn_act(y, filters, 1, name=f"{name}_bin{size}", use_batchnorm=use_batchnorm)
+        branches.append(ResizeToReference(name=f"{name}_bin{size}_resize")([y, x]))
+    y = layers.Concatenate(axis=-1, name=f"{name}_concat")(branches)
+    return conv_bn_act(y, filters, 3, name=f"{name}_out")
 
 
 def UPerNet(
     backbone_name: str = "resnet34",
-    input_shape=(None, None, 3),
+    input_shape: tuple = (None, None, 3),
     classes: int = 1,
     activation: str | None = "sigmoid",
-    weights=None,
-    encoder_weights="imagenet",
+    weights: str | None = None,
+    encoder_weights: str | None = "imagenet",
     encoder_freeze: bool = False,
     encoder_depth: int = 5,
     decoder_channels: int = 256,
@@ -34,34 +77,26 @@ def UPerNet(
     upsampling: int = 4,
     aux_params: dict | None = None,
     **kwargs,
-):
+) -> keras.Model:
     """UPerNet: PPM on the deepest map, top-down FPN over strides 2**encoder_depth/2 .. 4, fused at stride 4.
 
     Args:
-        backbone_name, input_shape, classes, activation, weights, encoder_weights, encoder_freeze:
-            as `Unet`.
         encoder_depth: 3, 4 or 5: encoder maps at strides 4 .. 2**encoder_depth are used.
         decoder_channels: channels of the pyramid and of the fused features.
         decoder_use_batchnorm: batch normalisation in the pooling bins, the lateral, level and fusion convolutions
             (the pooling module's own fusion convolution always has it, as SMP's).
         upsampling: final bilinear upsampling from the decoder's stride 4 (must be 4).
-        aux_params: optional auxiliary classification head (dict: classes, pooling, dropout, activation) on the
-            deepest encoder map; the model then returns ``(mask, labels)``.
-        **kwargs: ``input_tensor`` (build on a Keras tensor).
+        backbone_name, input_shape, classes, activation, weights, encoder_weights, encoder_freeze, aux_params,
+            **kwargs: as `Unet`.
 
     Returns:
-        A `keras.Model` mapping images (B, H, W, C) to masks (B, H, W, classes).
+        The `keras.Model`: masks upsampled x4 from the fused stride-4 map, or ``(mask, labels)`` with aux_params.
     """
-    spec = get_backbone_spec(backbone_name)
-    check_encoder_depth(spec, encoder_depth)
+    spec, aux_params = check_arguments(
+        "UPerNet", backbone_name, aux_params, encoder_depth=encoder_depth, required_strides=(4,)
+    )
     check_positive_int("decoder_channels", decoder_channels)
-    if upsampling != 4:
-        raise ValueError(
-            f"upsampling must be 4 for UPerNet (its decoder ends at stride 4, the mask must match "
-            f"the input size), got {upsampling!r}"
-        )
-    aux_params = check_aux_params(aux_params)
-    require_strides(spec, (4,), "UPerNet")
+    check_upsampling(upsampling, 4, "UPerNet")
     encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, feature_layout="smp", **kwargs)
     bn = decoder_use_batchnorm
 
@@ -93,4 +128,4 @@ def UPerNet(
     x = conv_bn_act(x, decoder_channels, 3, name="decoder_fuse", use_batchnorm=bn)
     outputs = segmentation_head(x, classes, activation, kernel_size=1, upsampling=upsampling)
     labels = aux_head(deepest, aux_params)
-    return finish(encoder, outputs, f"upernet_{spec.name}", weights, encoder_freeze, aux_output=labels)
+    return finish(encoder, outputs, f"upernet_{spec.name}", weights, encoder_freeze, labels)
