@@ -2,7 +2,7 @@
 accuracy and the confusion matrix (what `segmentation-models evaluate` writes).
 
 Scores are computed once per data set from its confusion matrix (not averaged over images or batches), with the
-formulas of `segmentation_models.metrics.score_from_stats` (`segmentation_models.base.functional.score_from_counts`).
+formulas of `segmentation_models.metrics.score_from_stats` (`segmentation_models.metrics.functional.score_from_counts`).
 Ignored pixels (void, e.g. CamVid's class 11) are left out of every count.
 """
 
@@ -37,7 +37,7 @@ def confusion_matrix(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> n
 def scores_from_confusion(matrix: np.ndarray, class_names: Sequence[str]) -> dict:
     """Per-class IoU/F1/precision/recall over the whole data set, mean IoU (over classes present in the truth or
     the prediction), pixel accuracy. A class absent from truth and prediction has no score (None)."""
-    from .base.functional import score_from_counts
+    from .metrics.functional import score_from_counts
 
     tp = np.diag(matrix).astype("float64")
     fp = matrix.sum(0) - tp

@@ -1,4 +1,5 @@
-"""Base classes and the functional math of the losses and metrics (1.0.1's ``segmentation_models.base``)."""
+"""1.0.1's import paths ``segmentation_models.base``, ``.base.functional`` and ``.base.objects``: re-exports of
+:mod:`segmentation_models.losses` and :mod:`segmentation_models.metrics`."""
 
 from . import functional
 from .objects import KerasObject, Loss, Metric, MultipliedLoss, SumOfLosses

@@ -13,72 +13,70 @@ SMP-style counts and reductions: :func:`get_stats` and :func:`score_from_stats`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 from keras import ops
 
-from ._objects_util import check_common, config_value, copy_object, lookup
-from .base import Metric, functional as F
-from .base.functional import SMOOTH, get_stats, score_from_stats
+from . import functional as F
+from .base import Catalog, Metric, SegmentationOptions, config_value
+from .functional import SMOOTH, Tensor, get_stats, score_from_stats
 
-_PACKAGE = "segmentation_models"
-register = keras.saving.register_keras_serializable(package=_PACKAGE)
+register = keras.saving.register_keras_serializable(package="segmentation_models")
 
 
-class ConfusionMetric(Metric):
-    """Accumulates per-class tp, fp, fn, tn (and per-image scores when ``per_image``); subclasses give the score.
+class ConfusionMetric(SegmentationOptions, Metric):
+    """Accumulates per-class tp, fp, fn, tn (and per-image scores when ``per_image``) of the region score
+    ``metric`` (a key of :func:`segmentation_models.metrics.functional.fraction`).
 
     State variables are created on the first ``update_state`` (when the number of classes is known; Keras does
     this while building the compiled model).
     """
 
     default_name = "confusion"
+    metric: str
 
     def __init__(
         self,
-        class_weights=None,
-        class_indexes=None,
-        threshold=None,
-        per_image=False,
-        smooth=SMOOTH,
-        name=None,
+        class_weights: object = None,
+        class_indexes: object = None,
+        threshold: float | None = None,
+        per_image: bool = False,
+        smooth: float = SMOOTH,
+        name: str | None = None,
         *,
-        mode=None,
-        from_logits=False,
-        ignore_index=None,
-        dtype=None,
-    ):
-        check_common(
-            type(self).__name__,
-            mode=mode,
-            class_indexes=class_indexes,
-            class_weights=class_weights,
-            smooth=smooth,
-            per_image=per_image,
-            threshold=threshold,
-        )
+        mode: str | None = None,
+        from_logits: bool = False,
+        ignore_index: float | None = None,
+        dtype: str | None = None,
+    ) -> None:
+        self._set_options(mode, from_logits, ignore_index)
         super().__init__(name=name or self.default_name, dtype=dtype)
-        self.class_weights = class_weights if class_weights is not None else 1
-        self.class_indexes = class_indexes
+        self._set_region_options(class_weights, class_indexes, per_image, smooth, threshold)
         self.threshold = threshold
-        self.per_image = per_image
-        self.smooth = smooth
-        self.mode = mode
-        self.from_logits = bool(from_logits)
-        self.ignore_index = ignore_index
         self._num_classes = None
         self._weights = 1.0
 
     # -- the score --------------------------------------------------------------------------------------
-    def score(self, tp, fp, fn):
+    def _score_params(self) -> dict:
+        return {}
+
+    def score(self, tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
         """Per-class score from (soft) counts."""
-        raise NotImplementedError
+        return F.smoothed_score(self.metric, tp, fp, fn, self.smooth, **self._score_params())
 
-    def functional(self, y_true, y_pred):
+    def functional(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         """1.0.1's value on one batch."""
-        raise NotImplementedError
-
-    def _options(self) -> dict:
-        return {"mode": self.mode, "from_logits": self.from_logits, "ignore_index": self.ignore_index}
+        return F.region_score(self.metric, **self._score_params())(
+            y_true,
+            y_pred,
+            class_weights=self.class_weights,
+            class_indexes=self.class_indexes,
+            smooth=self.smooth,
+            per_image=self.per_image,
+            threshold=self.threshold,
+            **self._options(),
+        )
 
     # -- state -------------------------------------------------------------------------------------------
     def _build_state(self, classes: int) -> None:
@@ -94,7 +92,7 @@ class ConfusionMetric(Metric):
             self.image_score_sum = self.add_variable((classes,), zeros, dtype="float32", name="image_score_sum")
             self.image_count = self.add_variable((), zeros, dtype="float32", name="image_count")
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def update_state(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> None:
         """Add the counts of one batch. ``sample_weight``: per image (B,) or per pixel (B, H, W)."""
         try:
             p = F.prepare(
@@ -103,11 +101,11 @@ class ConfusionMetric(Metric):
         except ValueError as error:
             raise ValueError(f"{self.name}: {error}") from None
         classes = p.gt.shape[-1]
-        self._weights = F.check_class_weights(self.class_weights, classes, p.pred_shape, self.class_indexes)
+        self._weights = F.class_weights_for(p, self.class_weights, self.class_indexes)
         if self._num_classes != classes:
             self._build_state(classes)
         valid = p.valid
-        tp, fp, fn = F._confusion(p, per_image=True, threshold=self.threshold)  # (B, C), weighted by valid
+        tp, fp, fn = F.confusion(p, per_image=True, threshold=self.threshold)  # (B, C), weighted by valid
         axes = list(range(1, len(p.pr.shape) - 1))
         ones = ops.ones_like(p.pr) if valid is None else ops.ones_like(p.pr) * valid
         tn = ops.sum(ones, axis=axes) - tp - fp - fn
@@ -119,7 +117,7 @@ class ConfusionMetric(Metric):
             self.image_score_sum.assign_add(ops.sum(self.score(tp, fp, fn), axis=0))
             self.image_count.assign_add(ops.cast(ops.shape(tp)[0], "float32"))
 
-    def result_per_class(self):
+    def result_per_class(self) -> Tensor:
         """Score of each (selected) class over everything seen since the last reset."""
         if self._num_classes is None:
             return ops.zeros((0,), "float32")
@@ -127,12 +125,12 @@ class ConfusionMetric(Metric):
             return self.image_score_sum / ops.maximum(self.image_count, 1.0)
         return self.score(self.true_positives, self.false_positives, self.false_negatives)
 
-    def result(self):
+    def result(self) -> Tensor:
         if self._num_classes is None:
             return ops.convert_to_tensor(0.0, "float32")
         return F.average(self.result_per_class(), False, self._weights)
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
+    def __call__(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         """1.0.1 behaviour: the score of this batch alone; the accumulated state is not touched."""
         return self.functional(y_true, y_pred)
 
@@ -147,16 +145,6 @@ class ConfusionMetric(Metric):
             **self._options(),
         }
 
-    def _functional_kwargs(self) -> dict:
-        return dict(
-            class_weights=self.class_weights,
-            class_indexes=self.class_indexes,
-            smooth=self.smooth,
-            per_image=self.per_image,
-            threshold=self.threshold,
-            **self._options(),
-        )
-
 
 @register
 class IOUScore(ConfusionMetric):
@@ -167,38 +155,25 @@ class IOUScore(ConfusionMetric):
     """
 
     default_name = "iou_score"
-
-    def score(self, tp, fp, fn):
-        return (tp + self.smooth) / (tp + fp + fn + self.smooth)
-
-    def functional(self, y_true, y_pred):
-        return F.iou_score(y_true, y_pred, **self._functional_kwargs())
+    metric = "iou"
 
 
 @register
 class FScore(ConfusionMetric):
     r"""F-beta score :math:`((1+\beta^2) tp + s) / ((1+\beta^2) tp + \beta^2 fn + fp + s)`; name ``f{beta}-score``."""
 
-    def __init__(
-        self,
-        beta=1,
-        class_weights=None,
-        class_indexes=None,
-        threshold=None,
-        per_image=False,
-        smooth=SMOOTH,
-        name=None,
-        **kwargs,
-    ):
-        super().__init__(class_weights, class_indexes, threshold, per_image, smooth, name or f"f{beta}-score", **kwargs)
+    metric = "fscore"
+
+    def __init__(self, beta: float = 1, *args: Any, **kwargs: Any) -> None:
         self.beta = beta
+        super().__init__(*args, **kwargs)
 
-    def score(self, tp, fp, fn):
-        b2 = self.beta**2
-        return ((1 + b2) * tp + self.smooth) / ((1 + b2) * tp + b2 * fn + fp + self.smooth)
+    @property
+    def default_name(self) -> str:
+        return f"f{self.beta}-score"
 
-    def functional(self, y_true, y_pred):
-        return F.f_score(y_true, y_pred, beta=self.beta, **self._functional_kwargs())
+    def _score_params(self) -> dict:
+        return {"beta": self.beta}
 
     def get_config(self) -> dict:
         return {**super().get_config(), "beta": self.beta}
@@ -209,12 +184,7 @@ class Precision(ConfusionMetric):
     r"""Precision :math:`(tp + s) / (tp + fp + s)` of the data set."""
 
     default_name = "precision"
-
-    def score(self, tp, fp, fn):
-        return (tp + self.smooth) / (tp + fp + self.smooth)
-
-    def functional(self, y_true, y_pred):
-        return F.precision(y_true, y_pred, **self._functional_kwargs())
+    metric = "precision"
 
 
 @register
@@ -222,50 +192,24 @@ class Recall(ConfusionMetric):
     r"""Recall :math:`(tp + s) / (tp + fn + s)` of the data set."""
 
     default_name = "recall"
-
-    def score(self, tp, fp, fn):
-        return (tp + self.smooth) / (tp + fn + self.smooth)
-
-    def functional(self, y_true, y_pred):
-        return F.recall(y_true, y_pred, **self._functional_kwargs())
+    metric = "recall"
 
 
 # 1.0.1 aliases
-iou_score = IOUScore()
-f1_score = FScore(beta=1)
-f2_score = FScore(beta=2)
-precision = Precision()
-recall = Recall()
-
 INSTANCES = {
-    "iou_score": iou_score,
-    "f1_score": f1_score,
-    "f2_score": f2_score,
-    "precision": precision,
-    "recall": recall,
+    "iou_score": IOUScore(),
+    "f1_score": FScore(beta=1),
+    "f2_score": FScore(beta=2),
+    "precision": Precision(),
+    "recall": Recall(),
 }
+iou_score, f1_score, f2_score, precision, recall = INSTANCES.values()
 CLASSES = {cls.__name__: cls for cls in (IOUScore, FScore, Precision, Recall)}
 
 
-def _table() -> dict:
-    table = {name: (lambda obj=obj: copy_object(obj)) for name, obj in INSTANCES.items()}
-    for obj in INSTANCES.values():  # object names: "f1-score", "f2-score"
-        table.setdefault(obj.name, lambda obj=obj: copy_object(obj))
-    table.update(CLASSES)
-    return table
-
-
-def get(identifier):
-    """A fresh metric from a name or object: 1.0.1 instance names (``"iou_score"``, ``"f1_score"``), object
-    names (``"f1-score"``), class names (``"IOUScore"``, default arguments), then Keras' own metrics
-    (``"accuracy"``). Unknown names raise ValueError with close suggestions."""
-    return lookup("metric", identifier, _table(), keras.metrics.get)
-
-
-def available() -> list[str]:
-    """Names accepted by :func:`get` (besides Keras' own)."""
-    return sorted(_table())
-
+_CATALOG = Catalog("metric", INSTANCES, CLASSES, keras.metrics.get)
+get = _CATALOG.get  # e.g. get("iou_score"), get("f1-score"), get("IOUScore"), get("accuracy")
+available = _CATALOG.available
 
 __all__ = [
     "Metric",
