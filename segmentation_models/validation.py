@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import keras
@@ -33,13 +33,13 @@ __all__ = [
 ]
 
 
-def check_classes(classes) -> int:
+def check_classes(classes: object) -> int:
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
         raise ValueError(f"classes must be an integer >= 1 (1 for a binary mask), got {classes!r}")
     return classes
 
 
-def check_activation(activation):
+def check_activation(activation: object) -> str | Callable | None:
     """Accept a Keras activation name, a callable or None; raise a ValueError listing valid names."""
     if activation is None or callable(activation):
         return activation
@@ -51,12 +51,12 @@ def check_activation(activation):
     return activation
 
 
-def check_choice(name: str, value, choices: Sequence) -> None:
+def check_choice(name: str, value: object, choices: Sequence) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
-def check_input_shape(input_shape, min_size: int = 32) -> tuple:
+def check_input_shape(input_shape: object, min_size: int = 32) -> tuple:
     """Validate (H, W, C): H and W None or integers >= ``min_size`` (any size: builders pad and crop); C known."""
     if input_shape is None or len(tuple(input_shape)) != 3:
         raise ValueError(f"input_shape must be (height, width, channels), e.g. (256, 256, 3); got {input_shape!r}")
@@ -77,14 +77,14 @@ def check_input_shape(input_shape, min_size: int = 32) -> tuple:
 
 
 # ---- decoder hyper-parameters ----------------------------------------------------------------------
-def check_positive_int(name: str, value, meaning: str = "") -> int:
+def check_positive_int(name: str, value: object, meaning: str = "") -> int:
     """A positive integer; ``meaning`` (what the number is) goes into the message."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer{f' ({meaning})' if meaning else ''}, got {value!r}")
     return value
 
 
-def check_dropout(name: str, value):
+def check_dropout(name: str, value: object) -> float | None:
     """``None`` (no dropout) or a rate in [0, 1)."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1):
         raise ValueError(f"{name} must be None or a dropout rate in [0, 1), got {value!r}")
@@ -100,7 +100,7 @@ AUX_PARAMS_KEYS = ("classes", "pooling", "dropout", "activation")
 AUX_POOLINGS = ("avg", "max")
 
 
-def check_encoder_depth(spec: BackboneSpec, encoder_depth, minimum: int = 3) -> int:
+def check_encoder_depth(spec: BackboneSpec, encoder_depth: object, minimum: int = 3) -> int:
     """``encoder_depth`` d uses the feature maps at strides 2 .. 2**d; the backbone must have the deepest one."""
     allowed = [d for d in ENCODER_DEPTHS if d >= minimum]
     if isinstance(encoder_depth, bool) or encoder_depth not in allowed:
@@ -118,7 +118,7 @@ def check_encoder_depth(spec: BackboneSpec, encoder_depth, minimum: int = 3) -> 
 
 
 def check_output_stride(
-    output_stride,
+    output_stride: object,
     spec: BackboneSpec | None = None,
     allowed: Sequence[int] = OUTPUT_STRIDES,
     name: str = "output_stride",
@@ -151,7 +151,7 @@ def require_strides(spec: BackboneSpec, strides: Sequence[int], architecture: st
 
 
 def check_decoder_channels(
-    decoder_channels, encoder_depth: int, default: tuple, name: str = "decoder_channels"
+    decoder_channels: object, encoder_depth: int, default: tuple, name: str = "decoder_channels"
 ) -> tuple[int, ...]:
     """One positive channel count per decoder block; the default is cut to its first ``encoder_depth`` entries."""
     if not isinstance(decoder_channels, (list, tuple)):
@@ -169,7 +169,7 @@ def check_decoder_channels(
     return channels
 
 
-def check_upsampling(upsampling, stride: int, architecture: str, allow_none: bool = False) -> int:
+def check_upsampling(upsampling: object, stride: int, architecture: str, allow_none: bool = False) -> int:
     """The final upsampling must bring the decoder's output, at ``stride``, to the input size (None: that one)."""
     if upsampling is None and allow_none:
         return stride
@@ -182,7 +182,7 @@ def check_upsampling(upsampling, stride: int, architecture: str, allow_none: boo
     return upsampling
 
 
-def check_attention_type(attention_type) -> None:
+def check_attention_type(attention_type: object) -> None:
     if attention_type not in ATTENTION_TYPES:
         raise ValueError(
             f"decoder_attention_type must be None or 'scse' (concurrent spatial and channel squeeze & "
@@ -190,7 +190,7 @@ def check_attention_type(attention_type) -> None:
         )
 
 
-def check_aux_params(aux_params) -> dict | None:
+def check_aux_params(aux_params: object) -> dict | None:
     """Validate SMP's ``aux_params`` (classes, pooling, dropout, activation) and fill in the defaults."""
     if aux_params is None:
         return None

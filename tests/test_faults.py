@@ -382,8 +382,8 @@ def test_albumentations_is_told_not_to_go_online(monkeypatch):
 # ---- channel adaptation of pretrained-format files, one backbone per family -----------------------
 def _pretrained_format_file(name: str, folder: Path) -> Path:
     """A random-valued file of ``name`` in the layout its published weights have."""
-    from test_backbones_101 import _published_file
-    from test_backbones_modern import KERAS_APPS
+    from test_backbone_families import _published_file
+    from test_keras_applications_backbones import KERAS_APPS
 
     from segmentation_models.backbones import get_backbone_spec
 

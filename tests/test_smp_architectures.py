@@ -21,7 +21,7 @@ SMALL = {
     "UPerNet": dict(decoder_channels=32),
 }
 DILATED = ("PAN", "DeepLabV3", "DeepLabV3Plus")  # default encoder_output_stride < 32
-BACKBONES = ["resnet18"]  # the train matrix; other families are covered by test_unet/test_architectures_101
+BACKBONES = ["resnet18"]  # the train matrix; other families are covered by test_unet and test_fpn_linknet_pspnet
 SHAPE = (64, 64, 3)
 
 

@@ -59,7 +59,7 @@ class Encoder:
         # outside the model's graph; the layer's own output is in it.
         return self.layer_output(self.features[self.spec.output_stride])
 
-    def layer_output(self, ref: str | int):
+    def layer_output(self, ref: str | int) -> keras.KerasTensor:
         """Output of a backbone layer given by name or index, with a helpful error."""
         try:
             layer = self.model.get_layer(name=ref) if isinstance(ref, str) else self.model.get_layer(index=ref)
@@ -72,7 +72,7 @@ class Encoder:
             ) from None
         return layer.output
 
-    def feature(self, stride: int):
+    def feature(self, stride: int) -> keras.KerasTensor:
         """The feature map at ``stride`` (2, 4, 8, 16, 32)."""
         if stride not in self.features:
             raise ValueError(
@@ -80,7 +80,7 @@ class Encoder:
             )
         return self.layer_output(self.features[stride])
 
-    def skips(self, encoder_features, n: int) -> list:
+    def skips(self, encoder_features: str | Sequence[str | int], n: int) -> list:
         """Skip tensors, deepest first: the layout's defaults (1.0.1's skips, or SMP's taps below the output
         stride) or the user's names/indices."""
         if encoder_features == "default" and self.features is not self.spec.features:
@@ -111,7 +111,12 @@ def _check_kwargs(kwargs: dict) -> dict:
     return options
 
 
-def make_input(input_shape, input_tensor, spec: BackboneSpec, min_size: int | None = None):
+def make_input(
+    input_shape: Sequence[int | None] | None,
+    input_tensor: keras.KerasTensor | None,
+    spec: BackboneSpec,
+    min_size: int | None = None,
+) -> keras.KerasTensor:
     """The validated input: ``input_tensor`` when given, else a new ``keras.Input(input_shape)``."""
     min_size = spec.min_input_size if min_size is None else min_size
     if input_tensor is not None:
@@ -155,7 +160,7 @@ def read_encoder_weights(model: keras.Model, spec: BackboneSpec, path: str, sour
     return read_h5_weights(path)
 
 
-def load_encoder_weights(model: keras.Model, spec: BackboneSpec, encoder_weights) -> None:
+def load_encoder_weights(model: keras.Model, spec: BackboneSpec, encoder_weights: str | None) -> None:
     """Load pretrained encoder weights into ``model``, adapted to its input channel count.
 
     Files are matched to the layers by name, or by position for keras.applications files
@@ -174,9 +179,9 @@ def load_encoder_weights(model: keras.Model, spec: BackboneSpec, encoder_weights
 
 def build_encoder(
     backbone_name: str,
-    input_shape=(None, None, 3),
-    encoder_weights="imagenet",
-    input_tensor=None,
+    input_shape: Sequence[int | None] | None = (None, None, 3),
+    encoder_weights: str | None = "imagenet",
+    input_tensor: keras.KerasTensor | None = None,
     feature_layout: str = "1.0.1",
     **kwargs,
 ) -> Encoder:

@@ -176,7 +176,7 @@ def _block(x, stage: int, index: int, dim: int, drop_rate: float):
 
 
 def build_mit(
-    input_tensor,
+    input_tensor: keras.KerasTensor,
     hidden_sizes: Sequence[int],
     depths: Sequence[int],
     drop_path_rate: float = 0.1,
@@ -325,7 +325,9 @@ def convert_mit_tensors(
     return layer_weights
 
 
-def load_mit_safetensors(model: keras.Model, spec: BackboneSpec, tensors: Mapping[str, np.ndarray], source: str):
+def load_mit_safetensors(
+    model: keras.Model, spec: BackboneSpec, tensors: Mapping[str, np.ndarray], source: str
+) -> dict[str, list[np.ndarray]]:
     """Converter registered for the ``mit`` family: reference tensors -> layer weights."""
     return convert_mit_tensors(model, tensors, MIT_CONFIGS[spec.name][1], source=source, first_conv=spec.first_conv)
 

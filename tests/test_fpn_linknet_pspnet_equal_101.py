@@ -91,7 +91,7 @@ def oracle_models(tmp_path_factory):
 
 
 @pytest.mark.parametrize("backbone,index", PARAMS)
-def test_101_weights_give_same_predictions(oracle_models, backbone, index):
+def test_weights_from_101_give_same_predictions(oracle_models, backbone, index):
     arch, size, kwargs = _cases(backbone)[index]
     tag = _tag(backbone, arch, kwargs)
     model = getattr(sm, arch)(

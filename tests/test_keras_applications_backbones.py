@@ -90,7 +90,7 @@ def _publish(folder, backbone: str, source_model: keras.Model) -> str:
 
 
 # ---- registry facts ----------------------------------------------------------------------
-def test_registry_lists_modern_backbones_with_weights_and_features():
+def test_registry_lists_keras_applications_backbones_with_weights_and_features():
     names = sm.get_available_backbone_names()
     for name, family in MODERN.items():
         assert name in names
@@ -120,7 +120,7 @@ def test_no_dilation_clear_error():
 
 # ---- every backbone in a Unet --------------------------------------------------------------
 @pytest.mark.parametrize("name", pick(list(MODERN), REPRESENTATIVES))
-def test_unet_on_modern_backbone(name, tmp_path, reload_checker):
+def test_unet_on_keras_applications_backbone(name, tmp_path, reload_checker):
     spec = get_backbone_spec(name)
 
     def build():

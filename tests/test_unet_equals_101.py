@@ -55,7 +55,7 @@ def oracle_models(tmp_path_factory):
 
 
 @pytest.mark.parametrize("backbone,block_type", CASES)
-def test_101_weights_give_same_predictions(oracle_models, backbone, block_type):
+def test_weights_from_101_give_same_predictions(oracle_models, backbone, block_type):
     x = np.load(oracle_models / "x.npy")
     tag = f"{backbone}_{block_type}"
     expected = np.load(oracle_models / f"{tag}_pred.npy")

@@ -138,7 +138,7 @@ def oracle_101(tmp_path_factory):
 @pytest.mark.oracle
 @pytest.mark.skipif(not ON_TF, reason="oracle comparisons run once, on the TensorFlow pass")
 @pytest.mark.parametrize("name", ORACLE_BACKBONES)
-def test_101_weights_give_same_predictions(oracle_101, name):
+def test_weights_from_101_give_same_predictions(oracle_101, name):
     size = ORACLE_SIZES.get(name, X_SIZE)
     model = sm.Unet(
         name,
