@@ -56,15 +56,16 @@ def run_demo(
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 10:
         raise ValueError(f"samples must be an integer >= 10 (training and validation images), got {samples!r}")
     root = Path(output)
+    config = demo_config(root / "data", backbone, epochs)  # a bad option fails before anything is touched
     runs.remove_marked_folder(root, runs.DEMO_MARKER, "choose another output folder")
     root.mkdir(parents=True)
     runs.write_marker(root, runs.DEMO_MARKER, "demo")
     if verbose:
         print(f"writing {samples} generated images and masks to {root / 'data'}")
-    data_dir = write_shapes_dataset(root / "data", samples, size, seed=0)
+    write_shapes_dataset(root / "data", samples, size, seed=0)
     new_dir = write_shapes_dataset(root / "new", 4, size, seed=123) / "images"
     run_folder = root / "run"
-    train(demo_config(data_dir, backbone, epochs), run_folder, verbose=int(verbose))
+    train(config, run_folder, verbose=int(verbose))
     results = evaluate(run_folder, split="val", verbose=verbose)
     predict(run_folder, [new_dir], output=root / "predictions", verbose=verbose)
     return DemoResult(root, run_folder, root / "predictions", float(results["mean_iou"]))

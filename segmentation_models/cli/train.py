@@ -12,7 +12,6 @@ import argparse
 import json
 from pathlib import Path
 
-from ..runs import CONFIG_FILE
 from ..training.config import BN_BATCHES, DataConfig, ModelConfig, TrainConfig, TrainingOptions
 from .arguments import add_data_arguments, command_parser, data_config
 
@@ -187,9 +186,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.output or f"runs/{args.arch}-{args.backbone}")
     config = None if args.resume else train_config_from_args(args)  # a resumed run keeps its recorded config
-    if args.resume:
-        if not (out / CONFIG_FILE).is_file():
-            raise ValueError(f"--resume: {out / CONFIG_FILE} does not exist (nothing to resume there)")
+    if args.resume:  # train() refuses a folder without config.json
         print(f"resuming {out} with its recorded configuration (other options are ignored)")
     args.run_folder = out  # named by the hint printed when the run is interrupted
     train(
