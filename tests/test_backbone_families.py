@@ -149,7 +149,10 @@ def test_weights_from_101_give_same_predictions(oracle_101, name):
         weights=str(oracle_101 / f"{name}.h5"),
     )
     got = model.predict(np.load(oracle_101 / f"{name}_x.npy"), verbose=0)
-    np.testing.assert_allclose(got, np.load(oracle_101 / f"{name}_pred.npy"), atol=1e-4)
+    # BatchNormalization runs as TensorFlow's fused kernel in our models (sm.accel, as Keras 2 did): another
+    # rounding order than 1.0.1 on Keras 3. Random-weight SE-ResNets amplify it (seresnet50: 6.6e-5 here, 1.2e-4 on
+    # CI's CPU; exactly 0 with sm.accel.disabled()); a misplaced weight moves outputs by far more.
+    np.testing.assert_allclose(got, np.load(oracle_101 / f"{name}_pred.npy"), atol=5e-4)
 
 
 @pytest.mark.oracle
