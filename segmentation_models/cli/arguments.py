@@ -4,12 +4,24 @@ data set (the data section of a run config, `DataConfig`)."""
 from __future__ import annotations
 
 import argparse
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 
 
 def command_parser(sub, name: str, summary: str, doc: str | None) -> argparse.ArgumentParser:
     """The parser of sub-command ``name``: ``summary`` in the command list, the module's ``doc`` in its --help."""
     return sub.add_parser(name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def keywords_for(target: Callable, args: argparse.Namespace, **values) -> dict:
+    """The keyword arguments of ``target`` (a library function or a dataclass) taken from parsed ``args`` by
+    name, with ``values`` for those the command spells differently (e.g. ``verbose=not args.quiet``)."""
+    parameters = inspect.signature(target).parameters
+    unknown = sorted(set(values) - set(parameters))
+    if unknown:
+        raise TypeError(f"{target.__name__} takes no {', '.join(unknown)}")
+    return {name: getattr(args, name) for name in parameters if hasattr(args, name)} | values
 
 
 def add_model_argument(p: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from .arguments import add_model_argument, command_parser
+from .arguments import add_model_argument, command_parser, keywords_for
 
 
 def add_parser(sub) -> None:
@@ -33,18 +33,5 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate
 
-    evaluate(
-        args.model,
-        data=args.data,
-        images=args.images,
-        masks=args.masks,
-        split=args.split,
-        output=args.output,
-        batch_size=args.batch_size,
-        limit=args.limit,
-        workers=args.workers,
-        skip_bad=args.skip_bad,
-        verbose=not args.quiet,
-        overwrite=args.overwrite,
-    )
+    evaluate(args.model, **keywords_for(evaluate, args, verbose=not args.quiet))
     return 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .arguments import add_model_argument, command_parser
+from .arguments import add_model_argument, command_parser, keywords_for
 
 
 def add_parser(sub) -> None:
@@ -56,18 +56,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..export import export_run
 
-    result = export_run(
-        args.model,
-        format=args.format,
-        output=args.output,
-        input_size=args.input_size,
-        batch_size=args.batch_size,
-        with_preprocessing=args.with_preprocessing,
-        backbone=args.backbone,
-        opset=args.opset,
-        check=not args.no_check,
-        overwrite=args.overwrite,
-    )
+    result = export_run(args.model, **keywords_for(export_run, args, check=not args.no_check))
     shape = "x".join("?" if v is None else str(v) for v in result.input_shape)
     print(
         f"exported {result.path} ({result.format}, {_size_mb(Path(result.path)):.1f} MB) in {result.seconds:.1f} s "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .arguments import add_model_argument, command_parser
+from .arguments import add_model_argument, command_parser, keywords_for
 
 
 def add_parser(sub) -> None:
@@ -27,13 +27,5 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..prediction import predict
 
-    predict(
-        args.model,
-        args.inputs,
-        output=args.output,
-        alpha=args.alpha,
-        skip_bad=args.skip_bad,
-        verbose=not args.quiet,
-        overwrite=args.overwrite,
-    )
+    predict(args.model, **keywords_for(predict, args, verbose=not args.quiet))
     return 0

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from ..training.config import BN_BATCHES, DataConfig, ModelConfig, TrainConfig, TrainingOptions
-from .arguments import add_data_arguments, command_parser, data_config
+from .arguments import add_data_arguments, command_parser, data_config, keywords_for
 
 
 def add_parser(sub) -> None:
@@ -150,28 +150,13 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
             options=_model_args(args.model_arg),
         ),
         train=TrainingOptions(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            schedule=args.schedule,
-            warmup_epochs=args.warmup_epochs,
-            optimizer=args.optimizer,
-            weight_decay=args.weight_decay,
-            loss=args.loss,
-            metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
-            precision=args.precision,
-            crop=list(args.crop) if args.crop else None,
-            scale=args.scale,
-            augment=args.augment,
-            bn_batches=bn_batches,
-            steps_per_epoch=args.steps_per_epoch,
-            val_steps=args.val_steps,
-            workers=args.workers,
-            multiprocessing=args.multiprocessing,
-            cache_mb=args.cache_mb,
-            seed=args.seed,
-            deterministic=args.deterministic,
-            overlays=args.overlays,
+            **keywords_for(
+                TrainingOptions,
+                args,
+                metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
+                crop=list(args.crop) if args.crop else None,
+                bn_batches=bn_batches,
+            )
         ),
     )
 
