@@ -124,7 +124,7 @@ def predict_probabilities(
     `segmentation_models.inference`) goes image by image, and an image above it by overlapping tiles."""
     import cv2
 
-    from .data import rescale
+    from ..data import rescale
 
     limit = max_whole_pixels() if max_pixels is None else max_pixels
     scaled = [rescale(im, None, scale)[0] for im in images]
@@ -157,7 +157,7 @@ def _forward(model, images: list[np.ndarray], preprocessing: Callable | None) ->
     """One padded batch through the model; probabilities cropped back to each image's size."""
     import keras
 
-    from .data import pad_to_multiple
+    from ..data import pad_to_multiple
 
     x = pad_to_multiple(images, 0).astype("float32")
     if preprocessing is not None:
