@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .tta import DihedralTransform, MergePredictions, ScaleResize, predict_tta, tta_model
+
 if TYPE_CHECKING:
     import keras
 
@@ -24,6 +26,11 @@ __all__ = [
     "blend_weights",
     "predict_tiled",
     "predict_probabilities",
+    "predict_tta",
+    "tta_model",
+    "DihedralTransform",
+    "ScaleResize",
+    "MergePredictions",
 ]
 
 BYTES_PER_PIXEL = 2400  # peak forward-pass memory per input pixel (Unet-resnet34, float32; heavier models more)
