@@ -71,7 +71,8 @@ def test_identity_alone_is_the_plain_prediction():
     x = _images()
     plain = forward(model, x)
     np.testing.assert_array_equal(predict_tta(model, x, "identity"), plain)
-    np.testing.assert_array_equal(predict_tta(model, x, "none", batch_size=1), plain)
+    # image by image: torch's convolutions round differently for another batch size
+    np.testing.assert_allclose(predict_tta(model, x, "none", batch_size=1), plain, rtol=0, atol=1e-6)
     np.testing.assert_allclose(forward(tta_model(model, "none"), x), plain, rtol=0, atol=1e-6)
 
 
