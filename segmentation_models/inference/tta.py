@@ -12,6 +12,7 @@ saves, reloads (no ``custom_objects``) and exports like any model. Both compute 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -97,7 +98,7 @@ def swaps_axes(name: str) -> bool:
     return TRANSFORMS[name][0]
 
 
-def dihedral(x, name: str, inverse: bool = False):
+def dihedral(x: Any, name: str, inverse: bool = False) -> Any:
     """Transform ``name`` (or its inverse) of a channels-last batch (B, H, W, C), with keras.ops."""
     transpose, flip_rows, flip_cols = TRANSFORMS[name]
     if inverse:
@@ -150,7 +151,7 @@ class DihedralTransform(keras.layers.Layer):
         return {**super().get_config(), "transforms": list(self.transforms), "inverse": self.inverse}
 
 
-def scaled_size(size, scale: float, multiple: int = SIZE_MULTIPLE):
+def scaled_size(size: Any, scale: float, multiple: int = SIZE_MULTIPLE) -> Any:
     """``size * scale`` rounded to a multiple of ``multiple`` (at least one multiple); ints or tensors."""
     if isinstance(size, int):
         return max(multiple, int(round(size * scale / multiple)) * multiple)
@@ -182,7 +183,7 @@ class ScaleResize(keras.layers.Layer):
         return {**super().get_config(), "scale": self.scale, "multiple": self.multiple}
 
 
-def merge_stacked(stacked, merge: str):
+def merge_stacked(stacked: Any, merge: str) -> Any:
     """Merge (N, B, H, W, C) predictions over N: mean, geometric mean (of probabilities) or maximum."""
     if merge == "mean":
         return ops.mean(stacked, axis=0)
