@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import segmentation_models as sm
-from segmentation_models.inference import predict_tta, tta_model
+from segmentation_models.inference import predict_images_tta, predict_probabilities, predict_tta, tta_model
 from segmentation_models.inference.tta import PRESETS, TRANSFORMS, dihedral
 
 from conftest import BACKEND, ON_TF
@@ -113,6 +113,25 @@ def test_merges():
     for merge, want in wanted.items():
         np.testing.assert_allclose(predict_tta(model, x, "hflip", merge=merge), want, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(forward(tta_model(model, "hflip", merge=merge), x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_images_of_any_size_are_transformed_before_padding():
+    """`predict_images_tta`: each image flipped before `predict_probabilities` pads the batch, flipped back after."""
+    model = _tiny_unet()
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 256, (h, w, 3)).astype("uint8") for h, w in ((40, 50), (33, 64))]
+    plain = predict_probabilities(model, images, None)
+    flipped = predict_probabilities(model, [im[:, ::-1] for im in images], None)
+    for merge in ("mean", "max"):
+        got = predict_images_tta(model, images, None, transforms="hflip", merge=merge)
+        for p, f, g in zip(plain, flipped, got):
+            want = (p + f[:, ::-1]) / 2 if merge == "mean" else np.maximum(p, f[:, ::-1])
+            np.testing.assert_allclose(g, want, rtol=0, atol=1e-6)
+    identity = predict_images_tta(model, images, None, 1.0, "identity")
+    for p, g in zip(plain, identity):
+        np.testing.assert_array_equal(g, p)
+    scaled = predict_images_tta(model, images, None, 0.5, ["identity", "rot90"], (0.75, 1.0), "gmean")
+    assert [g.shape for g in scaled] == [(40, 50, 3), (33, 64, 3)]
 
 
 def test_bad_arguments_fail_early_with_clear_messages():

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .tta import DihedralTransform, MergePredictions, ScaleResize, predict_tta, tta_model
+from .tta import DihedralTransform, MergePredictions, ScaleResize, predict_images_tta, predict_tta, tta_model
 
 if TYPE_CHECKING:
     import keras
@@ -27,6 +27,7 @@ __all__ = [
     "predict_tiled",
     "predict_probabilities",
     "predict_tta",
+    "predict_images_tta",
     "tta_model",
     "DihedralTransform",
     "ScaleResize",
