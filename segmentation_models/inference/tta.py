@@ -261,7 +261,7 @@ def _check_model(model: keras.Model, names: tuple[str, ...], scales: tuple[float
 
 def tta_model(
     model: keras.Model,
-    transforms: str | Sequence[str] = "flips",
+    transforms: str | Sequence[str] = "hflip",
     scales: float | Sequence[float] = (1.0,),
     merge: str = "mean",
     batch_transforms: bool = True,
@@ -306,7 +306,7 @@ def tta_model(
 def predict_tta(
     model: keras.Model,
     images: np.ndarray,
-    transforms: str | Sequence[str] = "flips",
+    transforms: str | Sequence[str] = "hflip",
     scales: float | Sequence[float] = (1.0,),
     merge: str = "mean",
     batch_size: int = 4,
