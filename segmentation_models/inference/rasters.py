@@ -212,29 +212,29 @@ def _tiff_raster(tif, path: Path) -> Raster:
 
 
 def image_size(path: str | Path) -> tuple[int, int] | None:
-    """(height, width) of an image file read from its header; None when unknown (unreadable, or above Pillow's
-    decompression-bomb limit, i.e. very large)."""
+    """(height, width) of an image file, read from its header; None when Pillow refuses to open it as a
+    decompression bomb (above 179 megapixels, i.e. very large). Unreadable files raise."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix in TIFF_EXTENSIONS:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            return int(page.imagelength), int(page.imagewidth)
+    if suffix == ".npy":
+        shape = np.load(path, mmap_mode="r").shape
+        return (int(shape[0]), int(shape[1])) if len(shape) >= 2 else (0, 0)
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":  # without Pillow's size warning
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    from PIL import Image
+
     try:
-        if suffix in TIFF_EXTENSIONS:
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                page = tif.pages.first
-                return int(page.imagelength), int(page.imagewidth)
-        if suffix == ".npy":
-            shape = np.load(path, mmap_mode="r").shape
-            return (int(shape[0]), int(shape[1])) if len(shape) >= 2 else None
-        with open(path, "rb") as f:
-            head = f.read(24)
-        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":  # without Pillow's size warning
-            return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
-        from PIL import Image
-
         with Image.open(path) as img:
             return img.size[1], img.size[0]
-    except Exception:  # noqa: BLE001  (unreadable, or Pillow's DecompressionBombError: the reader decides)
+    except Image.DecompressionBombError:
         return None
 
 
