@@ -120,18 +120,12 @@ def predict(
         for s, big in zip(stems, streamed)
         for k in (("_mask.tif",) if big else ("_mask.png", "_overlay.png"))
     ] + [out / "predictions.json"]
-    scale = config["train"].get("scale", 1.0)
-    if scale != 1.0 and any(streamed):
-        big = files[streamed.index(True)]
-        raise ValueError(
-            f"{big} is streamed by sliding windows, which predict at the image's own scale, but the run was "
-            f"trained at scale {scale}: resize the image by {scale} first, then predict it with this run"
-        )
     model = runs.load_run_model(model_file, config)
     runs.prepare_output_folder(out, runs.PREDICTIONS_MARKER, targets, overwrite, "predict")
     preprocessing = get_preprocessing(config["model"]["backbone"])
     colors = config["classes"]["colors"]
     names = config["classes"]["names"]
+    scale = config["train"].get("scale", 1.0)
     bar = keras.utils.Progbar(len(files), unit_name="image") if verbose else None
     written = []
     for k, (path, stem, big) in enumerate(zip(files, stems, streamed)):
@@ -144,6 +138,7 @@ def predict(
                 overlap,
                 blend,
                 preprocessing,
+                scale,
                 config,
                 verbose,
                 skip_bad,
@@ -174,7 +169,7 @@ def predict(
 
 
 def _predict_streamed(
-    model, path: Path, mask_path: Path, tile, overlap, blend, preprocessing, config, verbose, skip_bad
+    model, path: Path, mask_path: Path, tile, overlap, blend, preprocessing, scale, config, verbose, skip_bad
 ) -> dict | None:
     """One large image streamed by sliding windows into a mask TIFF; its predictions.json entry."""
     from .data import DataError
@@ -196,6 +191,7 @@ def _predict_streamed(
             blend=blend,
             preprocessing=preprocessing,
             colors=config["classes"]["colors"],
+            scale=scale,
             verbose=verbose,
         )
     except DataError as err:

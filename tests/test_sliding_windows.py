@@ -226,6 +226,28 @@ def test_streaming_copies_geotiff_tags_and_reads_16_bit_and_gray(tmp_path):
         predict_large_image(model, tmp_path / "float.npy", tmp_path / "m.tif", tile=64)
 
 
+@tf_only
+@pytest.mark.parametrize("scale", [0.5, 1.5])
+def test_streaming_at_a_run_scale_matches_the_in_memory_path(tmp_path, scale):
+    """A run trained with --scale: bands are resized as they are read, the mask back by nearest neighbour; the
+    in-memory path (the whole image resized, probabilities resized back bilinearly) agrees but at class edges."""
+    from segmentation_models.inference import predict_probabilities
+
+    model = _conv_model()
+    yy, xx = np.mgrid[0:300, 0:410]
+    image = np.stack([(xx * 0.6) % 256, (yy * 0.8) % 256, (xx + yy) % 256], -1).astype("uint8")  # smooth regions
+    _tiled_tiff(tmp_path / "in.tif", image, tile=64)
+    info = predict_large_image(
+        model, tmp_path / "in.tif", tmp_path / "m.tif", tile=64, preprocessing=_scaled, scale=scale, batch_size=3
+    )
+    got = tifffile.imread(tmp_path / "m.tif")
+    want = predict_probabilities(model, [image], _scaled, scale, tile=64)[0].argmax(-1)
+    assert got.shape == (300, 410) and info["shape"] == (300, 410) and sum(info["class_pixels"]) == 300 * 410
+    assert (got == want).mean() > 0.95, (got == want).mean()
+    with pytest.raises(ValueError, match="positive number"):
+        predict_large_image(model, tmp_path / "in.tif", tmp_path / "m.tif", tile=64, scale=0)
+
+
 # ----------------------------------------------------------------------------------------- the commands
 def _run_folder(root: Path, model: keras.Model) -> Path:
     """A run folder as `segmentation-models train` leaves it, as far as evaluate and predict read it."""

@@ -238,6 +238,43 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
         return None
 
 
+# ----------------------------------------------------------------------------------------- scale
+def _scaled_reader(read: Callable[[int, int], np.ndarray], shape: tuple[int, int], scaled: tuple[int, int]):
+    """``read_rows`` of the image resized to ``scaled`` (as `segmentation_models.data.rescale`: area interpolation
+    when shrinking, bilinear when enlarging), from the source rows each band covers plus a margin."""
+    import cv2
+
+    (h, w), (sh, sw) = shape, scaled
+    fy = h / sh
+    shrink = sh * sw < h * w
+
+    def read_rows(a: int, b: int) -> np.ndarray:
+        y0, y1 = max(0, int(np.floor(a * fy)) - 2), min(h, int(np.ceil(b * fy)) + 2)
+        block = read(y0, y1)
+        rows = max(1, int(round((y1 - y0) / fy)))
+        out = cv2.resize(block, (sw, rows), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        start = min(max(0, int(round(a - y0 / fy))), rows - (b - a)) if rows >= b - a else 0
+        out = out[start : start + (b - a)]
+        if len(out) < b - a:  # rounding at the bottom border: repeat the last row
+            out = np.concatenate([out, np.repeat(out[-1:], b - a - len(out), axis=0)])
+        return out
+
+    return read_rows
+
+
+def _nearest_rows(bands, scaled: tuple[int, int], shape: tuple[int, int]):
+    """Mask row bands of the ``scaled`` image resized to ``shape`` by nearest neighbour, in order."""
+    (sh, sw), (h, w) = scaled, shape
+    rows = np.minimum(((np.arange(h) + 0.5) * sh / h).astype("int64"), sh - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * sw / w).astype("int64"), sw - 1)
+    y = 0
+    for a, b, mask in bands:
+        n = int(np.searchsorted(rows, b, side="left"))  # output rows whose source row is above b
+        if n > y:
+            yield y, n, mask[rows[y:n] - a][:, cols]
+            y = n
+
+
 # ----------------------------------------------------------------------------------------- writers
 def _tiles_of_rows(rows: Iterator[np.ndarray], width: int, tile: int) -> Iterator[np.ndarray]:
     """(tile, tile) uint8 tiles in TIFF order (rows of tiles, left to right) from mask row bands of any height;
@@ -302,6 +339,7 @@ def predict_large_image(
     padding: str = "reflect",
     preprocessing: Callable | None = None,
     colors: Sequence[Sequence[int]] | None = None,
+    scale: float = 1.0,
     verbose: bool = False,
 ) -> dict:
     """Predict an image file by sliding windows into a class-index mask file, never holding the image's
@@ -313,6 +351,8 @@ def predict_large_image(
     destination: ``.tif``/``.tiff`` (tiled uint8, palette ``colors``, written band by band; a GeoTIFF input's
         georeferencing tags are copied) or ``.png`` (the H x W uint8 mask is collected in memory, then written).
     tile, overlap, blend, batch_size, padding, preprocessing, model: as `predict_sliding` (0..255 values in).
+    scale: predict the image resized by this factor (a run's training scale), band by band (area interpolation
+        when shrinking); the mask is resized back to the image's size by nearest neighbour.
 
     Returns {"shape": (height, width), "class_pixels": pixels of each class index, "path": destination}.
     """
@@ -325,16 +365,22 @@ def predict_large_image(
     suffix = destination.suffix.lower()
     if suffix not in TIFF_EXTENSIONS + (".png",):
         raise ValueError(f"destination must be a .tif, .tiff or .png file, got {destination.name!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 64:
+        raise ValueError(f"scale must be a positive number (a resize factor, 1 = as is), got {scale!r}")
     counts = np.zeros(256, "int64")
     with open_raster(source) as raster:
         h, w = raster.shape
-        grid = WindowGrid(h, w, size, (int(round(overlap * size[0])), int(round(overlap * size[1]))))
+        sh, sw = (h, w) if scale == 1 else (max(1, int(round(h * scale))), max(1, int(round(w * scale))))
+        read = raster.read_rows if scale == 1 else _scaled_reader(raster.read_rows, (h, w), (sh, sw))
+        grid = WindowGrid(sh, sw, size, (int(round(overlap * size[0])), int(round(overlap * size[1]))))
         bar = keras.utils.Progbar(len(grid), unit_name="window") if verbose else None
-        bands = iter_rows(forward, raster.read_rows, grid, blend, batch_size, padding, preprocessing, bar)
+        bands = iter_rows(forward, read, grid, blend, batch_size, padding, preprocessing, bar)
+        bands = ((y0, y1, probabilities_to_mask(probs)) for y0, y1, probs in bands)
+        if scale != 1:
+            bands = _nearest_rows(bands, (sh, sw), (h, w))
 
         def masks() -> Iterator[np.ndarray]:
-            for _y0, _y1, probs in bands:
-                mask = probabilities_to_mask(probs)
+            for _y0, _y1, mask in bands:
                 counts[:] += np.bincount(mask.ravel(), minlength=256)
                 yield mask
 
