@@ -3,7 +3,8 @@ mask band by band (`predict_large_image`).
 
 Readers (`open_raster`): TIFF and BigTIFF through tifffile (tiled or striped, any compression tifffile decodes:
 only the tiles or strips a band of windows needs are read; uncompressed contiguous data is memory-mapped), ``.npy``
-memory-mapped, and every other format (PNG, JPEG, ...) decoded whole as uint8 RGB by OpenCV: H x W x 3 bytes.
+memory-mapped, and every other format (PNG, JPEG, ...) decoded whole as uint8 RGB: H x W x 3 bytes (by
+`segmentation_models.data.read_image`, or OpenCV above 33.5 megapixels: one copy, no Pillow size limit).
 Writers: a tiled TIFF of uint8 class indices (written tile row by tile row, with the class colors as its palette
 and the GeoTIFF tags of a GeoTIFF input), or a PNG (the uint8 mask, H x W bytes, is kept in memory until the end).
 """
@@ -46,6 +47,7 @@ TIFF_EXTENSIONS = (".tif", ".tiff")
 # GDAL_METADATA: the georeferencing a mask of the same pixel grid shares with its image
 GEOTIFF_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112)
 MASK_TILE = 256  # tile size of the mask TIFFs written
+PILLOW_PIXELS = 2**25  # PNG, JPEG, ... up to this size are read by read_image (Pillow), larger ones by OpenCV
 
 
 def _to_rgb(arr: np.ndarray, what: str) -> np.ndarray:
@@ -106,13 +108,23 @@ def open_raster(path: str | Path) -> Raster:
 
 
 def _decode_whole(path: Path) -> np.ndarray:
-    # OpenCV, not Pillow: Pillow refuses images above Image.MAX_IMAGE_PIXELS (179 megapixels) unless that
-    # process-wide setting is changed, which a library must not do; OpenCV's own limit is 2**30 pixels
+    """uint8 RGB of a PNG, JPEG, ... file: `segmentation_models.data.read_image` (what whole-image prediction
+    reads) up to `PILLOW_PIXELS`, OpenCV above."""
+    from ..data import read_image
+
+    try:
+        size = image_size(path)
+    except Exception:  # noqa: BLE001  (unreadable: OpenCV's answer below says so)
+        size = None
+    if size is not None and size[0] * size[1] <= PILLOW_PIXELS:
+        return read_image(path)
+    # OpenCV decodes into one array (Pillow's RGB conversion holds up to three copies), and Pillow refuses images
+    # above 179 megapixels unless its process-wide limit is changed, which a library must not do
     try:
         import cv2
     except ImportError:
         raise ImportError(
-            "reading large PNG/JPEG images needs OpenCV: pip install opencv-python-headless (or give a TIFF)"
+            "reading PNG/JPEG images this large needs OpenCV: pip install opencv-python-headless (or give a TIFF)"
         ) from None
     arr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if arr is None:
