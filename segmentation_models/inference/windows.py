@@ -167,9 +167,12 @@ def iter_rows(
     it = windows()
     while batch := list(itertools.islice(it, batch_size)):
         x = np.stack([b[2] for b in batch]).astype("float32")
+        if len(batch) < batch_size <= len(grid):
+            # the last batch filled up to the batch size: one input shape per image, no retracing or XLA recompile
+            x = np.concatenate([x, np.repeat(x[-1:], batch_size - len(batch), axis=0)])
         if preprocessing is not None:
             x = np.asarray(preprocessing(x), dtype="float32")
-        probs = forward(x)
+        probs = forward(x)[: len(batch)]
         if probs.ndim != 4 or probs.shape[:3] != (len(batch), th, tw):
             raise ValueError(
                 f"the model returned shape {tuple(probs.shape)} for a batch of windows {tuple(x.shape)}: it must "
