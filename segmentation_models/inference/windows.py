@@ -37,6 +37,7 @@ STRIDE = 32
 BLENDS = ("gaussian", "uniform")
 PADDINGS = ("reflect", "constant", "edge")
 OUTPUTS = ("probabilities", "mask")
+ROWS_PER_YIELD = 64  # finished rows are divided and handed on in chunks of this many
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -195,13 +196,14 @@ def iter_rows(
         following = grid.ys[done // len(grid.xs)] if done < len(grid) else grid.padded[0]
         if following > top:
             n = following - top
-            end = min(following, h)
-            if end > top:
-                yield top, end, acc[: end - top, :w] / norm[: end - top, :w]
-            acc[:-n] = acc[n:].copy()
-            norm[:-n] = norm[n:].copy()
-            acc[-n:] = 0
-            norm[-n:] = 0
+            for a in range(top, min(following, h), ROWS_PER_YIELD):  # a few rows at a time: small float copies
+                b = min(a + ROWS_PER_YIELD, following, h)
+                yield a, b, acc[a - top : b - top, :w] / norm[a - top : b - top, :w]
+            rest = acc.shape[0] - n
+            acc[:rest] = acc[n:]  # no temporary copy unless windows overlap by more than half
+            norm[:rest] = norm[n:]
+            acc[rest:] = 0
+            norm[rest:] = 0
             top = following
 
 
