@@ -32,6 +32,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# `python -m segmentation_models ARGS` that writes its own peak RSS (VmHWM, KB) to a file when it exits. The
+# child's rusage ru_maxrss would not do: exec records the forking parent's high-water mark in it.
+MEASURED_CLI = """
+import atexit, os, runpy, sys
+def peak():
+    with open("/proc/self/status") as f, open(os.environ["SM_PEAK_RSS_FILE"], "w") as out:
+        out.write(next(line.split()[1] for line in f if line.startswith("VmHWM:")))
+atexit.register(peak)
+sys.argv = ["segmentation-models", *sys.argv[1:]]
+runpy.run_module("segmentation_models", run_name="__main__")
+"""
 
 
 def _peak_rss_gb() -> float:
@@ -171,15 +182,15 @@ def stream(args, folder: Path) -> dict:
     started = time.perf_counter()
     _write_big_tiff(big, args.big)
     written = time.perf_counter() - started
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    cmd = [sys.executable, "-m", "segmentation_models", "predict", str(run), str(big), "--quiet"]
+    peak = folder / "peak_rss_kb"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", SM_PEAK_RSS_FILE=str(peak))
+    cmd = [sys.executable, "-c", MEASURED_CLI, "predict", str(run), str(big), "--quiet"]
     cmd += ["--tile", str(args.tile), "--overlap", str(args.overlap), "--output", str(folder / "pred")]
     started = time.perf_counter()
     with open(folder / "predict.log", "w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
-        _, status, usage = os.wait4(proc.pid, 0)
+        code = subprocess.run(cmd, env=env, stdout=log, stderr=log).returncode
     seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status):
+    if code:
         raise RuntimeError(f"predict failed:\n{(folder / 'predict.log').read_text()[-3000:]}")
     import tifffile
 
@@ -190,7 +201,7 @@ def stream(args, folder: Path) -> dict:
         "tiff_written_s": round(written, 1),
         "seconds": seconds,
         "mpx_per_s": args.big**2 / 1e6 / seconds,
-        "peak_rss_gb": usage.ru_maxrss / 2**20,
+        "peak_rss_gb": int(peak.read_text()) / 2**20,
     }
 
 

@@ -301,15 +301,27 @@ def test_predict_and_evaluate_take_tile_overlap_and_blend(tmp_path, capsys):
     assert "multiple of 32" in capsys.readouterr().err
 
 
+# `python -m segmentation_models ARGS` that writes its own peak RSS (VmHWM) to a file when it exits. The child's
+# rusage ru_maxrss would not do: exec records the forking parent's (pytest's) high-water mark in it.
+MEASURED_CLI = """
+import atexit, os, runpy, sys
+def peak():
+    with open("/proc/self/status") as f, open(os.environ["SM_PEAK_RSS_FILE"], "w") as out:
+        out.write(next(line.split()[1] for line in f if line.startswith("VmHWM:")))
+atexit.register(peak)
+sys.argv = ["segmentation-models", *sys.argv[1:]]
+runpy.run_module("segmentation_models", run_name="__main__")
+"""
+
+
 def _rss_run(args: list[str], log: Path) -> tuple[int, float, float]:
-    """Run the command line in a fresh process; (exit code, peak RSS in GB, seconds)."""
-    env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    """Run the command line in a fresh process; (exit code, its peak RSS in GB, seconds)."""
+    peak = log.with_suffix(".peak")
+    env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=str(ROOT), SM_PEAK_RSS_FILE=str(peak))
     started = time.time()
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "segmentation_models", *args], env=env, stdout=out, stderr=out)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS (KB on Linux)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 2**20, time.time() - started
+        code = subprocess.run([sys.executable, "-c", MEASURED_CLI, *args], env=env, stdout=out, stderr=out).returncode
+    return code, int(peak.read_text()) / 2**20 if peak.exists() else float("nan"), time.time() - started
 
 
 @tf_only
