@@ -164,7 +164,8 @@ def predict(
         if bar:
             bar.update(k + 1)
     runs.write_json(out / "predictions.json", written)
-    print(f"wrote {len(written)} mask(s) and overlay(s) to {out}")
+    overlays = sum(w["overlay"] is not None for w in written)
+    print(f"wrote {len(written)} mask(s) and {overlays} overlay(s) to {out}")
     return written
 
 
