@@ -179,8 +179,11 @@ def _predict_streamed(
 
     names = config["classes"]["names"]
     tile = 512 if tile is None else tile
-    size = image_size(path)
-    shown = f"{size[1]}x{size[0]}" if size else "very large"
+    try:
+        size = image_size(path)
+    except Exception:  # noqa: BLE001  (unreadable: the reader below reports it)
+        size = None
+    shown = f"{size[1]}x{size[0]}" if size else "size unknown"
     print(f"note: {path} ({shown}) is predicted by {tile} pixel sliding windows into {mask_path.name}, no overlay")
     try:
         info = predict_large_image(

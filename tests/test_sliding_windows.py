@@ -296,7 +296,12 @@ def test_predict_and_evaluate_take_tile_overlap_and_blend(tmp_path, capsys):
     )
     whole, tiled = (json.loads((tmp_path / e / "results.json").read_text()) for e in ("e1", "e2"))
     assert abs(whole["pixel_accuracy"] - tiled["pixel_accuracy"]) < 0.05
-    capsys.readouterr()
+    (data.parent / "broken.tif").write_bytes(b"II*\x00 not really a TIFF")
+    broken = [str(data.parent / "broken.tif"), "--tile", "64", "--quiet"]
+    assert main(["predict", str(run), *broken, "--output", str(tmp_path / "p3"), "--skip-bad"]) == 0
+    assert "skipped: cannot read TIFF" in capsys.readouterr().out
+    assert main(["predict", str(run), *broken, "--output", str(tmp_path / "p4")]) == 1
+    assert "cannot read TIFF" in capsys.readouterr().err
     assert main(["predict", str(run), images[0], "--output", str(tmp_path / "p2"), "--tile", "100"]) == 1
     assert "multiple of 32" in capsys.readouterr().err
 

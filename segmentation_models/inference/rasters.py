@@ -135,20 +135,26 @@ def _decode_whole(path: Path) -> np.ndarray:
 def _open_tiff(path: Path) -> Raster:
     import tifffile
 
+    unreadable = (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError)
     try:
         tif = tifffile.TiffFile(path)
-    except (tifffile.TiffFileError, OSError, ValueError) as err:
-        raise DataError(f"cannot read TIFF {path}: {err}") from None
+    except unreadable as err:
+        raise DataError(f"cannot read TIFF {path}: {err} (corrupt or not a TIFF)") from None
     try:
         raster = _tiff_raster(tif, path)
+        raster.geotags = [
+            (code, tag.dtype, tag.count, tag.value, True)
+            for code in GEOTIFF_TAGS
+            if (tag := tif.pages.first.tags.get(code)) is not None
+        ]
+    except unreadable as err:
+        tif.close()
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"cannot read TIFF {path}: {err or type(err).__name__} (corrupt or not a TIFF)") from None
     except BaseException:
         tif.close()
         raise
-    raster.geotags = [
-        (code, tag.dtype, tag.count, tag.value, True)
-        for code in GEOTIFF_TAGS
-        if (tag := tif.pages.first.tags.get(code)) is not None
-    ]
     return raster
 
 
