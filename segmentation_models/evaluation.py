@@ -128,13 +128,24 @@ def evaluate(
     skip_bad: bool = False,
     verbose: bool = True,
     overwrite: bool = False,
+    tile: int | tuple[int, int] | None = None,
+    overlap: float = 0.25,
+    blend: str = "gaussian",
 ) -> dict:
     """Evaluate a run folder (its best.keras) or a .keras file with the run's config.json beside it on a data set
     (see `open_eval_set`); writes results.json, per_class.csv and confusion_matrix.png to ``output`` (default
-    ``<run>/eval-<split>``), prints the table of scores, and returns the results dict."""
+    ``<run>/eval-<split>``), prints the table of scores, and returns the results dict.
+
+    tile: None predicts each image whole; a size (a multiple of 32) predicts by sliding windows of that size
+    sharing ``overlap`` (a fraction of the tile), blended with ``blend`` weights (``gaussian`` or ``uniform``)."""
     import keras
 
     from .inference import predict_probabilities
+    from .inference.windows import check_tile, check_window_options
+
+    if tile is not None:
+        check_tile(tile)
+    check_window_options(overlap, blend, 1, "reflect")
     from .plots import plot_confusion
     from .preprocessing import get_preprocessing
 
@@ -174,7 +185,9 @@ def evaluate(
             if k + 2 < len(batches):
                 futures.append(pool.map(load, batches[k + 2]))
             if pairs:
-                probs = predict_probabilities(model, [p[0] for p in pairs], preprocessing, scale)
+                probs = predict_probabilities(
+                    model, [p[0] for p in pairs], preprocessing, scale, tile=tile, overlap=overlap, blend=blend
+                )
                 for (_image, truth), prob in zip(pairs, probs):
                     matrix += confusion_matrix(truth, prob.argmax(-1), n_classes)
             done += len(batches[k])

@@ -5,6 +5,9 @@ For each input image NAME, `predict` writes <output>/NAME_mask.png (pixel value 
 NAME_overlay.png (images whose names clash, e.g. x.png and x.jpg, get NAME_EXTENSION or the folders below the
 common one), and predictions.json. Files already in the output folder are replaced only in a folder that predict
 made, or with ``overwrite``.
+
+Large images (above `LARGE_IMAGE_PIXELS`, or TIFFs when a ``tile`` is given) are streamed through sliding windows
+(`segmentation_models.inference.predict_large_image`) into NAME_mask.tif, without an overlay.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from pathlib import Path
 
 from . import runs
 
-__all__ = ["collect_inputs", "output_stems", "predict"]
+__all__ = ["LARGE_IMAGE_PIXELS", "collect_inputs", "output_stems", "predict", "streams"]
+
+LARGE_IMAGE_PIXELS = 2**25  # 33.5 megapixels: above, images are streamed to a mask TIFF and get no overlay
 
 
 def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
@@ -59,6 +64,20 @@ def output_stems(files: Sequence[Path]) -> list[str]:
     return out
 
 
+def streams(path: Path, tile: int | tuple[int, int] | None) -> bool:
+    """Whether `predict` streams ``path`` to a mask TIFF: above `LARGE_IMAGE_PIXELS`, or a TIFF with a ``tile``.
+    Unreadable files are not streamed (the ordinary reader reports them)."""
+    from .inference.rasters import TIFF_EXTENSIONS, image_size
+
+    if tile is not None and path.suffix.lower() in TIFF_EXTENSIONS:
+        return True
+    try:
+        size = image_size(path)
+    except Exception:  # noqa: BLE001
+        return False
+    return size is None or size[0] * size[1] > LARGE_IMAGE_PIXELS
+
+
 def predict(
     model_path: str | Path,
     inputs: Sequence[str | Path],
@@ -67,22 +86,40 @@ def predict(
     skip_bad: bool = False,
     verbose: bool = True,
     overwrite: bool = False,
+    tile: int | tuple[int, int] | None = None,
+    overlap: float = 0.25,
+    blend: str = "gaussian",
 ) -> list[dict]:
     """Predict each image; returns one dict per image with its mask and overlay paths. Existing files are
-    replaced only in the package's own prediction folder or with ``overwrite``."""
+    replaced only in the package's own prediction folder or with ``overwrite``.
+
+    tile: None predicts each image whole (overlapping tiles only when it does not fit in memory); a size (a
+        multiple of 32) predicts by sliding windows of that size that share ``overlap`` (a fraction of the tile)
+        and are blended with ``blend`` weights (``gaussian`` or ``uniform``). Images above `LARGE_IMAGE_PIXELS`,
+        and TIFFs when a tile is given, are streamed into NAME_mask.tif (tile 512 when none is given), no overlay.
+    """
     import keras
 
     from .data import DataError, read_image
     from .inference import predict_probabilities
+    from .inference.windows import check_tile, check_window_options
     from .plots import overlay, save_mask_png, save_rgb_png
     from .preprocessing import get_preprocessing
 
+    if tile is not None:
+        check_tile(tile)
+    check_window_options(overlap, blend, 1, "reflect")
     config, model_file = runs.load_run_config(model_path)
     files = collect_inputs(inputs)
     out = Path(output) if output else model_file.parent / "predictions"
     runs.check_disjoint(out, [f.parent for f in files], "prediction folder")
     stems = output_stems(files)
-    targets = [out / f"{s}{k}" for s in stems for k in ("_mask.png", "_overlay.png")] + [out / "predictions.json"]
+    streamed = [streams(f, tile) for f in files]
+    targets = [
+        out / f"{s}{k}"
+        for s, big in zip(stems, streamed)
+        for k in (("_mask.tif",) if big else ("_mask.png", "_overlay.png"))
+    ] + [out / "predictions.json"]
     model = runs.load_run_model(model_file, config)
     runs.prepare_output_folder(out, runs.PREDICTIONS_MARKER, targets, overwrite, "predict")
     preprocessing = get_preprocessing(config["model"]["backbone"])
@@ -91,7 +128,25 @@ def predict(
     scale = config["train"].get("scale", 1.0)
     bar = keras.utils.Progbar(len(files), unit_name="image") if verbose else None
     written = []
-    for k, (path, stem) in enumerate(zip(files, stems)):
+    for k, (path, stem, big) in enumerate(zip(files, stems, streamed)):
+        if big:
+            entry = _predict_streamed(
+                model,
+                path,
+                out / f"{stem}_mask.tif",
+                tile,
+                overlap,
+                blend,
+                preprocessing,
+                scale,
+                config,
+                verbose,
+                skip_bad,
+            )
+            written += [entry] if entry else []
+            if bar:
+                bar.update(k + 1)
+            continue
         try:
             image = read_image(path)
         except DataError as err:
@@ -99,7 +154,8 @@ def predict(
                 raise
             print(f"warning: skipped: {err}")
             continue
-        mask = predict_probabilities(model, [image], preprocessing, scale)[0].argmax(-1).astype("uint8")
+        probs = predict_probabilities(model, [image], preprocessing, scale, tile=tile, overlap=overlap, blend=blend)
+        mask = probs[0].argmax(-1).astype("uint8")
         mask_path, overlay_path = out / f"{stem}_mask.png", out / f"{stem}_overlay.png"
         save_mask_png(mask_path, mask, colors)
         save_rgb_png(overlay_path, overlay(image, mask, colors, alpha))
@@ -108,5 +164,45 @@ def predict(
         if bar:
             bar.update(k + 1)
     runs.write_json(out / "predictions.json", written)
-    print(f"wrote {len(written)} mask(s) and overlay(s) to {out}")
+    overlays = sum(w["overlay"] is not None for w in written)
+    print(f"wrote {len(written)} mask(s) and {overlays} overlay(s) to {out}")
     return written
+
+
+def _predict_streamed(
+    model, path: Path, mask_path: Path, tile, overlap, blend, preprocessing, scale, config, verbose, skip_bad
+) -> dict | None:
+    """One large image streamed by sliding windows into a mask TIFF; its predictions.json entry."""
+    from .data import DataError
+    from .inference import predict_large_image
+    from .inference.rasters import image_size
+
+    names = config["classes"]["names"]
+    tile = 512 if tile is None else tile
+    try:
+        size = image_size(path)
+    except Exception:  # noqa: BLE001  (unreadable: the reader below reports it)
+        size = None
+    shown = f"{size[1]}x{size[0]}" if size else "size unknown"
+    print(f"note: {path} ({shown}) is predicted by {tile} pixel sliding windows into {mask_path.name}, no overlay")
+    try:
+        info = predict_large_image(
+            model,
+            path,
+            mask_path,
+            tile=tile,
+            overlap=overlap,
+            blend=blend,
+            preprocessing=preprocessing,
+            colors=config["classes"]["colors"],
+            scale=scale,
+            verbose=verbose,
+        )
+    except DataError as err:
+        if not skip_bad:
+            raise
+        print(f"warning: skipped: {err}")
+        return None
+    total = max(1, sum(info["class_pixels"]))
+    present = {names[c]: round(n / total, 4) for c, n in enumerate(info["class_pixels"]) if n and c < len(names)}
+    return {"image": str(path), "mask": str(mask_path), "overlay": None, "classes": present}

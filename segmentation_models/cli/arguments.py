@@ -29,6 +29,31 @@ def add_model_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="run folder of `segmentation-models train` (uses best.keras) or a .keras file")
 
 
+def add_window_arguments(p: argparse.ArgumentParser, streaming: bool = False) -> None:
+    """--tile, --overlap, --blend: sliding-window prediction (`segmentation_models.inference.predict_sliding`)."""
+    g = p.add_argument_group("sliding windows")
+    more = (
+        "; TIFFs and images above 33.5 megapixels are streamed into NAME_mask.tif (tile 512 when not given)"
+        if streaming
+        else ""
+    )
+    g.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help=f"predict by overlapping windows of this many pixels (a multiple of 32; default: whole images){more}",
+    )
+    g.add_argument(
+        "--overlap", type=float, default=0.25, help="fraction of a window its neighbours share (0..1, default 0.25)"
+    )
+    g.add_argument(
+        "--blend",
+        choices=("gaussian", "uniform"),
+        default="gaussian",
+        help="weights of each window's probabilities: gaussian (borders count less, default) or uniform",
+    )
+
+
 def add_data_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
     g = p.add_argument_group("data")
     g.add_argument(

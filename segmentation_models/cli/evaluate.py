@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from .arguments import add_model_argument, command_parser, keywords_for
+from .arguments import add_model_argument, add_window_arguments, command_parser, keywords_for
 
 
 def add_parser(sub) -> None:
@@ -27,6 +27,7 @@ def add_parser(sub) -> None:
         "--overwrite", action="store_true", help="replace existing results in a folder evaluate did not make"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_window_arguments(p)
     p.set_defaults(func=run)
 
 
