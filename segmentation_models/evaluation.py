@@ -131,23 +131,28 @@ def evaluate(
     tile: int | tuple[int, int] | None = None,
     overlap: float = 0.25,
     blend: str = "gaussian",
+    tta: str | Sequence[str] | None = None,
 ) -> dict:
     """Evaluate a run folder (its best.keras) or a .keras file with the run's config.json beside it on a data set
     (see `open_eval_set`); writes results.json, per_class.csv and confusion_matrix.png to ``output`` (default
     ``<run>/eval-<split>``), prints the table of scores, and returns the results dict.
 
     tile: None predicts each image whole; a size (a multiple of 32) predicts by sliding windows of that size
-    sharing ``overlap`` (a fraction of the tile), blended with ``blend`` weights (``gaussian`` or ``uniform``)."""
+    sharing ``overlap`` (a fraction of the tile), blended with ``blend`` weights (``gaussian`` or ``uniform``).
+    tta: test-time augmentation (``"hflip"``, ``"flips"``, ``"d4"`` or a list of transforms; None: none)."""
     import keras
 
     from .inference import predict_probabilities
+    from .inference.tta import resolve_transforms
     from .inference.windows import check_tile, check_window_options
+    from .plots import plot_confusion
+    from .preprocessing import get_preprocessing
 
     if tile is not None:
         check_tile(tile)
     check_window_options(overlap, blend, 1, "reflect")
-    from .plots import plot_confusion
-    from .preprocessing import get_preprocessing
+    if tta is not None:
+        resolve_transforms(tta)
 
     config, model_file = runs.load_run_config(model_path)
     ds = open_eval_set(config, data, images, masks, split, skip_bad)
@@ -167,6 +172,7 @@ def evaluate(
     bar = keras.utils.Progbar(len(ds), unit_name="image") if verbose else None
     started = time.time()
     bad: list[str] = []
+    windows = dict(tile=tile, overlap=overlap, blend=blend)
 
     def load(i):
         try:
@@ -185,9 +191,8 @@ def evaluate(
             if k + 2 < len(batches):
                 futures.append(pool.map(load, batches[k + 2]))
             if pairs:
-                probs = predict_probabilities(
-                    model, [p[0] for p in pairs], preprocessing, scale, tile=tile, overlap=overlap, blend=blend
-                )
+                images = [p[0] for p in pairs]
+                probs = predict_probabilities(model, images, preprocessing, scale, tta=tta, **windows)
                 for (_image, truth), prob in zip(pairs, probs):
                     matrix += confusion_matrix(truth, prob.argmax(-1), n_classes)
             done += len(batches[k])
@@ -203,6 +208,7 @@ def evaluate(
         "skipped": bad,
         "ignore_index": ds.mask_format.ignore_index,
         "seconds": round(time.time() - started, 1),
+        "inference": {**windows, "tta": tta} if tile is not None else {"tile": None, "tta": tta},
         **scores,
         "class_names": ds.class_names,
         "confusion_matrix": matrix.tolist(),

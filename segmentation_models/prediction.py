@@ -89,6 +89,7 @@ def predict(
     tile: int | tuple[int, int] | None = None,
     overlap: float = 0.25,
     blend: str = "gaussian",
+    tta: str | Sequence[str] | None = None,
 ) -> list[dict]:
     """Predict each image; returns one dict per image with its mask and overlay paths. Existing files are
     replaced only in the package's own prediction folder or with ``overwrite``.
@@ -97,11 +98,14 @@ def predict(
         multiple of 32) predicts by sliding windows of that size that share ``overlap`` (a fraction of the tile)
         and are blended with ``blend`` weights (``gaussian`` or ``uniform``). Images above `LARGE_IMAGE_PIXELS`,
         and TIFFs when a tile is given, are streamed into NAME_mask.tif (tile 512 when none is given), no overlay.
+    tta: test-time augmentation (``"hflip"``, ``"flips"``, ``"d4"`` or a list of transforms; None: none), each
+        transform applied to the whole image (to each window, for streamed images).
     """
     import keras
 
     from .data import DataError, read_image
     from .inference import predict_probabilities
+    from .inference.tta import resolve_transforms, tta_model
     from .inference.windows import check_tile, check_window_options
     from .plots import overlay, save_mask_png, save_rgb_png
     from .preprocessing import get_preprocessing
@@ -109,6 +113,7 @@ def predict(
     if tile is not None:
         check_tile(tile)
     check_window_options(overlap, blend, 1, "reflect")
+    augmented = tta is not None and resolve_transforms(tta) != ("identity",)
     config, model_file = runs.load_run_config(model_path)
     files = collect_inputs(inputs)
     out = Path(output) if output else model_file.parent / "predictions"
@@ -131,7 +136,7 @@ def predict(
     for k, (path, stem, big) in enumerate(zip(files, stems, streamed)):
         if big:
             entry = _predict_streamed(
-                model,
+                tta_model(model, tta) if augmented else model,  # the windows are augmented one by one
                 path,
                 out / f"{stem}_mask.tif",
                 tile,
@@ -154,7 +159,8 @@ def predict(
                 raise
             print(f"warning: skipped: {err}")
             continue
-        probs = predict_probabilities(model, [image], preprocessing, scale, tile=tile, overlap=overlap, blend=blend)
+        windows = dict(tile=tile, overlap=overlap, blend=blend)
+        probs = predict_probabilities(model, [image], preprocessing, scale, tta=tta, **windows)
         mask = probs[0].argmax(-1).astype("uint8")
         mask_path, overlay_path = out / f"{stem}_mask.png", out / f"{stem}_overlay.png"
         save_mask_png(mask_path, mask, colors)

@@ -306,6 +306,38 @@ def test_predict_and_evaluate_take_tile_overlap_and_blend(tmp_path, capsys):
     assert "multiple of 32" in capsys.readouterr().err
 
 
+@tf_only
+def test_predict_and_evaluate_take_tta(tmp_path, capsys):
+    from segmentation_models.cli import main
+    from segmentation_models.data.shapes import write_shapes_dataset
+    from segmentation_models.inference import predict_images_tta
+
+    model = _conv_model()
+    run = _run_folder(tmp_path, model)
+    data = write_shapes_dataset(tmp_path / "shapes", 3, 96, seed=0)
+    image_path = data / "images" / "shape_0000.png"
+    _tiled_tiff(data.parent / "big.tif", _image(150, 200), tile=64)
+    inputs = [str(image_path), str(data.parent / "big.tif")]
+    assert main(["predict", str(run), *inputs, "--output", str(tmp_path / "p"), "--tta", "hflip", "--tile", "64"]) == 0
+    image = np.asarray(Image.open(image_path).convert("RGB"))
+    preprocessing = sm.get_preprocessing("resnet18")
+    windows = dict(tile=64, overlap=0.25, blend="gaussian")
+    want = predict_images_tta(model, [image], preprocessing, 1.0, "hflip", **windows)[0].argmax(-1)
+    with Image.open(tmp_path / "p" / "shape_0000_mask.png") as mask:
+        np.testing.assert_array_equal(np.asarray(mask), want)
+    assert tifffile.imread(tmp_path / "p" / "big_mask.tif").shape == (150, 200)  # streamed: each window augmented
+    args = ["evaluate", str(run), "--data", str(data), "--quiet"]
+    assert main([*args, "--output", str(tmp_path / "e1")]) == 0
+    assert main([*args, "--output", str(tmp_path / "e2"), "--tta", "flips"]) == 0
+    plain, augmented = (json.loads((tmp_path / e / "results.json").read_text()) for e in ("e1", "e2"))
+    assert plain["inference"]["tta"] is None and augmented["inference"]["tta"] == "flips"
+    assert plain["confusion_matrix"] != augmented["confusion_matrix"]  # an untrained 3x3 model is not flip-invariant
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # argparse's usage error
+        main(["evaluate", str(run), "--data", str(data), "--tta", "rot45"])
+    assert "invalid choice: 'rot45'" in capsys.readouterr().err
+
+
 # `python -m segmentation_models ARGS` that writes its own peak RSS (VmHWM) to a file when it exits. The child's
 # rusage ru_maxrss would not do: exec records the forking parent's (pytest's) high-water mark in it.
 MEASURED_CLI = """

@@ -30,7 +30,8 @@ def add_model_argument(p: argparse.ArgumentParser) -> None:
 
 
 def add_window_arguments(p: argparse.ArgumentParser, streaming: bool = False) -> None:
-    """--tile, --overlap, --blend: sliding-window prediction (`segmentation_models.inference.predict_sliding`)."""
+    """--tile, --overlap, --blend: sliding-window prediction (`segmentation_models.inference.predict_sliding`);
+    --tta: test-time augmentation (`segmentation_models.inference.predict_images_tta`)."""
     g = p.add_argument_group("sliding windows")
     more = (
         "; TIFFs and images above 33.5 megapixels are streamed into NAME_mask.tif (tile 512 when not given)"
@@ -51,6 +52,13 @@ def add_window_arguments(p: argparse.ArgumentParser, streaming: bool = False) ->
         choices=("gaussian", "uniform"),
         default="gaussian",
         help="weights of each window's probabilities: gaussian (borders count less, default) or uniform",
+    )
+    p.add_argument(
+        "--tta",
+        choices=("none", "hflip", "flips", "d4"),
+        default=None,
+        help="test-time augmentation: average the predictions of flipped/rotated copies (hflip: 2 copies, flips: "
+        "4, d4: 8; default none). Vertical flips and rotations suit images without an up, e.g. aerial tiles",
     )
 
 

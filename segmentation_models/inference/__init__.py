@@ -10,7 +10,7 @@ streams an image file through the windows to a mask file, in memory bounded by t
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -65,15 +65,21 @@ def predict_probabilities(
     tile: int | tuple[int, int] | None = None,
     overlap: float = 0.25,
     blend: str = "gaussian",
+    tta: str | Sequence[str] | None = None,
 ) -> list[np.ndarray]:
     """Class probabilities (H, W, C) at each image's own size: rescale, pad to a multiple of 32, predict, crop,
     resize back (bilinear). A batch above ``max_pixels`` (default: what fits in memory, see
     `segmentation_models.inference`) goes image by image, and an image above it by overlapping tiles. With a
-    ``tile``, every image is predicted by `predict_sliding` windows of that size (``overlap``, ``blend``)."""
+    ``tile``, every image is predicted by `predict_sliding` windows of that size (``overlap``, ``blend``).
+    ``tta``: test-time augmentation transforms (``"hflip"``, ``"flips"``, ``"d4"`` or a list, see
+    `predict_images_tta`), each applied to the image before it is padded; None or ``"none"``: plain prediction."""
     import cv2
 
     from ..data import rescale
 
+    if tta is not None and tta != "none":
+        windows = dict(tile=tile, overlap=overlap, blend=blend)
+        return predict_images_tta(model, images, preprocessing, scale, tta, max_pixels=max_pixels, **windows)
     limit = max_whole_pixels() if max_pixels is None else max_pixels
     scaled = [rescale(im, None, scale)[0] for im in images]
     padded = [(-(-s.shape[0] // 32) * 32) * (-(-s.shape[1] // 32) * 32) for s in scaled]

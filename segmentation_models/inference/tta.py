@@ -346,10 +346,14 @@ def predict_images_tta(
     scales: float | Sequence[float] = (1.0,),
     merge: str = "mean",
     max_pixels: int | None = None,
+    tile: int | tuple[int, int] | None = None,
+    overlap: float = 0.25,
+    blend: str = "gaussian",
 ) -> list[np.ndarray]:
     """Test-time-augmented `predict_probabilities`: class probabilities (H, W, classes) at each image's own size for
     images (H, W, C; 0..255) of any sizes, ``preprocessing`` applied to each batch, at ``scale`` times each of
-    ``scales``.
+    ``scales``; ``max_pixels``, ``tile``, ``overlap``, ``blend`` as `predict_probabilities` (each copy whole or by
+    sliding windows).
 
     Each image is transformed before `predict_probabilities` pads the batch (bottom/right, with zeros, as the
     training loader pads), so the padding stays where the model saw it in training; a model wrapped by
@@ -366,7 +370,9 @@ def predict_images_tta(
     for s in scales:
         for t in names:
             copies = [_dihedral_numpy(np.asarray(im)[None], t)[0] for im in images]
-            probs = predict_probabilities(model, copies, preprocessing, scale * s, max_pixels)
+            probs = predict_probabilities(
+                model, copies, preprocessing, scale * s, max_pixels, tile=tile, overlap=overlap, blend=blend
+            )
             for k, p in enumerate(probs):
                 p = _dihedral_numpy(p[None], t, inverse=True)[0]  # predict_probabilities: each copy's own size
                 p = np.log(np.maximum(p, _EPS)) if merge == "gmean" else p
