@@ -109,7 +109,7 @@ class LiteRTModel:
         return np.concatenate(outs)
 
 
-def load_interpreter(path: str | os.PathLike, num_threads: int | None = None):
+def load_interpreter(path: str | os.PathLike, num_threads: int | None = None) -> Any:
     """A LiteRT interpreter on ``path``, tensors allocated."""
     try:
         from ai_edge_litert.interpreter import Interpreter
