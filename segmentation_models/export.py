@@ -94,7 +94,8 @@ def export_model(
         batch_size: a fixed batch size; default dynamic (LiteRT: 1).
         preprocessing: a preprocessing mode (``get_preprocessing(backbone).mode``) to put inside the exported
             graph, so that it takes images with values 0..255; default: the model's own input.
-        metadata: string-keyed values stored with the export (ONNX metadata_props; a JSON file in a SavedModel).
+        metadata: string-keyed values stored with the export (ONNX metadata_props; a JSON file in a SavedModel;
+            JSON in a .tflite file's model metadata, see ``segmentation_models.litert.read_metadata``).
         opset: ONNX opset; default the converter's.
         quantize: LiteRT post-training quantization: ``float16`` (weights) or ``int8`` (weights and activations,
             calibrated on ``representative_data``; input and output stay float32).

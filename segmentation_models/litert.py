@@ -126,21 +126,26 @@ def load_interpreter(path: str | os.PathLike, num_threads: int | None = None) ->
 
 
 # ----------------------------------------------------------------------------------------- a run's images
-def fit_image(image: np.ndarray, scale: float, size: Sequence[int]) -> np.ndarray:
-    """``image`` at the run's ``scale`` (as training and evaluation see it), then resized to the export's fixed
-    ``size`` (height, width) where it differs; float32 pixels 0..255."""
+def fit_image(image: np.ndarray, scale: float, size: Sequence[int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """``image`` at the run's ``scale`` (as training and evaluation see it) brought to the export's fixed ``size``
+    (height, width): padded with zeros at the bottom and right where it fits (as `evaluate` and the training
+    loader pad to a multiple of 32), else resized. Returns (float32 pixels 0..255, (height, width) of the image
+    inside: crop the prediction to it)."""
     import cv2
 
     from .data import rescale
 
     image = rescale(image, None, scale)[0]
     height, width = int(size[0]), int(size[1])
-    if image.shape[:2] != (height, width):
+    if image.shape[0] > height or image.shape[1] > width:
         shrink = height * width < image.shape[0] * image.shape[1]
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
         if image.ndim == 2:
             image = image[..., None]
-    return image.astype("float32")
+    valid = (image.shape[0], image.shape[1])
+    out = np.zeros((height, width, image.shape[2] if image.ndim == 3 else 1), "float32")
+    out[: valid[0], : valid[1]] = image.reshape(valid[0], valid[1], -1)
+    return out, valid
 
 
 def representative_inputs(
@@ -155,7 +160,7 @@ def representative_inputs(
     ds = open_eval_set(config, None, None, None, split, False)
     indices = sorted({int(round(i)) for i in np.linspace(0, len(ds) - 1, min(count, len(ds)))})
     scale = config["train"].get("scale", 1.0)
-    images = np.stack([fit_image(ds.load(i)[0], scale, size) for i in indices])
+    images = np.stack([fit_image(ds.load(i)[0], scale, size)[0] for i in indices])
     return np.asarray(preprocessing(images), "float32") if preprocessing is not None else images
 
 
@@ -169,7 +174,8 @@ def evaluate_litert(
 ) -> dict:
     """Mean IoU of a ``.tflite`` export (and of the run's Keras model, ``keras_model``) on ``limit`` images of the
     run's ``split`` (see `segmentation_models.evaluation.open_eval_set`). Both see the same input: each image at
-    the run's scale, resized to the export's fixed size; their probabilities are resized back to the mask's size.
+    the run's scale brought to the export's fixed size (`fit_image`: zero-padded where it fits, as `evaluate`
+    pads, else resized); their probabilities are cropped and resized back to the mask's size.
     Returns ``{"images", "input_size", "litert": {...}, "keras": {...}, "label_agreement"}`` with mean IoU, pixel
     accuracy and seconds per image (this machine, ``num_threads`` for the interpreter)."""
     import cv2
@@ -195,7 +201,8 @@ def evaluate_litert(
     agree = total = 0
     for i in range(len(ds)):
         image, truth = ds.load(i)
-        pixels = fit_image(image, scale, size)[None]
+        pixels, (height, width) = fit_image(image, scale, size)
+        pixels = pixels[None]
         model_input = np.asarray(preprocessing(pixels), "float32")
         labels = {}
         for name in ("litert", "keras") if model is not None else ("litert",):
@@ -203,8 +210,11 @@ def evaluate_litert(
             if name == "litert":
                 prob = lite(pixels if inside else model_input)[0]
             else:
-                prob = np.asarray(keras.ops.convert_to_numpy(model(model_input, training=False))[0], "float32")
+                out = model(model_input, training=False)
+                out = out[0] if isinstance(out, (list, tuple)) else out  # an auxiliary head's model: the mask
+                prob = np.asarray(keras.ops.convert_to_numpy(out)[0], "float32")
             seconds[name] += time.perf_counter() - start
+            prob = prob[:height, :width]
             if prob.shape[:2] != truth.shape[:2]:
                 prob = cv2.resize(prob, (truth.shape[1], truth.shape[0]), interpolation=cv2.INTER_LINEAR)
                 prob = prob[..., None] if prob.ndim == 2 else prob

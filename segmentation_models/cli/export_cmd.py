@@ -101,9 +101,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  checked on a random {checked} batch: max |export - model| = {result.max_abs_diff:.2g}{agreement}")
     if result.val_miou:
         m = result.val_miou
+        f = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731  (no class in truth or prediction: no score)
         print(
             f"  mean IoU on {m['images']} {m['split']} images at {'x'.join(map(str, m['input_size']))}: "
-            f"export {m['litert']['mean_iou']:.4f}, Keras model {m['keras']['mean_iou']:.4f} "
+            f"export {f(m['litert']['mean_iou'])}, Keras model {f(m['keras']['mean_iou'])} "
             f"(same class at {m['label_agreement']:.2%} of pixels)"
         )
     return 0
