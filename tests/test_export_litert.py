@@ -67,20 +67,14 @@ def tiny_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
-    """One model exported as float32, float16 and int8 LiteRT files (a conversion takes 5-15 s)."""
+    """One model exported as float32 and float16 LiteRT files (a conversion takes 5-15 s; int8, calibrated on a
+    run's images, is the CLI test's)."""
     folder = tmp_path_factory.mktemp("exports")
     model = _tiny_unet()
-    representative = np.random.default_rng(2).uniform(0, 1, (4, 64, 64, 3)).astype("float32")
     results = {}
-    for quantize in (None, "float16", "int8"):
-        results[quantize] = export_model(
-            model,
-            folder / f"m-{quantize or 'float32'}.tflite",
-            "litert",
-            metadata={"classes": CLASSES},
-            quantize=quantize,
-            representative_data=representative if quantize == "int8" else None,
-        )
+    for quantize in (None, "float16"):
+        path = folder / f"m-{quantize or 'float32'}.tflite"
+        results[quantize] = export_model(model, path, "litert", metadata={"classes": CLASSES}, quantize=quantize)
     return model, results
 
 
@@ -108,16 +102,14 @@ def test_float32_litert_export_equals_the_model_and_keeps_its_metadata(exports, 
 
 
 @needs_tf
-def test_quantized_exports_are_smaller_and_run(exports):
+def test_a_float16_export_is_half_the_size_and_runs(exports):
     model, results = exports
+    result = results["float16"]
+    assert result.quantize == "float16" and result.max_abs_diff < 0.05 and result.label_agreement > 0.9
+    assert result.size_bytes < 0.55 * results[None].size_bytes
+    lite = LiteRTModel(result.path)
     x = np.random.default_rng(3).uniform(0, 1, (1, 64, 64, 3)).astype("float32")
-    for quantize in ("float16", "int8"):
-        result = results[quantize]
-        assert result.quantize == quantize and np.isfinite(result.max_abs_diff) and result.label_agreement > 0.5
-        lite = LiteRTModel(result.path)
-        assert lite.metadata["quantization"] == quantize and np.isfinite(lite(x)).all()
-    assert results["float16"].size_bytes < 0.6 * results[None].size_bytes
-    assert results["int8"].size_bytes < 0.35 * results[None].size_bytes
+    assert lite.metadata["quantization"] == "float16" and np.isfinite(lite(x)).all()
 
 
 @needs_tf
@@ -134,6 +126,8 @@ def test_litert_cli_on_a_run_folder(tiny_run, capsys):
     meta = read_metadata(out)
     assert json.loads(meta["classes"]) == CLASSES and meta["preprocessing"] == "identity"
     assert meta["input_values"].startswith("0..255") and meta["quantization"] == "int8"
+    parameters = keras.saving.load_model(tiny_run / "best.keras").count_params()
+    assert out.stat().st_size < 1.3 * parameters  # about a byte per weight (float32: 4)
 
 
 def test_litert_errors_come_before_any_conversion(tmp_path, monkeypatch):
@@ -152,6 +146,12 @@ def test_litert_errors_come_before_any_conversion(tmp_path, monkeypatch):
     (tmp_path / "folder.tflite").mkdir()
     with pytest.raises(ExportError, match="is a folder"):
         export_model(dynamic, tmp_path / "folder.tflite", "litert", input_size=(64, 64))
+    # export_run's default size: the model's own, else the run's training crop, else an error naming the scale
+    fixed = _tiny_unet((64, 96, 3))
+    assert sm_export._litert_default_size(fixed, {}) == (64, 96)
+    assert sm_export._litert_default_size(dynamic, {"train": {"crop": [32, 64]}}) == (32, 64)
+    with pytest.raises(ExportError, match="--input-size HEIGHT WIDTH.*scaled by 0.5"):
+        sm_export._litert_default_size(dynamic, {"train": {"crop": None, "scale": 0.5}})
     monkeypatch.setattr(sm_export, "_tensorflow_installed", lambda: False)
     with pytest.raises(ExportError, match="LiteRT export needs TensorFlow"):
         export_model(dynamic, tmp_path / "m.tflite", "litert", input_size=(64, 64))
