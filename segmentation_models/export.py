@@ -1,12 +1,15 @@
-"""Export a model for serving: ONNX (onnxruntime, TensorRT, OpenVINO, ...) or a TensorFlow SavedModel.
+"""Export a model for serving: ONNX (onnxruntime, TensorRT, OpenVINO, ...), a TensorFlow SavedModel, or a LiteRT
+(TensorFlow Lite) file for phones and edge devices, optionally quantized (float16, int8).
 
 The conversion always runs on the TensorFlow backend when TensorFlow is installed: in this process on that
 backend, otherwise in a subprocess on the same ``.keras`` file (the weights are the same on every backend).
 TensorFlow's converter (tf2onnx) keeps the batch, height and width dynamic; Keras' torch and JAX ONNX
 exporters need fixed sizes or fail on some layers, so they are only the fallback without TensorFlow.
 
-Every export is checked before it is reported: the exported file is run (onnxruntime, or TensorFlow for a
-SavedModel) on a random batch and compared with the Keras model.
+LiteRT needs fixed sizes (batch 1 by default) and TensorFlow's converter: there is no fallback without TensorFlow.
+
+Every export is checked before it is reported: the exported file is run (onnxruntime, TensorFlow for a SavedModel,
+the LiteRT interpreter) on a random batch and compared with the Keras model.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EXPORT_FORMATS", "ExportError", "ExportResult", "export_model", "export_run"]
+__all__ = ["EXPORT_FORMATS", "QUANTIZATIONS", "ExportError", "ExportResult", "export_model", "export_run"]
 
-EXPORT_FORMATS = ("onnx", "savedmodel")
+EXPORT_FORMATS = ("onnx", "savedmodel", "litert")
+QUANTIZATIONS = ("float16", "int8")  # LiteRT post-training quantization
 INPUT_NAME = "image"
 # The size a dynamic-size export is checked at: not a multiple of 32, so the model's padding and cropping run.
 CHECK_SIZE = (80, 112)
@@ -56,6 +60,11 @@ class ExportResult:
     max_abs_diff: float | None = None
     checked_shape: list | None = None
     metadata: dict = field(default_factory=dict)
+    quantize: str | None = None
+    size_bytes: int | None = None
+    # share of the checked pixels whose most probable class is the model's (quantized exports differ slightly)
+    label_agreement: float | None = None
+    val_miou: dict | None = None  # export_run(check_miou=N): see segmentation_models.litert.evaluate_litert
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,20 +80,29 @@ def export_model(
     preprocessing: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     opset: int | None = None,
+    quantize: str | None = None,
+    representative_data: np.ndarray | None = None,
     check: bool = True,
     overwrite: bool = False,
 ) -> ExportResult:
-    """Export ``model`` (a ``keras.Model`` or a ``.keras`` file) to ``path`` in ``format`` (``onnx`` or
-    ``savedmodel``) and check that the exported file computes what the model computes.
+    """Export ``model`` (a ``keras.Model`` or a ``.keras`` file) to ``path`` in ``format`` (``onnx``,
+    ``savedmodel`` or ``litert``) and check that the exported file computes what the model computes.
 
     Args:
-        input_size: ``(height, width)`` to fix; default: the model's own (dynamic where the model's is None).
-        batch_size: a fixed batch size; default dynamic.
+        input_size: ``(height, width)`` to fix; default: the model's own (dynamic where the model's is None; a
+            LiteRT export needs fixed sizes).
+        batch_size: a fixed batch size; default dynamic (LiteRT: 1).
         preprocessing: a preprocessing mode (``get_preprocessing(backbone).mode``) to put inside the exported
             graph, so that it takes images with values 0..255; default: the model's own input.
-        metadata: string-keyed values stored with the export (ONNX metadata_props; a JSON file in a SavedModel).
+        metadata: string-keyed values stored with the export (ONNX metadata_props; a JSON file in a SavedModel;
+            JSON in a .tflite file's model metadata, see ``segmentation_models.litert.read_metadata``).
         opset: ONNX opset; default the converter's.
-        check: run the exported file on a random batch and compare with the model (raises ExportError).
+        quantize: LiteRT post-training quantization: ``float16`` (weights) or ``int8`` (weights and activations,
+            calibrated on ``representative_data``; input and output stay float32).
+        representative_data: for ``int8``: (n, height, width, channels) float32 inputs of the export (what it
+            takes: 0..255 pixels with ``preprocessing``, else preprocessed images) at its size.
+        check: run the exported file on a random batch and compare with the model (raises ExportError; a
+            quantized LiteRT export is only checked to run and give finite values: it differs by design).
         overwrite: replace an existing file at ``path`` that is not an export of this package. An earlier export
             of this package is replaced without it; a folder that is not one is never replaced.
     """
@@ -100,6 +118,15 @@ def export_model(
         raise ExportError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     if opset is not None and (format != "onnx" or not isinstance(opset, int) or opset < 13):
         raise ExportError(f"opset applies to ONNX exports and must be an integer >= 13, got {opset!r}")
+    if quantize is not None and (format != "litert" or quantize not in QUANTIZATIONS):
+        raise ExportError(f"quantize applies to LiteRT exports and is one of {QUANTIZATIONS}, got {quantize!r}")
+    if quantize == "int8" and representative_data is None:
+        raise ExportError(
+            "int8 quantization calibrates on representative inputs: give representative_data (export_run and "
+            "the CLI take them from the run folder's training images)"
+        )
+    if format == "litert" and not _tensorflow_installed():
+        raise ExportError("a LiteRT export needs TensorFlow (its converter): pip install tensorflow")
     model_file = None
     if not isinstance(model, keras.Model):
         model_file = Path(model)
@@ -109,9 +136,14 @@ def export_model(
 
         model = load_model(model_file)
     shape = _signature_shape(model, input_size, batch_size)
+    if format == "litert":
+        shape = _litert_shape(shape)
+        if representative_data is not None:
+            representative_data = _representative(representative_data, shape)
     out = Path(path)
-    if out.exists() and format == "onnx" and out.is_dir():
-        raise ExportError(f"{out} is a folder; give a file name for the ONNX model (e.g. {out / 'model.onnx'})")
+    if out.exists() and format in ("onnx", "litert") and out.is_dir():
+        example = "model.onnx" if format == "onnx" else "model.tflite"
+        raise ExportError(f"{out} is a folder; give a file name for the {format} model (e.g. {out / example})")
     if format == "savedmodel" and out.is_file():
         raise ExportError(
             f"{out} is a file; a SavedModel is a folder: give a folder name (e.g. {out.parent / 'saved_model'})"
@@ -133,11 +165,17 @@ def export_model(
     _remove(work)
     try:
         start = time.perf_counter()
-        converter = _convert(export, model_file, work, format, shape, opset)
-        seconds = time.perf_counter() - start
         output_name = _output_name(float32)
+        litert = {"output_name": output_name, "quantize": quantize, "representative": representative_data}
+        converter = _convert(export, model_file, work, format, shape, opset, litert)
+        seconds = time.perf_counter() - start
         meta = _metadata(model, shape, output_name, preprocessing, metadata)
-        if format == "onnx":
+        if format == "litert":
+            from .litert import write_metadata
+
+            meta["quantization"] = quantize or "none (float32)"
+            write_metadata(work, meta)
+        elif format == "onnx":
             _finish_onnx(work, output_name, meta)
         else:
             (work / "segmentation_models.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -147,9 +185,12 @@ def export_model(
         result = ExportResult(
             str(out), format, INPUT_NAME, list(shape), output_name, converter, round(seconds, 2), metadata=meta
         )
+        result.quantize = quantize
+        result.size_bytes = _size_bytes(work)
         if check:
             try:
-                result.max_abs_diff, result.checked_shape = _check(float32, work, format, shape, preprocessing)
+                checked = _check(float32, work, format, shape, preprocessing, exact=quantize is None)
+                result.max_abs_diff, result.checked_shape, result.label_agreement = checked
             except ExportError as err:
                 rejected = out.with_name(out.name + ".rejected")
                 if rejected.exists() and not _made_here(rejected):
@@ -171,19 +212,33 @@ def export_run(
     with_preprocessing: bool = False,
     backbone: str | None = None,
     opset: int | None = None,
+    quantize: str | None = None,
+    representative_images: int = 32,
+    check_miou: int | None = None,
     check: bool = True,
     overwrite: bool = False,
 ) -> ExportResult:
     """Export a run folder's best model (or a .keras file) as :func:`export_model` does, with the run's classes,
     colors, architecture and backbone in the export's metadata; ``with_preprocessing`` puts the backbone's
     preprocessing inside (``backbone`` names it for a bare .keras file). Default ``output``: beside the model,
-    ``model.onnx`` or ``saved_model``."""
+    ``model.onnx``, ``saved_model``, ``model.tflite`` (``model-float16.tflite``, ``model-int8.tflite``).
+
+    LiteRT: ``input_size`` defaults to the model's fixed size, else the run's training crop; ``quantize="int8"``
+    calibrates on ``representative_images`` training images of the run; ``check_miou=N`` scores the export and
+    the Keras model on N validation images of the run (``ExportResult.val_miou``)."""
     from . import runs
     from .backbones import get_backbone_spec
 
     config, model_file = _run_config_and_model(model_path)
-    if config:
-        runs.load_run_model(model_file, config)  # the model must fit the run whose classes go into the export
+    loaded = runs.load_run_model(model_file, config) if config else None  # must fit the run whose classes go in
+    if format != "litert" and (quantize is not None or check_miou is not None):
+        raise ValueError("--quantize and --check-miou apply to LiteRT exports (--format litert)")
+    if (quantize == "int8" or check_miou is not None) and not config:
+        raise ValueError(
+            f"{model_file} has no run folder config.json: int8 quantization and --check-miou read the run's images"
+        )
+    if check_miou is not None and (not isinstance(check_miou, int) or check_miou < 1):
+        raise ValueError(f"check_miou must be a positive number of images, got {check_miou!r}")
     backbone = backbone or config.get("model", {}).get("backbone")
     mode = get_backbone_spec(backbone).preprocessing if backbone else None
     if with_preprocessing and mode is None:
@@ -199,8 +254,20 @@ def export_run(
     if config.get("classes"):
         metadata.update(classes=config["classes"].get("names"), class_colors=config["classes"].get("colors"))
     if output is None:
-        output = model_file.parent / ("model.onnx" if format == "onnx" else "saved_model")
-    return export_model(
+        names = {"onnx": "model.onnx", "savedmodel": "saved_model"}
+        output = model_file.parent / names.get(format, f"model-{quantize}.tflite" if quantize else "model.tflite")
+    representative = None
+    if format == "litert":
+        if input_size is None:
+            input_size = _litert_default_size(loaded or _load(model_file), config)
+        if quantize == "int8":
+            from .litert import representative_inputs
+            from .preprocessing import get_preprocessing
+
+            inside = with_preprocessing  # the export takes 0..255 pixels: calibrate on pixels
+            preprocess = None if inside else get_preprocessing(config["model"]["backbone"])
+            representative = representative_inputs(config, representative_images, input_size, preprocess)
+    result = export_model(
         model_file,
         output,
         format,
@@ -209,8 +276,38 @@ def export_run(
         preprocessing=mode if with_preprocessing else None,
         metadata=metadata,
         opset=opset,
+        quantize=quantize,
+        representative_data=representative,
         check=check,
         overwrite=overwrite,
+    )
+    if check_miou:
+        from .litert import evaluate_litert
+
+        result.val_miou = evaluate_litert(result.path, model_file, split="val", limit=check_miou)
+    return result
+
+
+def _load(model_file: Path):
+    from .runs import load_model
+
+    return load_model(model_file)
+
+
+def _litert_default_size(model, config: Mapping) -> tuple[int, int] | None:
+    """A LiteRT export's (height, width) when none is given: the model's fixed size, else the run's training crop;
+    else a clear error (LiteRT needs fixed sizes)."""
+    height, width = model.input_shape[1:3]
+    if height is not None and width is not None:
+        return (height, width)  # the model's own
+    crop = config.get("train", {}).get("crop") if config else None
+    if crop:
+        return (crop, crop) if isinstance(crop, int) else (int(crop[0]), int(crop[1]))
+    scale = config.get("train", {}).get("scale", 1.0) if config else 1.0
+    hint = f" (this run trained on images scaled by {scale}: their size at that scale)" if scale != 1.0 else ""
+    raise ExportError(
+        "a LiteRT export needs a fixed input size and this model takes any size: give --input-size HEIGHT WIDTH "
+        f"(input_size=(height, width)), e.g. the size of the images it will see{hint}"
     )
 
 
@@ -224,6 +321,11 @@ def _run_config_and_model(path: str | Path) -> tuple[dict, Path]:
     return runs.load_run_config(path)
 
 
+def _size_bytes(path: Path) -> int:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files)
+
+
 def _remove(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path)
@@ -233,13 +335,16 @@ def _remove(path: Path) -> None:
 
 def _made_here(path: Path) -> bool:
     """True for an export of this package: a SavedModel folder with its marker (or, from before markers, with
-    segmentation_models.json beside saved_model.pb), or an ONNX file whose producer is this package."""
+    segmentation_models.json beside saved_model.pb), or an ONNX or LiteRT file whose producer is this package."""
+    from .litert import is_litert_file, read_metadata
     from .runs import EXPORT_MARKER
 
     if path.is_dir():
         return (path / EXPORT_MARKER).is_file() or (
             (path / "segmentation_models.json").is_file() and (path / "saved_model.pb").is_file()
         )
+    if is_litert_file(path):
+        return str((read_metadata(path) or {}).get("producer", "")).startswith("segmentation_models")
     try:
         import onnx
 
@@ -280,6 +385,26 @@ def _signature_shape(model, input_size, batch_size) -> tuple:
                 )
         height, width = int(input_size[0]), int(input_size[1])
     return (batch_size, height, width, channels)
+
+
+def _litert_shape(shape: tuple) -> tuple:
+    """LiteRT runs fixed shapes: batch 1 unless given; a dynamic height or width is an error."""
+    if shape[1] is None or shape[2] is None:
+        raise ExportError(
+            "a LiteRT export needs a fixed input size and this model takes any size: give input_size=(height, "
+            "width) (--input-size HEIGHT WIDTH)"
+        )
+    return (shape[0] or 1, *shape[1:])
+
+
+def _representative(data, shape: tuple) -> np.ndarray:
+    data = np.asarray(data, "float32")
+    if data.ndim != 4 or list(data.shape[1:]) != list(shape[1:]) or len(data) == 0:
+        raise ExportError(
+            f"representative_data must be (n, {shape[1]}, {shape[2]}, {shape[3]}) inputs at the export's size, "
+            f"got {data.shape}"
+        )
+    return data
 
 
 def _mask_output_only(model):
@@ -369,28 +494,27 @@ def _metadata(model, shape, output_name, preprocessing, extra) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- conversion
-def _convert(model, model_file: Path | None, out: Path, format: str, shape: tuple, opset: int | None) -> str:
-    """Write the export; returns the converter used."""
+def _convert(
+    model, model_file: Path | None, out: Path, format: str, shape: tuple, opset: int | None, litert: dict
+) -> str:
+    """Write the export; returns the converter used. ``litert``: output_name, quantize, representative."""
     import keras
 
     backend = keras.backend.backend()
     has_tensorflow = _tensorflow_installed()
-    if format == "savedmodel" and not has_tensorflow:
-        raise ExportError("a SavedModel export needs TensorFlow: pip install tensorflow")
+    if format in ("savedmodel", "litert") and not has_tensorflow:
+        raise ExportError(f"a {format} export needs TensorFlow: pip install tensorflow")
+    tool = {"onnx": " (tf2onnx)", "savedmodel": "", "litert": " (TFLiteConverter)"}[format]
     if backend == "tensorflow":
-        _keras_export(model, out, format, shape, opset)
-        return "tensorflow (tf2onnx)" if format == "onnx" else "tensorflow"
+        _keras_export(model, out, format, shape, opset, litert)
+        return f"tensorflow{tool}"
     if has_tensorflow:
         with tempfile.TemporaryDirectory(prefix="sm-export-") as tmp:
             if model_file is None:
                 model_file = Path(tmp) / "model.keras"
                 model.save(model_file)
-            _export_in_tensorflow(model_file, out, format, shape, opset)
-        return (
-            f"tensorflow subprocess (tf2onnx), from {backend}"
-            if format == "onnx"
-            else f"tensorflow subprocess, from {backend}"
-        )
+            _export_in_tensorflow(model_file, out, format, shape, opset, litert, Path(tmp))
+        return f"tensorflow subprocess{tool}, from {backend}"
     if None in shape[1:3] and backend == "torch":
         raise ExportError(
             "without TensorFlow, ONNX export runs on Keras' torch exporter, which needs a fixed height and width: "
@@ -411,9 +535,12 @@ def _tensorflow_installed() -> bool:
     return importlib.util.find_spec("tensorflow") is not None
 
 
-def _keras_export(model, out: Path, format: str, shape: tuple, opset: int | None) -> None:
+def _keras_export(model, out: Path, format: str, shape: tuple, opset: int | None, litert: dict | None = None) -> None:
     import keras
 
+    if format == "litert":
+        _litert_export(model, out, shape, **litert)
+        return
     signature = [keras.InputSpec(shape=shape, dtype="float32", name=INPUT_NAME)]
     with warnings.catch_warnings():
         # Keras' tf2onnx patch probes np.object (a FutureWarning on NumPy 2); tf2onnx logs every unused node.
@@ -425,8 +552,45 @@ def _keras_export(model, out: Path, format: str, shape: tuple, opset: int | None
             model.export(str(out), format="tf_saved_model", input_signature=signature, verbose=False)
 
 
-def _export_in_tensorflow(model_file: Path, out: Path, format: str, shape: tuple, opset: int | None) -> None:
+def _litert_export(
+    model, out: Path, shape: tuple, output_name: str, quantize: str | None, representative: np.ndarray | None
+) -> None:
+    """TensorFlow's TFLiteConverter on a SavedModel of ``model`` (the route Keras' own LiteRT export takes, which
+    freezes every variable), with the output named and builtin operators only."""
+    import keras
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="sm-litert-") as tmp:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serve",
+            lambda image: {output_name: model(image, training=False)},
+            input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)],
+        )
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        # builtins only (no Select TF ops): the file runs on every LiteRT runtime without the Flex delegate
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            # float32 input and output stay (the same interface as the float exports); int8 inside
+            converter.representative_dataset = lambda: ([x[None]] for x in representative)
+        out.write_bytes(converter.convert())
+
+
+def _export_in_tensorflow(
+    model_file: Path, out: Path, format: str, shape: tuple, opset: int | None, litert: dict, tmp: Path
+) -> None:
     spec = {"model": str(model_file), "out": str(out), "format": format, "shape": list(shape), "opset": opset}
+    if format == "litert":
+        spec["litert"] = {**litert, "representative": None}
+        if litert.get("representative") is not None:
+            spec["litert"]["representative"] = str(tmp / "representative.npy")
+            np.save(spec["litert"]["representative"], litert["representative"])
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
         [sys.executable, "-m", "segmentation_models.export", json.dumps(spec)], env=env, capture_output=True, text=True
@@ -440,8 +604,11 @@ def _main(spec: dict) -> None:
     """Entry point of the TensorFlow subprocess."""
     from .runs import load_model
 
+    litert = spec.get("litert")
+    if litert and litert["representative"]:
+        litert["representative"] = np.load(litert["representative"])
     _keras_export(
-        load_model(Path(spec["model"])), Path(spec["out"]), spec["format"], tuple(spec["shape"]), spec["opset"]
+        load_model(Path(spec["model"])), Path(spec["out"]), spec["format"], tuple(spec["shape"]), spec["opset"], litert
     )
 
 
@@ -478,8 +645,11 @@ def _rename(graph, old: str, new: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------- check
-def _check(model, out: Path, format: str, shape: tuple, preprocessing: str | None) -> tuple[float, list]:
-    """Run the export and the model on one random batch; returns (max |difference|, shape checked)."""
+def _check(
+    model, out: Path, format: str, shape: tuple, preprocessing: str | None, exact: bool = True
+) -> tuple[float, list, float]:
+    """Run the export and the model on one random batch; returns (max |difference|, shape checked, share of pixels
+    with the same most probable class). ``exact=False`` (a quantized export): only finite values are required."""
     import keras
 
     from .preprocessing import preprocess_input
@@ -495,13 +665,14 @@ def _check(model, out: Path, format: str, shape: tuple, preprocessing: str | Non
         raise ExportError(f"the export gives outputs of shape {got.shape}, the model {expected.shape}")
     diff = float(np.max(np.abs(got - expected)))
     atol, rtol = TOLERANCE
-    limit = atol + rtol * float(np.max(np.abs(expected)))
+    limit = atol + rtol * float(np.max(np.abs(expected))) if exact else np.inf
     if not np.isfinite(diff) or diff > limit:
         raise ExportError(
             f"the export does not compute what the model computes: max |difference| {diff:.3g} > "
             f"{limit:.3g} on a random {list(pixels.shape)} batch"
         )
-    return diff, list(pixels.shape)
+    agreement = float(np.mean(got.argmax(-1) == expected.argmax(-1))) if got.shape[-1] > 1 else None
+    return diff, list(pixels.shape), None if agreement is None else round(agreement, 6)
 
 
 def _run_export(out: Path, format: str, x: np.ndarray) -> np.ndarray:
@@ -514,6 +685,10 @@ def _run_export(out: Path, format: str, x: np.ndarray) -> np.ndarray:
             ) from err
         session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
         return np.asarray(session.run(None, {INPUT_NAME: x})[0], "float32")
+    if format == "litert":
+        from .litert import LiteRTModel
+
+        return LiteRTModel(out)(x)
     import tensorflow as tf
 
     served = tf.saved_model.load(str(out)).signatures["serving_default"]
