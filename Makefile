@@ -44,7 +44,16 @@ $(SMP_STAMP): $(STAMP)
 	    segmentation-models-pytorch==0.6.0 timm==1.0.31 huggingface_hub==0.26.5 tqdm
 	touch $@
 
-bench-env: $(ORACLE_STAMP) $(SMP_STAMP)
+# MONAI (its sliding_window_inference is benchmarks/sliding_windows.py's peer) in .bench/monai, put on sys.path by
+# that script only; its core needs torch and numpy, both in the venv.
+MONAI_DIR := .bench/monai
+MONAI_STAMP := $(MONAI_DIR)/.installed
+
+$(MONAI_STAMP): $(STAMP)
+	$(PY) -m pip install -q --no-deps --target $(MONAI_DIR) monai==1.6.1
+	touch $@
+
+bench-env: $(ORACLE_STAMP) $(SMP_STAMP) $(MONAI_STAMP)
 
 demo: $(STAMP)
 	$(PY) -m segmentation_models demo

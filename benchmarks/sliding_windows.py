@@ -105,10 +105,11 @@ def worker_monai(args) -> dict:
         return {
             "skipped": f"MONAI runs on torch: this run's backend is {keras.backend.backend()} (KERAS_BACKEND=torch)"
         }
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / ".bench" / "monai"))  # `make bench-env`
     try:
         from monai.inferers import sliding_window_inference
     except ImportError:
-        return {"skipped": "MONAI is not installed (pip install monai): its contender is left out"}
+        return {"skipped": "MONAI is not installed (`make bench-env` puts it in .bench/monai): contender left out"}
     import torch
 
     model, image = _model(args), _image(args.size)

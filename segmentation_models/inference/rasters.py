@@ -68,7 +68,13 @@ class Raster:
     """An image on disk read by row bands: ``shape`` (height, width), ``read_rows(y0, y1)`` -> uint8 RGB rows,
     ``geotags`` (tifffile ``extratags`` of a GeoTIFF input, else empty). A context manager."""
 
-    def __init__(self, path: Path, shape: tuple[int, int], read: Callable[[int, int], np.ndarray], close=None):
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, int],
+        read: Callable[[int, int], np.ndarray],
+        close: Callable[[], None] | None = None,
+    ) -> None:
         self.path, self.shape, self._read, self._close = path, shape, read, close
         self.geotags: list[tuple] = []
 

@@ -146,7 +146,7 @@ def iter_rows(
     batch_size: int = 4,
     padding: str = "reflect",
     preprocessing: Callable | None = None,
-    progress=None,
+    progress: keras.utils.Progbar | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Blended probabilities of an image, in order, as (y0, y1, rows (y1 - y0, width, classes) float32).
 
