@@ -17,6 +17,7 @@ import tifffile
 from PIL import Image
 
 import segmentation_models as sm
+from benchmarks.sliding_windows import MEASURED_CLI  # the command line, reporting its own peak RSS
 from segmentation_models.inference import predict_large_image, predict_sliding
 
 from conftest import BACKEND, ON_TF, ROOT
@@ -336,19 +337,6 @@ def test_predict_and_evaluate_take_tta(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse's usage error
         main(["evaluate", str(run), "--data", str(data), "--tta", "rot45"])
     assert "invalid choice: 'rot45'" in capsys.readouterr().err
-
-
-# `python -m segmentation_models ARGS` that writes its own peak RSS (VmHWM) to a file when it exits. The child's
-# rusage ru_maxrss would not do: exec records the forking parent's (pytest's) high-water mark in it.
-MEASURED_CLI = """
-import atexit, os, runpy, sys
-def peak():
-    with open("/proc/self/status") as f, open(os.environ["SM_PEAK_RSS_FILE"], "w") as out:
-        out.write(next(line.split()[1] for line in f if line.startswith("VmHWM:")))
-atexit.register(peak)
-sys.argv = ["segmentation-models", *sys.argv[1:]]
-runpy.run_module("segmentation_models", run_name="__main__")
-"""
 
 
 def _rss_run(args: list[str], log: Path) -> tuple[int, float, float]:
