@@ -503,7 +503,8 @@ def _convert(
     backend = keras.backend.backend()
     has_tensorflow = _tensorflow_installed()
     if format in ("savedmodel", "litert") and not has_tensorflow:
-        raise ExportError(f"a {format} export needs TensorFlow: pip install tensorflow")
+        shown = {"savedmodel": "SavedModel", "litert": "LiteRT"}[format]
+        raise ExportError(f"a {shown} export needs TensorFlow: pip install tensorflow")
     tool = {"onnx": " (tf2onnx)", "savedmodel": "", "litert": " (TFLiteConverter)"}[format]
     if backend == "tensorflow":
         _keras_export(model, out, format, shape, opset, litert)
