@@ -131,12 +131,14 @@ def predict(
     colors = config["classes"]["colors"]
     names = config["classes"]["names"]
     scale = config["train"].get("scale", 1.0)
+    # streamed images: each window is augmented (the wrapper); whole images: each image before padding
+    window_model = tta_model(model, tta) if augmented and any(streamed) else model
     bar = keras.utils.Progbar(len(files), unit_name="image") if verbose else None
     written = []
     for k, (path, stem, big) in enumerate(zip(files, stems, streamed)):
         if big:
             entry = _predict_streamed(
-                tta_model(model, tta) if augmented else model,  # the windows are augmented one by one
+                window_model,
                 path,
                 out / f"{stem}_mask.tif",
                 tile,
