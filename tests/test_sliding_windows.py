@@ -17,10 +17,12 @@ import tifffile
 from PIL import Image
 
 import segmentation_models as sm
-from benchmarks.sliding_windows import MEASURED_CLI  # the command line, reporting its own peak RSS
 from segmentation_models.inference import predict_large_image, predict_sliding
 
 from conftest import BACKEND, ON_TF, ROOT
+
+sys.path.insert(0, str(ROOT))
+from benchmarks.sliding_windows import MEASURED_CLI  # noqa: E402  (the command line, reporting its own peak RSS)
 
 tf_only = pytest.mark.skipif(not ON_TF, reason="file and command-line checks run on the TensorFlow pass only")
 CLASSES = ["background", "disc", "square"]
