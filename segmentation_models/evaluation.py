@@ -142,17 +142,11 @@ def evaluate(
     tta: test-time augmentation (``"hflip"``, ``"flips"``, ``"d4"`` or a list of transforms; None: none)."""
     import keras
 
-    from .inference import predict_probabilities
-    from .inference.tta import resolve_transforms
-    from .inference.windows import check_tile, check_window_options
+    from .inference import check_inference_options, predict_probabilities
     from .plots import plot_confusion
     from .preprocessing import get_preprocessing
 
-    if tile is not None:
-        check_tile(tile)
-    check_window_options(overlap, blend, 1, "reflect")
-    if tta is not None:
-        resolve_transforms(tta)
+    check_inference_options(tile, overlap, blend, tta)
 
     config, model_file = runs.load_run_config(model_path)
     ds = open_eval_set(config, data, images, masks, split, skip_bad)
@@ -208,7 +202,7 @@ def evaluate(
         "skipped": bad,
         "ignore_index": ds.mask_format.ignore_index,
         "seconds": round(time.time() - started, 1),
-        "inference": {**windows, "tta": tta} if tile is not None else {"tile": None, "tta": tta},
+        "inference": {**windows, "tta": tta},
         **scores,
         "class_names": ds.class_names,
         "confusion_matrix": matrix.tolist(),

@@ -104,16 +104,12 @@ def predict(
     import keras
 
     from .data import DataError, read_image
-    from .inference import predict_probabilities
-    from .inference.tta import resolve_transforms, tta_model
-    from .inference.windows import check_tile, check_window_options
+    from .inference import check_inference_options, predict_probabilities
+    from .inference.tta import tta_model
     from .plots import overlay, save_mask_png, save_rgb_png
     from .preprocessing import get_preprocessing
 
-    if tile is not None:
-        check_tile(tile)
-    check_window_options(overlap, blend, 1, "reflect")
-    augmented = tta is not None and resolve_transforms(tta) != ("identity",)
+    augmented = check_inference_options(tile, overlap, blend, tta)
     config, model_file = runs.load_run_config(model_path)
     files = collect_inputs(inputs)
     out = Path(output) if output else model_file.parent / "predictions"
@@ -133,6 +129,7 @@ def predict(
     scale = config["train"].get("scale", 1.0)
     # streamed images: each window is augmented (the wrapper); whole images: each image before padding
     window_model = tta_model(model, tta) if augmented and any(streamed) else model
+    windows = dict(tile=tile, overlap=overlap, blend=blend)
     bar = keras.utils.Progbar(len(files), unit_name="image") if verbose else None
     written = []
     for k, (path, stem, big) in enumerate(zip(files, stems, streamed)):
@@ -161,7 +158,6 @@ def predict(
                 raise
             print(f"warning: skipped: {err}")
             continue
-        windows = dict(tile=tile, overlap=overlap, blend=blend)
         probs = predict_probabilities(model, [image], preprocessing, scale, tta=tta, **windows)
         mask = probs[0].argmax(-1).astype("uint8")
         mask_path, overlay_path = out / f"{stem}_mask.png", out / f"{stem}_overlay.png"

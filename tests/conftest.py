@@ -223,6 +223,28 @@ HEAVIEST_FIRST = {
 }
 
 
+def export_unet(input_shape=(None, None, 3), **kwargs):
+    """A small Unet with BatchNormalization statistics away from (0, 1), for export checks."""
+    import numpy as np
+
+    import segmentation_models as sm
+
+    kwargs = {
+        "classes": 3,
+        "activation": "softmax",
+        "encoder_weights": None,
+        "decoder_filters": (16, 8, 8, 8, 8),
+        **kwargs,
+    }
+    model = sm.Unet("resnet18", input_shape=input_shape, **kwargs)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # BN statistics away from (0, 1), so inference-mode BN is exercised
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, layer.moving_variance.shape).astype("float32"))
+    return model
+
+
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(HEAVIEST_FIRST.get(BACKEND, ()))}
     order = {id(item): i for i, item in enumerate(items)}

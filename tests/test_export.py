@@ -12,7 +12,7 @@ import segmentation_models as sm
 from segmentation_models import export as sm_export
 from segmentation_models.export import ExportError, export_model
 
-from conftest import BACKEND, ON_TF
+from conftest import BACKEND, ON_TF, export_unet
 
 onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx (the dev extra installs it)")
 onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export checks need onnxruntime")
@@ -20,23 +20,6 @@ needs_tf2onnx = pytest.mark.skipif(
     importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf2onnx") is None,
     reason="the ONNX route of this package runs on TensorFlow with tf2onnx",
 )
-
-
-def _tiny_unet(input_shape=(None, None, 3), **kwargs):
-    kwargs = {
-        "classes": 3,
-        "activation": "softmax",
-        "encoder_weights": None,
-        "decoder_filters": (16, 8, 8, 8, 8),
-        **kwargs,
-    }
-    model = sm.Unet("resnet18", input_shape=input_shape, **kwargs)
-    rng = np.random.default_rng(0)
-    for layer in model.layers:  # BN statistics away from (0, 1), so inference-mode BN is exercised
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, layer.moving_variance.shape).astype("float32"))
-    return model
 
 
 def _onnx_run(path, x):
@@ -49,7 +32,7 @@ def _onnx_run(path, x):
 def test_onnx_export_keeps_batch_and_size_dynamic_and_matches_the_model(tmp_path, monkeypatch):
     """The TensorFlow route on every backend (a subprocess off TensorFlow): names, dynamic dims, metadata, and
     the same outputs at a size and batch other than the one checked at export."""
-    model = _tiny_unet()
+    model = export_unet()
     result = export_model(model, tmp_path / "unet.onnx", metadata={"classes": ["a", "b", "c"]})
     assert result.converter.startswith("tensorflow")
     assert ("subprocess" in result.converter) == (not ON_TF)
@@ -85,7 +68,7 @@ def test_onnx_export_keeps_batch_and_size_dynamic_and_matches_the_model(tmp_path
 @needs_tf2onnx
 @pytest.mark.skipif(not ON_TF, reason="the same conversion as the test above; one backend suffices")
 def test_onnx_export_with_preprocessing_takes_pixels_and_fixes_sizes(tmp_path):
-    model = _tiny_unet(classes=1, activation="sigmoid")
+    model = export_unet(classes=1, activation="sigmoid")
     result = export_model(model, tmp_path / "m.onnx", input_size=(64, 96), batch_size=1, preprocessing="caffe")
     assert result.input_shape == [1, 64, 96, 3] and result.checked_shape == [1, 64, 96, 3]
     pixels = np.random.default_rng(2).uniform(0, 255, (1, 64, 96, 3)).astype("float32")
@@ -103,7 +86,7 @@ def test_onnx_export_with_preprocessing_takes_pixels_and_fixes_sizes(tmp_path):
 def test_a_mixed_precision_model_is_exported_in_float32(tmp_path):
     keras.config.set_dtype_policy("mixed_float16")
     try:
-        model = _tiny_unet()
+        model = export_unet()
     finally:
         keras.config.set_dtype_policy("float32")
     float32 = sm_export._float32(model)
@@ -140,7 +123,7 @@ def test_savedmodel_export_serves_the_mask_of_a_model_with_an_auxiliary_head(tmp
 @pytest.mark.skipif(BACKEND != "torch", reason="the fallback without TensorFlow is Keras' torch exporter")
 def test_without_tensorflow_torch_exports_fixed_sizes(tmp_path, monkeypatch):
     monkeypatch.setattr(sm_export, "_tensorflow_installed", lambda: False)
-    model = _tiny_unet()
+    model = export_unet()
     with pytest.raises(ExportError, match="needs a fixed height and width.*--input-size"):
         export_model(model, tmp_path / "m.onnx")
     with pytest.raises(ExportError, match="SavedModel export needs TensorFlow"):
@@ -152,7 +135,7 @@ def test_without_tensorflow_torch_exports_fixed_sizes(tmp_path, monkeypatch):
 
 
 def test_bad_arguments_fail_before_any_conversion(tmp_path):
-    fixed = _tiny_unet(input_shape=(64, 64, 3))
+    fixed = export_unet(input_shape=(64, 64, 3))
     with pytest.raises(ExportError, match="built for 64x64 inputs.*input_shape=\\(None, None, 3\\)"):
         export_model(fixed, tmp_path / "m.onnx", input_size=(128, 128))
     with pytest.raises(ExportError, match="unknown export format 'tflite'"):

@@ -17,7 +17,7 @@ from segmentation_models.cli import main
 from segmentation_models.export import ExportError, export_model
 from segmentation_models.litert import LiteRTModel, read_metadata
 
-from conftest import ON_TF
+from conftest import ON_TF, export_unet
 
 needs_tf = pytest.mark.skipif(
     not ON_TF or importlib.util.find_spec("tensorflow") is None,
@@ -27,20 +27,7 @@ CLASSES = ["background", "disc", "square"]
 
 
 def _tiny_unet(input_shape=(64, 64, 3)):
-    model = sm.Unet(
-        "resnet18",
-        input_shape=input_shape,
-        classes=3,
-        activation="softmax",
-        encoder_weights=None,
-        decoder_filters=(8, 8, 8, 8, 8),
-    )
-    rng = np.random.default_rng(0)
-    for layer in model.layers:  # BN statistics away from (0, 1), so inference-mode BN is exercised
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, layer.moving_variance.shape).astype("float32"))
-    return model
+    return export_unet(input_shape)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ __all__ = [
     "BYTES_PER_PIXEL",
     "MEMORY_BUDGET",
     "max_whole_pixels",
+    "check_inference_options",
     "tile_starts",
     "blend_weights",
     "predict_tiled",
@@ -54,6 +55,20 @@ def max_whole_pixels(budget: int | None = None) -> int:
     except (ValueError, OSError, AttributeError):  # not a POSIX system: the fixed budget
         pass
     return max(STRIDE * STRIDE, int(budget // BYTES_PER_PIXEL))
+
+
+def check_inference_options(
+    tile: int | tuple[int, int] | None, overlap: float, blend: str, tta: str | Sequence[str] | None
+) -> bool:
+    """Validate the options `predict_probabilities` takes (ValueError naming the bad one); whether ``tta``
+    augments (anything but None, ``"none"`` or the identity alone)."""
+    from .tta import resolve_transforms
+    from .windows import check_tile, check_window_options
+
+    if tile is not None:
+        check_tile(tile)
+    check_window_options(overlap, blend, 1, "reflect")
+    return tta is not None and resolve_transforms(tta) != ("identity",)
 
 
 def predict_probabilities(
