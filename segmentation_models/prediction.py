@@ -201,6 +201,7 @@ def _predict_streamed(
             colors=config["classes"]["colors"],
             scale=scale,
             verbose=verbose,
+            overwrite=True,  # predict's own folder, checked by runs.prepare_output_folder
         )
     except DataError as err:
         if not skip_bad:

@@ -200,6 +200,11 @@ def test_streaming_equals_sliding_windows_in_memory(tmp_path, source):
         predict_large_image(model, path, tmp_path / "mask.png", tile=256, preprocessing=_scaled, batch_size=3)
         with Image.open(tmp_path / "mask.png") as png:
             np.testing.assert_array_equal(np.asarray(png), expected)
+        with pytest.raises(FileExistsError, match="overwrite=True"):  # a file the user has is kept
+            predict_large_image(model, path, out, tile=256, preprocessing=_scaled)
+        with pytest.raises(ValueError, match="is the source image"):
+            predict_large_image(model, path, path, tile=256, overwrite=True)
+        assert tifffile.imread(path).shape == (700, 1000, 3)
 
 
 @tf_only

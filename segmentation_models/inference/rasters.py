@@ -365,6 +365,7 @@ def predict_large_image(
     colors: Sequence[Sequence[int]] | None = None,
     scale: float = 1.0,
     verbose: bool = False,
+    overwrite: bool = False,
 ) -> dict:
     """Predict an image file by sliding windows into a class-index mask file, never holding the image's
     probabilities: a band of windows at a time, only the float sums of rows later windows still touch are kept
@@ -377,6 +378,8 @@ def predict_large_image(
     tile, overlap, blend, batch_size, padding, preprocessing, model: as `predict_sliding` (0..255 values in).
     scale: predict the image resized by this factor (a run's training scale), band by band (area interpolation
         when shrinking); the mask is resized back to the image's size by nearest neighbour.
+
+    overwrite: replace an existing ``destination`` (never the source image itself).
 
     Returns {"shape": (height, width), "class_pixels": pixels of each class index, "path": destination}.
     """
@@ -391,6 +394,11 @@ def predict_large_image(
         raise ValueError(f"destination must be a .tif, .tiff or .png file, got {destination.name!r}")
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 64:
         raise ValueError(f"scale must be a positive number (a resize factor, 1 = as is), got {scale!r}")
+    if destination.exists():
+        if destination.resolve() == Path(source).resolve():
+            raise ValueError(f"destination {destination} is the source image: give another file name for the mask")
+        if not overwrite:
+            raise FileExistsError(f"{destination} exists: give another file name, or overwrite=True to replace it")
     counts = np.zeros(256, "int64")
     with open_raster(source) as raster:
         h, w = raster.shape
