@@ -106,61 +106,101 @@ def run_fresh_python(script: str, cwd: Path, timeout: int = 600, env_extra: dict
 
 
 class _ReloadChecker:
-    """Collects saved `.keras` models; reloads them all in one fresh process at session end."""
+    """Reloads saved `.keras` models in one fresh process that runs beside the tests.
+
+    Each `add` hands a model to that process at once (a line on its stdin), so the reloading overlaps the tests
+    instead of running at session end, when the other worker may already be idle (it took 90 s at the end of the
+    TensorFlow pass). `verify` closes its input, waits for it, and checks every model was reloaded equal.
+    """
+
+    SCRIPT = """
+        import json, sys
+        import numpy as np
+        import keras
+        import segmentation_models  # noqa: F401  (registers the package's Keras objects)
+        results = open(sys.argv[1], "a")
+        for line in sys.stdin:
+            model_path, xp, yp, label = json.loads(line)
+            m = keras.saving.load_model(model_path, safe_mode=True)
+            segmentation_models.accel.adopt(m)  # the package's model again, on its kernels as when saved
+            x = np.load(xp)
+            # as tests/helpers.py::forward: JAX compiles the whole model, the others call it eagerly
+            got = m.predict_on_batch(x) if keras.backend.backend() == "jax" else m(x, training=False)
+            got = got if isinstance(got, (list, tuple)) else [got]
+            stored = np.load(yp)
+            want = [stored[f"arr_{k}"] for k in range(len(stored.files))]
+            err = max(float(np.abs(keras.ops.convert_to_numpy(g) - w).max()) for g, w in zip(got, want))
+            err = err if len(got) == len(want) else float("inf")
+            results.write(json.dumps([label, err]) + "\\n")
+            results.flush()
+            del m
+            keras.backend.clear_session()
+        """
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.items: list[tuple[str, str, str, str]] = []
+        self.labels: list[str] = []
+        self.process: subprocess.Popen | None = None
+
+    def _start(self) -> subprocess.Popen:
+        env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=str(ROOT))
+        self.log = open(self.folder / "reload.log", "w")  # closed in verify
+        return subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(self.SCRIPT), str(self.folder / "results.jsonl")],
+            cwd=str(self.folder),
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     def add(self, model_path: Path, x, expected, label: str) -> None:
+        import json
+
         import numpy as np
 
-        i = len(self.items)
+        i = len(self.labels)
         xp, yp = self.folder / f"x{i}.npy", self.folder / f"y{i}.npz"
         np.save(xp, x)
         # several outputs (e.g. mask and auxiliary labels) are stored in order
         np.savez(yp, *(expected if isinstance(expected, (list, tuple)) else [expected]))
-        self.items.append((str(model_path), str(xp), str(yp), label))
+        self.labels.append(label)
+        if self.process is None:
+            self.process = self._start()
+        try:
+            self.process.stdin.write(json.dumps([str(model_path), str(xp), str(yp), label]) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:  # the reloading process died: verify reports its output
+            pass
 
     def verify(self) -> None:
         import json
 
-        if not self.items:
+        if self.process is None:
             return
-        manifest = self.folder / "manifest.json"
-        manifest.write_text(json.dumps(self.items))
-        out = run_fresh_python(
-            f"""
-            import json, sys
-            import numpy as np
-            import keras
-            import segmentation_models  # noqa: F401  (registers the package's Keras objects)
-            bad = []
-            for model_path, xp, yp, label in json.load(open({str(manifest)!r})):
-                m = keras.saving.load_model(model_path, safe_mode=True)
-                segmentation_models.accel.adopt(m)  # the package's model again, on its kernels as when saved
-                x = np.load(xp)
-                # as tests/helpers.py::forward: JAX compiles the whole model, the others call it eagerly
-                got = m.predict_on_batch(x) if keras.backend.backend() == "jax" else m(x, training=False)
-                got = got if isinstance(got, (list, tuple)) else [got]
-                stored = np.load(yp)
-                want = [stored[f"arr_{{k}}"] for k in range(len(stored.files))]
-                err = max(float(np.abs(keras.ops.convert_to_numpy(g) - w).max()) for g, w in zip(got, want))
-                err = err if len(got) == len(want) else float("inf")
-                if not err <= 1e-6:
-                    bad.append((label, err))
-            print(json.dumps({{"checked": len(json.load(open({str(manifest)!r}))), "bad": bad}}))
-            """,
-            cwd=self.folder,
+        try:
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = self.process.wait(timeout=900)
+        self.log.close()
+        output = (self.folder / "reload.log").read_text()[-5000:]
+        results_file = self.folder / "results.jsonl"
+        lines = results_file.read_text().splitlines() if results_file.exists() else []
+        results = [json.loads(line) for line in lines]
+        assert code == 0 and len(results) == len(self.labels), (
+            f"fresh-process reload stopped after {len(results)} of {len(self.labels)} models:\n{output}"
         )
-        result = json.loads(out.strip().splitlines()[-1])
-        assert not result["bad"], f"fresh-process reload differs: {result['bad']}"
+        bad = [(label, err) for label, err in results if not err <= 1e-6]
+        assert not bad, f"fresh-process reload differs: {bad}"
 
 
 @pytest.fixture(scope="session")
 def reload_checker(tmp_path_factory):
-    """Session fixture: `check_model` hands it saved models; at the end one fresh process reloads them all
-    (safe_mode on, no custom_objects, only keras and segmentation_models imported) and compares predictions."""
+    """Session fixture: `check_model` hands it saved models, which one fresh process beside the tests reloads
+    (safe_mode on, no custom_objects, only keras and segmentation_models imported) and compares; checked at the
+    end of the session."""
     checker = _ReloadChecker(tmp_path_factory.mktemp("fresh_reload"))
     yield checker
     checker.verify()
