@@ -207,12 +207,12 @@ def load_hub_backbone(
     keras_hub = import_keras_hub()
     config = dict(info.config)
     key = _size_key(config)
-    channels = tuple(config.get(key) or (None, None, 3))[-1]
+    original = tuple(info.config.get(key) or (None, None, 3))
     static = info.static_size if static is None else static
-    config[key] = tuple(image_size) + (channels,) if static else (None, None, channels)
-    if info.family == "DINOV2Backbone":
-        config.setdefault("position_embedding_shape", tuple(info.config.get(key) or (518, 518, 3)))
-    resized = config[key] != tuple(info.config.get(key) or (None, None, channels))
+    config[key] = tuple(image_size) + original[-1:] if static else (None, None) + original[-1:]
+    resized = tuple(config[key]) != original
+    if info.family == "DINOV2Backbone" and resized:
+        return _resized_dinov2(info, config, weights)
     if isinstance(info.source, str):
         overrides = {key: config[key]} if resized else {}
         return keras_hub.models.Backbone.from_preset(info.source, load_weights=weights, **overrides)
@@ -230,6 +230,47 @@ def load_hub_backbone(
                 f"({info.image_size[0]}, {info.image_size[1]}, C) or smaller (padded inside), or encoder_weights=None."
             ) from error
     return rebuilt
+
+
+def _copy_weights(source, target, skip: Sequence[str] = ()) -> None:
+    """Assign ``source``'s variables to ``target``'s, matched by order (the same architecture: DINOv2 prefixes its
+    layer names with the backbone's name only when one is given, so paths may differ)."""
+    for s, t in zip(source.weights, target.weights, strict=True):
+        if not any(t.path.endswith(name) for name in skip):
+            t.assign(s)
+
+
+def _resized_dinov2(info: HubInfo, config: dict, weights: bool):
+    """keras-hub's DINOv2 for another input size. It keeps its position embeddings at the pretraining size and
+    trains a copy interpolated to the input size, which saving interpolates back: not exactly, so a trained model
+    would not reload as it was. Here the embeddings are interpolated once and the new size becomes the
+    pretraining size: saving and loading then interpolate nothing."""
+    keras_hub = import_keras_hub()
+    cls = keras_hub.models.DINOV2Backbone
+    size = tuple(config["image_shape"])
+    target = cls.from_config({**config, "position_embedding_shape": size})
+    if not weights:
+        return target
+    if isinstance(info.source, str):  # keras-hub interpolates the preset's embeddings to the size on loading
+        source = cls.from_preset(info.source, load_weights=True, image_shape=size)
+    else:
+        source = cls.from_config(config)
+        _copy_weights(info.source, source, skip=("interpolated_position_embeddings",))
+        emb = source.embeddings
+        emb.interpolated_position_embeddings.assign(
+            emb._interpolate_position_embeddings(
+                emb.position_embeddings,
+                patch_size=emb.patch_size,
+                source_shape=emb.position_embedding_shape,
+                target_shape=emb.image_shape,
+                antialias=emb.antialias_in_interpolation,
+            )
+        )
+    _copy_weights(source, target, skip=("position_embeddings",))  # both position embeddings, set below
+    interpolated = source.embeddings.interpolated_position_embeddings
+    target.embeddings.position_embeddings.assign(interpolated)
+    target.embeddings.interpolated_position_embeddings.assign(interpolated)
+    return target
 
 
 def _image_input(backbone) -> keras.KerasTensor:
