@@ -211,7 +211,9 @@ def load_hub_backbone(
     static = info.static_size if static is None else static
     config[key] = tuple(image_size) + original[-1:] if static else (None, None) + original[-1:]
     resized = tuple(config[key]) != original
-    if info.family == "DINOV2Backbone" and resized:
+    if info.family == "DINOV2Backbone" and (
+        resized or tuple(config.get("position_embedding_shape") or ()) != config[key]
+    ):
         return _resized_dinov2(info, config, weights)
     if isinstance(info.source, str):
         overrides = {key: config[key]} if resized else {}
@@ -345,6 +347,17 @@ class HubFeatures(keras.layers.Layer):
         w = None if w is None else w // self.patch_size
         maps = [(b, h, w, s.shape[-1]) for s in specs]
         return maps + ([(b, self.prefix_tokens, s.shape[-1]) for s in specs] if self.prefix_tokens else [])
+
+    def save_own_variables(self, store):
+        # keras-hub's DINOv2 trains a copy of its position embeddings and writes it back into the saved ones only
+        # when the *signed* sum of the change exceeds epsilon (keras-hub 0.32): a trained model could reload with
+        # its initial embeddings. Both have one size here (see _resized_dinov2): keep them equal. Keras saves a
+        # layer's own variables before its children's.
+        emb = getattr(self.backbone, "embeddings", None)
+        trained = getattr(emb, "interpolated_position_embeddings", None)
+        if trained is not None and tuple(trained.shape) == tuple(emb.position_embeddings.shape):
+            emb.position_embeddings.assign(trained)
+        super().save_own_variables(store)
 
     def get_config(self):
         return {
