@@ -22,10 +22,15 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 from keras import ops
+
+if TYPE_CHECKING:  # the registry imports this module lazily
+    from .registry import BackboneSpec
 
 __all__ = [
     "HUB_PREFIX",
@@ -62,7 +67,7 @@ STATIC_SIZE_FAMILIES = ("MiTBackbone",) + TOKEN_FAMILIES
 SQUARE_FAMILIES = ("DINOV2Backbone",)  # keras-hub's DINOv2 refuses other inputs
 
 
-def import_keras_hub():
+def import_keras_hub() -> ModuleType:
     """keras_hub, or an ImportError that names the extra to install."""
     try:
         import keras_hub
@@ -199,17 +204,22 @@ def _hub_info(name: object) -> HubInfo:
 
 
 def load_hub_backbone(
-    info: HubInfo, image_size: tuple[int | None, int | None], weights: bool, static: bool | None = None
-):
+    info: HubInfo,
+    image_size: tuple[int | None, int | None],
+    weights: bool,
+    static: bool | None = None,
+    channels: int | None = None,
+) -> keras.Model:
     """The keras-hub backbone for inputs of ``image_size`` (H, W): the preset's or the instance's weights when
     ``weights``, else randomly initialised. Families with a static size (or all with ``static``) are rebuilt for it,
-    the others for any size."""
+    the others for any size. ``channels``: the input's, where it differs from the backbone's (random weights only)."""
     keras_hub = import_keras_hub()
     config = dict(info.config)
     key = _size_key(config)
     original = tuple(info.config.get(key) or (None, None, 3))
     static = info.static_size if static is None else static
-    config[key] = tuple(image_size) + original[-1:] if static else (None, None) + original[-1:]
+    depth = (channels or original[-1],)
+    config[key] = tuple(image_size) + depth if static else (None, None) + depth
     resized = tuple(config[key]) != original
     if info.family == "DINOV2Backbone" and (
         resized or tuple(config.get("position_embedding_shape") or ()) != config[key]
@@ -269,7 +279,8 @@ def _resized_dinov2(info: HubInfo, config: dict, weights: bool):
             )
         )
     _copy_weights(source, target, skip=("position_embeddings",))  # both position embeddings, set below
-    interpolated = source.embeddings.interpolated_position_embeddings
+    # as numpy: one backend array in two variables would be donated twice by a JAX train step
+    interpolated = ops.convert_to_numpy(source.embeddings.interpolated_position_embeddings)
     target.embeddings.position_embeddings.assign(interpolated)
     target.embeddings.interpolated_position_embeddings.assign(interpolated)
     return target
@@ -314,7 +325,9 @@ class HubFeatures(keras.layers.Layer):
     do not all round-trip their configs); ``from_config`` imports keras-hub first.
     """
 
-    def __init__(self, backbone, kind: str = "pyramid", patch_size: int = 0, prefix_tokens: int = 0, **kwargs):
+    def __init__(
+        self, backbone: keras.Model, kind: str = "pyramid", patch_size: int = 0, prefix_tokens: int = 0, **kwargs
+    ):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.kind = kind
@@ -348,7 +361,7 @@ class HubFeatures(keras.layers.Layer):
         maps = [(b, h, w, s.shape[-1]) for s in specs]
         return maps + ([(b, self.prefix_tokens, s.shape[-1]) for s in specs] if self.prefix_tokens else [])
 
-    def save_own_variables(self, store):
+    def save_own_variables(self, store: dict) -> None:
         # keras-hub's DINOv2 trains a copy of its position embeddings and writes it back into the saved ones only
         # when the *signed* sum of the change exceeds epsilon (keras-hub 0.32): a trained model could reload with
         # its initial embeddings. Both have one size here (see _resized_dinov2): keep them equal. Keras saves a
@@ -356,7 +369,7 @@ class HubFeatures(keras.layers.Layer):
         emb = getattr(self.backbone, "embeddings", None)
         trained = getattr(emb, "interpolated_position_embeddings", None)
         if trained is not None and tuple(trained.shape) == tuple(emb.position_embeddings.shape):
-            emb.position_embeddings.assign(trained)
+            emb.position_embeddings.assign(ops.convert_to_numpy(trained))  # a copy (see _resized_dinov2)
         super().save_own_variables(store)
 
     def get_config(self):
@@ -387,7 +400,15 @@ def build_hub_features(
             f"{_display(info.source)} ({info.family}) needs a fixed input size: give input_shape=(H, W, C) "
             f"(e.g. {info.image_size[0] or 224}, {info.image_size[1] or 224}, 3)."
         )
-    backbone = load_hub_backbone(info, size, weights)
+    channels = int(inputs.shape[-1])
+    configured = tuple(info.config.get(_size_key(info.config)) or (None, None, 3))[-1]
+    if weights and configured is not None and channels != configured:
+        raise ValueError(
+            f"{_display(info.source)} takes {configured}-channel images and its weights cannot be adapted to "
+            f"{channels} channel(s): give input_shape=(H, W, {configured}), or encoder_weights=None (random weights "
+            "for any channel count)."
+        )
+    backbone = load_hub_backbone(info, size, weights, channels=channels)
     layer = HubFeatures(
         backbone,
         kind=_kind(info.family),
@@ -420,7 +441,7 @@ def _pyramid(info: HubInfo) -> tuple[list[int], list[int]]:
 _SPECS: dict[object, object] = {}
 
 
-def hub_spec(name: object):
+def hub_spec(name: object) -> BackboneSpec:
     """The `BackboneSpec` of a keras-hub backbone (cached per name; per instance while it lives)."""
     from .registry import BackboneSpec
 

@@ -145,7 +145,9 @@ model = sm.DPT("hub:dinov2_small", input_shape=(224, 224, 3), classes=3)  # plai
   DINOv2 any size (its position embeddings are interpolated once, when the model is built).
 - **Preprocessing**: `sm.get_preprocessing("hub:<preset>")` applies the preset's image converter's scale and
   offset (its resizing is left out: the models take any size); it is the `torch` or `tf` mode where they match.
-  Presets without an image converter (a bare `save_to_preset` of a backbone) get none.
+  Presets without an image converter (a bare `save_to_preset` of a backbone) and Backbone instances get none
+  (apply the preset's `keras_hub.layers.ImageConverter` yourself, without its resizing).
+- **Channels**: preset weights are for the preset's channel count (3); `encoder_weights=None` builds for any.
 - **Offline**: a preset downloaded once stays in keras-hub's cache (Kaggle: `KAGGLEHUB_CACHE`, default
   `~/.cache/kagglehub`; Hugging Face `hf://` handles: `HF_HOME`) and loads from there without a network; or save it
   to a folder (`keras_hub.models.Backbone.from_preset(name).save_to_preset(folder)`, and the image converter's
