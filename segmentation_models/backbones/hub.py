@@ -49,15 +49,20 @@ HUB_EXTRA = "segmentation-models-keras[hub]"
 
 # The keras-hub image families that work as encoders (checked on keras-hub 0.32 by tests/test_hub.py), for the
 # docs and `segmentation-models backbones`: {keras-hub class: (kind, strides, architectures)}.
-PYRAMID_ARCHITECTURES = "Unet, FPN, Linknet, PSPNet, Unet++, MAnet, PAN, DeepLabV3, DeepLabV3+, UPerNet, SegFormer"
+ALL_ARCHITECTURES = "all 12"
+NO_STRIDE2 = "all but Linknet, Unet++ and FPN's 1.0.1 style (no stride-2 map; `FPN(pyramid_style='smp')` works)"
 HUB_FAMILIES: dict[str, tuple[str, str, str]] = {
-    "ResNetBackbone": ("pyramid", "4-32", PYRAMID_ARCHITECTURES + ", DPT"),
-    "CSPNetBackbone": ("pyramid", "4-32", PYRAMID_ARCHITECTURES + ", DPT"),
-    "DenseNetBackbone": ("pyramid", "4-32", PYRAMID_ARCHITECTURES + ", DPT"),
-    "EfficientNetBackbone": ("pyramid", "2-32", PYRAMID_ARCHITECTURES + ", DPT"),
-    "MiTBackbone": ("pyramid (fixed input size)", "4-32", PYRAMID_ARCHITECTURES + ", DPT"),
-    "ViTBackbone": ("tokens (fixed input size)", "patch size", "DPT"),
-    "DINOV2Backbone": ("tokens (square input)", "patch size", "DPT"),
+    "ResNetBackbone": ("pyramid", "4-32", NO_STRIDE2),
+    "CSPNetBackbone": (
+        "pyramid",
+        "2-32 (stem stride 1) or 4-32",
+        ALL_ARCHITECTURES + " with a stride-2 map, else " + NO_STRIDE2,
+    ),
+    "DenseNetBackbone": ("pyramid", "4-32", NO_STRIDE2),
+    "EfficientNetBackbone": ("pyramid", "2-32", ALL_ARCHITECTURES),
+    "MiTBackbone": ("pyramid, fixed input size", "4-32", NO_STRIDE2),
+    "ViTBackbone": ("tokens, fixed input size", "patch size", "DPT"),
+    "DINOV2Backbone": ("tokens, square (padded inside)", "patch size", "DPT"),
     "DINOV3Backbone": ("tokens", "patch size", "DPT"),
 }
 TOKEN_FAMILIES = ("ViTBackbone", "DINOV2Backbone", "DINOV3Backbone")
