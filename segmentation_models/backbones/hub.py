@@ -12,8 +12,8 @@ Two kinds of keras-hub backbones serve as encoders:
   transformer block are reshaped to maps (the prefix tokens, class and register tokens, kept apart) for DPT.
 
 The backbone runs inside one registered layer, `HubFeatures`, whose ``from_config`` imports keras-hub before
-deserialising it: a saved model reloads without ``custom_objects`` on every Keras version (Keras >= 3.10 would also
-import keras-hub's modules by itself, older ones do not).
+deserialising it: a saved model reloads without ``custom_objects`` on every supported Keras (recent Keras imports
+keras-hub's modules by itself when a config names them; Keras 3.8 does not).
 """
 
 from __future__ import annotations
