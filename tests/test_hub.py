@@ -149,8 +149,9 @@ def test_instance_weights_and_preprocessing(tmp_path):
     backbone = PYRAMIDS["resnet"]()
     model = sm.Unet(backbone, input_shape=(64, 64, 3), encoder_weights="imagenet")
     assert model.get_layer("hub_features").backbone is backbone  # its own weights
-    fresh = sm.Unet(backbone, input_shape=(64, 64, 3), encoder_weights=None)
+    fresh = sm.Unet(backbone, input_shape=(64, 64, 3), encoder_weights=None, encoder_freeze=True)
     assert fresh.get_layer("hub_features").backbone is not backbone
+    assert not fresh.get_layer("hub_features").trainable  # frozen as a whole (its BatchNorms too)
     # the preset's image converter: ImageNet mean/std is the `torch` mode; another scale/offset is applied as is
     x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     for folder, options, mode in (
