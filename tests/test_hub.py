@@ -261,3 +261,22 @@ def test_cli_takes_hub_backbones(presets, capsys):
     assert main(["backbones"]) == 0
     out = capsys.readouterr().out
     assert "keras-hub backbones" in out and "DINOV2Backbone" in out and "MiTBackbone" in out
+
+
+@pytest.mark.skipif(not ON_TF, reason="build-only count, backend independent: TensorFlow only")
+def test_dpt_decoder_matches_smp_parameter_count():
+    """Decoder and head of a DPT on a patch-16 ViT (width 32, readout 'cat') have SMP 0.6's trainable parameter
+    count: 74,651, counted from segmentation_models_pytorch's DPTDecoder(encoder_out_channels=(32,) * 4,
+    encoder_output_strides=(16,) * 4, intermediate_channels=(8, 16, 24, 32), fusion_channels=16) and
+    DPTSegmentationHead(16, 3) (.bench/smp, 2026-12-07)."""
+    vit = M.ViTBackbone(image_shape=(64, 64, 3), patch_size=16, num_layers=4, num_heads=2, hidden_dim=32, mlp_dim=32)
+    model = sm.DPT(
+        vit,
+        input_shape=(64, 64, 3),
+        classes=3,
+        encoder_weights=None,
+        decoder_intermediate_channels=(8, 16, 24, 32),
+        decoder_fusion_channels=16,
+    )
+    decoder = [layer for layer in model.layers if layer.name != "hub_features"]
+    assert sum(int(np.prod(w.shape)) for layer in decoder for w in layer.trainable_weights) == 74_651
