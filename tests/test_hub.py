@@ -57,6 +57,17 @@ PYRAMIDS = {
         stackwise_block_types=["v1"] * 7,
         min_depth=8,
     ),
+    "hgnetv2": lambda: M.HGNetV2Backbone(
+        depths=[1, 1, 1, 1],
+        embedding_size=8,
+        hidden_sizes=[16, 16, 32, 32],
+        stem_channels=[3, 8, 8],
+        hidden_act="relu",
+        use_learnable_affine_block=False,
+        stackwise_stage_filters=[(8, 8, 16, 1, 1, 3), (16, 8, 16, 1, 1, 3), (16, 8, 32, 1, 1, 3), (32, 8, 32, 1, 1, 3)],
+        apply_downsample=[False, True, True, True],
+        use_lightweight_conv_block=[False] * 4,
+    ),
     "mit": lambda: M.MiTBackbone(
         layerwise_depths=[1, 1, 1, 1],
         num_layers=4,

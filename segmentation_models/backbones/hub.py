@@ -6,8 +6,9 @@ backbone is used: ``import keras_hub`` takes seconds and imports TensorFlow on e
 
 Two kinds of keras-hub backbones serve as encoders:
 
-- **pyramid** backbones (ResNet, CSPNet, DenseNet, EfficientNet, MiT): their ``pyramid_outputs`` ``P<n>`` are the
-  feature maps at stride ``2**n``; every architecture whose strides they have works with them.
+- **pyramid** backbones (ResNet, CSPNet, DenseNet, EfficientNet, MiT; HGNetV2's stage outputs): their
+  ``pyramid_outputs`` are the feature maps (strides measured on a probe build, the numbering of the keys differs
+  between families); every architecture whose strides they have works with them.
 - **token** backbones (plain ViTs: ViT, DINOv2, DINOv3): all tokens are at the patch stride; the tokens after each
   transformer block are reshaped to maps (the prefix tokens, class and register tokens, kept apart) for DPT.
 
@@ -60,6 +61,7 @@ HUB_FAMILIES: dict[str, tuple[str, str, str]] = {
     ),
     "DenseNetBackbone": ("pyramid", "4-32", NO_STRIDE2),
     "EfficientNetBackbone": ("pyramid", "2-32", ALL_ARCHITECTURES),
+    "HGNetV2Backbone": ("pyramid (its stage outputs)", "4-32", NO_STRIDE2),
     "MiTBackbone": ("pyramid, fixed input size", "4-32", NO_STRIDE2),
     "ViTBackbone": ("tokens, fixed input size", "patch size", "DPT"),
     "DINOV2Backbone": ("tokens, square (padded inside)", "patch size", "DPT"),
@@ -298,7 +300,17 @@ def _image_input(backbone) -> keras.KerasTensor:
 def _kind(family: str) -> str:
     """How `HubFeatures` taps a family: 'pyramid' (``pyramid_outputs`` P<n>), 'stages' (DINOv2/v3's ``stage<i>``
     token outputs) or 'vit' (keras-hub ViT's blocks, called one by one)."""
+    if family == "HGNetV2Backbone":
+        return "outputs"  # its model outputs are its stage maps
     return "vit" if family == "ViTBackbone" else "stages" if family in TOKEN_FAMILIES else "pyramid"
+
+
+def _maps(backbone, kind: str) -> list:
+    """A pyramid backbone's feature maps, shallowest first."""
+    if kind == "outputs":
+        return [backbone.output[name] for name in backbone.stage_names if name in backbone.output]
+    pyramid = backbone.pyramid_outputs
+    return [pyramid[key] for key in sorted(pyramid, key=lambda k: int(k[1:]))]
 
 
 def _extractor(backbone, kind: str) -> keras.Model:
@@ -314,8 +326,7 @@ def _extractor(backbone, kind: str) -> keras.Model:
     elif kind == "stages":
         outputs = [backbone.pyramid_outputs[f"stage{i + 1}"] for i in range(backbone.num_layers)]
     else:
-        pyramid = backbone.pyramid_outputs
-        outputs = [pyramid[key] for key in sorted(pyramid, key=lambda k: int(k[1:]))]
+        outputs = _maps(backbone, kind)
     return keras.Model(image, outputs, name=f"{backbone.name}_features")
 
 
@@ -425,8 +436,8 @@ def build_hub_features(
     if info.tokens:
         names = [f"hub_block{i}" for i in range(info.num_blocks)]
         names += [f"hub_prefix{i}" for i in range(info.num_blocks)] if info.prefix_tokens else []
-    else:
-        names = [f"hub_s{stride}" for stride in strides]
+    else:  # one name per stride, the deepest map there (HGNetV2's stem and first stage are both at stride 4)
+        names = [f"hub_s{s}" if s not in strides[i + 1 :] else f"hub_map{i}" for i, s in enumerate(strides)]
     named = [keras.layers.Identity(name=n)(t) for n, t in zip(names, outputs)]
     return keras.Model(inputs, named, name=f"hub_{_safe_name(backbone.name)}_encoder")
 
@@ -435,11 +446,11 @@ PROBE_SIZE = 256
 
 
 def _pyramid(info: HubInfo) -> tuple[list[int], list[int]]:
-    """(strides, channels) of a pyramid backbone's ``P<n>`` maps in key order, from a random build at a fixed size
+    """(strides, channels) of a pyramid backbone's maps (`_maps`) in their order, from a random build at a fixed size
     (the keys' numbering differs between families: MiT's P1 is at stride 4, ResNet's P2)."""
     size = info.image_size if info.static_size and None not in info.image_size else (PROBE_SIZE, PROBE_SIZE)
     probe = load_hub_backbone(info, size, weights=False, static=True)
-    maps = [probe.pyramid_outputs[k] for k in sorted(probe.pyramid_outputs, key=lambda k: int(k[1:]))]
+    maps = _maps(probe, _kind(info.family))
     return [size[0] // int(m.shape[1]) for m in maps], [int(m.shape[-1]) for m in maps]
 
 
@@ -455,6 +466,7 @@ def hub_spec(name: object) -> BackboneSpec:
     if cached is not None and (isinstance(name, str) or cached.hub.source is name):
         return cached
     info = _hub_info(name)
+    strides: list[int] = []
     if info.tokens:
         features = {info.patch_size: f"hub_block{info.num_blocks - 1}"}
         channels = {info.patch_size: int(info.config["hidden_dim"])}
@@ -462,14 +474,14 @@ def hub_spec(name: object) -> BackboneSpec:
     else:
         strides, widths = _pyramid(info)
         features = {s: f"hub_s{s}" for s in strides}
-        channels = dict(zip(strides, widths))
+        channels = dict(zip(strides, widths))  # the deepest map per stride (the later one wins)
         notes = f"feature pyramid at strides {strides}."
     source = info.source
     label = source if isinstance(source, str) else getattr(source, "name", "backbone")
     spec = BackboneSpec(
         name=f"hub_{_safe_name(os.path.basename(str(label).rstrip('/')) or str(label))}",
         family=f"keras-hub {info.family}",
-        builder=lambda inputs, weights=True: build_hub_features(info, inputs, weights, sorted(features)),
+        builder=lambda inputs, weights=True: build_hub_features(info, inputs, weights, strides),
         features=features,
         channels=channels,
         default_skips=tuple(features[s] for s in sorted(features, reverse=True)[1:]),

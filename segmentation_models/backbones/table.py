@@ -135,7 +135,8 @@ model = sm.DPT("hub:dinov2_small", input_shape=(224, 224, 3), classes=3)  # plai
 
 - **Weights** come from the preset (`encoder_weights="imagenet"` or `"preset"`) or the instance;
   `encoder_weights=None` builds the same architecture randomly initialised.
-- **Features**: pyramid families give their `pyramid_outputs` (maps at strides 2 or 4 to 32); plain ViTs (ViT, DINOv2,
+- **Features**: pyramid families give their `pyramid_outputs` (HGNetV2: its stage outputs; maps at strides 2 or 4 to
+  32, the deepest map per stride); plain ViTs (ViT, DINOv2,
   DINOv3) the tokens after each block at the patch stride, which only DPT reassembles into a pyramid. An
   architecture that needs strides a backbone lacks raises a `ValueError` that names them; FPN on a backbone
   without a stride-2 map needs `pyramid_style="smp"`; DeepLabV3/V3+ need `encoder_output_stride=32`

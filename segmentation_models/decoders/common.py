@@ -119,7 +119,8 @@ def refuse_token_backbone(spec: BackboneSpec, architecture: str = "This architec
             f"{architecture} needs a feature pyramid (maps at strides 4..32), but {spec.description!r} is a plain "
             f"ViT ({spec.hub.family}) whose tokens are all at stride {spec.hub.patch_size}: strides "
             f"{[s for s in (2, 4, 8, 16, 32) if s != spec.hub.patch_size]} are missing. Use sm.DPT with it, or a "
-            "keras-hub pyramid backbone (ResNet, CSPNet, DenseNet, EfficientNet, MiT) with the other architectures."
+            "keras-hub pyramid backbone (ResNet, CSPNet, DenseNet, EfficientNet, HGNetV2, MiT) with the other "
+            "architectures."
         )
 
 
