@@ -83,7 +83,8 @@ test-jax: $(STAMP) $(ORACLE_STAMP)
 test-torch: $(STAMP) $(ORACLE_STAMP)
 	KERAS_BACKEND=torch $(PYTEST) tests
 
-# The oldest supported Keras (pyproject: keras>=3.8) in its own small venv, on JAX: the core API tests.
+# The oldest supported Keras (pyproject: keras>=3.8) in its own small venv, on JAX: the core API tests, and that
+# keras-hub (not installed there) stays optional.
 MIN_VENV := .venv-min-keras
 MIN_STAMP := $(MIN_VENV)/.installed
 MIN_PINS := "keras==3.8.0" "jax[cpu]==0.4.38" "numpy==2.1.3" "h5py>=3.7" "pillow>=9.0" "safetensors>=0.4" "pytest>=8"
@@ -95,7 +96,8 @@ $(MIN_STAMP): Makefile
 
 test-min-keras: $(MIN_STAMP)
 	KERAS_BACKEND=jax $(JAX_TEST_ENV) PYTHONPATH=$(CURDIR) $(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider \
-	    tests/test_api_compat.py tests/test_unet.py -k "not backbone_block or (resnet18 and upsampling)"
+	    tests/test_api_compat.py tests/test_unet.py tests/test_hub_optional.py \
+	    -k "not backbone_block or (resnet18 and upsampling)"
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) .oracle .bench .cache build *.egg-info

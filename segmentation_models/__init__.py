@@ -20,7 +20,20 @@ from . import compat as _compat
 from .compat import Backbones, framework, set_framework
 from . import backbones, weights
 from .backbones import available_backbones as _available_backbones
-from .decoders import FPN, PAN, DeepLabV3, DeepLabV3Plus, Linknet, MAnet, PSPNet, SegFormer, Unet, UnetPlusPlus, UPerNet
+from .decoders import (
+    DPT,
+    FPN,
+    PAN,
+    DeepLabV3,
+    DeepLabV3Plus,
+    Linknet,
+    MAnet,
+    PSPNet,
+    SegFormer,
+    Unet,
+    UnetPlusPlus,
+    UPerNet,
+)
 from .factory import available_architectures, create_model
 from .preprocessing import get_preprocessing
 from . import inference, utils
@@ -93,4 +106,4 @@ __all__ = [
     "accel",
     "__version__",
 ]
-__all__ += ["UnetPlusPlus", "MAnet", "PAN", "DeepLabV3", "DeepLabV3Plus", "UPerNet"]
+__all__ += ["UnetPlusPlus", "MAnet", "PAN", "DeepLabV3", "DeepLabV3Plus", "UPerNet", "DPT"]

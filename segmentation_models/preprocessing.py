@@ -57,7 +57,10 @@ def get_preprocessing(name: str) -> Callable:
     """The preprocessing function of backbone ``name`` (1.0.1 API): ``f(images) -> images``."""
     from .backbones import get_backbone_spec
 
-    mode = get_backbone_spec(name).preprocessing
+    spec = get_backbone_spec(name)
+    mode = spec.preprocessing
+    if mode == "hub":  # a keras-hub preset's image converter that is none of the modes: its scale and offset
+        return _affine_preprocessing(name, spec.hub.scale, spec.hub.offset)
 
     def preprocessing(x, **kwargs):
         return preprocess_input(x, mode=mode)
@@ -65,6 +68,19 @@ def get_preprocessing(name: str) -> Callable:
     preprocessing.__name__ = f"preprocess_{name}"
     preprocessing.__doc__ = f"{name} preprocessing ({mode!r} mode); images in 0..255, channels last."
     preprocessing.mode = mode  # type: ignore[attr-defined]
+    return preprocessing
+
+
+def _affine_preprocessing(name, scale, offset) -> Callable:
+    def preprocessing(x, **kwargs):
+        on_numpy = isinstance(x, np.ndarray) or np.isscalar(x)
+        x = np.asarray(x, dtype="float32") if on_numpy else keras.ops.cast(x, "float32")
+        channels = x.shape[-1]
+        return x * _cycled(scale, channels) + _cycled(offset, channels)
+
+    preprocessing.__name__ = "preprocess_keras_hub"
+    preprocessing.__doc__ = f"{name}: its image converter's x * {scale} + {offset}; images in 0..255, channels last."
+    preprocessing.mode = "hub"  # type: ignore[attr-defined]
     return preprocessing
 
 

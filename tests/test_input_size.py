@@ -117,6 +117,7 @@ SMALL_DECODERS = {
     "DeepLabV3Plus": dict(decoder_channels=16),
     "UPerNet": dict(decoder_channels=16),
     "SegFormer": dict(decoder_segmentation_channels=16),
+    "DPT": dict(decoder_intermediate_channels=(8, 16, 16, 16), decoder_fusion_channels=8),
 }
 
 

@@ -16,6 +16,9 @@ from . import densenet, efficientnet, inception, mobilenet, resnext, senet  # no
 from . import mit  # noqa: F401
 from . import convnext, keras_apps  # noqa: F401
 
+# keras-hub backbones ("hub:<preset>"): registers the HubFeatures layer; keras-hub itself is imported only on use
+from . import hub  # noqa: F401
+
 __all__ = [
     "BackboneSpec",
     "available_backbones",

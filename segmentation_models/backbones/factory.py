@@ -53,6 +53,8 @@ class Encoder:
     @property
     def output(self):
         """The deepest feature map (the backbone's last, unless the layout taps earlier), in the model's graph."""
+        if self.spec.hub is not None:  # a keras-hub encoder model has all its maps as outputs
+            return self.layer_output(self.features[self.spec.output_stride])
         if self.image is None and self.features[self.spec.output_stride] == self.spec.features[self.spec.output_stride]:
             return self.model.output
         # A backbone built on a padded tensor is a model with a cloned input whose `output` is a copy
@@ -192,6 +194,8 @@ def build_encoder(
     check_feature_layout(feature_layout)
     spec = get_backbone_spec(backbone_name)
     options = _check_kwargs(kwargs)
+    if spec.hub is not None:
+        return _build_hub_encoder(spec, input_shape, encoder_weights, input_tensor, feature_layout, options)
     if "output_stride" in options:
         check_output_stride(options["output_stride"], spec)
     inputs = make_input(input_shape, input_tensor, spec)
@@ -199,6 +203,27 @@ def build_encoder(
     model = spec.build(inputs, **options)
     if encoder_weights is not None:
         load_encoder_weights(model, spec, encoder_weights)
+    return Encoder(model, spec, layout=feature_layout)
+
+
+HUB_WEIGHTS = ("imagenet", "preset")
+
+
+def _build_hub_encoder(spec, input_shape, encoder_weights, input_tensor, feature_layout, options) -> Encoder:
+    """A keras-hub encoder: the preset's (or the instance's) weights for ``encoder_weights`` 'imagenet'/'preset',
+    random initialisation for None."""
+    if encoder_weights is not None and encoder_weights not in HUB_WEIGHTS:
+        raise ValueError(
+            f"encoder_weights of keras-hub backbone {spec.description!r} must be 'imagenet' or 'preset' (the weights "
+            f"of the preset or instance) or None (random initialisation), got {encoder_weights!r}"
+        )
+    if options.get("output_stride", 32) != 32:
+        raise ValueError(
+            f"keras-hub backbone {spec.description!r} cannot be dilated: encoder output stride must be 32, got "
+            f"{options['output_stride']!r}"
+        )
+    inputs = make_input(input_shape, input_tensor, spec)
+    model = spec.builder(inputs, weights=encoder_weights is not None)
     return Encoder(model, spec, layout=feature_layout)
 
 

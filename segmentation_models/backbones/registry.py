@@ -52,6 +52,7 @@ class BackboneSpec:
             than 1.0.1 (EfficientNet, MobileNetV2: SMP takes each stage's output, 1.0.1 the next block's
             expansion); the SMP architectures use these (``feature_layout="smp"``). None: same as ``features``.
         smp_channels: ``{stride: channels}`` of ``smp_features``.
+        hub: a keras-hub backbone's `backbones.hub.HubInfo` (``"hub:..."`` names), None for registered backbones.
     """
 
     name: str
@@ -71,6 +72,7 @@ class BackboneSpec:
     notes: str = ""
     smp_features: Mapping[int, str] | None = None
     smp_channels: Mapping[int, int] | None = None
+    hub: object | None = None
 
     @property
     def output_stride(self) -> int:
@@ -160,7 +162,14 @@ def suggest_names(name: str, choices: Sequence[str], n: int = 5) -> list[str]:
 
 
 def get_backbone_spec(name: str) -> BackboneSpec:
-    """Return the spec of ``name`` or raise a ValueError that lists close names."""
+    """Return the spec of ``name`` or raise a ValueError that lists close names.
+
+    ``"hub:<preset>"`` names and keras-hub Backbone instances get a spec made from the keras-hub backbone (see
+    `backbones.hub`; needs the optional keras-hub)."""
+    from .hub import hub_spec, is_hub_backbone  # imports keras-hub only for such names
+
+    if is_hub_backbone(name):
+        return hub_spec(name)
     if not isinstance(name, str):
         raise ValueError(f"backbone_name must be a string such as 'resnet34', got {name!r}")
     spec = _REGISTRY.get(name) or _REGISTRY.get(name.lower())
@@ -170,7 +179,7 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         raise ValueError(
             f"Unknown backbone {name!r}.{hint} "
             f"Available backbones: {', '.join(sorted(_REGISTRY))} "
-            "(see segmentation_models.get_available_backbone_names())."
+            "(see segmentation_models.get_available_backbone_names()), or a keras-hub preset as 'hub:<preset>'."
         )
     return spec
 

@@ -117,7 +117,56 @@ def backbones_markdown(parameters: Mapping[str, int] | None = None) -> str:
     if notes:
         lines += ["", "## Family notes", ""]
         lines += [f"- **{family}**: {text}" for family, text in notes.items()]
+    lines += ["", hub_markdown().rstrip("\n")]
     return "\n".join(lines) + "\n"
+
+
+HUB_TEXT = """## keras-hub backbones
+
+keras-hub's image backbones serve as encoders too, with the optional extra
+(`pip install 'segmentation-models-keras[hub]'`; keras-hub is imported only when one is used):
+
+```python
+model = sm.Unet("hub:resnet_50_imagenet", input_shape=(256, 256, 3), classes=3)  # a keras-hub preset name
+model = sm.Unet("hub:/data/presets/my_resnet", classes=3)   # a local preset folder (backbone.save_to_preset)
+model = sm.Unet(keras_hub.models.ResNetBackbone.from_preset("resnet_50_imagenet"), classes=3)  # an instance
+model = sm.DPT("hub:dinov2_small", input_shape=(224, 224, 3), classes=3)  # plain ViTs: DPT
+```
+
+- **Weights** come from the preset (`encoder_weights="imagenet"` or `"preset"`) or the instance;
+  `encoder_weights=None` builds the same architecture randomly initialised.
+- **Features**: pyramid families give their `pyramid_outputs` (HGNetV2: its stage outputs; maps at strides 2 or 4 to
+  32, the deepest map per stride); plain ViTs (ViT, DINOv2,
+  DINOv3) the tokens after each block at the patch stride, which only DPT reassembles into a pyramid. An
+  architecture that needs strides a backbone lacks raises a `ValueError` that names them; FPN on a backbone
+  without a stride-2 map needs `pyramid_style="smp"`; DeepLabV3/V3+ need `encoder_output_stride=32`
+  (keras-hub backbones are not dilated).
+- **Fixed sizes**: MiT and the ViTs are built for the (padded) input size, so their models need a fixed
+  `input_shape`; a ViT with pretrained position embeddings takes inputs up to its preset's size (padded inside),
+  DINOv2 any size (its position embeddings are interpolated once, when the model is built).
+- **Preprocessing**: `sm.get_preprocessing("hub:<preset>")` applies the preset's image converter's scale and
+  offset (its resizing is left out: the models take any size); it is the `torch` or `tf` mode where they match.
+  Presets without an image converter (a bare `save_to_preset` of a backbone) and Backbone instances get none
+  (apply the preset's `keras_hub.layers.ImageConverter` yourself, without its resizing).
+- **Channels**: preset weights are for the preset's channel count (3); `encoder_weights=None` builds for any.
+- **Offline**: a preset downloaded once stays in keras-hub's cache (Kaggle: `KAGGLEHUB_CACHE`, default
+  `~/.cache/kagglehub`; Hugging Face `hf://` handles: `HF_HOME`) and loads from there without a network; or save it
+  to a folder (`keras_hub.models.Backbone.from_preset(name).save_to_preset(folder)`, and the image converter's
+  `save_to_preset(folder)` for its preprocessing) and use `"hub:<folder>"`.
+- **Saved models** (`.keras`) hold the keras-hub backbone's own config and reload with a plain
+  `keras.saving.load_model` after `import segmentation_models`, which imports keras-hub when the file needs it.
+
+| keras-hub class | kind | strides | architectures |
+|---|---|---|---|
+"""
+
+
+def hub_markdown() -> str:
+    """The docs section on keras-hub encoders, with the families that work (`backbones.hub.HUB_FAMILIES`)."""
+    from .hub import HUB_FAMILIES
+
+    rows = [f"| `{family}` | {kind} | {strides} | {archs} |" for family, (kind, strides, archs) in HUB_FAMILIES.items()]
+    return HUB_TEXT + "\n".join(rows) + "\n"
 
 
 def parameters_from_markdown(text: str) -> dict[str, int]:

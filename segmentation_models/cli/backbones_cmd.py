@@ -29,4 +29,9 @@ def _run(args: argparse.Namespace) -> int:
         spec = get_backbone_spec(name)
         strides = ", ".join(f"{s}:{c}" for s, c in sorted(spec.channels.items()))
         print(f"{name:20s} {spec.family:16s} {strides}")
+    from ..backbones.hub import HUB_FAMILIES
+
+    print("\nkeras-hub backbones (--backbone hub:<preset or folder>; pip install 'segmentation-models-keras[hub]'):")
+    for family, (kind, strides, architectures) in HUB_FAMILIES.items():
+        print(f"{family:20s} {kind:27s} strides {strides:10s} {architectures}")
     return 0

@@ -168,8 +168,9 @@ def config_from_args(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from ..training import train
+    from ..training.config import default_run_folder
 
-    out = Path(args.output or f"runs/{args.arch}-{args.backbone}")
+    out = Path(args.output) if args.output else default_run_folder(args.arch, args.backbone)
     config = None if args.resume else train_config_from_args(args)  # a resumed run keeps its recorded config
     if args.resume:  # train() refuses a folder without config.json
         print(f"resuming {out} with its recorded configuration (other options are ignored)")

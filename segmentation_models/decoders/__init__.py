@@ -1,6 +1,7 @@
 """Segmentation architectures: decoders on top of backbones, one module each."""
 
 from .deeplab import DeepLabV3, DeepLabV3Plus
+from .dpt import DPT
 from .fpn import FPN
 from .linknet import Linknet
 from .manet import MAnet
@@ -24,6 +25,7 @@ ARCHITECTURES = {
     "DeepLabV3Plus": DeepLabV3Plus,
     "UPerNet": UPerNet,
     "SegFormer": SegFormer,
+    "DPT": DPT,
 }
 
 __all__ = ["ARCHITECTURES", *ARCHITECTURES]

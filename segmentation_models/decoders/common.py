@@ -111,6 +111,19 @@ def min_input_size(backbone_min: int, size_multiple: int) -> int:
     return max(backbone_min, size_multiple // 2 + 1) if size_multiple > 1 else backbone_min
 
 
+def refuse_token_backbone(spec: BackboneSpec, architecture: str = "This architecture") -> None:
+    """Plain ViTs (keras-hub ViT, DINOv2, DINOv3) have all their tokens at one stride: only DPT reassembles them
+    into a pyramid."""
+    if spec.hub is not None and spec.hub.tokens:
+        raise ValueError(
+            f"{architecture} needs a feature pyramid (maps at strides 4..32), but {spec.description!r} is a plain "
+            f"ViT ({spec.hub.family}) whose tokens are all at stride {spec.hub.patch_size}: strides "
+            f"{[s for s in (2, 4, 8, 16, 32) if s != spec.hub.patch_size]} are missing. Use sm.DPT with it, or a "
+            "keras-hub pyramid backbone (ResNet, CSPNet, DenseNet, EfficientNet, HGNetV2, MiT) with the other "
+            "architectures."
+        )
+
+
 def check_arguments(
     architecture: str,
     backbone_name: str,
@@ -125,6 +138,7 @@ def check_arguments(
     ``encoder_depth``, the encoder ``output_stride`` (among ``output_strides`` and those the backbone can produce),
     the feature maps it needs and ``aux_params``. Returns the backbone's spec and the completed ``aux_params``."""
     spec = get_backbone_spec(backbone_name)
+    refuse_token_backbone(spec, architecture)
     if encoder_depth is not None:
         check_encoder_depth(spec, encoder_depth)
     if output_stride is not None:
@@ -152,6 +166,7 @@ def start(
     check_classes(classes)
     check_activation(activation)
     spec = get_backbone_spec(backbone_name)
+    refuse_token_backbone(spec)
     image = make_input(
         input_shape, kwargs.pop("input_tensor", None), spec, min_size=min_input_size(spec.min_input_size, size_multiple)
     )

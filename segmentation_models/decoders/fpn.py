@@ -102,9 +102,19 @@ def FPN(
     layout = "smp" if pyramid_style == "smp" else "1.0.1"
     encoder = start(backbone_name, input_shape, classes, activation, encoder_weights, feature_layout=layout, **kwargs)
     skips = encoder.skips(encoder_features, n=4)
-    if len(skips) != 4:
+    # SMP's pyramid uses the skips at strides 16, 8, 4 only: backbones without a stride-2 map (MiT, ConvNeXt,
+    # keras-hub ResNet) serve it
+    needed = 3 if pyramid_style == "smp" else 4
+    if len(skips) < needed:
+        hint = (
+            f" Backbone {encoder.spec.name!r} has no stride-2 map (strides {sorted(encoder.features)}): use "
+            "pyramid_style='smp', which needs strides 4-32 only."
+            if encoder_features == "default" and 2 not in encoder.features
+            else ""
+        )
         raise ValueError(
-            f"FPN needs 4 encoder_features (strides 16, 8, 4, 2, deepest first), got {len(skips)}: {encoder_features!r}"
+            f"FPN needs {needed} encoder_features (strides {', '.join(map(str, (16, 8, 4, 2)[:needed]))}, deepest "
+            f"first), got {len(skips)}: {encoder_features!r}.{hint}"
         )
     segmentation_filters = pyramid_block_filters // 2
     if pyramid_style == "smp":

@@ -8,6 +8,7 @@ A run folder's config.json holds the same configuration as a nested dict, ``{"da
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,4 +248,10 @@ class TrainConfig:
 
     def default_output(self) -> Path:
         """The run folder when none is given: ``runs/<arch>-<backbone>``."""
-        return Path(f"runs/{self.model.arch}-{self.model.backbone}")
+        return default_run_folder(self.model.arch, self.model.backbone)
+
+
+def default_run_folder(arch: str, backbone: str) -> Path:
+    """``runs/<arch>-<backbone>``, the backbone as one folder name (a keras-hub ``hub:/path/to/preset`` becomes
+    ``hub_path_to_preset``)."""
+    return Path(f"runs/{arch}-{re.sub(r'[^0-9A-Za-z_.-]+', '_', backbone).strip('_')}")
