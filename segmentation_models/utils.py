@@ -65,6 +65,8 @@ def set_trainable(model: keras.Model, recompile: bool = True, **kwargs) -> None:
     """
     for layer in model.layers:
         layer.trainable = True
+        if hasattr(layer, "set_frozen"):  # a keras-hub backbone inside one layer (backbones/hub.py)
+            layer.set_frozen(False)
     if not recompile:
         return
     if not getattr(model, "compiled", False) or model.optimizer is None:

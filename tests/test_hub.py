@@ -162,7 +162,16 @@ def test_instance_weights_and_preprocessing(tmp_path):
     assert model.get_layer("hub_features").backbone is backbone  # its own weights
     fresh = sm.Unet(backbone, input_shape=(64, 64, 3), encoder_weights=None, encoder_freeze=True)
     assert fresh.get_layer("hub_features").backbone is not backbone
-    assert not fresh.get_layer("hub_features").trainable  # frozen as a whole (its BatchNorms too)
+    frozen = fresh.get_layer("hub_features").backbone.layers
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in frozen)
+    for layer in frozen:  # as the package's own encoders: all frozen but BatchNormalization
+        assert layer.trainable == isinstance(layer, keras.layers.BatchNormalization), layer.name
+    path = tmp_path / "frozen.keras"
+    fresh.save(path)
+    reloaded = keras.saving.load_model(path).get_layer("hub_features").backbone.layers
+    assert [layer.trainable for layer in reloaded] == [layer.trainable for layer in frozen]
+    sm.utils.set_trainable(fresh, recompile=False)
+    assert all(layer.trainable for layer in frozen)
     # the preset's image converter: ImageNet mean/std is the `torch` mode; another scale/offset is applied as is
     x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     for folder, options, mode in (

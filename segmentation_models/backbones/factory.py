@@ -230,7 +230,9 @@ def _build_hub_encoder(spec, input_shape, encoder_weights, input_tensor, feature
 def freeze_encoder(model: keras.Model) -> None:
     """Freeze every layer except BatchNormalization (1.0.1's ``encoder_freeze`` behaviour)."""
     for layer in model.layers:
-        if not isinstance(layer, keras.layers.BatchNormalization):
+        if hasattr(layer, "set_frozen"):  # a keras-hub backbone inside one layer (backbones/hub.py)
+            layer.set_frozen(True)
+        elif not isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
 
 

@@ -342,7 +342,13 @@ class HubFeatures(keras.layers.Layer):
     """
 
     def __init__(
-        self, backbone: keras.Model, kind: str = "pyramid", patch_size: int = 0, prefix_tokens: int = 0, **kwargs
+        self,
+        backbone: keras.Model,
+        kind: str = "pyramid",
+        patch_size: int = 0,
+        prefix_tokens: int = 0,
+        frozen: bool = False,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.backbone = backbone
@@ -351,6 +357,22 @@ class HubFeatures(keras.layers.Layer):
         self.prefix_tokens = int(prefix_tokens)
         # shares the backbone's layers (and variables); saving visits each layer once
         self.extractor = _extractor(backbone, kind)
+        if frozen:
+            self.set_frozen(True)
+
+    def _backbone_layers(self) -> list:
+        return [layer for layer in self.backbone.layers if not isinstance(layer, keras.layers.BatchNormalization)]
+
+    def set_frozen(self, frozen: bool) -> None:
+        """``encoder_freeze`` (True): as for the package's own encoders, every layer but BatchNormalization is
+        frozen; `set_trainable` (False) unfreezes them. Each layer is set itself: TensorFlow's Keras skips
+        passing ``trainable`` on to sublayers when the outer layer already has the value."""
+        for layer in self._backbone_layers():
+            layer.trainable = not frozen
+
+    @property
+    def frozen(self) -> bool:
+        return any(not layer.trainable for layer in self._backbone_layers() if layer.weights)
 
     def build(self, input_shape):
         self.built = True  # the backbone is built already
@@ -395,6 +417,7 @@ class HubFeatures(keras.layers.Layer):
             "kind": self.kind,
             "patch_size": self.patch_size,
             "prefix_tokens": self.prefix_tokens,
+            "frozen": self.frozen,  # the backbone's config (its class's arguments) has no per-layer trainable flags
         }
 
     @classmethod
