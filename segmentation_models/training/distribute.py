@@ -92,6 +92,28 @@ class Distribution:
             return contextlib.nullcontext()
         return self.strategy.scope()
 
+    def fit_scope(self) -> contextlib.AbstractContextManager:
+        """The scope ``fit`` runs in: JAX's trainer reads the distribution of the scope it runs in; a TensorFlow
+        model keeps the strategy it was built in (its callbacks then run outside it)."""
+        return self.scope() if self.engine == "DataParallel" else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def chief_only(self) -> Iterator[None]:
+        """A block that only the chief runs (saving a model): outside the distribution, so that nothing in it
+        waits for the other processes (Keras' saving makes variables, which DataParallel would lay out over
+        every process's devices, a collective the others never join)."""
+        if self.engine != "DataParallel":
+            yield
+            return
+        import keras
+
+        current = keras.distribution.distribution()
+        keras.distribution.set_distribution(None)
+        try:
+            yield
+        finally:
+            keras.distribution.set_distribution(current)
+
     def check_batch(self, batch_size: int) -> None:
         """ValueError when the global batch does not split evenly over the replicas."""
         if batch_size % self.replicas:

@@ -8,6 +8,7 @@ completed epoch with the same optimizer state and data order.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -114,9 +115,11 @@ def _make_callbacks(
     verbose: int,
     bn_batches: int = 0,
     writes: bool = True,
+    unscoped: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> list[keras.callbacks.Callback]:
     """The run's callbacks; ``writes=False`` (the other processes of a data-parallel run): the history is kept
-    in memory and nothing is written (the chief writes the run folder)."""
+    in memory and nothing is written (the chief writes the run folder); ``unscoped``: the context the chief saves
+    models in (`Distribution.chief_only`)."""
     import keras
 
     from ..batchnorm import BatchNormRecalibration
@@ -168,7 +171,7 @@ def _make_callbacks(
             folder.mkdir(exist_ok=True)
             ckpt = folder / f"epoch_{epoch + 1:04d}.keras"
             # one write: best.keras is the same file (a hard link), in place before the checkpoint commits
-            with portable_batchnorm(self.model):
+            with portable_batchnorm(self.model), unscoped():
                 runs.atomic_save_model(self.model, ckpt, links=[out / "best.keras"] if improved else [])
             if improved:
                 self.best = value
@@ -318,9 +321,16 @@ def train(
         started = time.time()
         if initial_epoch < options.epochs:
             callbacks = _make_callbacks(
-                out, train_loader, monitor, history, verbose, options.bn_batches, writes=dist.is_chief
+                out,
+                train_loader,
+                monitor,
+                history,
+                verbose,
+                options.bn_batches,
+                writes=dist.is_chief,
+                unscoped=dist.chief_only,
             )
-            with warnings.catch_warnings(), dist.scope(), lost_process_errors(dist, out):
+            with warnings.catch_warnings(), dist.fit_scope(), lost_process_errors(dist, out):
                 # Keras' IoU metrics count in integers and warn about float sample weights; the loader's pixel
                 # weights are 0 or 1, so the cast is exact
                 warnings.filterwarnings("ignore", message="You are passing weight as `float`")
