@@ -99,7 +99,7 @@ def add_parser(sub) -> None:
         choices=DISTRIBUTE_MODES,
         default="auto",
         help="data-parallel training: auto (all local devices when there are several, or the processes of a "
-        "TF_CONFIG / KERAS_DISTRIBUTION_* cluster; default), none (one device), data-parallel (an error without "
+        "KERAS_DISTRIBUTION_* cluster (JAX); default), none (one device), data-parallel (an error without "
         "several devices or processes). TensorFlow and JAX; --batch-size is the global batch, --lr is not scaled",
     )
     d.add_argument(

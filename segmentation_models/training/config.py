@@ -150,7 +150,7 @@ class TrainingOptions:
         deterministic: deterministic kernels (slower; exact resumes).
         overlays: validation images drawn at the end.
         distribute: "auto" (data-parallel over all local devices when there are several, or over the processes
-            of a TF_CONFIG / KERAS_DISTRIBUTION_* cluster; else one device), "none" or "data-parallel" (an error
+            of a KERAS_DISTRIBUTION_* cluster (JAX); else one device), "none" or "data-parallel" (an error
             without several devices or processes). ``batch_size`` is the global batch and ``lr`` is used as
             given (not scaled with the replicas); see `segmentation_models.training.distribute`.
         sync_bn: batch-norm statistics over the global batch (TensorFlow: synchronized BatchNormalization,

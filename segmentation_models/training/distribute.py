@@ -3,8 +3,8 @@
 `setup_distribution` picks the engine for ``TrainingOptions.distribute``:
 
 - TensorFlow: ``tf.distribute.MirroredStrategy`` over the local GPUs (or over several logical CPUs, when the
-  program configured them), ``tf.distribute.MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names several
-  tasks (one process per machine; collectives time out after ``timeout`` seconds);
+  program configured them). Several workers (``TF_CONFIG``) are refused: Keras 3's ``fit`` fails under
+  ``MultiWorkerMirroredStrategy`` (tensorflow/tensorflow#72388);
 - JAX: ``keras.distribution.DataParallel`` over every device of every process; several processes join through
   ``jax.distributed.initialize`` with Keras' variables ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` (the coordinator
   first), ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and ``KERAS_DISTRIBUTION_PROCESS_ID`` (as
@@ -33,7 +33,6 @@ from .config import DISTRIBUTE_MODES
 if TYPE_CHECKING:
     import keras
 
-    from ..data import SegmentationLoader
 
 __all__ = [
     "DISTRIBUTE_MODES",
@@ -58,7 +57,7 @@ class Distribution:
     """The engine of a run and where this process stands in it.
 
     Attributes:
-        engine: "none", "MirroredStrategy", "MultiWorkerMirroredStrategy" or "DataParallel".
+        engine: "none", "MirroredStrategy" or "DataParallel".
         replicas: devices that each take an equal part of every global batch (all processes together).
         processes, process_index: the processes of the run and this one's rank (0 is the chief, which alone
             writes the run folder).
@@ -136,45 +135,6 @@ class Distribution:
             "sync_bn": self.sync_bn,
         }
 
-    def training_data(self, loader: SegmentationLoader) -> Any:
-        """What ``fit`` takes for ``loader`` (this process's part of every global batch): the loader itself, or,
-        with several TensorFlow workers, a distributed data set made from it (each worker feeds its own part;
-        Keras would otherwise give every worker the whole batch and keep its share)."""
-        if self.engine != "MultiWorkerMirroredStrategy":
-            return loader
-        import numpy as np
-        import tensorflow as tf
-
-        local_replicas = self.replicas // self.processes
-        classes = loader.dataset.num_classes
-
-        def batch(i):
-            x, y, w = loader[int(i)]
-            return x.astype(np.float32), y.astype(np.float32), w.astype(np.float32)
-
-        def per_worker(context: tf.distribute.InputContext) -> tf.data.Dataset:
-            if (context.input_pipeline_id, context.num_input_pipelines) != loader.shard:
-                raise RuntimeError(f"input pipeline {context.input_pipeline_id} is not this loader's {loader.shard}")
-            ds = tf.data.Dataset.range(len(loader)).map(
-                lambda i: tf.numpy_function(batch, [i], (tf.float32,) * 3, stateful=True),
-                num_parallel_calls=max(1, loader.workers),
-                deterministic=True,
-            )
-            ds = ds.map(
-                lambda x, y, w: (
-                    tf.ensure_shape(x, (None, None, None, 3)),
-                    tf.ensure_shape(y, (None, None, None, classes)),
-                    tf.ensure_shape(w, (None, None, None)),
-                )
-            )
-            if local_replicas > 1:  # each local replica takes a consecutive part of this worker's batch
-                ds = ds.rebatch(loader.batch_size // self.replicas)
-            options = tf.data.Options()
-            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-            return ds.with_options(options).prefetch(2)
-
-        return self.strategy.distribute_datasets_from_function(per_worker)
-
 
 def _tf_cluster() -> tuple[int, int]:
     """(tasks, this task's rank) of ``TF_CONFIG`` (chief first, then the workers); (1, 0) without one."""
@@ -224,7 +184,7 @@ def setup_distribution(mode: str = "auto", sync_bn: bool = False, timeout: float
     """The engine for ``mode`` on this backend and machine (see the module's docstring).
 
     ``auto``: data-parallel over all local devices when there is more than one, or over the processes that
-    ``TF_CONFIG`` / ``KERAS_DISTRIBUTION_*`` describe; else none. ``data-parallel``: the same, and an error when
+    ``KERAS_DISTRIBUTION_*`` describe (JAX); else none. ``data-parallel``: the same, and an error when
     there is only one device and one process. ``none``: one device. ``timeout``: seconds after which a process
     that stopped answering ends the run with `LostProcessError` instead of a hang.
     """
@@ -258,14 +218,17 @@ def setup_distribution(mode: str = "auto", sync_bn: bool = False, timeout: float
 def _tensorflow(sync_bn: bool, timeout: float) -> Distribution | None:
     import tensorflow as tf
 
-    tasks, rank = _tf_cluster()
+    tasks, _ = _tf_cluster()
     if tasks > 1:
-        # created before any other TensorFlow op (its collectives are configured at start-up); a lost worker
-        # fails the next collective after `timeout` seconds instead of blocking forever
-        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=float(timeout))
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-        return Distribution(
-            "MultiWorkerMirroredStrategy", strategy.num_replicas_in_sync, tasks, rank, sync_bn, strategy
+        # Keras 3's fit cannot run under MultiWorkerMirroredStrategy: its train step reduces every metric with
+        # strategy.reduce("MEAN", value, axis=0), which fails on the scalar metrics of several workers
+        # ("Invalid reduction dimension 0 for input with 0 dimensions", tensorflow/tensorflow#72388); checked
+        # with Keras 3.15 and TensorFlow 2.21
+        raise ValueError(
+            f"TF_CONFIG names {tasks} tasks, but several TensorFlow workers are not supported: Keras 3's fit fails "
+            "under tf.distribute.MultiWorkerMirroredStrategy (tensorflow/tensorflow#72388). Train on several "
+            "machines with KERAS_BACKEND=jax and KERAS_DISTRIBUTION_* (docs/scaling.md); on one machine, unset "
+            "TF_CONFIG: --distribute uses MirroredStrategy over its GPUs"
         )
     devices = [d.name for d in tf.config.list_logical_devices("GPU")]
     if len(devices) < 2:  # several logical CPUs exist only when the program configured them (tests, CPU hosts)

@@ -335,8 +335,8 @@ def train(
                 # weights are 0 or 1, so the cast is exact
                 warnings.filterwarnings("ignore", message="You are passing weight as `float`")
                 model.fit(
-                    dist.training_data(train_loader),
-                    validation_data=dist.training_data(val_loader),
+                    train_loader,
+                    validation_data=val_loader,
                     epochs=options.epochs,
                     initial_epoch=initial_epoch,
                     shuffle=False,
