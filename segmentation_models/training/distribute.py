@@ -314,19 +314,22 @@ def portable_batchnorm(model: keras.Model) -> Iterator[None]:
 
 @contextlib.contextmanager
 def lost_process_errors(distribution: Distribution, run_folder: os.PathLike | str) -> Iterator[None]:
-    """In a run of several processes, an engine failure (a collective that failed or timed out because a
-    process died or stopped answering) becomes one `LostProcessError` naming the run folder and ``--resume``."""
+    """In a run of several processes, an error while training (above all a collective that failed or timed out
+    because a process died or stopped answering; the engines raise several types for it) becomes one
+    `LostProcessError` naming this process, the run folder and ``--resume``."""
     if distribution.processes < 2:
         yield
         return
     try:
         yield
-    except (ValueError, KeyboardInterrupt):
+    except KeyboardInterrupt:
         raise
     except Exception as err:
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        text = str(err).strip()
+        first = text.splitlines()[0][:300] if text else ""
         raise LostProcessError(
-            f"the data-parallel run stopped: a process of the {distribution.processes} stopped or did not answer "
-            f"within the timeout ({distribution.engine}: {type(err).__name__}: {first}). The completed epochs are "
-            f"kept in {run_folder}: start every process again with --resume"
+            f"the data-parallel run stopped in process {distribution.process_index} of {distribution.processes} "
+            f"({distribution.engine}: {type(err).__name__}: {first}); a process that stopped or did not answer "
+            f"within the timeout ends the others so (see each process's log). The completed epochs are kept in "
+            f"{run_folder}: start every process again with --resume"
         ) from err
