@@ -240,6 +240,7 @@ HEAVIEST_FIRST = {
         "test_keras_applications_backbones.py",
         "test_unet.py",
         "test_fpn_linknet_pspnet.py",
+        "test_distribute.py",
         "test_segformer.py",
         "test_cli.py",
         "test_saved_models.py",
