@@ -176,11 +176,13 @@ def recalibrate_batchnorm(model: keras.Model, data: Any, steps: int = DEFAULT_ST
         outputs = probe.predict_on_batch(x)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         for k, out in enumerate(outputs):
-            mean, variance, count = np.asarray(out, "float64")[0]
-            # running sums of n, n*mean and n*(variance + mean^2): pooled statistics without cancellation issues
-            # beyond float64's
-            row = np.stack([count, count * mean, count * (variance + mean * mean)])
-            sums[k] = row if sums[k] is None else sums[k] + row
+            # one (mean, variance, count) per replica that ran a part of the batch (tf.distribute concatenates
+            # them; one device or JAX's DataParallel give one): pooled like the batches
+            for mean, variance, count in np.asarray(out, "float64"):
+                # running sums of n, n*mean and n*(variance + mean^2): pooled statistics without cancellation
+                # issues beyond float64's
+                row = np.stack([count, count * mean, count * (variance + mean * mean)])
+                sums[k] = row if sums[k] is None else sums[k] + row
         used += 1
         if verbose:
             print(f"\rbatch-norm statistics: {used}/{steps} batches", end="", flush=True)

@@ -241,6 +241,7 @@ HEAVIEST_FIRST = {
         "test_keras_applications_backbones.py",
         "test_unet.py",
         "test_fpn_linknet_pspnet.py",
+        "test_distribute.py",
         "test_segformer.py",
         "test_hub.py",  # ~60 s measured alone, cold compilation cache
         "test_cli.py",

@@ -67,7 +67,6 @@ def _fusable(layer, inputs, training, mask, in_xla_compilation) -> bool:
 
 
 _IN_XLA_COMPILATION = _xla_compilation_check()
-_EMPTY = tf.constant([], tf.float32)
 
 
 def bn_call(self, inputs, training=None, mask=None):
@@ -80,12 +79,15 @@ def bn_call(self, inputs, training=None, mask=None):
     gamma = ops.cast(self.gamma, "float32") if self.scale else tf.ones((channels,), tf.float32)
     beta = ops.cast(self.beta, "float32") if self.center else tf.zeros((channels,), tf.float32)
     if training and self.trainable:
+        # made here, not at import: an eager tensor at import would start TensorFlow's runtime before a
+        # MultiWorkerMirroredStrategy can configure its collectives
+        empty = tf.zeros((0,), tf.float32)
         y, batch_mean, batch_variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
             x=x,
             scale=gamma,
             offset=beta,
-            mean=_EMPTY,
-            variance=_EMPTY,
+            mean=empty,
+            variance=empty,
             epsilon=self.epsilon,
             exponential_avg_factor=1.0,
             data_format="NHWC",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -46,10 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from .. import accel
+    from ..training.distribute import LostProcessError
 
     try:
         with accel.process_wide() if args.command in ACCELERATED else contextlib.nullcontext():
             return int(args.func(args) or 0)
+    except LostProcessError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # the engine's exit handlers would wait for the lost process (JAX's shutdown barrier aborts the process
+        # after its heartbeat timeout): this process is the command's own, so it ends here with the message above
+        os._exit(1)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..training.config import BN_BATCHES, DataConfig, ModelConfig, TrainConfig, TrainingOptions
+from ..training.config import BN_BATCHES, DISTRIBUTE_MODES, DataConfig, ModelConfig, TrainConfig, TrainingOptions
 from .arguments import add_data_arguments, command_parser, data_config, keywords_for
 
 
@@ -93,6 +93,28 @@ def add_parser(sub) -> None:
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower; exact resumes)")
+    d = p.add_argument_group("several devices and machines (docs/scaling.md)")
+    d.add_argument(
+        "--distribute",
+        choices=DISTRIBUTE_MODES,
+        default="auto",
+        help="data-parallel training: auto (all local devices when there are several, or the processes of a "
+        "KERAS_DISTRIBUTION_* cluster (JAX); default), none (one device), data-parallel (an error without "
+        "several devices or processes). TensorFlow and JAX; --batch-size is the global batch, --lr is not scaled",
+    )
+    d.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="batch-norm statistics over the global batch (TensorFlow; default: each replica's own; JAX always "
+        "uses the global batch)",
+    )
+    d.add_argument(
+        "--distribute-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="a multi-process run ends with an error when a process does not answer for this long (default 300)",
+    )
     o = p.add_argument_group("output")
     o.add_argument("--output", default=None, help="run folder (default runs/<arch>-<backbone>)")
     o.add_argument("--resume", action="store_true", help="continue the run in --output from its last completed epoch")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from .augment import pad_to_multiple, rescale, train_augmentation
+from .augment import STRIDE, pad_to_multiple, rescale, train_augmentation
 from .datasets import SegmentationDataset
 from .io import IGNORE
 
@@ -38,6 +38,13 @@ class SegmentationLoader(keras.utils.PyDataset):
       incomplete last batches are dropped;
     - batches are padded (bottom/right, ignored) to a multiple of 32; ``crop_size`` crops training images;
     - ``max_batches`` caps the batches per epoch (the first ones of each epoch's order);
+    - ``shard=(index, count)``: data-parallel training over ``count`` processes. ``batch_size`` is the global
+      batch; batch ``i`` of every process is cut from the same global batch of the shared seeded order, and this
+      process gets its ``index``-th equal part (``batch_size / count`` samples): no sample is read twice, every
+      process runs the same number of steps, and a resumed run sees the same order. ``pad_last=N`` (the
+      replicas): the last (incomplete) batch of an evaluation loader is filled up to ``batch_size`` with weight-0
+      copies of a sample, its real samples dealt over the N parts, so that it splits evenly over devices and
+      processes while metrics count each real sample once;
     - ``workers`` threads (or processes with ``use_multiprocessing``) prepare batches while the model trains;
     - ``cache_mb``: decoded (and rescaled) samples are kept in memory up to this many megabytes, so that later
       epochs skip file decoding (the largest cost of a batch); 0 disables it. The cache lives in this process:
@@ -63,6 +70,8 @@ class SegmentationLoader(keras.utils.PyDataset):
         max_queue_size: int = 8,
         max_batches: int | None = None,
         cache_mb: float = 1024,
+        shard: tuple[int, int] = (0, 1),
+        pad_last: int = 0,
     ):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
         if batch_size < 1:
@@ -70,6 +79,14 @@ class SegmentationLoader(keras.utils.PyDataset):
         if training and len(dataset) < batch_size:
             raise ValueError(
                 f"data set {dataset.name!r} has {len(dataset)} pairs, fewer than the batch size {batch_size}"
+            )
+        index, count = shard
+        if not (isinstance(count, int) and count >= 1 and isinstance(index, int) and 0 <= index < count):
+            raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}")
+        if batch_size % count:
+            raise ValueError(
+                f"the global batch size {batch_size} does not split evenly over {count} processes: choose a "
+                f"batch size that is a multiple of {count}"
             )
         if isinstance(crop_size, int):
             crop_size = (crop_size, crop_size)
@@ -90,6 +107,16 @@ class SegmentationLoader(keras.utils.PyDataset):
         self.seed = int(seed)
         self.epoch = int(epoch)
         self.max_batches = max_batches
+        self.shard = (index, count)
+        if (
+            isinstance(pad_last, bool)
+            or not isinstance(pad_last, int)
+            or pad_last < 0
+            or (pad_last and batch_size % pad_last)
+        ):
+            raise ValueError(f"pad_last must be 0 or a number of parts that divides batch_size, got {pad_last!r}")
+        self.pad_last = pad_last
+        self._sizes: list[tuple[int, int]] | None = None  # image sizes from the headers (processes > 1)
         if not cache_mb >= 0:
             raise ValueError(f"cache_mb must be >= 0, got {cache_mb}")
         self.cache_mb = 0.0 if use_multiprocessing else float(cache_mb)
@@ -148,18 +175,64 @@ class SegmentationLoader(keras.utils.PyDataset):
         return image, mask
 
     def batch_indices(self, i: int) -> np.ndarray:
+        """The samples of global batch ``i`` (all processes together; see ``shard``)."""
         if not 0 <= i < len(self):
             raise IndexError(f"batch {i} out of range (0..{len(self) - 1})")
         return self.order()[i * self.batch_size : (i + 1) * self.batch_size]
 
     def __getitem__(self, i: int):
         epoch = self.epoch
-        return self.collate([self.load_sample(j, epoch) for j in self.batch_indices(i)])
+        indices = self.batch_indices(i)
+        filler = np.zeros(len(indices), bool)
+        if self.pad_last and len(indices) < self.batch_size:  # weight-0 fillers: an even split, metrics unchanged
+            indices, filler = self._padded(indices)
+        index, count = self.shard
+        part = len(indices) // count
+        if count > 1 and part * count != len(indices):
+            raise ValueError(
+                f"batch {i} has {len(indices)} samples, which do not split over {count} processes (pad_last=True "
+                "fills the last batch)"
+            )
+        mine = slice(index * part, (index + 1) * part) if count > 1 else slice(None)
+        # every process pads its part to the size of the whole global batch: the parts must have one shape
+        shape = self._global_shape(indices) if count > 1 else None
+        x, y, weights = self.collate([self.load_sample(j, epoch) for j in indices[mine]], shape)
+        if filler[mine].any():
+            weights[filler[mine]] = 0.0
+        return x, y, weights
 
-    def collate(self, samples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One batch ``(x, y, weights)`` from ``load_sample`` outputs: padded, preprocessed, one-hot."""
-        images = pad_to_multiple([s[0] for s in samples], 0)
-        masks = pad_to_multiple([s[1] for s in samples], IGNORE)
+    def _padded(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``indices`` filled up to the batch size with copies of the first, and which are fillers. The real
+        samples are dealt round-robin over the ``pad_last`` equal parts (replicas), so that no part holds only
+        fillers while another has real samples."""
+        parts = self.pad_last
+        per = self.batch_size // parts
+        slots = np.array([part * per + k for k in range(per) for part in range(parts)])
+        out = np.full(self.batch_size, indices[0])
+        filler = np.ones(self.batch_size, bool)
+        out[slots[: len(indices)]] = indices
+        filler[slots[: len(indices)]] = False
+        return out, filler
+
+    def _global_shape(self, indices: np.ndarray) -> tuple[int, int]:
+        """The padded (height, width) of the samples ``indices`` (a training crop, or the largest rescaled image
+        from the file headers, rounded up to a multiple of 32), without decoding them."""
+        if self.training and self.crop_size:
+            return self.crop_size
+        if self._sizes is None:
+            self._sizes = self.dataset.image_sizes()
+        rescaled = [(max(1, round(h * self.scale)), max(1, round(w * self.scale))) for h, w in self._sizes]
+        high = max(rescaled[int(j)][0] for j in indices)
+        wide = max(rescaled[int(j)][1] for j in indices)
+        return -(-high // STRIDE) * STRIDE, -(-wide // STRIDE) * STRIDE
+
+    def collate(
+        self, samples: list[tuple[np.ndarray, np.ndarray]], shape: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One batch ``(x, y, weights)`` from ``load_sample`` outputs: padded (to ``shape`` when given),
+        preprocessed, one-hot."""
+        images = pad_to_multiple([s[0] for s in samples], 0, shape=shape)
+        masks = pad_to_multiple([s[1] for s in samples], IGNORE, shape=shape)
         x = images.astype("float32")
         if self.preprocessing is not None:
             x = np.asarray(self.preprocessing(x), dtype="float32")

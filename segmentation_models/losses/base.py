@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
+import threading
 
 import keras
 
@@ -17,6 +18,20 @@ from ..metrics.base import KerasObject
 from ..metrics.functional import Tensor
 
 _PACKAGE = "segmentation_models"
+
+try:  # Keras' scaling of a replica's loss (1 / replicas under a tf.distribute strategy, else nothing)
+    from keras.src.losses.loss import (
+        scale_loss_for_distribution as _scale_for_replicas,
+        unscale_loss_for_distribution as _unscale_for_replicas,
+    )
+except ImportError:  # pragma: no cover - a Keras without it has no such scaling to match
+
+    def _scale_for_replicas(value: Tensor) -> Tensor:
+        return value
+
+    _unscale_for_replicas = _scale_for_replicas
+
+_NESTING = threading.local()  # .depth: package losses being called on this thread (a sum calls its parts)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -30,14 +45,24 @@ class Loss(KerasObject, keras.losses.Loss):
     """
 
     def __call__(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        if sample_weight is None or not _call_takes_sample_weight(type(self)):
-            return super().__call__(y_true, y_pred, sample_weight=sample_weight)
-        with keras.name_scope(self.name):
-            y_true = keras.ops.convert_to_tensor(y_true, dtype=self.dtype)
-            y_pred = keras.ops.convert_to_tensor(y_pred, dtype=self.dtype)
-            # a scalar: every Keras reduction ("sum_over_batch_size", "sum", "mean_with_sample_weight", None)
-            # leaves it as it is
-            return keras.ops.cast(self.call(y_true, y_pred, sample_weight=sample_weight), self.dtype)
+        # Under tf.distribute each replica's loss is divided by the replicas (Keras' reductions do it; the
+        # replicas' gradients are summed): the outermost package loss divides once, parts of a sum do not.
+        outermost = getattr(_NESTING, "depth", 0) == 0
+        _NESTING.depth = getattr(_NESTING, "depth", 0) + 1
+        try:
+            if sample_weight is None or not _call_takes_sample_weight(type(self)):
+                value = super().__call__(y_true, y_pred, sample_weight=sample_weight)
+                divided = self.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+                return _unscale_for_replicas(value) if divided and not outermost else value
+            with keras.name_scope(self.name):
+                y_true = keras.ops.convert_to_tensor(y_true, dtype=self.dtype)
+                y_pred = keras.ops.convert_to_tensor(y_pred, dtype=self.dtype)
+                # a scalar: every Keras reduction ("sum_over_batch_size", "sum", "mean_with_sample_weight",
+                # None) leaves it as it is
+                value = keras.ops.cast(self.call(y_true, y_pred, sample_weight=sample_weight), self.dtype)
+                return _scale_for_replicas(value) if outermost else value
+        finally:
+            _NESTING.depth -= 1
 
     def __add__(self, other: Loss) -> SumOfLosses:
         if isinstance(other, Loss):

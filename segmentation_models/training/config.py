@@ -22,6 +22,7 @@ __all__ = [
     "OPTIMIZERS",
     "PRECISIONS",
     "MASK_MODES",
+    "DISTRIBUTE_MODES",
     "DataConfig",
     "ModelConfig",
     "TrainingOptions",
@@ -33,6 +34,7 @@ SCHEDULES = ("constant", "cosine", "poly")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 MASK_MODES = ("index", "palette", "binary")
+DISTRIBUTE_MODES = ("auto", "none", "data-parallel")  # distribute.DISTRIBUTE_MODES, without importing Keras
 
 
 def _check_positive_number(name: str, value: Any) -> None:
@@ -148,6 +150,14 @@ class TrainingOptions:
         seed: seed of the model's initialisation, the data order and augmentation.
         deterministic: deterministic kernels (slower; exact resumes).
         overlays: validation images drawn at the end.
+        distribute: "auto" (data-parallel over all local devices when there are several, or over the processes
+            of a KERAS_DISTRIBUTION_* cluster (JAX); else one device), "none" or "data-parallel" (an error
+            without several devices or processes). ``batch_size`` is the global batch and ``lr`` is used as
+            given (not scaled with the replicas); see `segmentation_models.training.distribute`.
+        sync_bn: batch-norm statistics over the global batch (TensorFlow: synchronized BatchNormalization,
+            default off: each replica's own batch; JAX's data-parallel training always uses the global batch).
+        distribute_timeout: seconds after which a process that stopped answering ends a multi-process run with
+            an error instead of a hang.
     """
 
     epochs: int = 20
@@ -172,6 +182,9 @@ class TrainingOptions:
     seed: int = 0
     deterministic: bool = False
     overlays: int = 4
+    distribute: str = "auto"
+    sync_bn: bool = False
+    distribute_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         check_positive_int("epochs", self.epochs)
@@ -180,6 +193,10 @@ class TrainingOptions:
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("distribute", self.distribute, DISTRIBUTE_MODES)
+        _check_positive_number("distribute_timeout", self.distribute_timeout)
+        if not isinstance(self.sync_bn, bool):
+            raise ValueError(f"sync_bn must be True or False, got {self.sync_bn!r}")
         if isinstance(self.bn_batches, bool) or not isinstance(self.bn_batches, int) or self.bn_batches < 0:
             raise ValueError(f"bn_batches must be an integer >= 0 (0: no re-estimation), got {self.bn_batches!r}")
         _check_count("steps_per_epoch", self.steps_per_epoch, "None or 0: every batch")

@@ -8,6 +8,7 @@ completed epoch with the same optimizer state and data order.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -22,6 +23,13 @@ import numpy as np
 from .. import runs
 from ..runs import _CKPT, CHECKPOINTS, latest_checkpoint, prepare_run_folder
 from .config import DataConfig, TrainConfig, TrainingOptions
+from .distribute import (
+    Distribution,
+    lost_process_errors,
+    portable_batchnorm,
+    set_synchronized_batchnorm,
+    setup_distribution,
+)
 from .model import build_model, compile_for_training
 
 if TYPE_CHECKING:
@@ -67,8 +75,14 @@ def init_input_normalization(model: keras.Model, loader: SegmentationLoader, bat
 
 
 def input_statistics(loader: SegmentationLoader, batches: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and variance of the (preprocessed) images of the loader's first ``batches`` batches."""
-    xs = np.concatenate([loader[i][0] for i in range(min(batches, len(loader)))])
+    """Per-channel mean and variance of the (preprocessed) images of the loader's first ``batches`` batches (whole
+    global batches: every process of a data-parallel run gets the same statistics)."""
+    xs = np.concatenate(
+        [
+            loader.collate([loader.load_sample(j) for j in loader.batch_indices(i)])[0]
+            for i in range(min(batches, len(loader)))
+        ]
+    )
     return xs.mean(axis=(0, 1, 2)), xs.var(axis=(0, 1, 2))
 
 
@@ -94,8 +108,18 @@ def set_determinism(seed: int, deterministic: bool) -> None:
 
 
 def _make_callbacks(
-    out: Path, loader: SegmentationLoader, monitor: str, history: list[dict], verbose: int, bn_batches: int = 0
+    out: Path,
+    loader: SegmentationLoader,
+    monitor: str,
+    history: list[dict],
+    verbose: int,
+    bn_batches: int = 0,
+    writes: bool = True,
+    unscoped: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> list[keras.callbacks.Callback]:
+    """The run's callbacks; ``writes=False`` (the other processes of a data-parallel run): the history is kept
+    in memory and nothing is written (the chief writes the run folder); ``unscoped``: the context the chief saves
+    models in (`Distribution.chief_only`)."""
     import keras
 
     from ..batchnorm import BatchNormRecalibration
@@ -131,6 +155,8 @@ def _make_callbacks(
             row["seconds"] = round(time.time() - self.started, 2)
             del history[epoch:]
             history.append(row)
+            if not writes:
+                return
             runs.write_json(out / "history.json", history)
             runs.write_csv(out / "history.csv", history)
             try:
@@ -145,7 +171,8 @@ def _make_callbacks(
             folder.mkdir(exist_ok=True)
             ckpt = folder / f"epoch_{epoch + 1:04d}.keras"
             # one write: best.keras is the same file (a hard link), in place before the checkpoint commits
-            runs.atomic_save_model(self.model, ckpt, links=[out / "best.keras"] if improved else [])
+            with portable_batchnorm(self.model), unscoped():
+                runs.atomic_save_model(self.model, ckpt, links=[out / "best.keras"] if improved else [])
             if improved:
                 self.best = value
                 if verbose:
@@ -202,6 +229,9 @@ def train(
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     options = cfg.train
     out = Path(out) if out is not None else cfg.default_output()
+    # first: a multi-worker engine is configured before any other TensorFlow / JAX computation
+    dist = setup_distribution(options.distribute, options.sync_bn, options.distribute_timeout)
+    dist.check_batch(options.batch_size)
     set_determinism(options.seed, options.deterministic)
     keras.config.set_dtype_policy(options.precision)
     try:
@@ -230,9 +260,19 @@ def train(
             crop_size=options.crop,
             augment=options.augment,
             max_batches=options.steps_per_epoch,
+            shard=dist.shard,
             **loader_kw,
         )
-        val_loader = data.SegmentationLoader(val_set, options.batch_size, max_batches=options.val_steps, **loader_kw)
+        # each process evaluates its part of every validation batch; the engine reduces the metrics' state
+        # (confusion matrices, sums) over all replicas: data-set-level scores, the same as on one device
+        val_loader = data.SegmentationLoader(
+            val_set,
+            options.batch_size,
+            max_batches=options.val_steps,
+            shard=dist.shard,
+            pad_last=dist.replicas if dist.active else 0,
+            **loader_kw,
+        )
 
         resolved = dict(cfg.to_dict(), skip_bad=skip_bad)
         resolved["classes"] = {
@@ -248,27 +288,49 @@ def train(
             "keras": keras.__version__,
             "backend": keras.backend.backend(),
         }
+        resolved["distribution"] = dist.describe(options.batch_size, options.lr)
+        if dist.active:
+            _print_distribution(dist, options)
         history: list[dict] = []
+        if resume and not dist.is_chief and not (out / runs.CONFIG_FILE).is_file():
+            raise ValueError(
+                f"process {dist.process_index} cannot read the run folder {out}: --resume needs the run folder "
+                "on storage that every process of the run reads (the chief writes it)"
+            )
         initial_epoch, ckpt = latest_checkpoint(out) if resume else (0, None)
-        if ckpt is not None:
-            model = runs.load_model(ckpt, compile=True)
-            if (out / "history.json").is_file():
-                history = json.loads((out / "history.json").read_text())[:initial_epoch]
-            print(f"resumed from {ckpt} ({initial_epoch} completed epoch(s))")
-        else:
-            model = build_model(cfg.model, train_set.num_classes)
-            if cfg.model.encoder_weights is None:
-                init_input_normalization(model, train_loader)
-            compile_for_training(model, options, len(train_loader), train_set.num_classes)
+        with dist.scope():  # variables made in the engine's scope are mirrored / laid out over the devices
+            if ckpt is not None:
+                model = runs.load_model(ckpt, compile=True)
+                if (out / "history.json").is_file():
+                    history = json.loads((out / "history.json").read_text())[:initial_epoch]
+                print(f"resumed from {ckpt} ({initial_epoch} completed epoch(s))")
+            else:
+                model = build_model(cfg.model, train_set.num_classes)
+                if cfg.model.encoder_weights is None:
+                    init_input_normalization(model, train_loader)
+                compile_for_training(model, options, len(train_loader), train_set.num_classes)
+        set_synchronized_batchnorm(model, dist)
         monitor = "val_" + _monitor_name(options.metrics)
-        # every input is checked and the model built: only now is the run folder made (or replaced)
-        prepare_run_folder(out, resume, overwrite, _input_paths(cfg.data, train_set, val_set))
-        if not (out / runs.CONFIG_FILE).is_file():
-            runs.write_json(out / runs.CONFIG_FILE, resolved)
+        # every input is checked and the model built: only now is the run folder made (or replaced), by the
+        # chief alone
+        if dist.is_chief:
+            prepare_run_folder(out, resume, overwrite, _input_paths(cfg.data, train_set, val_set))
+            if not (out / runs.CONFIG_FILE).is_file():
+                runs.write_json(out / runs.CONFIG_FILE, resolved)
         train_loader.epoch = initial_epoch
         started = time.time()
         if initial_epoch < options.epochs:
-            with warnings.catch_warnings():
+            callbacks = _make_callbacks(
+                out,
+                train_loader,
+                monitor,
+                history,
+                verbose,
+                options.bn_batches,
+                writes=dist.is_chief,
+                unscoped=dist.chief_only,
+            )
+            with warnings.catch_warnings(), dist.fit_scope(), lost_process_errors(dist, out):
                 # Keras' IoU metrics count in integers and warn about float sample weights; the loader's pixel
                 # weights are 0 or 1, so the cast is exact
                 warnings.filterwarnings("ignore", message="You are passing weight as `float`")
@@ -279,15 +341,27 @@ def train(
                     initial_epoch=initial_epoch,
                     shuffle=False,
                     verbose=verbose,
-                    callbacks=_make_callbacks(out, train_loader, monitor, history, verbose, options.bn_batches),
+                    callbacks=callbacks,
                 )
         elapsed = time.time() - started
         if not history:
             raise RuntimeError("training produced no epoch (stopped by NaN loss?)")
+        if not dist.is_chief:
+            return {"run_folder": str(out), "epochs": len(history), "final": history[-1], "process": dist.process_index}
         summary = finish_run(out, resolved, history, val_set, preprocessing, options, monitor, elapsed)
     finally:
         keras.config.set_dtype_policy("float32")
     return summary
+
+
+def _print_distribution(dist: Distribution, options: TrainingOptions) -> None:
+    print(
+        f"data-parallel ({dist.engine}): {dist.replicas} replicas in {dist.processes} process(es), this is process "
+        f"{dist.process_index}{' (chief: writes the run folder)' if dist.is_chief else ''}; global batch "
+        f"{options.batch_size} = {options.batch_size // dist.replicas} per replica; learning rate {options.lr:g} "
+        f"(not scaled: --lr is the rate of the global batch); batch-norm statistics over "
+        f"{'the global batch' if dist.sync_bn else 'each replica'}"
+    )
 
 
 def _input_paths(dcfg: DataConfig, *datasets: SegmentationDataset) -> set:
@@ -350,6 +424,8 @@ def finish_run(
         "training_curves": str(out / "training_curves.png"),
         "pictures": pictures,
     }
+    if config.get("distribution", {}).get("engine", "none") != "none":
+        summary["distribution"] = config["distribution"]
     runs.write_json(out / "summary.json", summary)
     print("\n" + "=" * 72)
     print(
