@@ -200,6 +200,41 @@ def test_tensorflow_mirrored_over_two_cpus_trains_as_one_device(shapes, tmp_path
         assert parallel[key] == pytest.approx(single[key], rel=5e-3), key
 
 
+@on["tensorflow"]
+def test_package_losses_divide_once_by_the_replicas_under_mirrored_strategy(tmp_path):
+    """Each replica's loss is its own value over the replicas (their gradients are summed), with and without
+    sample weights, for a loss, a sum of losses (its parts are not divided again) and a multiple, as Keras' own."""
+    out = run_fresh_python(
+        _TF_TWO_CPUS
+        + """
+import json
+import numpy as np, keras
+import segmentation_models as sm
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+rng = np.random.default_rng(0)
+y = np.eye(3, dtype="float32")[rng.integers(0, 3, (2, 8, 8))]
+p = keras.ops.convert_to_numpy(keras.ops.softmax(rng.normal(size=(2, 8, 8, 3)).astype("float32")))
+w = rng.uniform(0.5, 1.5, (2, 8, 8)).astype("float32")
+losses = [sm.losses.DiceLoss(), sm.losses.CategoricalCELoss(), sm.losses.cce_dice_loss, 2 * sm.losses.JaccardLoss(),
+          keras.losses.CategoricalCrossentropy()]
+ratios = {}
+for i, loss in enumerate(losses):
+    for weights in (None, w):
+        alone = float(loss(y, p, sample_weight=weights))
+        sw = None if weights is None else tf.constant(weights)
+        run = tf.function(lambda: loss(tf.constant(y), tf.constant(p), sw))
+        per_replica = strategy.experimental_local_results(strategy.run(run))
+        ratios[f"{i} {loss.name} {weights is not None}"] = [float(v) / alone for v in per_replica]
+print(json.dumps(ratios))
+""",
+        tmp_path,
+    )
+    ratios = json.loads(out.strip().splitlines()[-1])
+    assert len(ratios) == 10
+    for name, values in ratios.items():
+        assert values == pytest.approx([0.5, 0.5], rel=1e-5), name
+
+
 # ---- two processes on 127.0.0.1 (JAX) ------------------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:

@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - a Keras without it has no such scaling
 
     _unscale_for_replicas = _scale_for_replicas
 
+_AVERAGING = ("sum_over_batch_size", "mean", "mean_with_sample_weight")  # the reductions Keras divides
 _NESTING = threading.local()  # .depth: package losses being called on this thread (a sum calls its parts)
 
 
@@ -45,22 +46,26 @@ class Loss(KerasObject, keras.losses.Loss):
     """
 
     def __call__(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        # Under tf.distribute each replica's loss is divided by the replicas (Keras' reductions do it; the
-        # replicas' gradients are summed): the outermost package loss divides once, parts of a sum do not.
+        # Under tf.distribute each replica's loss must be divided by the replicas (their gradients are summed):
+        # the outermost package loss divides once, the parts of a sum do not. Keras' reduction divides only what it
+        # averages itself: a ``call`` returns a scalar, which Keras averages only when it weights it.
         outermost = getattr(_NESTING, "depth", 0) == 0
         _NESTING.depth = getattr(_NESTING, "depth", 0) + 1
         try:
             if sample_weight is None or not _call_takes_sample_weight(type(self)):
                 value = super().__call__(y_true, y_pred, sample_weight=sample_weight)
-                divided = self.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight")
-                return _unscale_for_replicas(value) if divided and not outermost else value
-            with keras.name_scope(self.name):
-                y_true = keras.ops.convert_to_tensor(y_true, dtype=self.dtype)
-                y_pred = keras.ops.convert_to_tensor(y_pred, dtype=self.dtype)
-                # a scalar: every Keras reduction ("sum_over_batch_size", "sum", "mean_with_sample_weight",
-                # None) leaves it as it is
-                value = keras.ops.cast(self.call(y_true, y_pred, sample_weight=sample_weight), self.dtype)
-                return _scale_for_replicas(value) if outermost else value
+                divided = sample_weight is not None and self.reduction in _AVERAGING
+            else:
+                with keras.name_scope(self.name):
+                    y_true = keras.ops.convert_to_tensor(y_true, dtype=self.dtype)
+                    y_pred = keras.ops.convert_to_tensor(y_pred, dtype=self.dtype)
+                    # a scalar: every Keras reduction ("sum_over_batch_size", "sum", "mean_with_sample_weight",
+                    # None) leaves it as it is
+                    value = keras.ops.cast(self.call(y_true, y_pred, sample_weight=sample_weight), self.dtype)
+                divided = False
+            if outermost and not divided:
+                return _scale_for_replicas(value)
+            return _unscale_for_replicas(value) if divided and not outermost else value
         finally:
             _NESTING.depth -= 1
 
