@@ -98,3 +98,12 @@ def test_create_model_unknown_architecture():
         sm.create_model("unte", backbone_name="resnet18")
     model = sm.create_model("unet", backbone_name="resnet18", input_shape=(64, 64, 3), encoder_weights=None)
     assert model.output_shape == (None, 64, 64, 1)
+
+
+def test_linknet_on_a_backbone_without_stride_2_says_which_filters_to_give():
+    with pytest.raises(ValueError, match=r"gives only 3 .*decoder_filters=\(None, None, None, 32, 16\)"):
+        sm.Linknet("mit_b0", input_shape=(64, 64, 3), encoder_weights=None)
+    model = sm.Linknet(
+        "mit_b0", input_shape=(64, 64, 3), encoder_weights=None, decoder_filters=(None, None, None, 32, 16)
+    )
+    assert model.output_shape == (None, 64, 64, 1)

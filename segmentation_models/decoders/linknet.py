@@ -91,6 +91,15 @@ def Linknet(
         backbone_name, input_shape, classes, activation, encoder_weights, feature_layout=feature_layout, **kwargs
     )
     skips = encoder.skips(encoder_features, n=4)
+    if len(skips) < expected_skips and any(f is None for f in tuple(decoder_filters)[len(skips) : expected_skips]):
+        # the filters were fine for the skips asked for: the backbone has fewer (no stride-2 map, e.g. mit_b0)
+        example = tuple(decoder_filters)[: len(skips)] + (32,) * (N_DECODER_BLOCKS - 1 - len(skips)) + (16,)
+        raise ValueError(
+            f"Linknet's decoder blocks take their channels from the backbone's skip connections (None in "
+            f"decoder_filters), but backbone {encoder.spec.name!r} gives only {len(skips)} (its feature strides are "
+            f"{sorted(encoder.spec.features)}): give the channels of the blocks after them, e.g. "
+            f"decoder_filters={example}."
+        )
     filters = _check_decoder_filters(decoder_filters, min(len(skips), N_DECODER_BLOCKS))  # the backbone's skips
 
     x = center(encoder, decoder_use_batchnorm)
