@@ -139,14 +139,18 @@ def check_output_stride(
     return output_stride
 
 
-def require_strides(spec: BackboneSpec, strides: Sequence[int], architecture: str) -> None:
-    """Raise when ``spec`` lacks a feature map that ``architecture`` needs."""
+def require_strides(
+    spec: BackboneSpec,
+    strides: Sequence[int],
+    architecture: str,
+    advice: str = "use another architecture (e.g. Unet or FPN) or another backbone",
+) -> None:
+    """Raise when ``spec`` lacks a feature map that ``architecture`` needs; ``advice`` ends the message."""
     missing = [s for s in strides if s not in spec.features]
     if missing:
         raise ValueError(
             f"{architecture} needs encoder feature maps at strides {list(strides)}, but backbone "
-            f"{spec.name!r} has none at {missing} (it has {sorted(spec.features)}); "
-            f"use another architecture (e.g. Unet or FPN) or another backbone."
+            f"{spec.name!r} has none at {missing} (it has {sorted(spec.features)}); {advice}."
         )
 
 

@@ -298,10 +298,11 @@ def _image_input(backbone) -> keras.KerasTensor:
 
 
 def _kind(family: str) -> str:
-    """How `HubFeatures` taps a family: 'pyramid' (``pyramid_outputs`` P<n>), 'stages' (DINOv2/v3's ``stage<i>``
-    token outputs) or 'vit' (keras-hub ViT's blocks, called one by one)."""
+    """How `HubFeatures` taps a family: 'pyramid' (``pyramid_outputs`` P<n>), 'outputs' (HGNetV2: its model
+    outputs are its stage maps), 'stages' (DINOv2/v3's ``stage<i>`` token outputs) or 'vit' (keras-hub ViT's
+    blocks, called one by one)."""
     if family == "HGNetV2Backbone":
-        return "outputs"  # its model outputs are its stage maps
+        return "outputs"
     return "vit" if family == "ViTBackbone" else "stages" if family in TOKEN_FAMILIES else "pyramid"
 
 
@@ -533,8 +534,8 @@ def _mode_of(scale, offset) -> str:
             tuple(-m / s for m, s in zip(IMAGENET_MEAN_RGB, IMAGENET_STD_RGB)),
         ),
     }
+    s3, o3 = np.resize(np.asarray(scale), 3), np.resize(np.asarray(offset), 3)
     for mode, (s, o) in candidates.items():
-        s3, o3 = np.resize(np.asarray(scale), 3), np.resize(np.asarray(offset), 3)
         if np.allclose(s3, np.resize(s, 3), rtol=1e-4) and np.allclose(o3, np.resize(o, 3), atol=1e-4):
             return mode
     return "hub"

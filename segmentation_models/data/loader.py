@@ -190,8 +190,8 @@ class SegmentationLoader(keras.utils.PyDataset):
         part = len(indices) // count
         if count > 1 and part * count != len(indices):
             raise ValueError(
-                f"batch {i} has {len(indices)} samples, which do not split over {count} processes (pad_last=True "
-                "fills the last batch)"
+                f"batch {i} has {len(indices)} samples, which do not split over {count} processes (pad_last, the "
+                "number of replicas, fills the last batch)"
             )
         mine = slice(index * part, (index + 1) * part) if count > 1 else slice(None)
         # every process pads its part to the size of the whole global batch: the parts must have one shape

@@ -36,6 +36,7 @@ from ..validation import (
     check_classes,
     check_decoder_channels,
     check_positive_int,
+    require_strides,
 )
 from .common import aux_head, finish, start
 
@@ -268,13 +269,9 @@ def DPT(
                 f"encoder_output_indices selects ViT blocks; backbone {spec.name!r} is hierarchical (its maps at "
                 "strides 4, 8, 16, 32 are used)"
             )
-        missing = [s for s in HIERARCHICAL_STRIDES if s not in spec.features]
-        if missing:
-            raise ValueError(
-                f"DPT needs a plain ViT (keras-hub ViT, DINOv2, DINOv3 as 'hub:<preset>') or encoder maps at strides "
-                f"{list(HIERARCHICAL_STRIDES)}; backbone {spec.name!r} has none at {missing} (it has "
-                f"{sorted(spec.features)})."
-            )
+        require_strides(
+            spec, HIERARCHICAL_STRIDES, "DPT", "or a plain ViT (keras-hub ViT, DINOv2, DINOv3 as 'hub:<preset>')"
+        )
         encoder = start(
             backbone_name, input_shape, classes, activation, encoder_weights, feature_layout="smp", **kwargs
         )
